@@ -1,0 +1,1 @@
+"""Use cases: wire matrix, store and extensions together for one user."""

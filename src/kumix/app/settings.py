@@ -1,0 +1,63 @@
+"""Where Kumix keeps its state and which policy and extension roots it uses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kumix.extensions.policy import DEFAULT_POLICY
+
+ENV_DATA_DIR = "KUMIX_DATA_DIR"
+ENV_POLICY = "KUMIX_POLICY"
+ENV_EXTENSIONS_PATH = "KUMIX_EXTENSIONS_PATH"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "kumix"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    policy: str = DEFAULT_POLICY
+    extension_roots: tuple[Path, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        data_dir: str | None = None,
+        policy: str | None = None,
+        extension_roots: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Command-line values win over the environment, which wins over defaults."""
+        env = os.environ if env is None else env
+        chosen_dir = data_dir or env.get(ENV_DATA_DIR) or None
+        roots = list(extension_roots)
+        if not roots and env.get(ENV_EXTENSIONS_PATH):
+            roots = [p for p in env[ENV_EXTENSIONS_PATH].split(":") if p]
+        return cls(
+            data_dir=Path(chosen_dir).expanduser() if chosen_dir else default_data_dir(env),
+            policy=policy or env.get(ENV_POLICY) or DEFAULT_POLICY,
+            extension_roots=tuple(Path(r).expanduser() for r in roots),
+        )
+
+    @property
+    def state_db(self) -> Path:
+        return self.data_dir / "state.db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data_dir / "scratch"
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

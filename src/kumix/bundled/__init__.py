@@ -1,0 +1,1 @@
+"""First-party extensions and default policies, shipped inside the wheel."""

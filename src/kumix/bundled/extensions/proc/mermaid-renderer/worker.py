@@ -1,0 +1,1 @@
+"""Placeholder; the worker is written with the proc host."""

@@ -1,0 +1,1 @@
+"""The bundled policies: strict (default, deny-by-default) and dev."""

@@ -1,0 +1,1 @@
+"""The `kumix` command line."""

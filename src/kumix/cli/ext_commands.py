@@ -1,0 +1,133 @@
+"""`kumix ext …`: list, inspect, enable, disable, grant, validate and call extensions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kumix.app.extensions import ExtensionStatus, validate_extension_dir
+from kumix.cli import call_command
+from kumix.cli.context import CliContext
+from kumix.cli.output import emit_json, emit_table, printable
+from kumix.core.errors import InvalidManifest
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    ext = subparsers.add_parser("ext", help="list, inspect, enable and call extensions", parents=[common])
+    sub = ext.add_subparsers(dest="ext_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="every discovered extension and its state", parents=[common])
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("info", help="details of one extension", parents=[common])
+    p.add_argument("id")
+    p.set_defaults(handler=cmd_info)
+
+    p = sub.add_parser("enable", help="enable an extension the policy allows", parents=[common])
+    p.add_argument("id")
+    p.set_defaults(handler=cmd_enable)
+
+    p = sub.add_parser("disable", help="disable an extension", parents=[common])
+    p.add_argument("id")
+    p.set_defaults(handler=cmd_disable)
+
+    p = sub.add_parser(
+        "grant",
+        help="grant one capability to an external extension",
+        description="Record that you allow an external (untrusted) extension one capability. "
+        "The policy must allow it too; strict refuses an external extension until every "
+        "capability it declares is granted.",
+        parents=[common],
+    )
+    p.add_argument("id")
+    p.add_argument("capability")
+    p.set_defaults(handler=cmd_grant)
+
+    p = sub.add_parser("validate", help="check an extension directory or manifest", parents=[common])
+    p.add_argument("path", type=Path)
+    p.set_defaults(handler=cmd_validate)
+
+    call_command.register(sub, common)
+
+
+def _status_row(status: ExtensionStatus) -> list[str]:
+    manifest = status.record.manifest
+    return [
+        printable(status.id, 40),
+        manifest.kind if manifest else "?",
+        status.record.origin,
+        status.state,
+        printable(status.reason, 100),
+    ]
+
+
+def cmd_list(ctx: CliContext) -> int:
+    statuses = ctx.extensions.list()
+    if ctx.json:
+        emit_json({"policy": ctx.policy.name, "extensions": [s.to_json() for s in statuses]})
+    else:
+        emit_table([_status_row(s) for s in statuses], ["ID", "KIND", "ORIGIN", "STATE", "REASON"])
+    return 0
+
+
+def cmd_info(ctx: CliContext) -> int:
+    status = ctx.extensions.get(ctx.args.id)
+    doc = status.to_json()
+    if status.record.manifest is not None:
+        doc["manifest"] = status.record.manifest.to_json()
+    doc["stats"] = call_command.stats_for(ctx, status)
+    if ctx.json:
+        emit_json(doc)
+        return 0
+    for key in ("id", "state", "reason", "origin", "path", "name", "version", "kind"):
+        if key in doc:
+            sys.stdout.write(f"{key:>18}: {printable(str(doc[key]))}\n")
+    if status.record.manifest is not None:
+        m = status.record.manifest
+        sys.stdout.write(f"{'capabilities':>18}: {', '.join(m.capabilities) or '-'}\n")
+        if m.kind == "proc":
+            sys.stdout.write(f"{'methods':>18}: {', '.join(m.methods) or '-'}\n")
+            sys.stdout.write(f"{'timeout (ms)':>18}: {status.effective_timeout_ms}\n")
+    if status.record.external:
+        sys.stdout.write(f"{'granted':>18}: {', '.join(sorted(status.granted)) or '-'}\n")
+    if "problem" in doc:
+        sys.stdout.write(f"{'problem':>18}: {printable(str(status.record.problem), 400)}\n")
+    stats = doc["stats"]
+    if stats:
+        for key, value in stats.items():
+            sys.stdout.write(f"{key:>18}: {value}\n")
+    return 0
+
+
+def _changed(ctx: CliContext, status: ExtensionStatus, verb: str) -> int:
+    if ctx.json:
+        emit_json(status.to_json())
+    else:
+        sys.stdout.write(f"{status.id}: {verb} ({status.state})\n")
+    return 0
+
+
+def cmd_enable(ctx: CliContext) -> int:
+    return _changed(ctx, ctx.extensions.enable(ctx.args.id), "enabled")
+
+
+def cmd_disable(ctx: CliContext) -> int:
+    return _changed(ctx, ctx.extensions.disable(ctx.args.id), "disabled")
+
+
+def cmd_grant(ctx: CliContext) -> int:
+    status = ctx.extensions.grant(ctx.args.id, ctx.args.capability)
+    return _changed(ctx, status, f"granted {ctx.args.capability}")
+
+
+def cmd_validate(ctx: CliContext) -> int:
+    record = validate_extension_dir(ctx.args.path)
+    if record.manifest is None:
+        problem = record.problem
+        raise InvalidManifest(str(problem), details=problem.as_dict() if problem else None)
+    if ctx.json:
+        emit_json({"valid": True, "id": record.id, "manifest": record.manifest.to_json()})
+    else:
+        sys.stdout.write(f"{record.id}: valid {record.manifest.kind} extension {record.manifest.version}\n")
+    return 0

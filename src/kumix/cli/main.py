@@ -1,0 +1,105 @@
+"""Entry point: parse arguments, run one command, map every failure to an exit code.
+
+Exit codes: 0 success, 1 refused or failed (a typed Kumix error), 2 usage error,
+130 interrupted. No traceback reaches the user unless KUMIX_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from kumix import __version__
+from kumix.app.settings import Settings
+from kumix.cli import ext_commands, policy_commands
+from kumix.cli.context import CliContext
+from kumix.cli.output import emit_error
+from kumix.core.errors import KumixError
+
+COMMAND_MODULES: list[ModuleType] = [ext_commands, policy_commands]
+"""Each module has `register(subparsers, common)`; order is the order in --help."""
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+Handler = Callable[[CliContext], int]
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options accepted before or after the command; SUPPRESS keeps a later one from
+    overwriting an earlier one with its default."""
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("global options")
+    g.add_argument("--data-dir", default=argparse.SUPPRESS, help="state directory (env KUMIX_DATA_DIR)")
+    g.add_argument(
+        "--policy",
+        default=argparse.SUPPRESS,
+        help="dev, strict or a policy file (env KUMIX_POLICY; default strict)",
+    )
+    g.add_argument(
+        "--extensions-dir",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="extra root of external extensions, repeatable (env KUMIX_EXTENSIONS_PATH, ':'-separated)",
+    )
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="kumix",
+        description="Kumix: a Matrix client whose features come from governed extensions.",
+        epilog="Run 'kumix COMMAND --help' for the options of one command.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"kumix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    handler: Handler = args.handler
+    as_json = bool(getattr(args, "json", False))
+    try:
+        settings = Settings.resolve(
+            data_dir=getattr(args, "data_dir", None),
+            policy=getattr(args, "policy", None),
+            extension_roots=getattr(args, "extensions_dir", None) or (),
+        )
+        ctx = CliContext(args=args, settings=settings)
+        try:
+            return handler(ctx)
+        finally:
+            ctx.close()
+    except KumixError as exc:
+        emit_error(exc, as_json=as_json)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("kumix: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into a closed reader (e.g. `| head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("KUMIX_DEBUG") == "1":
+            raise
+        emit_error(KumixError(f"unexpected {type(exc).__name__}: {exc}"), as_json=as_json)
+        return EXIT_FAILED
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,86 @@
+"""`kumix policy …` and `kumix schema export`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from kumix.cli.context import CliContext
+from kumix.cli.output import emit_json, emit_table, printable
+from kumix.core.errors import BadRequest
+
+SCHEMA_FILES = ("manifest.schema.json", "policy.schema.json")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    policy = subparsers.add_parser("policy", help="show and check the active policy", parents=[common])
+    sub = policy.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    p = sub.add_parser("show", help="the active policy with every limit", parents=[common])
+    p.set_defaults(handler=cmd_show)
+    p = sub.add_parser("check", help="which extension the policy allows, and why", parents=[common])
+    p.set_defaults(handler=cmd_check)
+
+    schema = subparsers.add_parser("schema", help="JSON Schemas for manifests and policies", parents=[common])
+    sub = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
+    p = sub.add_parser("export", help="write the JSON Schema files into DIR", parents=[common])
+    p.add_argument("dir", type=Path)
+    p.set_defaults(handler=cmd_schema_export)
+
+
+def cmd_show(ctx: CliContext) -> int:
+    doc = ctx.policy.to_json()
+    doc["source"] = ctx.policy.source
+    if ctx.json:
+        emit_json(doc)
+        return 0
+    sys.stdout.write(f"policy {doc['name']} ({printable(doc['source'])})\n")
+    if doc["description"]:
+        sys.stdout.write(f"  {printable(doc['description'], 300)}\n")
+    sys.stdout.write(f"  capabilities: {', '.join(doc['capabilities']) or '(none)'}\n")
+    for section in ("proc", "ui", "net"):
+        for key, value in doc[section].items():
+            sys.stdout.write(f"  {section}.{key}: {value}\n")
+    return 0
+
+
+def cmd_check(ctx: CliContext) -> int:
+    statuses = ctx.extensions.list()
+    rows: list[dict[str, Any]] = []
+    for s in statuses:
+        allowed = s.decision.allowed if s.decision else False
+        rows.append({"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason})
+    if ctx.json:
+        emit_json({"policy": ctx.policy.name, "extensions": rows})
+    else:
+        emit_table(
+            [
+                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100)]
+                for r in rows
+            ],
+            ["ID", "ALLOWED", "WHY"],
+        )
+    return 0
+
+
+def cmd_schema_export(ctx: CliContext) -> int:
+    target: Path = ctx.args.dir
+    if target.exists() and not target.is_dir():
+        raise BadRequest(f"{target} exists and is not a directory")
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMA_FILES:
+        data = resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()
+        out = target / name
+        tmp = target / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(out)
+        written.append(str(out))
+    if ctx.json:
+        emit_json({"written": written})
+    else:
+        for path in written:
+            sys.stdout.write(f"wrote {path}\n")
+    return 0

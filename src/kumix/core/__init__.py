@@ -1,0 +1,1 @@
+"""Domain models, ports and errors. No I/O lives here."""

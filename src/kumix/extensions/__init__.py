@@ -1,0 +1,1 @@
+"""The governed extension system: manifests, policies, discovery and the hosts."""

@@ -1,0 +1,158 @@
+"""Strict, bounded reading of the JSON documents Kumix accepts from disk (manifests, policies).
+
+Hostile files must end in a typed error, never a traceback or a hang: size is capped before
+reading, bytes must be UTF-8, duplicate keys and non-finite numbers are refused (two readers
+could disagree on them), nesting depth is bounded, and no string may carry control
+characters (NUL, newlines), which would otherwise slip through regex anchors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+MAX_DOCUMENT_BYTES = 64 * 1024
+"""Manifests and policies are a few hundred bytes; 64 KiB leaves room and bounds parsing."""
+
+MAX_DEPTH = 16
+"""Neither schema nests deeper than 4; 16 refuses pathological input long before recursion."""
+
+
+@dataclass(frozen=True)
+class DocumentProblem:
+    """Where a document is wrong: file, JSON pointer (RFC 6901) and a readable reason."""
+
+    file: str
+    pointer: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": self.file, "pointer": self.pointer, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.pointer or '/'}: {self.reason}"
+
+
+class DocumentError(Exception):
+    """Raised by this module; callers turn it into their own typed Kumix error."""
+
+    def __init__(self, problem: DocumentProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def json_pointer(parts: Iterator[Any] | list[Any] | tuple[Any, ...]) -> str:
+    out = []
+    for part in parts:
+        out.append("/" + str(part).replace("~", "~0").replace("/", "~1"))
+    return "".join(out)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} is not allowed")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:64]!r}")
+        result[key] = value
+    return result
+
+
+def read_document_bytes(path: Path, *, display: str | None = None) -> bytes:
+    """Read a regular file of bounded size without following a final symlink."""
+    name = display or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise DocumentError(DocumentProblem(name, "", "file does not exist")) from None
+    except OSError as exc:
+        raise DocumentError(DocumentProblem(name, "", f"cannot open: {exc.strerror}")) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(DocumentProblem(name, "", "not a regular file"))
+        if info.st_size > MAX_DOCUMENT_BYTES:
+            raise DocumentError(
+                DocumentProblem(name, "", f"file is {info.st_size} bytes; limit is {MAX_DOCUMENT_BYTES}")
+            )
+        data = os.read(fd, MAX_DOCUMENT_BYTES + 1)
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise DocumentError(DocumentProblem(name, "", f"file exceeds {MAX_DOCUMENT_BYTES} bytes"))
+        return data
+    finally:
+        os.close(fd)
+
+
+def _check_tree(value: Any, path: list[Any], name: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise DocumentError(DocumentProblem(name, json_pointer(path), f"nested deeper than {MAX_DEPTH}"))
+    if isinstance(value, str):
+        if any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
+            raise DocumentError(
+                DocumentProblem(name, json_pointer(path), "control characters are not allowed in strings")
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_tree(key, [*path, key], name, depth + 1)
+            _check_tree(item, [*path, key], name, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_tree(item, [*path, index], name, depth + 1)
+
+
+def parse_document(data: bytes, *, display: str) -> Any:
+    """Decode strict JSON from bytes; every failure is a DocumentError naming the file."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(DocumentProblem(display, "", f"document exceeds {MAX_DOCUMENT_BYTES} bytes"))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            DocumentProblem(display, "", f"not valid UTF-8 (byte {exc.start})")
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except RecursionError:
+        raise DocumentError(DocumentProblem(display, "", "nesting is too deep")) from None
+    except json.JSONDecodeError as exc:
+        raise DocumentError(
+            DocumentProblem(display, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        ) from None
+    except ValueError as exc:
+        raise DocumentError(DocumentProblem(display, "", f"invalid JSON: {exc}")) from None
+    _check_tree(doc, [], display)
+    return doc
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files("kumix.extensions.schemas").joinpath(name).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_problem(validator: jsonschema.protocols.Validator, doc: Any, display: str) -> DocumentProblem | None:
+    """The most relevant schema violation, or None when the document conforms."""
+    errors = list(validator.iter_errors(doc))
+    if not errors:
+        return None
+    best = jsonschema.exceptions.best_match(errors)
+    # best_match prefers shallow errors; for if/then branches descend to the concrete cause.
+    while best.context:
+        best = jsonschema.exceptions.best_match(best.context)
+    message = best.message
+    if len(message) > 300:
+        message = message[:300] + "…"
+    return DocumentProblem(display, json_pointer(list(best.absolute_path)), message)

@@ -1,0 +1,1 @@
+"""Local state on SQLite: settings, extension state, timeline cache, outbox, search, vault."""
