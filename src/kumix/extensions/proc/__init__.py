@@ -1,0 +1,1 @@
+"""Proc extensions: worker processes, the wire protocol between host and worker, confinement."""

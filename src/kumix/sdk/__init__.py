@@ -1,0 +1,1 @@
+"""What extension authors import: `kumix.sdk.proc` and `kumix.sdk.wasm`."""
