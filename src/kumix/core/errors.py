@@ -146,6 +146,12 @@ class StateBusy(KumixError):
     code = "state_busy"
 
 
+class StateCorrupt(KumixError):
+    """The state database cannot be read, or is newer than this Kumix; it is left untouched."""
+
+    code = "state_corrupt"
+
+
 ALL_ERRORS: tuple[type[KumixError], ...] = (
     NotFound,
     InvalidManifest,
@@ -166,6 +172,7 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     BadRequest,
     Unauthorized,
     StateBusy,
+    StateCorrupt,
 )
 
 _BY_CODE: dict[str, type[KumixError]] = {cls.code: cls for cls in ALL_ERRORS}

@@ -153,6 +153,14 @@ def schema_problem(validator: jsonschema.protocols.Validator, doc: Any, display:
     while best.context:
         best = jsonschema.exceptions.best_match(best.context)
     message = best.message
-    if len(message) > 300:
-        message = message[:300] + "…"
+    if len(message) > 200:
+        # The message quotes the offending value, which may be huge or hostile.
+        message = message[:200] + "…"
+    description = best.schema.get("description") if isinstance(best.schema, dict) else None
+    if best.validator == "not" and description:
+        message = str(description)
+    elif best.validator == "pattern" and description:
+        message = f"{message} ({description})"
+    if len(message) > 400:
+        message = message[:400] + "…"
     return DocumentProblem(display, json_pointer(list(best.absolute_path)), message)

@@ -18,18 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kumix.core.errors import KumixError, StateBusy
+from kumix.core.errors import KumixError, StateBusy, StateCorrupt
 
 BUSY_TIMEOUT_MS = 10_000
 """Long enough for any Kumix write (all are small) to finish in another process."""
 
 Row = sqlite3.Row
-
-
-class StateCorrupt(KumixError):
-    """The state database cannot be read; it is left untouched for inspection."""
-
-    code = "state_corrupt"
 
 
 @dataclass(frozen=True)

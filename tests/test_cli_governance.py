@@ -1,0 +1,197 @@
+"""The governance CLI, run as a user would run it: a real subprocess, real state."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.conftest import run_kumix
+from tests.governance_fixtures import make_extension, proc_manifest, write_policy
+
+
+def kumix_json(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = run_kumix("--data-dir", str(data_dir), "--json", *args, env=env)
+    assert result.stderr == "" or result.returncode != 0, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def states(doc: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {e["id"]: e["state"] for e in doc["extensions"]}
+
+
+def test_version_and_help() -> None:
+    result = run_kumix("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("kumix ")
+    result = run_kumix("--help")
+    assert result.returncode == 0
+    for command in ("ext", "policy", "schema"):
+        assert command in result.stdout
+    assert run_kumix("ext", "--help").returncode == 0
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_kumix().returncode == 2
+    assert run_kumix("no-such-command").returncode == 2
+    result = run_kumix("ext", "enable")
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_list_shows_bundled_extensions_enabled_under_strict(data_dir: Path) -> None:
+    code, doc = kumix_json(data_dir, "ext", "list")
+    assert code == 0
+    assert doc["policy"] == "strict"
+    assert states(doc)["markdown-renderer"] == "enabled"
+
+
+def test_global_options_after_the_command(data_dir: Path) -> None:
+    result = run_kumix("ext", "list", "--json", "--data-dir", str(data_dir), "--policy", "dev")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["policy"] == "dev"
+
+
+def test_disable_then_enable_persists(data_dir: Path) -> None:
+    assert kumix_json(data_dir, "ext", "disable", "theme-default")[1]["state"] == "disabled"
+    assert states(kumix_json(data_dir, "ext", "list")[1])["theme-default"] == "disabled"
+    assert kumix_json(data_dir, "ext", "enable", "theme-default")[1]["state"] == "enabled"
+    assert states(kumix_json(data_dir, "ext", "list")[1])["theme-default"] == "enabled"
+
+
+def test_unknown_extension_is_not_found(data_dir: Path) -> None:
+    code, doc = kumix_json(data_dir, "ext", "info", "nope")
+    assert code == 1
+    assert doc["error"]["code"] == "not_found"
+
+
+def test_external_extension_lifecycle_under_strict(data_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "exts"
+    make_extension(root, "echo", proc_manifest("echo", capabilities=["render.markdown"],
+                                               methods={"render.md": "render.markdown"}))
+    env = {"KUMIX_EXTENSIONS_PATH": str(root)}
+    doc = kumix_json(data_dir, "ext", "list", env=env)[1]
+    echo = next(e for e in doc["extensions"] if e["id"] == "echo")
+    assert echo["state"] == "denied"
+    assert echo["origin"] == "external"
+    assert "not granted" in echo["reason"]
+
+    code, err = kumix_json(data_dir, "ext", "enable", "echo", env=env)
+    assert code == 1
+    assert err["error"]["code"] == "not_granted"
+
+    code, granted = kumix_json(data_dir, "ext", "grant", "echo", "render.markdown", env=env)
+    assert code == 0
+    assert granted["state"] == "disabled"  # granted but not yet enabled
+    assert granted["granted"] == ["render.markdown"]
+    assert kumix_json(data_dir, "ext", "enable", "echo", env=env)[1]["state"] == "enabled"
+
+
+def test_grant_is_refused_for_undeclared_or_disallowed_capabilities(data_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "exts"
+    make_extension(root, "echo")  # declares demo.echo, which strict does not allow
+    args = ("--extensions-dir", str(root))
+    code, doc = kumix_json(data_dir, *args, "ext", "grant", "echo", "net.fetch")
+    assert (code, doc["error"]["code"]) == (1, "bad_request")
+    code, doc = kumix_json(data_dir, *args, "ext", "grant", "echo", "demo.echo")
+    assert (code, doc["error"]["code"]) == (1, "policy_denied")
+    code, doc = kumix_json(data_dir, "ext", "grant", "markdown-renderer", "render.markdown")
+    assert (code, doc["error"]["code"]) == (1, "bad_request")
+
+
+def test_grant_does_not_follow_a_different_directory(data_dir: Path, tmp_path: Path) -> None:
+    manifest = proc_manifest("echo", capabilities=["render.markdown"], methods={"render.md": "render.markdown"})
+    make_extension(tmp_path / "a", "echo", manifest)
+    make_extension(tmp_path / "b", "echo", manifest)
+    kumix_json(data_dir, "--extensions-dir", str(tmp_path / "a"), "ext", "grant", "echo", "render.markdown")
+    doc = kumix_json(data_dir, "--extensions-dir", str(tmp_path / "b"), "ext", "info", "echo")[1]
+    assert doc["state"] == "denied"
+    assert doc["granted"] == []
+
+
+def test_invalid_extension_is_listed_and_cannot_be_enabled(data_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "exts"
+    make_extension(root, "broken", b'{"id": "broken"')
+    env = {"KUMIX_EXTENSIONS_PATH": str(root)}
+    doc = kumix_json(data_dir, "ext", "list", env=env)[1]
+    broken = next(e for e in doc["extensions"] if e["id"] == "broken")
+    assert broken["state"] == "invalid"
+    assert broken["problem"]["file"].endswith("broken/manifest.json")
+    code, err = kumix_json(data_dir, "ext", "enable", "broken", env=env)
+    assert (code, err["error"]["code"]) == (1, "invalid_manifest")
+
+
+def test_policy_denied_extension_names_the_capability(data_dir: Path, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path / "tight.json", name="tight", capabilities=["render.markdown"])
+    doc = kumix_json(data_dir, "--policy", str(policy), "policy", "check")[1]
+    rows = {r["id"]: r for r in doc["extensions"]}
+    assert rows["markdown-renderer"]["allowed"] is True
+    assert rows["theme-default"]["allowed"] is False
+    assert "theme.tokens" in rows["theme-default"]["reason"]
+    code, err = kumix_json(data_dir, "--policy", str(policy), "ext", "enable", "theme-default")
+    assert (code, err["error"]["code"]) == (1, "policy_denied")
+
+
+def test_invalid_policy_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "bad", "capabilities": ["*"]}')
+    code, err = kumix_json(data_dir, "--policy", str(bad), "ext", "list")
+    assert code == 1
+    assert err["error"]["code"] == "invalid_policy"
+    assert err["error"]["details"]["pointer"] == "/capabilities/0"
+    result = run_kumix("--data-dir", str(data_dir), "--policy", str(bad), "ext", "list")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "invalid_policy" in result.stderr
+
+
+def test_policy_show(data_dir: Path) -> None:
+    code, doc = kumix_json(data_dir, "policy", "show")
+    assert code == 0
+    assert doc["name"] == "strict"
+    assert doc["proc"]["requireConfinement"] is True
+    text = run_kumix("--data-dir", str(data_dir), "--policy", "dev", "policy", "show").stdout
+    assert "policy dev" in text
+
+
+def test_validate(tmp_path: Path, data_dir: Path) -> None:
+    good = make_extension(tmp_path / "x", "good")
+    code, doc = kumix_json(data_dir, "ext", "validate", str(good))
+    assert (code, doc["valid"]) == (0, True)
+    bad = make_extension(tmp_path / "y", "bad", proc_manifest("bad", version="one"))
+    code, doc = kumix_json(data_dir, "ext", "validate", str(bad / "manifest.json"))
+    assert code == 1
+    assert doc["error"]["details"]["pointer"] == "/version"
+    code, doc = kumix_json(data_dir, "ext", "validate", str(tmp_path / "missing"))
+    assert (code, doc["error"]["code"]) == (1, "not_found")
+
+
+def test_schema_export_writes_valid_json_schemas(tmp_path: Path, data_dir: Path) -> None:
+    target = tmp_path / "schemas"
+    code, doc = kumix_json(data_dir, "schema", "export", str(target))
+    assert code == 0
+    names = sorted(p.name for p in target.iterdir())
+    assert names == ["manifest.schema.json", "policy.schema.json"]
+    import jsonschema
+
+    for name in names:
+        schema = json.loads((target / name).read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+    manifest_schema = json.loads((target / "manifest.schema.json").read_text())
+    jsonschema.validate(proc_manifest("echo"), manifest_schema)
+
+
+def test_data_dir_from_environment_and_private_mode(tmp_path: Path) -> None:
+    data = tmp_path / "fromenv"
+    result = run_kumix("ext", "disable", "theme-default", env={"KUMIX_DATA_DIR": str(data)})
+    assert result.returncode == 0
+    assert (data / "state.db").exists()
+    assert os.stat(data).st_mode & 0o777 == 0o700
+
+
+def test_hostile_names_are_not_echoed_raw_to_the_terminal(data_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "exts"
+    make_extension(root, "esc", dir_name="esc\x1b[31m")
+    result = run_kumix("--data-dir", str(data_dir), "--extensions-dir", str(root), "ext", "list")
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout

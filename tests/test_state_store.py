@@ -1,0 +1,113 @@
+"""Enable/disable state: WAL, atomic changes, crash safety and concurrent writers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from kumix.core.errors import StateBusy
+from kumix.store.database import Database
+from kumix.store.extension_state import ExtensionStateStore
+from tests.conftest import run_kumix
+
+
+def test_database_uses_wal_and_private_files(data_dir: Path) -> None:
+    with Database(data_dir / "state.db") as db:
+        ExtensionStateStore(db).set_enabled("x", True)
+        mode = db.query("PRAGMA journal_mode")[0][0]
+    assert mode == "wal"
+    assert (data_dir / "state.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_failed_transaction_leaves_previous_state(data_dir: Path) -> None:
+    with Database(data_dir / "state.db") as db:
+        store = ExtensionStateStore(db)
+        store.set_enabled("x", True)
+        with pytest.raises(RuntimeError), db.transaction() as tx:
+            tx.execute("UPDATE extension_enabled SET enabled = 0 WHERE extension_id = 'x'")
+            raise RuntimeError("crash in the middle")
+        assert store.enabled_choice("x") is True
+
+
+def test_killed_writer_never_corrupts_or_half_applies(data_dir: Path) -> None:
+    """A process SIGKILLed between the write and COMMIT leaves the committed state intact."""
+    db_path = data_dir / "state.db"
+    with Database(db_path) as db:
+        ExtensionStateStore(db).set_enabled("x", True)
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from kumix.store.database import Database
+        from kumix.store.extension_state import ExtensionStateStore
+        db = Database(Path({str(db_path)!r}))
+        ExtensionStateStore(db)
+        with db.transaction() as tx:
+            tx.execute("UPDATE extension_enabled SET enabled = 0")
+            tx.execute("INSERT INTO extension_enabled VALUES ('y', 1, 0)")
+            sys.stdout.write("written\\n"); sys.stdout.flush()
+            sys.stdin.readline()  # wait here, mid-transaction, until killed
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "written\n"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    with Database(db_path) as db:
+        store = ExtensionStateStore(db)
+        assert store.enabled_choice("x") is True
+        assert store.enabled_choice("y") is None
+        assert db.query("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_writer_blocked_too_long_gets_state_busy(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kumix.store.database as database
+
+    db_path = data_dir / "state.db"
+    holder = Database(db_path)
+    ExtensionStateStore(holder)
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 200)
+    other = Database(db_path)
+    with holder.transaction(), pytest.raises(StateBusy) as info:
+        ExtensionStateStore(other).set_enabled("x", True)
+    assert info.value.code == "state_busy"
+    holder.close()
+    other.close()
+
+
+def test_two_kumix_processes_changing_state_at_once_both_succeed(data_dir: Path) -> None:
+    def toggle(args: tuple[str, str]) -> list[int]:
+        verb, ext = args
+        codes = []
+        for _ in range(5):
+            codes.append(run_kumix("--data-dir", str(data_dir), "ext", verb, ext).returncode)
+        return codes
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(toggle, [("disable", "markdown-renderer"), ("disable", "theme-default")]))
+    assert results == [[0] * 5, [0] * 5]
+    conn = sqlite3.connect(data_dir / "state.db")
+    rows = dict(conn.execute("SELECT extension_id, enabled FROM extension_enabled").fetchall())
+    conn.close()
+    assert rows == {"markdown-renderer": 0, "theme-default": 0}
+
+
+def test_newer_schema_is_refused_not_downgraded(data_dir: Path) -> None:
+    with Database(data_dir / "state.db") as db:
+        ExtensionStateStore(db)
+        with db.transaction() as tx:
+            tx.execute("UPDATE schema_versions SET version = 99 WHERE component = 'extension_state'")
+    result = run_kumix("--data-dir", str(data_dir), "--json", "ext", "list")
+    assert result.returncode == 1
+    assert '"state_corrupt"' in result.stdout
