@@ -116,6 +116,12 @@ class WasmRejected(KumixError):
     code = "wasm_rejected"
 
 
+class WasmTrap(KumixError):
+    """A WASM module trapped or broke the calling convention; its instance was discarded."""
+
+    code = "wasm_trap"
+
+
 class ResourceLimit(KumixError):
     """A worker hit a memory, CPU, fuel or file limit."""
 
@@ -167,6 +173,7 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     Unavailable,
     ProtocolError,
     WasmRejected,
+    WasmTrap,
     ResourceLimit,
     ConfinementUnavailable,
     BadRequest,
