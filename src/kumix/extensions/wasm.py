@@ -116,6 +116,11 @@ _WASM_MAGIC = b"\0asm"
 
 T = TypeVar("T")
 
+_OWN_LIMIT_TRAPS = frozenset(
+    {wasmtime.TrapCode.OUT_OF_FUEL, wasmtime.TrapCode.INTERRUPT, wasmtime.TrapCode.STACK_OVERFLOW}
+)
+"""Traps raised by Kumix's own limits; every other trap is the module's."""
+
 
 # --- host functions -------------------------------------------------------------------
 
@@ -488,7 +493,18 @@ class WasmInstance:
             self._check_signature(live, "alloc", alloc, ("i32",), ("i32",))
             self._check_signature(live, export, func, ("i32", "i32"), ("i64",))
             size = len(data)
-            ptr = alloc(live.store, size) & 0xFFFFFFFF
+            cap = self.limits.max_memory_bytes
+            try:
+                ptr = alloc(live.store, size) & 0xFFFFFFFF
+            except wasmtime.Trap as exc:
+                # alloc traps when memory.grow is refused; if the input cannot fit next to what
+                # the module already holds without passing the cap, the cap is the cause.
+                if exc.trap_code not in _OWN_LIMIT_TRAPS and memory.data_len(live.store) + size > cap:
+                    raise ResourceLimit(
+                        f"{self.path}: an input of {size} bytes does not fit under the {cap}-byte memory cap",
+                        details={"limit": "memory"},
+                    ) from None
+                raise
             if ptr + size > memory.data_len(live.store):
                 raise WasmTrap(f"{self.path}: alloc({size}) returned a region outside memory")
             if size:

@@ -16,4 +16,7 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "mdit_py_plugins",
     "linkify_it",
     "kumix.sdk.proc",
+    # libwasmtime is loaded here so a confined worker never has to read or map it later.
+    "wasmtime",
+    "kumix.sdk.wasm",
 )
