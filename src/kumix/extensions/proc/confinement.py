@@ -3,24 +3,73 @@
 Interface contract (the spawn path calls `confine_worker` exactly once, in the forked
 worker, after its channel fds are in place and basic process hygiene — rlimits, closed fds,
 allowlisted environment, PDEATHSIG, own process group — is done, and before the extension's
-entry file is imported):
+entry file is imported; the worker must still be single-threaded unless the kernel has
+Landlock ABI 8):
 
-- `confine_worker(spec)` applies no_new_privs, the seccomp filter, Landlock and, when running
-  as root, the switch to an unprivileged uid/gid. It returns a `ConfinementReport` saying
-  which layers are active. When `spec.required` is true and a layer cannot be applied it
-  raises `ConfinementUnavailable` (the worker then reports that code and exits).
-- `probe()` says which layers this machine supports, for `kumix doctor`, without confining
-  the calling process.
+- `confine_worker(spec)` applies, in this order: the Landlock rules are prepared (paths are
+  opened while the worker can still reach them); when running as root, the switch to an
+  unprivileged uid/gid with every capability dropped (bounding set included); no_new_privs;
+  Landlock enforcement; the seccomp filter. It returns a `ConfinementReport` saying which
+  layers are active and by which paths the extension and scratch directories are reachable
+  from now on (use `report.extension_dir` / `report.scratch_dir` to import the entry file and to
+  fill the SDK's worker context: after the uid switch the original path may be unreachable).
+  When `spec.required` is true and a layer cannot be applied it raises `ConfinementUnavailable`
+  naming the layer (the worker then reports that code and exits); when it is false the layer is
+  skipped, and `report.warning()` is the text the host shows on every start.
+- `probe()` / `probe_machine()` say which layers this machine supports, for `kumix doctor`,
+  by confining a throwaway forked child, never the calling process.
 
-This module is a placeholder until the confinement layers are written.
+Simulating a machine without a layer (tests, `kumix doctor`): the environment variable
+`KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE` (comma-separated layer names, or `all`) or the spec
+field `simulate_unavailable`. A simulated layer is treated exactly like a missing one: with
+`required` the worker refuses to start; without it the layer is reported off. The variable is
+read both when this module is imported (the fork server imports it before workers are forked
+with an allowlisted environment) and at each call, and the sets are united: it can only take
+layers away from an unrequired confinement or make a required one fail, never turn a refusal
+into an unconfined start.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kumix.core.errors import ConfinementUnavailable
+from kumix.extensions.proc import landlock_rules, privileges, runtime_access, seccomp_filter
+
+LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "landlock", "seccomp")
+"""Every layer a confined worker must have. `unprivileged`: no capability left and, when the
+host is root, a non-root uid/gid."""
+
+SIMULATE_ENV = "KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE"
+
+
+def _parse_simulated(raw: str | None) -> frozenset[str]:
+    if not raw:
+        return frozenset()
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    if "all" in names:
+        return frozenset(LAYERS)
+    return frozenset(names)
+
+
+_SIMULATED_AT_IMPORT = _parse_simulated(os.environ.get(SIMULATE_ENV))
+
+
+def simulated_unavailable(extra: Iterable[str] = ()) -> frozenset[str]:
+    """Layers to treat as missing: import-time env, call-time env and `extra`, united."""
+    return _SIMULATED_AT_IMPORT | _parse_simulated(os.environ.get(SIMULATE_ENV)) | frozenset(extra)
 
 
 @dataclass(frozen=True)
@@ -31,22 +80,390 @@ class ConfinementSpec:
     required: bool
     read_only_paths: tuple[Path, ...] = ()
     """Extra read-only paths (the Python runtime and its packages are added by this module)."""
+    worker_uid: int = privileges.NOBODY_ID
+    worker_gid: int = privileges.NOBODY_ID
+    """Identity the worker takes when the host runs as root (see docs/confinement.md)."""
+    simulate_unavailable: frozenset[str] = frozenset()
+    """Layers to treat as missing on this machine (testing aid; can only make things stricter)."""
 
 
 @dataclass(frozen=True)
 class ConfinementReport:
     layers: dict[str, bool] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    """Why a layer is off (missing kernel feature, simulated, failed verification …)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    extension_dir: Path | None = None
+    """How the worker reaches its extension directory from now on."""
+    scratch_dir: Path | None = None
+    """How the worker reaches its scratch directory from now on (None without `fs.scratch`)."""
 
     @property
     def confined(self) -> bool:
         return bool(self.layers) and all(self.layers.values())
 
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(name for name, on in self.layers.items() if not on)
 
-def probe() -> dict[str, bool]:
-    return {"seccomp": False, "landlock": False, "no_new_privs": False, "uid_switch": False}
+    def warning(self) -> str | None:
+        """The line to show on every unconfined start, or None when fully confined."""
+        if self.confined:
+            return None
+        parts = [f"{name} ({self.problems.get(name, 'unavailable')})" for name in self.missing]
+        return "proc worker runs without OS confinement layers: " + ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "confined": self.confined,
+            "layers": dict(self.layers),
+            "problems": dict(self.problems),
+            "details": _jsonable(self.details),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class _Confiner:
+    """One confinement attempt: collects which layer worked and why one did not."""
+
+    def __init__(self, spec: ConfinementSpec) -> None:
+        self.spec = spec
+        self.layers: dict[str, bool] = dict.fromkeys(LAYERS, False)
+        self.problems: dict[str, str] = {}
+        self.details: dict[str, Any] = {}
+        self.simulated = simulated_unavailable(spec.simulate_unavailable)
+
+    def fail(self, layer: str, reason: str) -> None:
+        self.layers[layer] = False
+        self.problems[layer] = reason
+        if self.spec.required:
+            raise ConfinementUnavailable(
+                f"OS confinement layer {layer!r} is required by the policy but unavailable: {reason}",
+                details={"layer": layer, "reason": reason},
+            )
+
+    def wanted(self, layer: str) -> bool:
+        if layer in self.simulated:
+            self.fail(layer, f"simulated unavailable ({SIMULATE_ENV})")
+            return False
+        return True
+
+    def report(self, extension_dir: Path | None, scratch_dir: Path | None) -> ConfinementReport:
+        return ConfinementReport(
+            dict(self.layers), dict(self.problems), dict(self.details), extension_dir, scratch_dir
+        )
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _read_paths(spec: ConfinementSpec) -> tuple[Path, ...]:
+    paths = [spec.extension_dir.resolve(), *runtime_access.python_runtime_paths()]
+    paths += [p.resolve() for p in spec.read_only_paths]
+    return tuple(dict.fromkeys(paths))
+
+
+def _hand_scratch_to_worker(scratch: Path, uid: int, gid: int) -> None:
+    """The scratch directory becomes the worker's own: owned by its uid, mode 0700. Opened with
+    O_NOFOLLOW so a symlink put in its place cannot redirect the chown."""
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def _status_fields(fd: int) -> dict[str, str]:
+    """Re-read /proc/self/status through a descriptor opened before Landlock (which would refuse
+    to open it now); procfs regenerates the text on each read from offset 0."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    fields: dict[str, str] = {}
+    for line in b"".join(chunks).decode("ascii", "replace").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
 
 
 def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
-    if spec.required:
-        raise ConfinementUnavailable("OS confinement is not implemented on this build")
-    return ConfinementReport(dict.fromkeys(probe(), False))
+    """Confine the calling process for good. See the module docstring for the contract."""
+    c = _Confiner(spec)
+    if not sys.platform.startswith("linux"):
+        for layer in LAYERS:
+            c.fail(layer, "OS confinement is implemented for Linux only")
+        return c.report(spec.extension_dir, spec.scratch_dir)
+
+    threads = _thread_count()
+    abi = landlock_rules.abi_version()
+    c.details["landlock_abi"] = abi
+    c.details["threads"] = threads
+    was_root = privileges.running_as_root()
+    c.details["host_uid"] = os.geteuid()
+
+    # 1. Decide what is possible before changing anything, so a required confinement fails
+    #    cleanly with the first missing layer instead of half-way through.
+    want_landlock = c.wanted("landlock")
+    if want_landlock and abi < 1:
+        c.fail("landlock", "the kernel has no Landlock (needs Linux >= 5.13 with lsm=landlock)")
+        want_landlock = False
+    if want_landlock and threads > 1 and abi < 8:
+        c.fail("landlock", f"worker already has {threads} threads and Landlock ABI {abi} < 8 cannot cover them")
+        want_landlock = False
+    want_seccomp = c.wanted("seccomp")
+    if want_seccomp and seccomp_filter.api_level() < 1:
+        c.fail("seccomp", "libseccomp reports no kernel seccomp filter support")
+        want_seccomp = False
+    want_nnp = c.wanted("no_new_privs")
+    want_unprivileged = c.wanted("unprivileged")
+
+    status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # 2. Landlock rules are added now, while every path can still be opened.
+        read_paths = _read_paths(spec)
+        write_paths = (spec.scratch_dir.resolve(),) if spec.scratch_dir is not None else ()
+        c.details["read_paths"] = read_paths
+        c.details["write_paths"] = write_paths
+        prepared: landlock_rules.PreparedRuleset | None = None
+        if want_landlock:
+            try:
+                prepared = landlock_rules.prepare(read_paths, write_paths)
+            except OSError as exc:
+                c.fail("landlock", f"could not build the ruleset: {exc}")
+
+        # 3. Privileges: become nobody (root host) or shed capabilities (other hosts).
+        fds = runtime_access.TraversalFds()
+        if want_unprivileged:
+            try:
+                if was_root:
+                    fds = runtime_access.open_traversal_fds(
+                        [*read_paths, *write_paths], spec.worker_uid, spec.worker_gid
+                    )
+                    if spec.scratch_dir is not None:
+                        _hand_scratch_to_worker(spec.scratch_dir, spec.worker_uid, spec.worker_gid)
+                    identity = privileges.switch_to_unprivileged(spec.worker_uid, spec.worker_gid)
+                else:
+                    privileges.drop_capabilities()
+                    identity = privileges.current_identity()
+                c.details["uid"], c.details["gid"] = identity.uid, identity.gid
+                c.layers["unprivileged"] = True
+            except (OSError, ValueError) as exc:
+                c.fail("unprivileged", f"could not drop privileges: {exc}")
+
+        # 4. no_new_privs before the two kernel filters (both require it without CAP_SYS_ADMIN).
+        if want_nnp:
+            try:
+                privileges.set_no_new_privs()
+                c.layers["no_new_privs"] = privileges.no_new_privs()
+            except OSError as exc:
+                c.fail("no_new_privs", f"prctl(PR_SET_NO_NEW_PRIVS) failed: {exc}")
+
+        # 5. Landlock, then seccomp last (the filter would not stop the Landlock calls, but
+        #    anything that fails after it would be harder to explain).
+        if prepared is not None:
+            try:
+                status = prepared.enforce()
+                c.details["landlock_tcp"] = status.tcp
+                c.details["landlock_scoped"] = status.scoped
+                c.layers["landlock"] = status.filesystem
+            except OSError as exc:
+                c.fail("landlock", f"landlock_restrict_self failed: {exc}")
+        if want_seccomp:
+            try:
+                result = seccomp_filter.install()
+                c.details["seccomp_denied"] = result.denied
+                if result.unknown:
+                    c.details["seccomp_unknown_to_libseccomp"] = result.unknown
+                c.layers["seccomp"] = True
+            except OSError as exc:
+                c.fail("seccomp", f"loading the seccomp filter failed: {exc}")
+
+        # 6. Trust but verify: the kernel's own view of this process.
+        _verify(c, _status_fields(status_fd), was_root)
+    finally:
+        os.close(status_fd)
+
+    if fds.names:
+        c.details["traversal_fds"] = {str(k): str(v) for k, v in fds.names.items()}
+        runtime_access.redirect_imports(fds)
+    extension_dir = fds.reach(spec.extension_dir.resolve())
+    scratch_dir = fds.reach(spec.scratch_dir.resolve()) if spec.scratch_dir is not None else None
+    return c.report(extension_dir, scratch_dir)
+
+
+def _verify(c: _Confiner, status: dict[str, str], was_root: bool) -> None:
+    masks = privileges.capability_masks("\n".join(f"{k}:{v}" for k, v in status.items()))
+    c.details["capabilities"] = {k: f"{v:016x}" for k, v in masks.items()}
+    if c.layers["unprivileged"]:
+        held = {k: v for k, v in masks.items() if v and (k != "CapBnd" or was_root)}
+        if held or (was_root and os.geteuid() == 0):
+            c.fail("unprivileged", f"capabilities still held after the drop: {sorted(held)}")
+    if c.layers["no_new_privs"] and status.get("NoNewPrivs") != "1":
+        c.fail("no_new_privs", "the kernel does not report NoNewPrivs: 1")
+    if c.layers["seccomp"] and status.get("Seccomp") != "2":
+        c.fail("seccomp", f"the kernel reports Seccomp: {status.get('Seccomp')} (2 = filter)")
+    if c.layers["landlock"]:
+        # The root directory is never in the read set: opening it must be refused now.
+        try:
+            os.close(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except PermissionError:
+            pass
+        else:
+            c.fail("landlock", "the root directory is still readable after enforcement")
+
+
+# --- probing, for `kumix doctor` -------------------------------------------------------------
+
+PROBE_TIMEOUT_SECONDS = 20.0
+"""A probe confines one forked child and checks a few refusals; it takes milliseconds, but the
+child builds the runtime read set from /proc and sysconfig, so allow for a slow, loaded machine."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    report: ConfinementReport
+    checks: dict[str, str]
+    """What the confined child saw when it tried something it must not do (errno names)."""
+    kernel: str
+    landlock_abi: int
+    seccomp_api: int
+    host_uid: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel": self.kernel,
+            "host_uid": self.host_uid,
+            "landlock_abi": self.landlock_abi,
+            "seccomp_api": self.seccomp_api,
+            **self.report.to_json(),
+            "checks": dict(self.checks),
+        }
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _fork_and_reap() -> None:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - only if the filter failed to refuse fork
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _probe_checks() -> dict[str, str]:
+    """Attempts a confined worker must fail, run inside the probe child after confinement."""
+    checks: dict[str, str] = {}
+
+    def attempt(name: str, action: Any) -> None:
+        try:
+            action()
+            checks[name] = "ALLOWED"
+        except OSError as exc:
+            checks[name] = _errno_name(exc)
+
+    attempt("socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
+    attempt("fork", _fork_and_reap)
+    attempt("read_etc", lambda: open("/etc/hostname", "rb").close())
+    attempt("write_tmp", lambda: open(f"/tmp/kumix-probe-{os.getpid()}", "wb").close())  # noqa: S108
+    return checks
+
+
+def probe_machine(simulate_unavailable: Iterable[str] = ()) -> ProbeResult:
+    """Confine a throwaway forked child with an empty extension directory and report what held.
+
+    The calling process is never confined; the child exits right after writing its report."""
+    with tempfile.TemporaryDirectory(prefix="kumix-probe-") as tmp:
+        ext_dir = Path(tmp)
+        # mkdtemp makes it 0700; the unprivileged probe child must be able to list it.
+        os.chmod(ext_dir, 0o755)  # noqa: S103
+        spec = ConfinementSpec(
+            extension_dir=ext_dir,
+            scratch_dir=None,
+            required=False,
+            simulate_unavailable=frozenset(simulate_unavailable),
+        )
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                os.close(read_end)
+                report = confine_worker(spec)
+                answer = {"report": report.to_json(), "checks": _probe_checks()}
+                os.write(write_end, json.dumps(answer).encode())
+            except BaseException as exc:
+                os.write(write_end, json.dumps({"crash": f"{type(exc).__name__}: {exc}"}).encode())
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        try:
+            data = _read_all(read_end, PROBE_TIMEOUT_SECONDS)
+        finally:
+            os.close(read_end)
+            _reap(pid)
+    doc: dict[str, Any] = json.loads(data) if data else {"crash": "the probe child exited without a report"}
+    if "crash" in doc:
+        report = ConfinementReport(
+            dict.fromkeys(LAYERS, False), dict.fromkeys(LAYERS, f"probe failed: {doc['crash']}")
+        )
+        checks: dict[str, str] = {}
+    else:
+        body = doc["report"]
+        report = ConfinementReport(body["layers"], body["problems"], body["details"])
+        checks = doc["checks"]
+    return ProbeResult(
+        report=report,
+        checks=checks,
+        kernel=os.uname().release,
+        landlock_abi=landlock_rules.abi_version(),
+        seccomp_api=seccomp_filter.api_level(),
+        host_uid=os.geteuid(),
+    )
+
+
+def _read_all(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b""
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _reap(pid: int) -> None:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def probe() -> dict[str, bool]:
+    """Which layers this machine supports (see `probe_machine` for the details)."""
+    return dict(probe_machine().report.layers)

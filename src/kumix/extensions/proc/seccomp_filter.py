@@ -1,0 +1,215 @@
+"""The seccomp filter of a proc worker: which system calls it may no longer make.
+
+The only module that imports `pyseccomp` (a ctypes binding to libseccomp with the API of
+libseccomp's own Python bindings). Syscalls are named, never numbered: libseccomp resolves the
+names for the running architecture.
+
+Design: a denylist on top of a default of ALLOW. CPython, its extension modules and wasmtime
+use a wide and changing set of ordinary syscalls (memory, files, futexes, signals, threads), and
+an allowlist that misses one breaks an extension in ways that are hard to diagnose; the calls
+that let a process leave its box are few and well known, so those are refused. Refusals return
+EPERM (ENOSYS for clone3, see below) instead of killing the worker, so extension code sees an
+ordinary `OSError` it can handle, and the host gets a reply instead of a crash.
+
+What is refused and why is listed next to each group below and summarised in docs/confinement.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import tempfile
+import termios
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyseccomp as seccomp
+
+from kumix.extensions.proc.privileges import PR_SET_PDEATHSIG
+
+CLONE_THREAD = 0x00010000
+"""From linux/sched.h (Python 3.11's os module has no CLONE_* names). clone() with this flag
+makes a thread of the same process, which CPython, wasmtime and libc need; without it clone()
+makes a new process, which is what fork(), vfork(), posix_spawn() and subprocess use."""
+
+_LOW_32_BITS = 0xFFFF_FFFF
+"""ioctl and prctl take an `unsigned int`/`int` command but seccomp sees 64-bit registers:
+compare only the low half, or garbage in the upper half slips a command past an EQ test."""
+
+DENIED_GROUPS: dict[str, tuple[str, ...]] = {
+    # Network: a worker talks to its host only over the pipes it was given.
+    "network": ("socket", "socketcall"),
+    # New processes and programs: no fork, no exec, no way to run `sh`.
+    "processes": ("fork", "vfork", "execve", "execveat"),
+    # Reading or steering other processes (their memory, their fds, their identity).
+    "other_processes": (
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "process_madvise",
+        "pidfd_getfd",
+        "kcmp",
+        "move_pages",
+        "migrate_pages",
+    ),
+    # Mounts and namespaces: the ways out of a filesystem view or into a new user namespace
+    # (where the worker would be root again and could build a fresh, empty Landlock world).
+    "mounts_namespaces": (
+        "mount",
+        "umount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "unshare",
+        "setns",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "move_mount",
+        "open_tree",
+        "mount_setattr",
+    ),
+    # Kernel attack surface that an extension never needs and that has a history of
+    # privilege-escalation bugs reachable from unprivileged code.
+    "kernel_surface": (
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "modify_ldt",
+        "uselib",
+        "personality",
+        "lookup_dcookie",
+    ),
+    # File handles bypass path-based checks (the classic container escape via open_by_handle_at).
+    "file_handles": ("open_by_handle_at", "name_to_handle_at"),
+    # Whole-machine administration.
+    "administration": (
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "kexec_file_load",
+        "reboot",
+        "swapon",
+        "swapoff",
+        "acct",
+        "quotactl",
+        "quotactl_fd",
+        "settimeofday",
+        "clock_settime",
+        "clock_adjtime",
+        "adjtimex",
+        "syslog",
+        "vhangup",
+        "iopl",
+        "ioperm",
+        "sethostname",
+        "setdomainname",
+        "nfsservctl",
+    ),
+    # Leaving the process group the host kills on shutdown.
+    "process_group": ("setsid", "setpgid"),
+}
+
+
+@dataclass(frozen=True)
+class SeccompResult:
+    denied: tuple[str, ...]
+    """Syscall names a rule was added for (conditional ones included)."""
+    unknown: tuple[str, ...] = ()
+    """Names this libseccomp cannot resolve (newer than its tables): not filtered."""
+    absent: tuple[str, ...] = field(default=())
+    """Names that do not exist on this architecture (nothing to filter)."""
+
+
+def _resolve(name: str) -> int:
+    nr: int = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
+    return nr
+
+
+_NR_SCMP_ERROR = -1
+"""libseccomp's answer for a name it does not know at all; other negative answers are
+pseudo-numbers for syscalls that exist on some architecture but not this one."""
+
+
+def _unconditional_names() -> Iterable[str]:
+    for names in DENIED_GROUPS.values():
+        yield from names
+
+
+def build_filter() -> tuple[seccomp.SyscallFilter, SeccompResult]:
+    """The filter, not yet loaded (tests and `kumix doctor` export it without loading it)."""
+    deny = seccomp.ERRNO(errno.EPERM)
+    flt = seccomp.SyscallFilter(seccomp.ALLOW)
+    # A syscall made through a foreign ABI (32-bit int 0x80 on x86_64) would bypass rules
+    # written for the native numbers; refuse the whole foreign ABI the same way.
+    flt.set_attr(seccomp.Attr.ACT_BADARCH, deny)
+    denied: list[str] = []
+    unknown: list[str] = []
+    absent: list[str] = []
+
+    def add(name: str, action: int, *args: seccomp.Arg) -> None:
+        nr = _resolve(name)
+        if nr == _NR_SCMP_ERROR:
+            unknown.append(name)
+            return
+        if nr < 0:
+            absent.append(name)
+            return
+        flt.add_rule(action, nr, *args)
+        denied.append(name)
+
+    for name in _unconditional_names():
+        add(name, deny)
+
+    # clone() without CLONE_THREAD is fork in disguise; with it, a thread, which is allowed.
+    add("clone", deny, seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+    # clone3 passes its flags in memory, which seccomp cannot read. ENOSYS makes glibc fall back
+    # to clone(), whose flags the rule above can check (EPERM would be final: no fallback).
+    add("clone3", seccomp.ERRNO(errno.ENOSYS))
+    # socketpair(AF_UNIX) only makes two connected ends inside this process: asyncio's event
+    # loop needs one for its self-pipe. Any other family is refused like socket().
+    add("socketpair", deny, seccomp.Arg(0, seccomp.NE, socket.AF_UNIX))
+    # TIOCSTI/TIOCLINUX push keystrokes into a terminal the worker might still share.
+    for command in (termios.TIOCSTI, getattr(termios, "TIOCLINUX", None)):
+        if command is not None:
+            add("ioctl", deny, seccomp.Arg(1, seccomp.MASKED_EQ, _LOW_32_BITS, command))
+    # The host sets the parent-death signal so that a worker never outlives it; keep it set.
+    add("prctl", deny, seccomp.Arg(0, seccomp.MASKED_EQ, _LOW_32_BITS, PR_SET_PDEATHSIG))
+
+    return flt, SeccompResult(tuple(dict.fromkeys(denied)), tuple(unknown), tuple(absent))
+
+
+def install() -> SeccompResult:
+    """Load the filter into the calling process (needs no_new_privs or CAP_SYS_ADMIN).
+
+    libseccomp sets no_new_privs itself when loading (its CTL_NNP default), so the filter can
+    never be installed without it."""
+    flt, result = build_filter()
+    flt.load()
+    return result
+
+
+def api_level() -> int:
+    """libseccomp's view of the kernel's seccomp features (0 means none detected)."""
+    try:
+        level: int = seccomp.get_api()
+    except NotImplementedError:
+        return 0
+    return level
+
+
+def export_rules() -> str:
+    """The filter in libseccomp's human-readable pseudo-filter-code form, for docs and tests."""
+    flt, _ = build_filter()
+    with tempfile.TemporaryFile(mode="w+") as out:
+        flt.export_pfc(out)
+        out.seek(0)
+        return out.read()
