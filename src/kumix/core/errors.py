@@ -146,6 +146,12 @@ class Unauthorized(KumixError):
     code = "unauthorized"
 
 
+class Forbidden(KumixError):
+    """The homeserver refused an action for this account (not a member, no power level)."""
+
+    code = "forbidden"
+
+
 class StateBusy(KumixError):
     """Local state is locked by another Kumix process for longer than we wait."""
 

@@ -1,0 +1,425 @@
+"""Matrix use cases for one account in one data directory: login, sync, rooms, sending
+through the outbox, search, keys.
+
+Wires `kumix.matrix` (nio adapter) to the store components (timeline, outbox, search,
+vault) and, for markdown, to the extension host. Layout under the data directory:
+`state.db` (SQLite, WAL), `vault.json` (sealed secrets, 0600), `matrix/crypto/` (nio's
+crypto store, pickled with the vault's pickle key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import html
+import logging
+import mimetypes
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from kumix.core.errors import KumixError, NotFound, Unauthorized, Unavailable
+from kumix.core.models import Account, Event, Room, SyncBatch
+from kumix.extensions.sanitize import sanitize_html
+from kumix.matrix.backoff import Backoff
+from kumix.matrix.client import MatrixClient
+from kumix.matrix.sync import SyncLoop, sleep_or_stop, until_stopped
+from kumix.store.database import Database
+from kumix.store.outbox import Outbox, OutboxEntry
+from kumix.store.search import SearchHit, SearchIndex
+from kumix.store.timeline import TimelineStore
+from kumix.store.vault import Vault
+
+log = logging.getLogger(__name__)
+
+MarkdownRenderer = Callable[[str], Awaitable[str]]
+"""Markdown source in, HTML out (may raise a KumixError: then the text goes out plain)."""
+
+Progress = Callable[[str], None]
+
+HTML_FORMAT = "org.matrix.custom.html"
+
+
+def _no_progress(_: str) -> None:
+    pass
+
+
+class MatrixPaths:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.vault = data_dir / "vault.json"
+        self.crypto_dir = data_dir / "matrix" / "crypto"
+
+
+class MatrixService:
+    """Account-level use cases; `session()` opens a logged-in client for the rest."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        db: Database,
+        *,
+        env: Mapping[str, str] | None = None,
+        interactive: bool | None = None,
+        renderer: MarkdownRenderer | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.paths = MatrixPaths(data_dir)
+        self.db = db
+        self.timeline = TimelineStore(db)
+        self.outbox = Outbox(db)
+        self.search_index = SearchIndex(db)
+        self.vault = Vault(self.paths.vault, env, interactive=interactive)
+        self.renderer = renderer
+        self.progress = progress or _no_progress
+
+    # -- login / logout ----------------------------------------------------------------
+
+    async def login_password(self, homeserver: str, user: str, password: str) -> Account:
+        return await self._login(homeserver, lambda c: c.login_password(user, password))
+
+    async def login_token(self, homeserver: str, access_token: str) -> Account:
+        return await self._login(homeserver, lambda c: c.login_token(access_token))
+
+    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+        if self.timeline.account() is not None:
+            raise KumixError("already logged in here; run `kumix logout` first (or use another --data-dir)")
+        # A fresh device gets a fresh crypto store and pickle key; leftovers of an
+        # earlier session (crash during login) would not open with the new key.
+        shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
+        pickle_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        async with MatrixClient(homeserver, self.paths.crypto_dir, pickle_key=pickle_key, sanitize=sanitize_html) as c:
+            account = await how(c)
+            # Seal the secrets before recording the session: a session row without a vault
+            # would be a login nobody can use.
+            self.vault.create({"access_token": c.access_token, "pickle_key": pickle_key})
+            self.timeline.set_account(account)
+            # Publish our device keys now, so others can encrypt for us before our first sync.
+            await c.sync_once(None, timeout_ms=0)
+        return account
+
+    async def logout(self) -> None:
+        """Revoke the token on the server, then forget every local trace of the session."""
+        account = self.timeline.account()
+        if account is None:
+            raise Unauthorized("not logged in")
+        secrets_doc = self.vault.load()
+        async with MatrixClient(account.homeserver, self.paths.crypto_dir, pickle_key=secrets_doc["pickle_key"],
+                                sanitize=sanitize_html) as c:
+            c.restore(account, secrets_doc["access_token"])
+            # Already revoked elsewhere: the local cleanup below still has to happen.
+            with contextlib.suppress(Unauthorized):
+                await c.logout()
+        self.forget_local()
+
+    def forget_local(self) -> None:
+        self.vault.destroy()
+        self.timeline.forget_everything()
+        self.search_index.forget_everything()
+        self.outbox.forget_everything()
+        shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
+
+    def account(self) -> Account:
+        account = self.timeline.account()
+        if account is None:
+            raise Unauthorized("not logged in (run `kumix login`)")
+        return account
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        account = self.account()
+        secrets_doc = self.vault.load()
+        async with MatrixClient(account.homeserver, self.paths.crypto_dir, pickle_key=secrets_doc["pickle_key"],
+                                sanitize=sanitize_html) as client:
+            client.restore(account, secrets_doc["access_token"])
+            del secrets_doc
+            recovered = self.outbox.recover()
+            if recovered:
+                self.progress(f"{recovered} message(s) from an interrupted run will be re-sent")
+            yield Session(self, client)
+
+
+class Session:
+    """A logged-in client plus Kumix's store. Not thread-safe; one per process."""
+
+    def __init__(self, service: MatrixService, client: MatrixClient) -> None:
+        self.service = service
+        self.client = client
+        self.timeline = service.timeline
+        self.outbox = service.outbox
+        self._synced_full_state = False
+        self._outbox_wakeup = asyncio.Event()
+        self._listeners: list[Callable[[Event], None]] = []
+        self.outbox_backoff = Backoff()
+
+    @property
+    def account(self) -> Account:
+        return self.client.account
+
+    # -- sync ----------------------------------------------------------------------------
+
+    async def sync(self, *, timeout_ms: int = 0) -> SyncBatch:
+        """One sync from the stored token, persisted. The first of a session asks for full
+        state so nio knows every room's members and encryption again."""
+        since = self.timeline.sync_token()
+        if since is None:
+            self.service.progress("initial sync…")
+        full = not self._synced_full_state and since is not None
+        batch = await self.client.sync_once(since, timeout_ms=0 if full else timeout_ms, full_state=full)
+        await self.apply(batch)
+        if since is None:
+            self.service.progress(f"initial sync done: {len(batch.rooms)} rooms, {len(batch.events)} events")
+        return batch
+
+    async def apply(self, batch: SyncBatch) -> None:
+        """Persist a batch atomically (events, rooms, search, token), then retry
+        decryption of events whose keys just arrived."""
+        self._synced_full_state = True
+        with self.service.db.transaction() as tx:
+            TimelineStore.put_rooms(tx, batch.rooms, batch.prev_batches, batch.left_rooms)
+            changed = TimelineStore.put_events(tx, batch.events)
+            SearchIndex.index(tx, changed)
+            TimelineStore.set_sync_token(tx, batch.next_batch)
+        if batch.keys_arrived:
+            self.retry_undecryptable(batch.keys_arrived)
+        for ev in batch.events:
+            if ev.kind == "undecryptable":
+                await self.client.request_key(ev)
+        for listener in list(self._listeners):
+            for ev in batch.events:
+                listener(ev)
+        self._outbox_wakeup.set()
+
+    def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
+        """Decrypt what can be decrypted now; returns how many events were recovered."""
+        recovered: list[Event] = []
+        for ev in self.timeline.undecryptable(session_ids):
+            fixed = self.client.retry_decryption(ev)
+            if fixed is not None:
+                recovered.append(fixed)
+        if recovered:
+            with self.service.db.transaction() as tx:
+                SearchIndex.index(tx, TimelineStore.put_events(tx, recovered))
+            for listener in list(self._listeners):
+                for ev in recovered:
+                    listener(ev)
+        return len(recovered)
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        self._listeners.append(listener)
+
+    async def run(self, stop: asyncio.Event, *, on_retry: Callable[[Unavailable, float], None] | None = None) -> None:
+        """Sync and deliver the outbox until `stop` is set; both loops end together."""
+        loop = SyncLoop(self.client, load_token=self.timeline.sync_token, on_batch=self.apply, on_retry=on_retry)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(loop.run(stop, first_full_state=not self._synced_full_state))
+            tg.create_task(self._outbox_loop(stop))
+
+    async def _outbox_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._outbox_wakeup.clear()
+            try:
+                await self.flush_outbox()
+                delay: float | None = None
+            except Unavailable as exc:
+                delay = self.outbox_backoff.next_delay(exc.details.get("retry_after_ms"))
+            if delay is not None:
+                await sleep_or_stop(delay, stop)
+            else:
+                await until_stopped(self._outbox_wakeup.wait(), stop)
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    def rooms(self) -> list[Room]:
+        return self.timeline.rooms()
+
+    async def resolve(self, room: str) -> str:
+        if room.startswith("#"):
+            cached = self.timeline.room_by_alias(room)
+            try:
+                return await self.client.resolve_room(room)
+            except Unavailable:
+                if cached is not None:
+                    return cached.room_id
+                raise
+        return await self.client.resolve_room(room)
+
+    async def join(self, room: str) -> str:
+        room_id = await self.client.join(room)
+        await self.sync()
+        return room_id
+
+    async def leave(self, room_id: str) -> None:
+        await self.client.leave(room_id)
+        await self.sync()
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self.client.invite(room_id, user_id)
+
+    async def create_room(self, *, name: str | None = None, topic: str | None = None, alias: str | None = None,
+                          encrypted: bool = True, invite: tuple[str, ...] = (), public: bool = False) -> str:
+        room_id = await self.client.create_room(name=name, topic=topic, alias=alias, encrypted=encrypted,
+                                                invite=invite, public=public)
+        await self.sync()
+        return room_id
+
+    async def create_direct(self, user_id: str, *, encrypted: bool = True) -> str:
+        room_id = await self.client.create_room(encrypted=encrypted, invite=(user_id,), direct=True)
+        await self.sync()
+        self.timeline.mark_direct(room_id)
+        return room_id
+
+    async def paginate(self, room_id: str, limit: int = 50) -> list[Event]:
+        """Fetch older events from the server into the cache; returns them oldest first."""
+        token = self.timeline.prev_batch(room_id)
+        if token is None:
+            return []
+        page = await self.client.paginate(room_id, token, limit)
+        older = list(reversed(page.events))
+        with self.service.db.transaction() as tx:
+            SearchIndex.index(tx, TimelineStore.put_events(tx, list(page.events), older=True))
+            TimelineStore.set_prev_batch(tx, room_id, page.end if page.events else None)
+        return older
+
+    async def read_receipt(self, room_id: str, event_id: str) -> None:
+        await self.client.read_receipt(room_id, event_id)
+
+    async def typing(self, room_id: str, typing: bool = True) -> None:
+        await self.client.typing(room_id, typing)
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def render(self, text: str) -> str | None:
+        """Markdown to sanitized HTML through the extension; None means send plain text."""
+        if self.service.renderer is None:
+            return None
+        try:
+            rendered = await self.service.renderer(text)
+        except KumixError as exc:
+            log.info("markdown rendering unavailable (%s); sending plain text", exc.code)
+            return None
+        cleaned = sanitize_html(rendered).strip()
+        # Plain prose renders to a single paragraph: no formatting worth a formatted_body.
+        if cleaned == f"<p>{html.escape(text.strip(), quote=False)}</p>":
+            return None
+        return cleaned or None
+
+    async def text_content(self, text: str, *, markdown: bool = True, notice: bool = False) -> dict[str, Any]:
+        content: dict[str, Any] = {"msgtype": "m.notice" if notice else "m.text", "body": text}
+        rendered = await self.render(text) if markdown else None
+        if rendered is not None:
+            content["format"] = HTML_FORMAT
+            content["formatted_body"] = rendered
+        return content
+
+    async def send_text(self, room_id: str, text: str, *, markdown: bool = True, reply_to: str | None = None,
+                        notice: bool = False, deliver: bool = True) -> OutboxEntry:
+        content = await self.text_content(text, markdown=markdown, notice=notice)
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        return await self.enqueue(room_id, "m.room.message", content, deliver=deliver)
+
+    async def edit(self, room_id: str, event_id: str, text: str, *, markdown: bool = True) -> OutboxEntry:
+        new = await self.text_content(text, markdown=markdown)
+        content = {**new, "body": f"* {text}", "m.new_content": new,
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}}
+        content.pop("formatted_body", None)
+        content.pop("format", None)
+        return await self.enqueue(room_id, "m.room.message", content)
+
+    async def react(self, room_id: str, event_id: str, key: str) -> OutboxEntry:
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        return await self.enqueue(room_id, "m.reaction", content)
+
+    async def redact(self, room_id: str, event_id: str, reason: str | None = None) -> OutboxEntry:
+        content: dict[str, Any] = {"redacts": event_id}
+        if reason:
+            content["reason"] = reason
+        return await self.enqueue(room_id, "m.room.redaction", content)
+
+    async def send_file(self, room_id: str, path: Path) -> OutboxEntry:
+        """Upload (encrypted when the room is) and queue the file event."""
+        data = path.read_bytes()
+        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        encrypted = self.client.room_is_encrypted(room_id)
+        if encrypted is None:
+            room = self.timeline.room(room_id)
+            if room is None:
+                raise NotFound(f"unknown room {room_id}")
+            encrypted = room.encrypted
+        url, keys = await self.client.upload(data, filename=path.name, mimetype=mimetype, encrypt=encrypted)
+        msgtype = "m.image" if mimetype.startswith("image/") else "m.file"
+        content: dict[str, Any] = {
+            "msgtype": msgtype, "body": path.name, "info": {"mimetype": mimetype, "size": len(data)}}
+        if keys is not None:
+            content["file"] = {**keys, "url": url}
+        else:
+            content["url"] = url
+        return await self.enqueue(room_id, "m.room.message", content)
+
+    async def download(self, event: Event) -> bytes:
+        if event.attachment is None:
+            raise NotFound(f"event {event.event_id} has no attachment")
+        return await self.client.download(event.attachment)
+
+    async def enqueue(self, room_id: str, event_type: str, content: dict[str, Any], *,
+                      deliver: bool = True) -> OutboxEntry:
+        """Write the event to the outbox first; then try to deliver now. A homeserver that
+        is down leaves it pending, to go out (same transaction id) on reconnect."""
+        entry = self.outbox.enqueue(room_id, event_type, content)
+        self._outbox_wakeup.set()
+        if deliver:
+            try:
+                await self.flush_outbox()
+            except Unavailable as exc:
+                log.info("homeserver unavailable (%s); message kept in the outbox", exc.code)
+        got = self.outbox.get(entry.txn_id)
+        assert got is not None
+        return got
+
+    async def flush_outbox(self) -> list[OutboxEntry]:
+        """Deliver open entries in order. Stops at the first transient failure (raised),
+        so later messages never overtake an earlier one."""
+        delivered: list[OutboxEntry] = []
+        for entry in self.outbox.open_entries():
+            needs_room = entry.event_type != "m.room.redaction" and not self.client.knows_room(entry.room_id)
+            if needs_room and not self._synced_full_state:
+                await self.sync()
+            self.outbox.mark_sending(entry.txn_id)
+            try:
+                if entry.event_type == "m.room.redaction":
+                    event_id = await self.client.redact(entry.room_id, str(entry.content["redacts"]), entry.txn_id,
+                                                        entry.content.get("reason"))
+                else:
+                    event_id = await self.client.send(entry.room_id, entry.event_type, entry.content, entry.txn_id)
+            except Unavailable as exc:
+                self.outbox.mark_retry(entry.txn_id, exc.message)
+                raise
+            except KumixError as exc:
+                self.outbox.mark_failed(entry.txn_id, f"{exc.code}: {exc.message}")
+                continue
+            self.outbox.mark_sent(entry.txn_id, event_id)
+            self.outbox_backoff.reset()
+            got = self.outbox.get(entry.txn_id)
+            assert got is not None
+            delivered.append(got)
+        return delivered
+
+    # -- search and keys -------------------------------------------------------------------
+
+    def search(self, text: str, *, room_id: str | None = None, limit: int = 50) -> list[SearchHit]:
+        return self.service.search_index.search(text, room_id=room_id, limit=limit)
+
+    async def export_keys(self, path: Path, passphrase: str) -> None:
+        await self.client.export_keys(path, passphrase)
+
+    async def import_keys(self, path: Path, passphrase: str) -> int:
+        """Import room keys, then decrypt every held event they unlock; returns that count."""
+        self.service.progress("importing keys…")
+        await self.client.import_keys(path, passphrase)
+        self.service.progress("retrying undecryptable events…")
+        return self.retry_undecryptable()

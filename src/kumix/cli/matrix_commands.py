@@ -1,0 +1,416 @@
+"""Matrix commands: login, logout, whoami, rooms, join, create-room, send, tail, history,
+search, keys export|import.
+
+Secrets come from stdin or a terminal prompt, never from argv (visible to every local user
+through /proc). Progress of long operations goes to stderr, data to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kumix.app.markdown import extension_renderer
+from kumix.app.matrix_session import MatrixService, Session
+from kumix.cli.context import CliContext
+from kumix.cli.output import emit_json, emit_table, printable
+from kumix.core.errors import BadRequest, KumixError, NotFound, Unavailable
+from kumix.core.models import Event
+
+T = TypeVar("T")
+
+SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("login", help="log in to a Matrix homeserver", parents=[common])
+    p.add_argument("--homeserver", required=True, metavar="URL")
+    p.add_argument("--user", metavar="USER", help="user id or localpart (not needed with an access token)")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    secret.add_argument("--access-token-stdin", action="store_true", help="read an access token from stdin")
+    p.set_defaults(handler=cmd_login)
+
+    p = subparsers.add_parser("logout", help="revoke the session on the server and forget it here", parents=[common])
+    p.set_defaults(handler=cmd_logout)
+
+    p = subparsers.add_parser("whoami", help="the logged-in account, as the server sees it", parents=[common])
+    p.set_defaults(handler=cmd_whoami)
+
+    p = subparsers.add_parser("rooms", help="joined and invited rooms", parents=[common])
+    p.set_defaults(handler=cmd_rooms)
+
+    p = subparsers.add_parser("join", help="join a room by id or alias", parents=[common])
+    p.add_argument("room")
+    p.set_defaults(handler=cmd_join)
+
+    p = subparsers.add_parser("create-room", help="create a room (encrypted unless --unencrypted)", parents=[common])
+    p.add_argument("--name")
+    p.add_argument("--topic")
+    p.add_argument("--alias", help="local part of a new #alias")
+    p.add_argument("--unencrypted", action="store_true")
+    p.add_argument("--public", action="store_true")
+    p.add_argument("--invite", action="append", default=[], metavar="USER")
+    p.add_argument("--direct", metavar="USER", help="a direct-message room with USER")
+    p.set_defaults(handler=cmd_create_room)
+
+    p = subparsers.add_parser("send", help="send a message (markdown) or a file to a room", parents=[common])
+    p.add_argument("room", help="room id or alias")
+    p.add_argument("text", nargs="?", default=None)
+    p.add_argument("--file", type=Path, help="send this file instead (encrypted in encrypted rooms)")
+    p.add_argument("--plain", action="store_true", help="no markdown rendering")
+    p.add_argument("--reply-to", metavar="EVENT_ID")
+    p.set_defaults(handler=cmd_send)
+
+    p = subparsers.add_parser("tail", help="follow a room live (Ctrl-C to stop)", parents=[common])
+    p.add_argument("room")
+    p.add_argument("--history", type=int, default=10, metavar="N", help="show the last N events first")
+    p.set_defaults(handler=cmd_tail)
+
+    p = subparsers.add_parser("history", help="older events of a room (backward pagination)", parents=[common])
+    p.add_argument("room")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler=cmd_history)
+
+    p = subparsers.add_parser("search", help="full-text search of messages held locally", parents=[common])
+    p.add_argument("query")
+    p.add_argument("--room")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(handler=cmd_search)
+
+    keys = subparsers.add_parser("keys", help="export or import end-to-end room keys", parents=[common])
+    ksub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    for name, handler in (("export", cmd_keys_export), ("import", cmd_keys_import)):
+        kp = ksub.add_parser(name, help=f"{name} room keys (file encrypted with a passphrase)", parents=[common])
+        kp.add_argument("path", type=Path)
+        kp.add_argument("--passphrase-stdin", action="store_true", help="read the file's passphrase from stdin")
+        kp.set_defaults(handler=handler)
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"kumix: {message}\n")
+    sys.stderr.flush()
+
+
+def _service(ctx: CliContext) -> MatrixService:
+    ctx.settings.ensure_data_dir()
+    return MatrixService(ctx.settings.data_dir, ctx.database, progress=_progress)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def _read_stdin_secret(what: str) -> str:
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise BadRequest(f"no {what} on stdin")
+    return line
+
+
+@contextlib.asynccontextmanager
+async def _session(ctx: CliContext, *, markdown: bool = False) -> AsyncIterator[Session]:
+    service = _service(ctx)
+    if markdown:
+        try:
+            available: dict[str, Any] = {"extensions": ctx.extensions, "service": ctx.extensions,
+                                         "settings": ctx.settings, "policy": ctx.policy}
+        except KumixError:
+            available = {}
+        async with extension_renderer(**available) as renderer:
+            service.renderer = renderer
+            async with service.session() as session:
+                yield session
+        return
+    async with service.session() as session:
+        yield session
+
+
+def _event_line(ev: Event) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(ev.origin_ts / 1000)) if ev.origin_ts else "--:--:--"
+    sender = printable(ev.sender, 60)
+    if ev.kind == "text":
+        return f"[{stamp}] {sender}: {printable(ev.body, 2000)}"
+    if ev.kind == "edit":
+        return f"[{stamp}] {sender} edited {ev.relates_to}: {printable(ev.body, 2000)}"
+    if ev.kind == "file":
+        return f"[{stamp}] {sender} sent a file: {printable(ev.body, 200)}"
+    if ev.kind == "reaction":
+        return f"[{stamp}] {sender} reacted {printable(ev.reaction_key or '', 20)} to {ev.relates_to}"
+    if ev.kind == "redaction":
+        return f"[{stamp}] {sender} redacted {ev.relates_to}"
+    if ev.kind == "undecryptable":
+        return f"[{stamp}] {sender}: ** unable to decrypt yet (waiting for the key) **"
+    return f"[{stamp}] {sender}: ({ev.kind}) {printable(ev.body, 200)}"
+
+
+def _print_event(ev: Event, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(_event_line(ev) + "\n")
+    sys.stdout.flush()
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_login(ctx: CliContext) -> int:
+    a = ctx.args
+    service = _service(ctx)
+    if a.access_token_stdin:
+        token = _read_stdin_secret("access token")
+        account = _run(service.login_token(a.homeserver, token))
+    else:
+        if not a.user:
+            raise BadRequest("--user is needed to log in with a password")
+        password = _read_stdin_secret("password") if a.password_stdin else getpass.getpass("Matrix password: ")
+        account = _run(service.login_password(a.homeserver, a.user, password))
+    if ctx.json:
+        emit_json({"user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver})
+    else:
+        sys.stdout.write(f"logged in as {account.user_id} (device {account.device_id})\n")
+    return 0
+
+
+def cmd_logout(ctx: CliContext) -> int:
+    _run(_service(ctx).logout())
+    if ctx.json:
+        emit_json({"logged_out": True})
+    else:
+        sys.stdout.write("logged out; the access token is revoked and local session data removed\n")
+    return 0
+
+
+def cmd_whoami(ctx: CliContext) -> int:
+    async def go() -> dict[str, str]:
+        async with _session(ctx) as s:
+            acc = await s.client.whoami()
+            return {"user_id": acc.user_id, "device_id": acc.device_id, "homeserver": acc.homeserver}
+
+    doc = _run(go())
+    if ctx.json:
+        emit_json(doc)
+    else:
+        sys.stdout.write(f"{doc['user_id']} (device {doc['device_id']}) on {doc['homeserver']}\n")
+    return 0
+
+
+async def _sync_or_cached(s: Session) -> bool:
+    """Bring the cache up to date; offline, the cache still answers (said on stderr)."""
+    try:
+        await s.sync()
+        return True
+    except Unavailable as exc:
+        _progress(f"homeserver unreachable ({exc.message}); showing cached data")
+        return False
+
+
+def cmd_rooms(ctx: CliContext) -> int:
+    async def go() -> list[Any]:
+        async with _session(ctx) as s:
+            await _sync_or_cached(s)
+            return s.rooms()
+
+    rooms = _run(go())
+    if ctx.json:
+        emit_json([r.to_json() for r in rooms])
+    else:
+        emit_table(
+            [[r.room_id, printable(r.name, 40), "yes" if r.encrypted else "no", r.membership, str(r.unread_count)]
+             for r in rooms],
+            ["ROOM", "NAME", "ENCRYPTED", "MEMBERSHIP", "UNREAD"],
+        )
+    return 0
+
+
+def cmd_join(ctx: CliContext) -> int:
+    async def go() -> str:
+        async with _session(ctx) as s:
+            await s.sync()
+            return await s.join(ctx.args.room)
+
+    room_id = _run(go())
+    if ctx.json:
+        emit_json({"room_id": room_id})
+    else:
+        sys.stdout.write(f"joined {room_id}\n")
+    return 0
+
+
+def cmd_create_room(ctx: CliContext) -> int:
+    a = ctx.args
+
+    async def go() -> str:
+        async with _session(ctx) as s:
+            await s.sync()
+            if a.direct:
+                return await s.create_direct(a.direct, encrypted=not a.unencrypted)
+            return await s.create_room(name=a.name, topic=a.topic, alias=a.alias, encrypted=not a.unencrypted,
+                                       invite=tuple(a.invite), public=a.public)
+
+    room_id = _run(go())
+    if ctx.json:
+        emit_json({"room_id": room_id})
+    else:
+        sys.stdout.write(f"created {room_id}\n")
+    return 0
+
+
+def cmd_send(ctx: CliContext) -> int:
+    a = ctx.args
+    if (a.text is None) == (a.file is None):
+        sys.stderr.write("kumix send: give either TEXT or --file PATH\n")
+        return 2
+
+    async def go() -> dict[str, Any]:
+        async with _session(ctx, markdown=not a.plain) as s:
+            online = await _sync_or_cached(s)
+            room_id = await s.resolve(a.room)
+            if a.file is not None:
+                entry = await s.send_file(room_id, a.file)
+            else:
+                entry = await s.send_text(room_id, a.text, markdown=not a.plain, reply_to=a.reply_to,
+                                          deliver=online)
+            if online:
+                # Earlier messages still queued from an offline run go out too, in order.
+                with contextlib.suppress(Unavailable):
+                    await s.flush_outbox()
+            final = s.outbox.get(entry.txn_id)
+            assert final is not None
+            return final.to_json()
+
+    doc = _run(go())
+    if ctx.json:
+        emit_json(doc)
+    elif doc["state"] == "sent":
+        sys.stdout.write(f"sent {doc['event_id']}\n")
+    elif doc["state"] == "failed":
+        sys.stderr.write(f"kumix: error: not sent: {doc['error']}\n")
+    else:
+        sys.stdout.write(f"queued (homeserver unreachable); it goes out on the next kumix run: {doc['txn_id']}\n")
+    return 1 if doc["state"] == "failed" else 0
+
+
+def cmd_tail(ctx: CliContext) -> int:
+    as_json = ctx.json
+
+    async def go() -> None:
+        async with _session(ctx, markdown=True) as s:
+            online = await _sync_or_cached(s)
+            room_id = await s.resolve(ctx.args.room) if online else ctx.args.room
+            if s.timeline.room(room_id) is None:
+                raise NotFound(f"not a room of this account: {room_id}")
+            for ev in s.timeline.events(room_id, limit=max(0, ctx.args.history)):
+                _print_event(ev, as_json)
+
+            def show(ev: Event) -> None:
+                if ev.room_id == room_id:
+                    _print_event(ev, as_json)
+
+            s.add_listener(show)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                await s.run(stop, on_retry=lambda exc, d: _progress(f"{exc.message}; retrying in {d:.1f} s"))
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    _run(go())
+    return 0
+
+
+def cmd_history(ctx: CliContext) -> int:
+    async def go() -> list[Event]:
+        async with _session(ctx) as s:
+            await s.sync()
+            room_id = await s.resolve(ctx.args.room)
+            return await s.paginate(room_id, ctx.args.limit)
+
+    events = _run(go())
+    if ctx.json:
+        emit_json([e.to_json() for e in events])
+    else:
+        for ev in events:
+            _print_event(ev, False)
+    return 0
+
+
+def cmd_search(ctx: CliContext) -> int:
+    async def go() -> list[Any]:
+        async with _session(ctx) as s:
+            await _sync_or_cached(s)
+            room_id = await s.resolve(ctx.args.room) if ctx.args.room else None
+            return s.search(ctx.args.query, room_id=room_id, limit=ctx.args.limit)
+
+    hits = _run(go())
+    if ctx.json:
+        emit_json([h.to_json() for h in hits])
+    else:
+        emit_table([[h.room_id, printable(h.sender, 40), printable(h.snippet, 80)] for h in hits],
+                   ["ROOM", "SENDER", "MATCH"])
+    return 0
+
+
+def _key_file_passphrase(ctx: CliContext, confirm: bool) -> str:
+    if ctx.args.passphrase_stdin:
+        return _read_stdin_secret("passphrase")
+    first = getpass.getpass("Key file passphrase: ")
+    if confirm and getpass.getpass("Repeat: ") != first:
+        raise BadRequest("the two passphrases differ")
+    if not first:
+        raise BadRequest("an empty key file passphrase is not accepted")
+    return first
+
+
+def cmd_keys_export(ctx: CliContext) -> int:
+    passphrase = _key_file_passphrase(ctx, confirm=True)
+
+    async def go() -> None:
+        async with _session(ctx) as s:
+            _progress("exporting room keys…")
+            await s.export_keys(ctx.args.path, passphrase)
+
+    _run(go())
+    if ctx.json:
+        emit_json({"exported": str(ctx.args.path)})
+    else:
+        sys.stdout.write(f"room keys exported to {ctx.args.path}\n")
+    return 0
+
+
+def cmd_keys_import(ctx: CliContext) -> int:
+    passphrase = _key_file_passphrase(ctx, confirm=False)
+
+    async def go() -> int:
+        async with _session(ctx) as s:
+            await _sync_or_cached(s)
+            return await s.import_keys(ctx.args.path, passphrase)
+
+    recovered = _run(go())
+    if ctx.json:
+        emit_json({"imported": str(ctx.args.path), "decrypted_events": recovered})
+    else:
+        sys.stdout.write(f"room keys imported; {recovered} held event(s) decrypted\n")
+    return 0
+
+
+__all__ = ["register"]

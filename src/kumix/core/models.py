@@ -1,0 +1,147 @@
+"""Kumix's own Matrix domain: accounts, rooms, timeline events, attachments, sync batches.
+
+These are what every layer above `kumix.matrix` sees; matrix-nio's types stop at that
+adapter. HTML in `Event.formatted_html` is always already sanitized: the adapter is given
+the sanitizer and applies it before an `Event` exists, so no caller can forget to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+HtmlSanitizer = Callable[[str], str]
+"""Port: turns untrusted HTML into HTML safe to display."""
+
+Membership = Literal["join", "invite", "leave"]
+
+EventKind = Literal[
+    "text",  # m.text, m.notice, m.emote
+    "file",  # m.file, m.image, m.audio, m.video
+    "reaction",
+    "redaction",
+    "edit",
+    "undecryptable",  # encrypted and no key yet; retried when keys arrive
+    "member",
+    "state",
+    "other",
+]
+
+
+@dataclass(frozen=True)
+class Account:
+    """Who we are on which homeserver; holds no secret."""
+
+    user_id: str
+    device_id: str
+    homeserver: str
+
+
+@dataclass(frozen=True)
+class Room:
+    room_id: str
+    name: str
+    topic: str | None
+    encrypted: bool
+    membership: Membership
+    unread_count: int = 0
+    highlight_count: int = 0
+    is_direct: bool = False
+    canonical_alias: str | None = None
+    inviter: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "room_id": self.room_id,
+            "name": self.name,
+            "topic": self.topic,
+            "encrypted": self.encrypted,
+            "membership": self.membership,
+            "unread": self.unread_count,
+            "highlights": self.highlight_count,
+            "direct": self.is_direct,
+            "alias": self.canonical_alias,
+        }
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file in the content repository. `encryption` is the JSON Web Key + IV + hashes
+    an encrypted room needs to decrypt it; it is key material, never logged."""
+
+    url: str
+    name: str
+    mimetype: str | None
+    size: int | None
+    encryption: dict[str, Any] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    room_id: str
+    sender: str
+    origin_ts: int
+    kind: EventKind
+    body: str = ""
+    formatted_html: str | None = None
+    msgtype: str | None = None
+    encrypted: bool = False
+    relates_to: str | None = None
+    """Event this one replaces (edit), annotates (reaction), redacts, or replies to."""
+    reply_to: str | None = None
+    reaction_key: str | None = None
+    attachment: Attachment | None = None
+    session_id: str | None = None
+    """Megolm session of an undecryptable event: which key would unlock it."""
+    transaction_id: str | None = None
+    source: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """Raw encrypted event, kept only for undecryptable ones so they can be retried."""
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "event_id": self.event_id,
+            "room_id": self.room_id,
+            "sender": self.sender,
+            "ts": self.origin_ts,
+            "kind": self.kind,
+            "body": self.body,
+            "encrypted": self.encrypted,
+        }
+        if self.formatted_html is not None:
+            doc["html"] = self.formatted_html
+        if self.msgtype:
+            doc["msgtype"] = self.msgtype
+        if self.relates_to:
+            doc["relates_to"] = self.relates_to
+        if self.reply_to:
+            doc["reply_to"] = self.reply_to
+        if self.reaction_key:
+            doc["key"] = self.reaction_key
+        if self.attachment:
+            doc["file"] = {"url": self.attachment.url, "name": self.attachment.name,
+                           "mimetype": self.attachment.mimetype, "size": self.attachment.size}
+        return doc
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """One sync response, translated: what changed and where to resume from."""
+
+    next_batch: str
+    rooms: list[Room]
+    events: list[Event]
+    left_rooms: list[str]
+    prev_batches: dict[str, str]
+    """Per room, the token to paginate backwards from the oldest event of this batch."""
+    keys_arrived: frozenset[str]
+    """Megolm session ids whose keys came in with this batch (room keys, forwarded keys)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of older events from backward pagination; `end` continues further back."""
+
+    events: list[Event]
+    end: str | None

@@ -1,0 +1,503 @@
+"""The Matrix adapter: the only module of Kumix that speaks matrix-nio.
+
+`MatrixClient` wraps one `nio.AsyncClient` (E2EE on, vodozemac backend, crypto store under
+Kumix's data directory, encrypted with the vault's pickle key). Every nio response and
+exception is mapped here onto Kumix errors, and every nio event onto `kumix.core.models`,
+so callers never see a nio type. nio's own 429/timeout retry loops are switched off
+(`max_limit_exceeded=0`, `max_timeouts=0`): the caller's backoff policy decides when to
+retry, with jitter, instead of nio sleeping inside a request nobody can cancel cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import nio
+from nio.crypto import decrypt_attachment
+
+from kumix.core.errors import (
+    BadRequest,
+    Forbidden,
+    KumixError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from kumix.core.models import Account, Attachment, Event, HtmlSanitizer, Page, Room, SyncBatch
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 30.0
+"""Per request (except long-polling sync and media): a frozen homeserver is a failure to
+retry, not a reason to hang forever."""
+
+SYNC_GRACE_S = 60.0
+"""Beyond the long-poll timeout, how long a sync may take to arrive. Initial syncs of big
+accounts take seconds; a server that says nothing for a minute is treated as down."""
+
+DEVICE_NAME = "Kumix"
+
+T = TypeVar("T")
+
+_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    TimeoutError,
+    ConnectionError,
+    json.JSONDecodeError,
+)
+
+
+def _raise_for(resp: Any, action: str, *, login: bool = False) -> None:
+    """Map a nio error response onto the Kumix error a caller can act on."""
+    if not isinstance(resp, nio.ErrorResponse):
+        return
+    errcode = str(resp.status_code or "")
+    transport = getattr(resp, "transport_response", None)
+    http_status = int(getattr(transport, "status", 0) or 0)
+    message = f"{action}: {resp.message or errcode or 'error'}"
+    details: dict[str, Any] = {"errcode": errcode, "status": http_status}
+    if http_status == 429 or errcode == "M_LIMIT_EXCEEDED":
+        details["retry_after_ms"] = resp.retry_after_ms
+        raise Unavailable(message, details=details)
+    if http_status >= 500 or (http_status == 0 and not errcode.startswith("M_")):
+        raise Unavailable(message, details=details)
+    if errcode in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED") or (
+        login and errcode == "M_FORBIDDEN"
+    ):
+        raise Unauthorized(message, details=details)
+    if errcode == "M_FORBIDDEN":
+        raise Forbidden(message, details=details)
+    if errcode == "M_NOT_FOUND" or http_status == 404:
+        raise NotFound(message, details=details)
+    raise BadRequest(message, details=details)
+
+
+async def _guard(awaitable: Awaitable[T], action: str, timeout: float | None = REQUEST_TIMEOUT_S) -> T:
+    """Run one nio call; transport failures become `Unavailable` (retryable)."""
+    try:
+        if timeout is None:
+            return await awaitable
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    except _TRANSIENT_ERRORS as exc:
+        raise Unavailable(f"{action}: homeserver unreachable ({type(exc).__name__})") from None
+    except nio.LocalProtocolError as exc:
+        raise BadRequest(f"{action}: {exc}") from None
+    except nio.SendRetryError as exc:
+        raise Unavailable(f"{action}: {exc}") from None
+
+
+class MatrixClient:
+    """One device of one account. Use `async with`: the HTTP session is closed on exit."""
+
+    def __init__(self, homeserver: str, store_dir: Path, *, pickle_key: str, sanitize: HtmlSanitizer) -> None:
+        store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._store_dir = store_dir
+        self._sanitize = sanitize
+        config = nio.AsyncClientConfig(
+            max_limit_exceeded=0,
+            max_timeouts=0,
+            store_sync_tokens=False,  # Kumix's own store holds the token, in the same transaction as the events
+            encryption_enabled=True,
+            pickle_key=pickle_key,
+            request_timeout=REQUEST_TIMEOUT_S,
+        )
+        self._nio = nio.AsyncClient(homeserver, "", store_path=str(store_dir), config=config)
+        self.homeserver = homeserver
+        self._direct_rooms: set[str] = set()
+
+    async def __aenter__(self) -> MatrixClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._nio.close()
+
+    # -- session ---------------------------------------------------------------------
+
+    @property
+    def account(self) -> Account:
+        return Account(user_id=self._nio.user_id, device_id=self._nio.device_id, homeserver=self.homeserver)
+
+    @property
+    def access_token(self) -> str:
+        return str(self._nio.access_token)
+
+    async def login_password(self, user: str, password: str) -> Account:
+        self._nio.user = user
+        resp = await _guard(self._nio.login(password=password, device_name=DEVICE_NAME), "login")
+        _raise_for(resp, "login", login=True)
+        self._fix_store_permissions()
+        return self.account
+
+    async def login_token(self, access_token: str) -> Account:
+        """Adopt an existing access token: whoami says whose it is and which device."""
+        self._nio.access_token = access_token
+        resp = await _guard(self._nio.whoami(), "whoami")
+        _raise_for(resp, "login", login=True)
+        if not resp.device_id:
+            raise BadRequest("login: the homeserver did not say which device this token belongs to")
+        self._nio.restore_login(resp.user_id, resp.device_id, access_token)
+        self._fix_store_permissions()
+        return self.account
+
+    def restore(self, account: Account, access_token: str) -> None:
+        """Resume a stored session; loads the device's Olm account from the crypto store."""
+        self._nio.user = account.user_id
+        self._nio.restore_login(account.user_id, account.device_id, access_token)
+        self._fix_store_permissions()
+
+    def _fix_store_permissions(self) -> None:
+        for path in self._store_dir.iterdir():
+            if path.is_file():
+                path.chmod(0o600)
+
+    async def logout(self) -> None:
+        resp = await _guard(self._nio.logout(), "logout")
+        _raise_for(resp, "logout")
+
+    async def whoami(self) -> Account:
+        resp = await _guard(self._nio.whoami(), "whoami")
+        _raise_for(resp, "whoami")
+        device = resp.device_id or self._nio.device_id
+        return Account(user_id=resp.user_id, device_id=device, homeserver=self.homeserver)
+
+    # -- sync ------------------------------------------------------------------------
+
+    async def sync_once(self, since: str | None, *, timeout_ms: int = 30_000, full_state: bool = False) -> SyncBatch:
+        """One /sync, then the E2EE upkeep nio's sync_forever would do: upload our keys,
+        track changed device lists, claim one-time keys, flush queued to-device messages."""
+        resp = await _guard(
+            self._nio.sync(timeout=timeout_ms, since=since, full_state=full_state, set_presence="offline"),
+            "sync",
+            timeout=timeout_ms / 1000 + SYNC_GRACE_S,
+        )
+        _raise_for(resp, "sync")
+        await self._e2ee_upkeep()
+        return self._translate_sync(resp)
+
+    async def _e2ee_upkeep(self) -> None:
+        n = self._nio
+        if n.should_upload_keys:
+            _raise_for(await _guard(n.keys_upload(), "keys upload"), "keys upload")
+        if n.should_query_keys:
+            _raise_for(await _guard(n.keys_query(), "keys query"), "keys query")
+        if n.should_claim_keys:
+            _raise_for(await _guard(n.keys_claim(n.get_users_for_key_claiming()), "keys claim"), "keys claim")
+        for r in await _guard(n.send_to_device_messages(), "to-device"):
+            _raise_for(r, "to-device")
+
+    def _translate_sync(self, resp: Any) -> SyncBatch:
+        keys_arrived: set[str] = set()
+        for td in resp.to_device_events:
+            if isinstance(td, nio.RoomKeyEvent | nio.ForwardedRoomKeyEvent):
+                keys_arrived.add(td.session_id)
+        for ad in resp.account_data_events:
+            if getattr(ad, "type", None) == "m.direct" and isinstance(getattr(ad, "content", None), dict):
+                for rooms in ad.content.values():
+                    if isinstance(rooms, list):
+                        self._direct_rooms.update(r for r in rooms if isinstance(r, str))
+        joined: list[Room] = []
+        events: list[Event] = []
+        prev: dict[str, str] = {}
+        for room_id, info in resp.rooms.join.items():
+            mroom = self._nio.rooms.get(room_id)
+            if mroom is not None:
+                joined.append(self._room(mroom, "join"))
+            if info.timeline.prev_batch:
+                prev[room_id] = info.timeline.prev_batch
+            events.extend(self._event(room_id, ev) for ev in info.timeline.events)
+        for room_id in resp.rooms.invite:
+            iroom = self._nio.invited_rooms.get(room_id)
+            if iroom is not None:
+                joined.append(self._room(iroom, "invite"))
+        return SyncBatch(
+            next_batch=resp.next_batch,
+            rooms=joined,
+            events=events,
+            left_rooms=list(resp.rooms.leave),
+            prev_batches=prev,
+            keys_arrived=frozenset(keys_arrived),
+        )
+
+    def _room(self, r: Any, membership: str) -> Room:
+        inviter = None
+        is_direct = r.room_id in self._direct_rooms
+        if membership == "invite":
+            me = getattr(r, "users", {}).get(self._nio.user_id)
+            inviter = getattr(r, "inviter", None)
+            is_direct = is_direct or bool(me and getattr(me, "is_direct", False))
+        return Room(
+            room_id=r.room_id,
+            name=str(r.display_name or r.room_id),
+            topic=r.topic,
+            encrypted=bool(r.encrypted),
+            membership=membership,  # type: ignore[arg-type]
+            unread_count=int(r.unread_notifications or 0),
+            highlight_count=int(r.unread_highlights or 0),
+            is_direct=is_direct,
+            canonical_alias=r.canonical_alias,
+            inviter=inviter,
+        )
+
+    def room(self, room_id: str) -> Room | None:
+        r = self._nio.rooms.get(room_id)
+        return self._room(r, "join") if r is not None else None
+
+    def knows_room(self, room_id: str) -> bool:
+        return room_id in self._nio.rooms
+
+    # -- event translation -----------------------------------------------------------
+
+    def _event(self, room_id: str, ev: Any) -> Event:
+        source: dict[str, Any] = ev.source if isinstance(getattr(ev, "source", None), dict) else {}
+        content: dict[str, Any] = source.get("content") if isinstance(source.get("content"), dict) else {}  # type: ignore[assignment]
+        unsigned = source.get("unsigned") if isinstance(source.get("unsigned"), dict) else {}
+        base: dict[str, Any] = {
+            "event_id": str(getattr(ev, "event_id", "") or source.get("event_id", "")),
+            "room_id": room_id,
+            "sender": str(getattr(ev, "sender", "") or ""),
+            "origin_ts": int(getattr(ev, "server_timestamp", 0) or 0),
+            "encrypted": bool(getattr(ev, "decrypted", False)),
+            "transaction_id": (unsigned or {}).get("transaction_id") or getattr(ev, "transaction_id", None),
+        }
+        if isinstance(ev, nio.MegolmEvent):
+            return Event(**base | {"encrypted": True}, kind="undecryptable", body="** unable to decrypt **",
+                         session_id=ev.session_id, source=ev.source)
+        relates = content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
+        assert isinstance(relates, dict)
+        reply = relates.get("m.in_reply_to")
+        reply_to = reply.get("event_id") if isinstance(reply, dict) else None
+        if isinstance(ev, nio.RedactionEvent):
+            return Event(**base, kind="redaction", relates_to=ev.redacts)
+        if isinstance(ev, nio.ReactionEvent):
+            return Event(**base, kind="reaction", relates_to=ev.reacts_to, reaction_key=ev.key, body=ev.key)
+        if isinstance(ev, nio.RoomMemberEvent):
+            return Event(**base, kind="member", body=f"{ev.state_key} {ev.membership}")
+        msgtype = content.get("msgtype") if isinstance(content.get("msgtype"), str) else None
+        if isinstance(ev, nio.RoomMessage) or (msgtype and source.get("type") == "m.room.message"):
+            if relates.get("rel_type") == "m.replace" and isinstance(content.get("m.new_content"), dict):
+                new = content["m.new_content"]
+                body, html = self._text_of(new)
+                return Event(**base, kind="edit", body=body, formatted_html=html, msgtype=msgtype,
+                             relates_to=relates.get("event_id"))
+            if isinstance(ev, nio.RoomEncryptedMedia | nio.RoomMessageMedia):
+                return Event(**base, kind="file", body=str(content.get("body", "")), msgtype=msgtype,
+                             attachment=self._attachment(content), reply_to=reply_to)
+            body, html = self._text_of(content)
+            return Event(**base, kind="text", body=body, formatted_html=html, msgtype=msgtype,
+                         reply_to=reply_to, relates_to=reply_to)
+        if getattr(ev, "state_key", None) is not None or "state_key" in source:
+            return Event(**base, kind="state", body=str(source.get("type", "")))
+        return Event(**base, kind="other", body=str(source.get("type", type(ev).__name__)))
+
+    def _text_of(self, content: dict[str, Any]) -> tuple[str, str | None]:
+        body = content.get("body")
+        body = body if isinstance(body, str) else ""
+        html = content.get("formatted_body")
+        if content.get("format") == "org.matrix.custom.html" and isinstance(html, str):
+            return body, self._sanitize(html)
+        return body, None
+
+    @staticmethod
+    def _attachment(content: dict[str, Any]) -> Attachment:
+        info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        assert isinstance(info, dict)
+        file_info = content.get("file") if isinstance(content.get("file"), dict) else None
+        url = (file_info or {}).get("url") or content.get("url") or ""
+        size = info.get("size")
+        return Attachment(
+            url=str(url),
+            name=str(content.get("body", "file")),
+            mimetype=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
+            size=size if isinstance(size, int) else None,
+            encryption=file_info,
+        )
+
+    def retry_decryption(self, event: Event) -> Event | None:
+        """Try an undecryptable event again (after keys arrived or were imported)."""
+        if event.source is None:
+            return None
+        parsed = nio.Event.parse_event(event.source)
+        if not isinstance(parsed, nio.MegolmEvent):
+            return None
+        parsed.room_id = event.room_id
+        try:
+            decrypted = self._nio.decrypt_event(parsed)
+        except (nio.EncryptionError, nio.LocalProtocolError):
+            return None
+        if isinstance(decrypted, nio.MegolmEvent) or not hasattr(decrypted, "event_id"):
+            return None
+        return self._event(event.room_id, decrypted)
+
+    async def request_key(self, event: Event) -> None:
+        """Ask our other devices and the sender for the key of an undecryptable event."""
+        if event.source is None:
+            return
+        parsed = nio.Event.parse_event(event.source)
+        if isinstance(parsed, nio.MegolmEvent):
+            parsed.room_id = event.room_id
+            # nio refuses a second request for the same session: one is enough.
+            with contextlib.suppress(nio.LocalProtocolError, BadRequest):
+                await _guard(self._nio.request_room_key(parsed), "room key request")
+
+    # -- rooms -----------------------------------------------------------------------
+
+    async def resolve_room(self, room: str) -> str:
+        if room.startswith("!"):
+            return room
+        if room.startswith("#"):
+            resp = await _guard(self._nio.room_resolve_alias(room), "resolve alias")
+            _raise_for(resp, f"resolve {room}")
+            return str(resp.room_id)
+        raise BadRequest(f"not a room id or alias: {room[:100]!r}")
+
+    async def join(self, room: str) -> str:
+        resp = await _guard(self._nio.join(room), "join")
+        _raise_for(resp, f"join {room}")
+        return str(resp.room_id)
+
+    async def leave(self, room_id: str) -> None:
+        _raise_for(await _guard(self._nio.room_leave(room_id), "leave"), "leave")
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        _raise_for(await _guard(self._nio.room_invite(room_id, user_id), "invite"), "invite")
+
+    async def create_room(
+        self,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        alias: str | None = None,
+        encrypted: bool = True,
+        invite: tuple[str, ...] = (),
+        direct: bool = False,
+        public: bool = False,
+    ) -> str:
+        initial_state: list[dict[str, Any]] = []
+        if encrypted:
+            initial_state.append(
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+            )
+        resp = await _guard(
+            self._nio.room_create(
+                visibility=nio.RoomVisibility.public if public else nio.RoomVisibility.private,
+                alias=alias,
+                name=name,
+                topic=topic,
+                invite=invite,
+                is_direct=direct,
+                preset=nio.RoomPreset.public_chat if public else (
+                    nio.RoomPreset.trusted_private_chat if direct else nio.RoomPreset.private_chat),
+                initial_state=initial_state,
+            ),
+            "create room",
+        )
+        _raise_for(resp, "create room")
+        if direct:
+            self._direct_rooms.add(resp.room_id)
+        return str(resp.room_id)
+
+    async def paginate(self, room_id: str, start: str, limit: int = 50) -> Page:
+        resp = await _guard(
+            self._nio.room_messages(room_id, start=start, direction=nio.MessageDirection.back, limit=limit),
+            "room messages",
+        )
+        _raise_for(resp, "room messages")
+        return Page(events=[self._event(room_id, e) for e in resp.chunk], end=resp.end)
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send(self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str) -> str:
+        """Send with a caller-chosen transaction id: the homeserver answers a repeat of the
+        same id with the first event's id instead of creating a second event."""
+        if room_id not in self._nio.rooms and self._nio.olm is not None:
+            raise Unavailable(f"send: room {room_id} not synced yet", details={"retry_after_ms": None})
+        resp = await _guard(
+            self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
+            "send",
+        )
+        _raise_for(resp, "send")
+        return str(resp.event_id)
+
+    async def redact(self, room_id: str, event_id: str, txn_id: str, reason: str | None = None) -> str:
+        resp = await _guard(self._nio.room_redact(room_id, event_id, reason=reason, tx_id=txn_id), "redact")
+        _raise_for(resp, "redact")
+        return str(resp.event_id)
+
+    async def read_receipt(self, room_id: str, event_id: str) -> None:
+        resp = await _guard(self._nio.room_read_markers(room_id, event_id, read_event=event_id), "read markers")
+        _raise_for(resp, "read markers")
+
+    async def typing(self, room_id: str, typing: bool, timeout_ms: int = 30_000) -> None:
+        resp = await _guard(self._nio.room_typing(room_id, typing, timeout=timeout_ms), "typing")
+        _raise_for(resp, "typing")
+
+    async def upload(
+        self, data: bytes, *, filename: str, mimetype: str, encrypt: bool
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Returns the mxc URI and, for encrypted uploads, the key material for the event."""
+        resp, keys = await _guard(
+            self._nio.upload(io.BytesIO(data), content_type=mimetype, filename=filename,
+                             encrypt=encrypt, filesize=len(data)),
+            "upload",
+            timeout=None,
+        )
+        _raise_for(resp, "upload")
+        return str(resp.content_uri), keys
+
+    async def download(self, attachment: Attachment) -> bytes:
+        resp = await _guard(self._nio.download(attachment.url), "download", timeout=None)
+        _raise_for(resp, "download")
+        body = bytes(resp.body)
+        if attachment.encryption:
+            enc = attachment.encryption
+            try:
+                return bytes(decrypt_attachment(body, enc["key"]["k"], enc["hashes"]["sha256"], enc["iv"]))
+            except (KeyError, TypeError, nio.EncryptionError) as exc:
+                raise BadRequest(f"download: attachment does not decrypt: {exc}") from None
+        return body
+
+    def room_is_encrypted(self, room_id: str) -> bool | None:
+        r = self._nio.rooms.get(room_id)
+        return None if r is None else bool(r.encrypted)
+
+    # -- keys ------------------------------------------------------------------------
+
+    async def export_keys(self, path: Path, passphrase: str) -> None:
+        await _guard(self._nio.export_keys(str(path), passphrase), "export keys", timeout=None)
+        path.chmod(0o600)
+
+    async def import_keys(self, path: Path, passphrase: str) -> None:
+        try:
+            await _guard(self._nio.import_keys(str(path), passphrase), "import keys", timeout=None)
+        except nio.EncryptionError as exc:
+            raise Unauthorized(f"import keys: wrong passphrase or not a key export ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise BadRequest(f"import keys: {exc}") from None
+
+
+@asynccontextmanager
+async def matrix_client(
+    homeserver: str, store_dir: Path, *, pickle_key: str, sanitize: HtmlSanitizer
+) -> AsyncIterator[MatrixClient]:
+    client = MatrixClient(homeserver, store_dir, pickle_key=pickle_key, sanitize=sanitize)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+__all__ = ["DEVICE_NAME", "KumixError", "MatrixClient", "matrix_client"]

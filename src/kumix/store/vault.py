@@ -1,0 +1,286 @@
+"""Credential vault: the access token and the crypto store's pickle key, encrypted at rest.
+
+The only module that touches `keyring`, `argon2` and `cryptography`. Secrets are one JSON
+document sealed with AES-256-GCM into `vault.json` (mode 0600). The 256-bit key comes from:
+
+1. `KUMIX_VAULT_PASSPHRASE_FILE`: path of a file (mode 0600 or stricter, owned by the user)
+   holding a passphrase; the key is argon2id(passphrase, salt). For scripts, CI and servers.
+2. otherwise the OS keyring (`keyring`), when a real backend exists: a random key stored
+   there under service `kumix-vault`.
+3. otherwise an interactive passphrase prompt (a TTY), again through argon2id.
+
+With none of these, opening the vault fails with `unauthorized` and says how to supply the
+key. A passphrase is never accepted in argv or in an environment variable: both leak to
+every process that can list processes or inherits the environment. Secrets are never
+logged, never written unencrypted, and never put into a child process's environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from kumix.core.errors import KumixError, Unauthorized
+
+ENV_PASSPHRASE_FILE = "KUMIX_VAULT_PASSPHRASE_FILE"  # noqa: S105 - a variable name, not a secret
+KEYRING_SERVICE = "kumix-vault"
+FORMAT_VERSION = 1
+
+ARGON2_TIME_COST = 3
+ARGON2_MEMORY_KIB = 64 * 1024
+ARGON2_PARALLELISM = 1
+"""RFC 9106's second recommended profile (t=3, 64 MiB): ~0.2 s here, once per command."""
+
+MAX_ARGON2_MEMORY_KIB = 1024 * 1024
+MAX_ARGON2_TIME_COST = 16
+"""Bounds on parameters read back from disk: a tampered vault file must not make Kumix
+allocate gigabytes or spin for minutes before failing."""
+
+MAX_PASSPHRASE_FILE_BYTES = 4096
+
+
+class VaultCorrupt(KumixError):
+    """The vault file is unreadable or was modified; it is left untouched."""
+
+    code = "vault_corrupt"
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """How the key is obtained; `mode` is written into the vault so unlocking matches."""
+
+    mode: str  # "passphrase" or "keyring"
+    passphrase: Callable[[bool], str] | None = None  # argument: confirm (new vault)
+
+
+def _read_passphrase_file(path_text: str) -> str:
+    path = Path(path_text)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: cannot open the passphrase file: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: not a regular file")
+        if st.st_mode & 0o077:
+            raise Unauthorized(
+                f"{ENV_PASSPHRASE_FILE}: the passphrase file is readable by others; chmod 600 it first"
+            )
+        if st.st_uid != os.getuid():
+            raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: the passphrase file belongs to another user")
+        data = fh.read(MAX_PASSPHRASE_FILE_BYTES + 1)
+    if len(data) > MAX_PASSPHRASE_FILE_BYTES:
+        raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: passphrase file larger than {MAX_PASSPHRASE_FILE_BYTES} bytes")
+    text = data.decode("utf-8", errors="strict").rstrip("\r\n")
+    if not text:
+        raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: the passphrase file is empty")
+    return text
+
+
+def _prompt(confirm: bool) -> str:
+    first = getpass.getpass("Kumix vault passphrase: ")
+    if not first:
+        raise Unauthorized("an empty vault passphrase is not accepted")
+    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+        raise Unauthorized("the two passphrases differ")
+    return first
+
+
+def _keyring_usable() -> bool:
+    try:
+        import keyring
+        from keyring.backends import fail
+
+        backend = keyring.get_keyring()
+    except Exception:  # any import or backend discovery failure means "no keyring"
+        return False
+    if isinstance(backend, fail.Keyring):
+        return False
+    chained = getattr(backend, "backends", None)
+    if chained is not None and not chained:
+        return False
+    return float(getattr(backend, "priority", 0)) > 0
+
+
+def resolve_key_source(env: Mapping[str, str] | None = None, *, interactive: bool | None = None) -> KeySource:
+    """The key source for a vault about to be created; see the module docstring for the order."""
+    env = os.environ if env is None else env
+    file_path = env.get(ENV_PASSPHRASE_FILE)
+    if file_path:
+        return KeySource("passphrase", lambda _confirm: _read_passphrase_file(file_path))
+    if _keyring_usable():
+        return KeySource("keyring")
+    tty = sys.stdin.isatty() if interactive is None else interactive
+    if tty:
+        return KeySource("passphrase", _prompt)
+    raise Unauthorized(
+        f"no way to protect the credential vault: no OS keyring here and no terminal to ask a passphrase. "
+        f"Put a passphrase in a file only you can read (chmod 600) and set {ENV_PASSPHRASE_FILE} to its path"
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise VaultCorrupt("vault field is not base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise VaultCorrupt("vault field is not valid base64") from None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write-then-rename, 0600 from the first byte, fsynced: never a half-written vault."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class Vault:
+    """Secrets of one data directory. The key is derived once per process and kept in memory."""
+
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None, *, interactive: bool | None = None) -> None:
+        self.path = path
+        self._env = os.environ if env is None else env
+        self._interactive = interactive
+        self._key: bytes | None = None
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _kdf(self, passphrase: str, salt: bytes, t: int, m: int, p: int) -> bytes:
+        return hash_secret_raw(passphrase.encode("utf-8"), salt, time_cost=t, memory_cost=m, parallelism=p,
+                               hash_len=32, type=Type.ID)
+
+    def create(self, secrets_doc: Mapping[str, str]) -> None:
+        """Seal secrets into a new vault (replacing any), choosing the key source now."""
+        source = resolve_key_source(self._env, interactive=self._interactive)
+        header: dict[str, Any] = {"version": FORMAT_VERSION, "mode": source.mode}
+        if source.mode == "keyring":
+            import keyring
+
+            vault_id = secrets.token_hex(16)
+            key = secrets.token_bytes(32)
+            keyring.set_password(KEYRING_SERVICE, vault_id, _b64(key))
+            header["keyring"] = {"service": KEYRING_SERVICE, "username": vault_id}
+        else:
+            assert source.passphrase is not None
+            salt = secrets.token_bytes(16)
+            key = self._kdf(source.passphrase(True), salt, ARGON2_TIME_COST, ARGON2_MEMORY_KIB, ARGON2_PARALLELISM)
+            header["kdf"] = {"name": "argon2id", "salt": _b64(salt), "t": ARGON2_TIME_COST,
+                             "m": ARGON2_MEMORY_KIB, "p": ARGON2_PARALLELISM}
+        self._key = key
+        self._seal(header, dict(secrets_doc))
+
+    def _seal(self, header: dict[str, Any], doc: dict[str, str]) -> None:
+        assert self._key is not None
+        nonce = secrets.token_bytes(12)
+        aad = json.dumps(header, sort_keys=True).encode()
+        ciphertext = AESGCM(self._key).encrypt(nonce, json.dumps(doc).encode(), aad)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(self.path, json.dumps({**header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}).encode())
+
+    def _header(self) -> tuple[dict[str, Any], bytes, bytes]:
+        try:
+            raw = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            raise Unauthorized("not logged in: no credential vault (run `kumix login`)") from None
+        except (OSError, ValueError) as exc:
+            raise VaultCorrupt(f"credential vault unreadable: {exc}") from None
+        if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
+            raise VaultCorrupt("credential vault has an unknown format")
+        nonce, ciphertext = _unb64(raw.pop("nonce", None)), _unb64(raw.pop("ciphertext", None))
+        return raw, nonce, ciphertext
+
+    def _unlock_key(self, header: dict[str, Any]) -> bytes:
+        if self._key is not None:
+            return self._key
+        mode = header.get("mode")
+        if mode == "keyring":
+            ref = header.get("keyring")
+            if not isinstance(ref, dict) or not _keyring_usable():
+                raise Unauthorized("the credential vault's key is in an OS keyring that is not available now")
+            import keyring
+
+            stored = keyring.get_password(str(ref.get("service")), str(ref.get("username")))
+            if stored is None:
+                raise Unauthorized("the credential vault's key is missing from the OS keyring")
+            key = _unb64(stored)
+        elif mode == "passphrase":
+            kdf = header.get("kdf")
+            if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
+                raise VaultCorrupt("credential vault has an unknown key derivation")
+            t, m, p = kdf.get("t"), kdf.get("m"), kdf.get("p")
+            if not all(isinstance(v, int) and v > 0 for v in (t, m, p)) or (
+                int(t) > MAX_ARGON2_TIME_COST or int(m) > MAX_ARGON2_MEMORY_KIB or int(p) > 16  # type: ignore[arg-type]
+            ):
+                raise VaultCorrupt("credential vault has out-of-range key derivation parameters")
+            file_path = self._env.get(ENV_PASSPHRASE_FILE)
+            if file_path:
+                passphrase = _read_passphrase_file(file_path)
+            elif sys.stdin.isatty() if self._interactive is None else self._interactive:
+                passphrase = _prompt(False)
+            else:
+                raise Unauthorized(
+                    f"the credential vault needs its passphrase: set {ENV_PASSPHRASE_FILE} to a 0600 file holding it"
+                )
+            key = self._kdf(passphrase, _unb64(kdf.get("salt")), int(t), int(m), int(p))  # type: ignore[arg-type]
+        else:
+            raise VaultCorrupt("credential vault has an unknown key mode")
+        return key
+
+    def load(self) -> dict[str, str]:
+        header, nonce, ciphertext = self._header()
+        key = self._unlock_key(header)
+        aad = json.dumps(header, sort_keys=True).encode()
+        try:
+            plain = AESGCM(key).decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise Unauthorized("the credential vault does not open with this key (wrong passphrase?)") from None
+        self._key = key
+        doc = json.loads(plain)
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise VaultCorrupt("credential vault content is malformed")
+        return doc
+
+    def destroy(self) -> None:
+        """Remove the vault and, in keyring mode, its key from the keyring."""
+        try:
+            header, _, _ = self._header()
+        except KumixError:
+            header = {}
+        ref = header.get("keyring")
+        if isinstance(ref, dict) and _keyring_usable():
+            import keyring
+            from keyring.errors import PasswordDeleteError
+
+            with contextlib.suppress(PasswordDeleteError):
+                keyring.delete_password(str(ref.get("service")), str(ref.get("username")))
+        self.path.unlink(missing_ok=True)
+        self._key = None
