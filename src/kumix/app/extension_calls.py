@@ -1,0 +1,84 @@
+"""Calling proc extensions: the use case every front end (CLI, Matrix client, web) shares.
+
+`ExtensionCaller` owns a `ProcHost` for its lifetime. Each call first asks the extension
+service whether the extension may run now (`disabled`, `policy_denied`, `not_granted`,
+`invalid_manifest`, `not_found`), so a change made by another Kumix process takes effect on
+the next call; then the session checks the method against the manifest and the policy.
+
+Figures (`stats`) are those of this process's host: a long-running client accumulates
+them; a one-shot `kumix ext call` reports the figures of its single call.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from kumix.app.extensions import ExtensionService, ExtensionStatus
+from kumix.app.settings import Settings
+from kumix.core.errors import BadRequest, Disabled, NotGranted, PolicyDenied
+from kumix.extensions.proc.host import ProcHost
+from kumix.extensions.proc.session import ProcSession
+
+
+class ExtensionCaller:
+    def __init__(self, extensions: ExtensionService, settings: Settings) -> None:
+        self._extensions = extensions
+        self._host = ProcHost(extensions.policy, logs_dir=settings.logs_dir, scratch_root=settings.scratch_dir)
+
+    async def __aenter__(self) -> ExtensionCaller:
+        await self._host.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._host.aclose()
+
+    @property
+    def host(self) -> ProcHost:
+        return self._host
+
+    async def session(self, extension_id: str) -> ProcSession:
+        """The session of a runnable proc extension, or the typed reason it may not run."""
+        try:
+            status = self._extensions.require_runnable(extension_id)
+        except (Disabled, PolicyDenied, NotGranted):
+            await self._host.dispose(extension_id)
+            raise
+        return self._session_for(status)
+
+    def _session_for(self, status: ExtensionStatus) -> ProcSession:
+        manifest = status.manifest
+        if manifest.kind != "proc":
+            raise BadRequest(f"{status.id} is a {manifest.kind} extension; only proc extensions can be called")
+        return self._host.session(status.id, status.record.path, manifest)
+
+    async def call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any:
+        session = await self.session(extension_id)
+        return await session.call(method, params)
+
+    async def ping(self, extension_id: str) -> float:
+        session = await self.session(extension_id)
+        return await session.ping()
+
+    async def warm(self, extension_id: str) -> None:
+        """Start the worker ahead of the first call."""
+        session = await self.session(extension_id)
+        await session.warm()
+
+    def stats(self, extension_id: str) -> dict[str, Any]:
+        return self._host.stats(extension_id)
+
+    async def enable(self, extension_id: str) -> ExtensionStatus:
+        """Enable (or re-enable) an extension; a crash-open circuit closes again."""
+        status = self._extensions.enable(extension_id)
+        session = self._host.existing(extension_id)
+        if session is not None:
+            await session.reset()
+        return status
+
+    async def disable(self, extension_id: str) -> ExtensionStatus:
+        status = self._extensions.disable(extension_id)
+        await self._host.dispose(extension_id)
+        return status

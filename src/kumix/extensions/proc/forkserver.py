@@ -1,0 +1,185 @@
+"""The fork server: a single-threaded template process that forks proc workers.
+
+Starting Python and importing markdown-it-py, msgspec and the runtime costs tens of
+milliseconds; `fork()` from a process that already did costs about one. The host starts
+this process once (`python -I -m kumix.extensions.proc.forkserver`), it imports the runtime
+and `PRELOAD_MODULES`, freezes its heap for copy-on-write, and then forks one child per
+spawn request. It never runs extension code and never starts a thread, so a fork is always
+safe — which is also why the asyncio host never forks itself.
+
+Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
+  {"op": "spawn", "token": N, "spec": {...}} with three fds attached (channel read end,
+  channel write end, log file). Server → host: {"op": "ready", "pid"},
+  {"op": "spawned", "token", "pid"}, {"op": "spawn_failed", "token", "message"},
+  {"op": "exited", "pid", "status"} (a raw wait status, for the host to classify).
+
+Lifetime: the server dies with the host (PDEATHSIG, checked against the expected parent pid
+right after it is set) and every worker dies with the server, so SIGKILL of the host
+leaves no process behind. When the host closes the control socket the server kills its
+workers and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kumix.extensions.proc import hygiene
+from kumix.extensions.proc.preload import PRELOAD_MODULES
+
+MAX_CONTROL_MESSAGE_BYTES = 65_536
+"""A spawn request is a manifest plus limits, a few KiB; anything bigger is refused."""
+
+_WARM_MANIFEST = {
+    "id": "warm-up",
+    "name": "warm-up",
+    "version": "0.0.0",
+    "kind": "proc",
+    "capabilities": ["x"],
+    "entry": "worker.py",
+    "methods": {"x.y": "x"},
+}
+
+
+def _preload() -> None:
+    for name in PRELOAD_MODULES:
+        importlib.import_module(name)
+    # The worker bootstrap and its dependencies; importing them here is what makes a fork cheap.
+    importlib.import_module("kumix.extensions.proc.worker")
+    from kumix.extensions.manifest import manifest_from_document
+
+    # Builds and caches the manifest schema validator, so no worker compiles it again.
+    manifest_from_document(_WARM_MANIFEST, display="warm-up")
+    gc.collect()
+    gc.freeze()
+
+
+class _Server:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.children: set[int] = set()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
+        signal.set_wakeup_fd(self.wake_w)
+
+    def send(self, doc: dict[str, Any]) -> None:
+        self.control.send(json.dumps(doc).encode())
+
+    def serve(self) -> int:
+        poller = select.poll()
+        poller.register(self.control.fileno(), select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        self.send({"op": "ready", "pid": os.getpid()})
+        while True:
+            try:
+                ready = poller.poll()
+            except InterruptedError:
+                continue
+            for fd, _event in ready:
+                if fd == self.wake_r:
+                    self._drain_wakeup()
+                    self._reap()
+                elif not self._on_control():
+                    self._shutdown()
+                    return 0
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self.send({"op": "exited", "pid": pid, "status": status})
+
+    def _on_control(self) -> bool:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.control, MAX_CONTROL_MESSAGE_BYTES, 3)
+        except InterruptedError:
+            return True
+        except OSError:
+            return False
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return False
+        token = None
+        try:
+            doc = json.loads(data)
+            token = doc["token"]
+            if doc.get("op") != "spawn" or len(fds) != 3:
+                raise ValueError("a spawn request carries op 'spawn' and exactly three fds")
+            self._spawn(token, doc["spec"], fds)
+        except Exception as exc:
+            self.send({"op": "spawn_failed", "token": token, "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def _spawn(self, token: int, spec_doc: dict[str, Any], fds: Sequence[int]) -> None:
+        from kumix.extensions.proc.worker import EXIT_SETUP_FAILED, WorkerSpec, become_worker
+
+        spec = WorkerSpec.from_json(spec_doc)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = EXIT_SETUP_FAILED
+            try:
+                self.control.close()
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                code = become_worker(spec, channel_read=fds[0], channel_write=fds[1], log=fds[2], parent=parent)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.write(2, f"kumix worker setup failed: {type(exc).__name__}: {exc}\n".encode())
+            finally:
+                os._exit(code)
+        self.children.add(pid)
+        self.send({"op": "spawned", "token": token, "pid": pid})
+
+    def _shutdown(self) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kumix-forkserver")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    hygiene.die_with_parent(args.parent_pid)
+    # Ctrl-C in a terminal reaches the host's whole process group; the host decides
+    # when workers stop, not the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=args.control_fd)
+    control.setblocking(True)
+    _preload()
+    return _Server(control).serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

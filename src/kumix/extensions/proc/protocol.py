@@ -1,0 +1,377 @@
+"""The host⇄worker wire protocol, sans-I/O: bytes in, events out, no pipes or processes.
+
+A frame is a 4-byte big-endian body length followed by a msgspec JSON body. The host sends
+requests `{"id", "method", "params", "timeoutMs"}`; the worker answers each with
+`{"id", "result"}` or `{"id", "error": {"code", "message"}}`. Before any request the worker
+sends a hello under id 0: `{"id": 0, "result": {"ready": true, "confined": bool}}`, or an
+error if it cannot start (for example `confinement_unavailable`).
+
+`HostChannel` is the host's view of one worker: it numbers requests, remembers which are
+pending and turns incoming bytes into `Hello`/`Reply`/`Failure` events. The host never trusts
+a frame: a malformed body, an unknown or already answered id, an error code a worker may not
+send, or a length above the limit raises `ProtocolError` and moves the channel to `ERROR`,
+which refuses every further use. The declared length is checked as soon as the 4 header
+bytes arrive, so an oversized frame is refused without buffering its body.
+
+`WorkerChannel` is the worker's side: it decodes requests and encodes replies, refusing a
+result larger than the output limit with an `output_too_large` error instead of sending it.
+This module is the only one that imports msgspec.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+
+from kumix.core.errors import BadRequest, InputTooLarge, KumixError, ProtocolError
+
+HEADER = struct.Struct(">I")
+HEADER_BYTES = HEADER.size
+
+HELLO_ID = 0
+"""The worker's start-up message; request ids start at 1."""
+
+MAX_REQUEST_ID = 2**53 - 1
+"""Ids stay exact in every JSON implementation (IEEE double integer range)."""
+
+ENVELOPE_BYTES = 4_096
+"""Room around a payload for the id, keys, method name and an error message. The policy
+limits (maxInputBytes, maxOutputBytes) count the payload; a frame may exceed them by this
+much and no more, so a frame limit is always payload limit + envelope."""
+
+MAX_ERROR_MESSAGE_CHARS = 1_000
+"""An error message ends up in a terminal, a log line or a UI toast; a page is plenty.
+Longer messages are cut by the worker runtime; the host refuses longer ones outright."""
+
+MAX_METHOD_CHARS = 128
+"""Method names are short dotted identifiers (`render.markdown`); 128 leaves ample room."""
+
+WORKER_ERROR_CODES = frozenset(
+    {
+        "bad_request",
+        "not_found",
+        "input_too_large",
+        "output_too_large",
+        "resource_limit",
+        "timeout",
+        "wasm_rejected",
+        "confinement_unavailable",
+        "internal",
+    }
+)
+"""Codes a worker may answer with. Anything else (a worker claiming `policy_denied`, say)
+would let an extension impersonate a host decision, so it is a protocol violation."""
+
+
+class _ErrorBody(msgspec.Struct, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(max_length=64)]
+    message: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_MESSAGE_CHARS)]
+
+
+class _ReplyFrame(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[int, msgspec.Meta(ge=0, le=MAX_REQUEST_ID)]
+    result: Any = msgspec.UNSET
+    error: _ErrorBody | msgspec.UnsetType = msgspec.UNSET
+
+
+class _RequestOut(msgspec.Struct):
+    id: int
+    method: str
+    params: msgspec.Raw
+    timeout_ms: int = msgspec.field(name="timeoutMs")
+
+
+class _RequestIn(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[int, msgspec.Meta(ge=1, le=MAX_REQUEST_ID)]
+    method: Annotated[str, msgspec.Meta(max_length=MAX_METHOD_CHARS)]
+    params: dict[str, Any]
+    timeout_ms: int | None = msgspec.field(default=None, name="timeoutMs")
+
+
+class _ReplyOut(msgspec.Struct):
+    id: int
+    result: msgspec.Raw
+
+
+class _FailureOut(msgspec.Struct):
+    id: int
+    error: _ErrorBody
+
+
+_reply_decoder = msgspec.json.Decoder(_ReplyFrame)
+_request_decoder = msgspec.json.Decoder(_RequestIn)
+_encoder = msgspec.json.Encoder()
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The worker imported its extension and is ready for requests."""
+
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HelloFailed:
+    """The worker could not start; `code` says why (e.g. confinement_unavailable)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    id: int
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    id: int
+    code: str
+    message: str
+
+
+HostEvent = Hello | HelloFailed | Reply | Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int
+    method: str
+    params: dict[str, Any]
+    timeout_ms: int | None
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame header declared more bytes than the receiver accepts."""
+
+    def __init__(self, declared: int, limit: int) -> None:
+        super().__init__(
+            f"frame of {declared} bytes exceeds the limit of {limit} bytes",
+            details={"declared_bytes": declared, "limit_bytes": limit},
+        )
+        self.declared = declared
+        self.limit = limit
+
+
+# ---------------------------------------------------------------- framing
+
+
+def encode_frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Splits a byte stream into frame bodies, holding at most one partial frame.
+
+    The header is checked before any body byte is kept, so a hostile length costs nothing.
+    """
+
+    __slots__ = ("_buffer", "max_body")
+
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> Iterator[memoryview | bytes]:
+        buffer = self._buffer
+        if not buffer and len(data) >= HEADER_BYTES:
+            # Fast path: a whole frame in one read is decoded in place, without copying.
+            (length,) = HEADER.unpack_from(data, 0)
+            self._check_length(length)
+            if len(data) == HEADER_BYTES + length:
+                yield memoryview(data)[HEADER_BYTES:]
+                return
+        buffer += data
+        pos = 0
+        size = len(buffer)
+        try:
+            while size - pos >= HEADER_BYTES:
+                (length,) = HEADER.unpack_from(buffer, pos)
+                self._check_length(length)
+                end = pos + HEADER_BYTES + length
+                if end > size:
+                    break
+                yield bytes(buffer[pos + HEADER_BYTES : end])
+                pos = end
+        finally:
+            if pos:
+                del buffer[:pos]
+
+    def _check_length(self, length: int) -> None:
+        if length > self.max_body:
+            raise FrameTooLarge(length, self.max_body)
+        if length == 0:
+            raise ProtocolError("empty frame")
+
+
+# ---------------------------------------------------------------- host side
+
+
+def encode_params(params: Any, max_input_bytes: int) -> msgspec.Raw:
+    """Encode params once and check the input limit before anything is queued or sent."""
+    try:
+        raw = _encoder.encode(params)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadRequest(f"params are not JSON-encodable: {exc}") from None
+    if len(raw) > max_input_bytes:
+        raise InputTooLarge(
+            f"params are {len(raw)} bytes; the policy allows {max_input_bytes}",
+            details={"bytes": len(raw), "limit": max_input_bytes},
+        )
+    return msgspec.Raw(raw)
+
+
+class ChannelState(enum.Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    READY = "ready"
+    ERROR = "error"
+    CLOSED = "closed"
+
+
+class HostChannel:
+    """The host's protocol state for one worker."""
+
+    def __init__(self, *, max_input_bytes: int, max_output_bytes: int) -> None:
+        self.max_input_bytes = max_input_bytes
+        self.max_output_bytes = max_output_bytes
+        self.state = ChannelState.AWAITING_HELLO
+        self.pending: set[int] = set()
+        self._last_id = HELLO_ID
+        self._reader = FrameReader(max_output_bytes + ENVELOPE_BYTES)
+        self.error: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        return self._reader.buffered
+
+    def send_request(self, method: str, params: msgspec.Raw, timeout_ms: int) -> tuple[int, bytes]:
+        """Number a request and frame it; the id is pending until its reply arrives."""
+        if self.state is not ChannelState.READY:
+            raise ProtocolError(f"channel is {self.state.value}; cannot send")
+        if len(params) > self.max_input_bytes:
+            raise InputTooLarge(f"params are {len(params)} bytes; the policy allows {self.max_input_bytes}")
+        self._last_id += 1
+        request_id = self._last_id
+        body = _encoder.encode(_RequestOut(request_id, method, params, timeout_ms))
+        self.pending.add(request_id)
+        return request_id, HEADER.pack(len(body)) + body
+
+    def forget(self, request_id: int) -> None:
+        """Stop expecting a reply (the worker is being killed anyway)."""
+        self.pending.discard(request_id)
+
+    def receive_data(self, data: bytes) -> list[HostEvent]:
+        """Events for every complete frame in `data`; a violation raises and poisons the channel."""
+        if self.state in (ChannelState.ERROR, ChannelState.CLOSED):
+            raise ProtocolError(f"channel is {self.state.value}")
+        events: list[HostEvent] = []
+        try:
+            for body in self._reader.feed(data):
+                events.append(self._event(body))
+        except ProtocolError as exc:
+            self.state = ChannelState.ERROR
+            self.error = exc
+            raise
+        return events
+
+    def receive_eof(self) -> None:
+        if self.state is not ChannelState.ERROR:
+            self.state = ChannelState.CLOSED
+
+    def _event(self, body: memoryview | bytes) -> HostEvent:
+        try:
+            frame = _reply_decoder.decode(body)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise ProtocolError(f"malformed frame: {str(exc)[:200]}") from None
+        has_result = frame.result is not msgspec.UNSET
+        error = frame.error
+        if has_result == (not isinstance(error, msgspec.UnsetType)):
+            raise ProtocolError("a reply carries exactly one of 'result' and 'error'")
+        if not isinstance(error, msgspec.UnsetType) and error.code not in WORKER_ERROR_CODES:
+            raise ProtocolError(f"worker may not answer with error code {error.code!r}")
+        if frame.id == HELLO_ID:
+            if self.state is not ChannelState.AWAITING_HELLO:
+                raise ProtocolError("duplicate hello")
+            if not isinstance(error, msgspec.UnsetType):
+                self.state = ChannelState.ERROR
+                return HelloFailed(error.code, error.message)
+            if not isinstance(frame.result, dict) or frame.result.get("ready") is not True:
+                raise ProtocolError("hello must be {'ready': true, ...}")
+            self.state = ChannelState.READY
+            return Hello(frame.result)
+        if self.state is not ChannelState.READY:
+            raise ProtocolError("reply before hello")
+        if frame.id not in self.pending:
+            if frame.id <= self._last_id:
+                raise ProtocolError(f"duplicate reply for id {frame.id}")
+            raise ProtocolError(f"reply for unknown id {frame.id}")
+        self.pending.discard(frame.id)
+        if isinstance(error, msgspec.UnsetType):
+            return Reply(frame.id, frame.result)
+        return Failure(frame.id, error.code, error.message)
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def _error_body(code: str, message: str) -> _ErrorBody:
+    if len(message) > MAX_ERROR_MESSAGE_CHARS:
+        message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+    return _ErrorBody(code if code in WORKER_ERROR_CODES else "internal", message)
+
+
+class WorkerChannel:
+    """The worker's protocol state: decodes requests, encodes bounded replies."""
+
+    def __init__(self, *, max_input_bytes: int, max_output_bytes: int) -> None:
+        self.max_output_bytes = max_output_bytes
+        self._reader = FrameReader(max_input_bytes + ENVELOPE_BYTES)
+
+    def hello(self, info: dict[str, Any]) -> bytes:
+        raw = _encoder.encode({**info, "ready": True})
+        return encode_frame(_encoder.encode(_ReplyOut(HELLO_ID, msgspec.Raw(raw))))
+
+    def hello_failed(self, code: str, message: str) -> bytes:
+        return encode_frame(_encoder.encode(_FailureOut(HELLO_ID, _error_body(code, message))))
+
+    def receive_data(self, data: bytes) -> list[Request]:
+        requests: list[Request] = []
+        for body in self._reader.feed(data):
+            try:
+                frame = _request_decoder.decode(body)
+            except (msgspec.DecodeError, RecursionError) as exc:
+                raise ProtocolError(f"malformed request: {str(exc)[:200]}") from None
+            requests.append(Request(frame.id, frame.method, frame.params, frame.timeout_ms))
+        return requests
+
+    def reply(self, request_id: int, result: Any) -> bytes:
+        try:
+            raw = _encoder.encode(result)
+        except (TypeError, ValueError, OverflowError) as exc:
+            return self.fail(request_id, "internal", f"handler returned a value that is not JSON: {exc}")
+        if len(raw) > self.max_output_bytes:
+            return self.fail(
+                request_id,
+                "output_too_large",
+                f"result is {len(raw)} bytes; the policy allows {self.max_output_bytes}",
+            )
+        return encode_frame(_encoder.encode(_ReplyOut(request_id, msgspec.Raw(raw))))
+
+    def fail(self, request_id: int, code: str, message: str) -> bytes:
+        return encode_frame(_encoder.encode(_FailureOut(request_id, _error_body(code, message))))
+
+    def fail_error(self, request_id: int, error: KumixError) -> bytes:
+        return self.fail(request_id, error.code, error.message)

@@ -1,0 +1,203 @@
+"""The host's handle on the fork server: start it, ask it for workers, learn how they ended.
+
+The fork server is a child of the host started with a fresh, minimal environment (no host
+secret ever reaches it or its workers). Its stderr goes to `forkserver.log` in the logs
+directory. If it dies, every worker dies with it (PDEATHSIG); pending spawns fail, every
+known worker is reported as ended, and the next spawn starts a new server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kumix.core.errors import Crashed, Unavailable
+from kumix.extensions.proc.worker import WorkerSpec
+
+SERVER_START_TIMEOUT_S = 30.0
+"""Start-up imports take ~0.1 s; a loaded CI machine can be a hundred times slower."""
+SERVER_STOP_TIMEOUT_S = 2.0
+"""After closing the control socket the server kills its workers and exits within ms."""
+MAX_CONTROL_MESSAGE_BYTES = 65_536
+
+
+@dataclass(frozen=True)
+class SpawnedWorker:
+    pid: int
+    exited: asyncio.Future[int | None]
+    """Resolves with the raw wait status, or None if the fork server vanished first."""
+
+
+def server_environment() -> dict[str, str]:
+    """The fork server's whole environment; workers build their own from scratch anyway."""
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class ForkServer:
+    """One fork server process and its control socket, used from one event loop."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        self._logs_dir = logs_dir
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._ready: asyncio.Future[int] | None = None
+        self._spawns: dict[int, asyncio.Future[SpawnedWorker]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._next_token = 0
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def spawn(self, spec: WorkerSpec, fds: tuple[int, int, int]) -> SpawnedWorker:
+        control = await self._running()
+        loop = asyncio.get_running_loop()
+        self._next_token += 1
+        token = self._next_token
+        message = json.dumps({"op": "spawn", "token": token, "spec": spec.to_json()}).encode()
+        if len(message) > MAX_CONTROL_MESSAGE_BYTES:
+            raise Crashed("spawn request too large for the fork server")
+        future: asyncio.Future[SpawnedWorker] = loop.create_future()
+        self._spawns[token] = future
+        try:
+            socket.send_fds(control, [message], list(fds))
+        except OSError as exc:
+            self._spawns.pop(token, None)
+            raise Crashed(f"fork server unreachable: {exc}") from None
+        try:
+            return await future
+        finally:
+            self._spawns.pop(token, None)
+
+    async def _running(self) -> socket.socket:
+        if self._closed:
+            raise Unavailable("the proc host is shutting down")
+        async with self._start_lock:
+            if self._control is None:
+                await self._start()
+            assert self._control is not None
+            return self._control
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_fd = os.open(
+            self._logs_dir / "forkserver.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    "-m",
+                    "kumix.extensions.proc.forkserver",
+                    "--control-fd",
+                    str(server_end.fileno()),
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
+                pass_fds=[server_end.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                env=server_environment(),
+                close_fds=True,
+            )
+        finally:
+            os.close(log_fd)
+            server_end.close()
+        self.starts += 1
+        host_end.setblocking(False)
+        self._control = host_end
+        self._ready = loop.create_future()
+        loop.add_reader(host_end.fileno(), self._on_readable)
+        try:
+            async with asyncio.timeout(SERVER_START_TIMEOUT_S):
+                await self._ready
+        except TimeoutError:
+            self._lost("fork server did not start in time")
+            raise Crashed(f"fork server did not start within {SERVER_START_TIMEOUT_S} s") from None
+
+    def _on_readable(self) -> None:
+        control = self._control
+        if control is None:
+            return
+        while True:
+            try:
+                data = control.recv(MAX_CONTROL_MESSAGE_BYTES)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost("fork server exited")
+                return
+            self._dispatch(json.loads(data))
+
+    def _dispatch(self, doc: dict[str, Any]) -> None:
+        op = doc.get("op")
+        if op == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(int(doc["pid"]))
+        elif op == "spawned":
+            loop = asyncio.get_running_loop()
+            pid = int(doc["pid"])
+            exited: asyncio.Future[int | None] = loop.create_future()
+            self._exits[pid] = exited
+            future = self._spawns.get(int(doc["token"]))
+            if future is not None and not future.done():
+                future.set_result(SpawnedWorker(pid, exited))
+        elif op == "spawn_failed":
+            future = self._spawns.get(doc.get("token") or -1)
+            if future is not None and not future.done():
+                future.set_exception(Crashed(f"fork server could not start the worker: {doc.get('message')}"))
+        elif op == "exited":
+            exit_future = self._exits.pop(int(doc["pid"]), None)
+            if exit_future is not None and not exit_future.done():
+                exit_future.set_result(int(doc["status"]))
+
+    def _lost(self, reason: str) -> None:
+        """The server is gone (or being closed): nothing it owed us will ever arrive."""
+        control = self._control
+        if control is not None:
+            asyncio.get_running_loop().remove_reader(control.fileno())
+            control.close()
+        self._control = None
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(Crashed(reason))
+            self._ready.exception()
+        for future in self._spawns.values():
+            if not future.done():
+                future.set_exception(Crashed(reason))
+        for exit_future in self._exits.values():
+            if not exit_future.done():
+                exit_future.set_result(None)
+        self._exits.clear()
+        if self._process is not None:
+            self._process.poll()  # reap it if it is already gone
+
+    async def aclose(self) -> None:
+        self._closed = True
+        process = self._process
+        self._lost("the proc host is shutting down")
+        if process is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SERVER_STOP_TIMEOUT_S
+        while process.poll() is None and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        if process.poll() is None:
+            process.kill()
+            while process.poll() is None:
+                await asyncio.sleep(0.005)

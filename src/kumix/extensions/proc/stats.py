@@ -1,0 +1,55 @@
+"""Per-extension call figures: calls, errors by code, timeouts, restarts, latency percentiles."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+LATENCY_WINDOW = 1_024
+"""Percentiles describe the most recent calls; a thousand is enough for a stable p99 and
+keeps the figure about now rather than about start-up."""
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty list."""
+    index = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+class CallStats:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ok = 0
+        self.errors: Counter[str] = Counter()
+        self.timeouts = 0
+        self.crashes = 0
+        self.restarts = 0
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def record_ok(self, seconds: float) -> None:
+        self.ok += 1
+        self.latencies.append(seconds)
+
+    def record_error(self, code: str) -> None:
+        self.errors[code] += 1
+        if code == "timeout":
+            self.timeouts += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "calls": self.calls,
+            "ok": self.ok,
+            "errors": dict(sorted(self.errors.items())),
+            "timeouts": self.timeouts,
+            "crashes": self.crashes,
+            "restarts": self.restarts,
+        }
+        if self.latencies:
+            ordered = sorted(self.latencies)
+            doc["latency_ms"] = {
+                "p50": round(percentile(ordered, 0.50) * 1000, 3),
+                "p90": round(percentile(ordered, 0.90) * 1000, 3),
+                "p99": round(percentile(ordered, 0.99) * 1000, 3),
+                "samples": len(ordered),
+            }
+        return doc

@@ -1,0 +1,139 @@
+"""The worker side of a proc extension: from a freshly forked child to a serving runtime.
+
+Order matters and is the contract with `confinement.py`:
+1. hygiene — own session/process group, PDEATHSIG, channel on fds 3/4, log on 1/2, every
+   other fd closed, allowlisted environment, rlimits;
+2. `confine_worker` exactly once (strict policy: failure answers `confinement_unavailable`
+   in the hello and the worker exits; dev policy: runs unconfined and says so in its log);
+3. `set_worker_context`, then the extension's entry file is imported;
+4. the hello frame, then the SDK's request loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kumix.core.errors import ConfinementUnavailable
+from kumix.extensions.manifest import manifest_from_document
+from kumix.extensions.proc import hygiene
+from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
+from kumix.extensions.proc.protocol import WorkerChannel
+from kumix.sdk import proc as sdk_proc
+from kumix.sdk.runtime_context import WorkerContext, set_worker_context
+
+EXIT_CONFINEMENT_UNAVAILABLE = 4
+EXIT_BAD_EXTENSION = 7
+EXIT_SETUP_FAILED = 70
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a forked child needs to become one extension's worker (sent as JSON)."""
+
+    extension_id: str
+    extension_dir: str
+    entry: str
+    manifest: dict[str, Any]
+    max_memory_mb: int
+    max_cpu_seconds: int
+    max_log_bytes: int
+    max_input_bytes: int
+    max_output_bytes: int
+    require_confinement: bool
+    scratch_dir: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> WorkerSpec:
+        return cls(**doc)
+
+
+def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, log: int, parent: int) -> int:
+    """Run in the forked child; returns the exit code. Never returns into the fork server."""
+    os.setsid()
+    hygiene.die_with_parent(parent)
+    hygiene.reset_signals()
+    hygiene.place_fds(channel_read, channel_write, log)
+    scratch = Path(spec.scratch_dir) if spec.scratch_dir else None
+    hygiene.replace_environment(hygiene.fresh_environment(spec.extension_id, scratch))
+    hygiene.apply_rlimits(
+        hygiene.WorkerLimits(
+            max_memory_mb=spec.max_memory_mb,
+            max_cpu_seconds=spec.max_cpu_seconds,
+            max_log_bytes=spec.max_log_bytes,
+        )
+    )
+    hygiene.redirect_python_streams()
+    # The extension directory is read-only to a confined worker; never try to write .pyc there.
+    sys.dont_write_bytecode = True
+    channel = WorkerChannel(max_input_bytes=spec.max_input_bytes, max_output_bytes=spec.max_output_bytes)
+    write_fd = hygiene.CHANNEL_WRITE_FD
+
+    def send(frame: bytes) -> None:
+        view = memoryview(frame)
+        while view:
+            view = view[os.write(write_fd, view) :]
+
+    extension_dir = Path(spec.extension_dir)
+    try:
+        report = confine_worker(
+            ConfinementSpec(extension_dir=extension_dir, scratch_dir=scratch, required=spec.require_confinement)
+        )
+    except ConfinementUnavailable as exc:
+        send(channel.hello_failed(exc.code, exc.message))
+        return EXIT_CONFINEMENT_UNAVAILABLE
+    if not report.confined:
+        layers = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in report.layers.items())
+        sys.stderr.write(
+            f"kumix worker {spec.extension_id} pid {os.getpid()}: WARNING running unconfined "
+            f"(policy does not require confinement; {layers or 'no layers'})\n"
+        )
+    else:
+        sys.stderr.write(f"kumix worker {spec.extension_id} pid {os.getpid()}: started, confined\n")
+
+    manifest = manifest_from_document(spec.manifest, display=f"{spec.extension_dir}/manifest.json")
+    set_worker_context(
+        WorkerContext(
+            extension_id=spec.extension_id,
+            extension_dir=extension_dir,
+            manifest=manifest,
+            max_memory_mb=spec.max_memory_mb,
+            scratch_dir=scratch,
+        )
+    )
+    try:
+        _import_entry(spec.extension_id, extension_dir, spec.entry)
+    except MemoryError:
+        send(channel.hello_failed("resource_limit", "worker ran out of memory while importing its entry file"))
+        return sdk_proc.EXIT_RESOURCE_LIMIT
+    except BaseException as exc:
+        traceback.print_exception(exc, file=sys.stderr)
+        send(channel.hello_failed("internal", f"importing {spec.entry} failed: {type(exc).__name__}: {exc}"))
+        return EXIT_BAD_EXTENSION
+    return sdk_proc.serve(
+        channel,
+        read_fd=hygiene.CHANNEL_READ_FD,
+        write_fd=write_fd,
+        hello={"confined": report.confined, "layers": dict(report.layers)},
+    )
+
+
+def _import_entry(extension_id: str, extension_dir: Path, entry: str) -> None:
+    path = extension_dir / entry
+    module_name = "kumix_extension_" + extension_id.replace("-", "_")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    # Sibling modules of the entry file are importable, as an author would expect.
+    sys.path.insert(0, str(extension_dir))
+    spec.loader.exec_module(module)
