@@ -303,7 +303,20 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
         runtime_access.redirect_imports(fds)
     extension_dir = fds.reach(spec.extension_dir.resolve())
     scratch_dir = fds.reach(spec.scratch_dir.resolve()) if spec.scratch_dir is not None else None
+    if spec.scratch_dir is not None and scratch_dir is not None:
+        _point_environment_at(spec.scratch_dir, scratch_dir)
     return c.report(extension_dir, scratch_dir)
+
+
+def _point_environment_at(scratch: Path, reachable: Path) -> None:
+    """The worker's HOME and TMPDIR name its scratch directory; after a uid switch that name may
+    no longer be reachable, so give them the name that is (and let tempfile look again)."""
+    if reachable == scratch:
+        return
+    for key in ("HOME", "TMPDIR"):
+        if os.environ.get(key) in (str(scratch), str(scratch.resolve())):
+            os.environ[key] = str(reachable)
+    tempfile.tempdir = None
 
 
 def _verify(c: _Confiner, status: dict[str, str], was_root: bool) -> None:
