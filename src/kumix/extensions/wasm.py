@@ -99,8 +99,16 @@ MAX_TABLES = 4
 NO_DEADLINE_SECONDS = 5.0
 """Deadline for a call made outside a proc call (e.g. at import time): the strict default."""
 
+TICKER_STACK_BYTES = 256 * 1024
+
 EPOCH_TICK_SECONDS = 0.005
 """Deadline resolution. The ticker only runs while a WASM call is in flight."""
+
+MEMORY_RESERVATION_BYTES = 16 * MiB
+"""Virtual memory reserved per linear memory up front, and again as headroom each time one
+grows past its reservation and moves. Small next to the worker's address-space rlimit
+(several instances fit), large enough that typical modules never move and a grow bomb
+moves only a handful of times before the cap stops it."""
 
 MEMORY_CAP_SLACK_FRACTION = 8
 """A trap with memory within 1/8 of the cap (or one page) counts as hitting the cap."""
@@ -210,12 +218,15 @@ def _engine(memory_reservation: int, max_stack_bytes: int) -> wasmtime.Engine:
     config.consume_fuel = True
     config.epoch_interruption = True
     config.max_wasm_stack = max_stack_bytes
-    # Reserve exactly the cap (plus a small guard) instead of wasmtime's 4 GiB + 2 GiB per
-    # memory: the worker runs under an address-space rlimit, and growth past the cap is
-    # refused anyway, so nothing is lost but guard-page bounds-check elimination.
+    # The worker runs under an address-space rlimit (maxMemoryMb), which counts reserved
+    # virtual memory: wasmtime's default of 4 GiB + 2 GiB per memory cannot even be mapped.
+    # Memories start in a small reservation and move, with bounded headroom, when they grow
+    # past it; the store limit refuses growth past the cap either way. The cost is explicit
+    # bounds checks and an occasional copy on growth.
     config.memory_reservation = memory_reservation
+    config.memory_reservation_for_growth = memory_reservation
+    config.memory_may_move = True
     config.memory_guard_size = WASM_PAGE_BYTES
-    config.memory_reservation_for_growth = 0
     # No memfd-backed copy-on-write images and no compilation thread pool: fewer syscalls and
     # threads for the confined worker to allow, and modules are small enough not to care.
     config.memory_init_cow = False
@@ -250,11 +261,16 @@ class _EpochTicker:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 thread = threading.Thread(target=self._run, name="kumix-wasm-epoch", daemon=True)
+                # The ticker needs almost no stack; the default 8 MiB would count against the
+                # worker's address-space rlimit. stack_size is process-wide, so restore it.
+                previous = threading.stack_size(TICKER_STACK_BYTES)
                 try:
                     thread.start()
                 except RuntimeError as exc:
                     # Without the ticker no wall-clock deadline holds: refuse rather than run unbounded.
                     raise ResourceLimit(f"cannot start the WASM deadline thread: {exc}") from None
+                finally:
+                    threading.stack_size(previous)
                 self._thread = thread
             _, count = self._active.get(key, (engine, 0))
             self._active[key] = (engine, count + 1)
@@ -574,14 +590,18 @@ class WasmInstance:
                     self._live = live
                     return result
                 except wasmtime.Trap as exc:
-                    self._live = None
-                    raise self._map_trap(exc, live) from None
+                    error: BaseException = self._map_trap(exc, live)
                 except wasmtime.WasmtimeError as exc:
-                    self._live = None
-                    raise WasmTrap(f"{self.path}: {_first_line(str(exc))}") from None
-                except BaseException:
-                    self._live = None
-                    raise
+                    error = WasmTrap(f"{self.path}: {_first_line(str(exc))}")
+                except BaseException as exc:
+                    error = exc
+                # Discard the instance now, not when the garbage collector finds it: a
+                # traceback could keep its memory reserved under the worker's rlimit.
+                self._live = None
+                if live is not None:
+                    live.exports = {}
+                    live.store.close()
+                raise error
         finally:
             self._lock.release()
 
@@ -601,9 +621,13 @@ class WasmInstance:
         self.instances_created += 1
         try:
             instance = wasmtime.Instance(store, self._module, imports)
-        except wasmtime.Trap:
-            raise
+        except wasmtime.Trap as exc:
+            # A start function trapped; map it while the store can still report fuel and memory.
+            error: KumixError = self._map_trap(exc, _Live(store=store, exports={}, log_budget=budget))
+            store.close()
+            raise error from None
         except wasmtime.WasmtimeError as exc:
+            store.close()
             # Imports were checked before, so what is left are the store's limits.
             raise ResourceLimit(
                 f"{self.path}: cannot instantiate within the limits: {_first_line(str(exc))}",
@@ -713,7 +737,7 @@ class WasmLoader:
         self._specs = {spec.path: spec for spec in specs}
         self._deadline = deadline
         self._log = log
-        reservation = -(-limits.max_memory_bytes // WASM_PAGE_BYTES) * WASM_PAGE_BYTES
+        reservation = min(limits.max_memory_bytes, MEMORY_RESERVATION_BYTES)
         self._engine = _engine(reservation, limits.max_stack_bytes)
         self._compiled: dict[str, wasmtime.Module] = {}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from kumix.extensions.wasm import HOST_FUNCTIONS, WasmInstance, WasmLimits, WasmLoader
 from kumix.sdk.runtime_context import WorkerContext, call_deadline, worker_context
 
-__all__ = ["HOST_FUNCTIONS", "WasmInstance", "instantiate", "limits_for"]
+__all__ = ["HOST_FUNCTIONS", "WasmInstance", "instantiate", "limits_for", "wasm_deadline"]
 
 
 def limits_for(context: WorkerContext) -> WasmLimits:
@@ -48,5 +48,17 @@ def instantiate(
         max_input_bytes=max_input_bytes,
         max_output_bytes=max_output_bytes,
     )
-    loader = WasmLoader(context.extension_dir, context.manifest.wasm, limits, deadline=call_deadline.get)
+    loader = WasmLoader(context.extension_dir, context.manifest.wasm, limits, deadline=wasm_deadline)
     return loader.load(path)
+
+
+DEADLINE_MARGIN_SECONDS = 0.05
+"""WASM stops this long before the call's deadline. The host kills and replaces a worker
+whose reply misses the deadline; stopping the module a little earlier lets the worker answer
+`timeout` itself, keep its warm state, and serve the next call."""
+
+
+def wasm_deadline() -> float | None:
+    """The deadline WASM calls run under: the current call's, less the reply margin."""
+    deadline = call_deadline.get()
+    return None if deadline is None else deadline - DEADLINE_MARGIN_SECONDS
