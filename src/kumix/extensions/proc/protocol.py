@@ -60,6 +60,7 @@ WORKER_ERROR_CODES = frozenset(
         "resource_limit",
         "timeout",
         "wasm_rejected",
+        "wasm_trap",
         "confinement_unavailable",
         "internal",
     }
