@@ -52,7 +52,7 @@ def test_killed_writer_never_corrupts_or_half_applies(data_dir: Path) -> None:
         ExtensionStateStore(db)
         with db.transaction() as tx:
             tx.execute("UPDATE extension_enabled SET enabled = 0")
-            tx.execute("INSERT INTO extension_enabled VALUES ('y', 1, 0)")
+            tx.execute("INSERT INTO extension_enabled(extension_id, enabled, changed_at) VALUES ('y', 1, 0)")
             sys.stdout.write("written\\n"); sys.stdout.flush()
             sys.stdin.readline()  # wait here, mid-transaction, until killed
         """

@@ -66,6 +66,12 @@ class ExtensionStatus:
         return doc
 
 
+def _source_path(record: ExtensionRecord) -> str | None:
+    """The resolved directory an external extension's grants and enable choice are bound
+    to; None for a bundled extension, whose choices follow its id."""
+    return str(record.path.resolve()) if record.external else None
+
+
 class ExtensionService:
     def __init__(self, policy: Policy, store: ExtensionStateStore, extension_roots: tuple[Path, ...]) -> None:
         self.policy = policy
@@ -83,12 +89,13 @@ class ExtensionService:
             reason = str(record.problem) if record.problem else "invalid"
             return ExtensionStatus(record, "invalid", reason, None, frozenset(), None)
         manifest = record.manifest
-        granted = self._store.grants(record.id, str(record.path.resolve())) if record.external else frozenset()
+        source = _source_path(record)
+        granted = self._store.grants(record.id, source) if source is not None else frozenset()
         decision = self.policy.decide(manifest, external=record.external, granted=granted)
         timeout = self.policy.effective_timeout_ms(manifest) if manifest.kind == "proc" else None
         if not decision.allowed:
             return ExtensionStatus(record, "denied", decision.reason, decision, granted, timeout)
-        choice = self._store.enabled_choice(record.id)
+        choice = self._store.enabled_choice(record.id, source)
         enabled = choice if choice is not None else not record.external
         if enabled:
             reason = "enabled by the user" if choice else "bundled and allowed by the policy"
@@ -127,14 +134,14 @@ class ExtensionService:
     def enable(self, extension_id: str) -> ExtensionStatus:
         status = self.get(extension_id)
         self._raise_unless_allowed(status)
-        self._store.set_enabled(extension_id, True)
+        self._store.set_enabled(extension_id, True, _source_path(status.record))
         return self.get(extension_id)
 
     def disable(self, extension_id: str) -> ExtensionStatus:
         status = self.get(extension_id)
         if status.state == "invalid":
             self._raise_unless_allowed(status)
-        self._store.set_enabled(extension_id, False)
+        self._store.set_enabled(extension_id, False, _source_path(status.record))
         return self.get(extension_id)
 
     def grant(self, extension_id: str, capability: str) -> ExtensionStatus:
@@ -155,6 +162,9 @@ def validate_extension_dir(path: Path) -> ExtensionRecord:
     """`kumix ext validate PATH`: the same checks discovery applies, on one directory."""
     if not path.exists():
         raise NotFound(f"{path} does not exist")
+    # Absolute (not resolved, so a symlinked directory is still judged as one): `.` or a
+    # bare `manifest.json` would otherwise give the directory the empty name.
+    path = path.absolute()
     if path.is_file():
         path = path.parent
     return inspect_extension_dir(path, origin="external", root=path.parent, expected_kind=None)

@@ -11,15 +11,23 @@ from kumix.core.errors import KumixError
 
 
 def emit_json(doc: Any, stream: TextIO | None = None) -> None:
+    """ASCII-only JSON: names from disk may hold C1 controls or bidi overrides, which must
+    not reach a terminal raw, or undecodable bytes (surrogate escapes), which a strict UTF-8
+    stdout cannot encode at all. As \\u escapes every JSON reader gets the same strings."""
     out = stream or sys.stdout
-    out.write(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    out.write(json.dumps(doc, indent=2, ensure_ascii=True, sort_keys=False) + "\n")
+
+
+MAX_ERROR_CHARS = 2_000
 
 
 def emit_error(error: KumixError, *, as_json: bool) -> None:
     if as_json:
         emit_json({"error": error.to_dict()})
     else:
-        sys.stderr.write(f"kumix: error: {error.message} [{error.code}]\n")
+        # Messages quote paths and names found on disk: strip what could drive the terminal.
+        message = printable(error.message, MAX_ERROR_CHARS)
+        sys.stderr.write(f"kumix: error: {message} [{error.code}]\n")
 
 
 def emit_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:

@@ -56,6 +56,19 @@ def json_pointer(parts: Iterator[Any] | list[Any] | tuple[Any, ...]) -> str:
     return "".join(out)
 
 
+FORBIDDEN_CHARACTERS = frozenset(
+    [chr(c) for c in range(0x20)]
+    + [chr(c) for c in range(0x7F, 0xA0)]
+    + ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029"]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+)
+"""C0 and C1 controls and DEL (NUL, newline, ESC, CSI U+009B, NEL U+0085) and the
+bidirectional and line-separator formatting characters: none belongs in a manifest or
+policy, and each can reorder or drive what a terminal or a page shows. The schemas carry
+the same set (`$defs/plainText`); keep both in step."""
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name} is not allowed")
 
@@ -98,9 +111,13 @@ def _check_tree(value: Any, path: list[Any], name: str, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise DocumentError(DocumentProblem(name, json_pointer(path), f"nested deeper than {MAX_DEPTH}"))
     if isinstance(value, str):
-        if any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
+        if not FORBIDDEN_CHARACTERS.isdisjoint(value):
             raise DocumentError(
-                DocumentProblem(name, json_pointer(path), "control characters are not allowed in strings")
+                DocumentProblem(
+                    name,
+                    json_pointer(path),
+                    "control characters (and bidirectional or line-separator marks) are not allowed in strings",
+                )
             )
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -109,6 +126,14 @@ def _check_tree(value: Any, path: list[Any], name: str, depth: int = 0) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_tree(item, [*path, index], name, depth + 1)
+
+
+def _parse_number(text: str) -> int | float:
+    """JSON Schema counts 5000.0 and 1e3 as integers, so the schemas accept them where an
+    integer is required; turn such numbers into int so no float limit reaches the runtime.
+    Every number in a manifest or policy is an integer, so nothing else is lost."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def parse_document(data: bytes, *, display: str) -> Any:
@@ -124,7 +149,9 @@ def parse_document(data: bytes, *, display: str) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        doc = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_parse_number
+        )
     except RecursionError:
         raise DocumentError(DocumentProblem(display, "", "nesting is too deep")) from None
     except json.JSONDecodeError as exc:

@@ -8,6 +8,7 @@ with a reason; discovery itself never fails because of what it finds on disk.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -55,20 +56,45 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def _escaping_symlink(ext_dir: Path) -> str | None:
-    """The first symlink in the tree that points outside the extension directory."""
+def _symlink_problem(ext_dir: Path) -> str | None:
+    """Why the tree holds a symlink that is not allowed (one pointing outside the extension
+    directory, or a loop), or None.
+
+    The walk is iterative with an explicit stack: os.walk recurses once per directory
+    level, so a tree deeper than the recursion limit would crash discovery. Symlinks are
+    never followed, and the bound on entries keeps the scan short whatever the shape.
+    """
     real_root = ext_dir.resolve()
     scanned = 0
-    for current, dirs, files in os.walk(ext_dir, followlinks=False):
-        for name in [*dirs, *files]:
+    stack = [ext_dir]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                listing = list(entries)
+        except OSError:
+            continue  # unreadable or too long a path: nothing below it can be opened either
+        for entry in listing:
             scanned += 1
             if scanned > MAX_FILES_SCANNED:
                 return f"more than {MAX_FILES_SCANNED} files"
-            full = Path(current) / name
-            if full.is_symlink():
-                target = full.resolve()
+            full = Path(entry.path)
+            if entry.is_symlink():
+                name = str(full.relative_to(ext_dir))
+                try:
+                    target = full.resolve()
+                except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError on a loop
+                    return f"symlink {name!r} loops"
                 if not _inside(target, real_root):
-                    return str(full.relative_to(ext_dir))
+                    return f"symlink {name!r} leaves the extension directory"
+                try:
+                    os.stat(full)
+                except OSError as exc:
+                    # Newer Pythons resolve a loop without raising; refuse it the same way.
+                    if exc.errno == errno.ELOOP:
+                        return f"symlink {name!r} loops"
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(full)
     return None
 
 
@@ -121,9 +147,9 @@ def inspect_extension_dir(ext_dir: Path, *, origin: Origin, root: Path, expected
                 break
     if problem is not None:
         return ExtensionRecord(dir_name, ext_dir, origin, None, problem)
-    escaping = _escaping_symlink(ext_dir)
-    if escaping is not None:
-        return invalid("", f"symlink {escaping!r} leaves the extension directory", str(ext_dir))
+    symlink_problem = _symlink_problem(ext_dir)
+    if symlink_problem is not None:
+        return invalid("", symlink_problem, str(ext_dir))
     return ExtensionRecord(manifest.id, ext_dir, origin, manifest)
 
 

@@ -26,7 +26,13 @@ MIGRATIONS = Migrations(
             granted_at REAL NOT NULL,
             PRIMARY KEY (extension_id, capability)
         );
+        """,
+        # An external extension's enable choice is bound to its resolved directory, like
+        # its grants: another directory claiming the same id later must not inherit it.
+        # NULL (bundled extensions, and rows written before this step) binds to no path.
         """
+        ALTER TABLE extension_enabled ADD COLUMN source_path TEXT;
+        """,
     ],
 )
 
@@ -36,19 +42,28 @@ class ExtensionStateStore:
         self._db = db
         db.migrate(MIGRATIONS)
 
-    def enabled_choice(self, extension_id: str) -> bool | None:
+    def enabled_choice(self, extension_id: str, source_path: str | None = None) -> bool | None:
+        """The user's choice, or None when there is none. With `source_path` (external
+        extensions) a choice made for another directory does not count."""
         rows = self._db.query(
-            "SELECT enabled FROM extension_enabled WHERE extension_id = ?", (extension_id,)
+            "SELECT enabled, source_path FROM extension_enabled WHERE extension_id = ?", (extension_id,)
         )
-        return bool(rows[0]["enabled"]) if rows else None
+        if not rows:
+            return None
+        if source_path is not None and rows[0]["source_path"] != source_path:
+            return None
+        return bool(rows[0]["enabled"])
 
-    def set_enabled(self, extension_id: str, enabled: bool) -> None:
+    def set_enabled(self, extension_id: str, enabled: bool, source_path: str | None = None) -> None:
+        """Record a choice; pass `source_path` (the resolved directory) for an external
+        extension so that the choice stays with that directory."""
         with self._db.transaction() as tx:
             tx.execute(
-                "INSERT INTO extension_enabled(extension_id, enabled, changed_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(extension_id) DO UPDATE SET enabled = excluded.enabled,"
-                " changed_at = excluded.changed_at",
-                (extension_id, int(enabled), time.time()),
+                "INSERT INTO extension_enabled(extension_id, enabled, changed_at, source_path)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(extension_id) DO UPDATE SET"
+                " enabled = excluded.enabled, changed_at = excluded.changed_at,"
+                " source_path = excluded.source_path",
+                (extension_id, int(enabled), time.time(), source_path),
             )
 
     def grants(self, extension_id: str, source_path: str) -> frozenset[str]:
