@@ -44,9 +44,16 @@ def make_service(data_dir: Path, env: dict[str, str], **kwargs: object) -> Matri
 
 
 @pytest.fixture
-async def alice(synapse: SynapseHarness, data_dir: Path, vault_env: dict[str, str]) -> AsyncIterator[MatrixService]:
+def alice_user(synapse: SynapseHarness) -> TestUser:
+    return synapse.user("alice")
+
+
+@pytest.fixture
+async def alice(
+    synapse: SynapseHarness, alice_user: TestUser, data_dir: Path, vault_env: dict[str, str]
+) -> AsyncIterator[MatrixService]:
     """A logged-in Kumix account with its own data directory."""
-    user = synapse.user("alice")
+    user = alice_user
     service = make_service(data_dir, vault_env)
     await service.login_password(synapse.url, user.user_id, user.password)
     try:

@@ -28,10 +28,7 @@ from kumix.core.models import Event
 
 T = TypeVar("T")
 
-SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
-def register(subparsers: SubParsers, common: argparse.ArgumentParser) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("login", help="log in to a Matrix homeserver", parents=[common])
     p.add_argument("--homeserver", required=True, metavar="URL")
     p.add_argument("--user", metavar="USER", help="user id or localpart (not needed with an access token)")

@@ -470,6 +470,10 @@ class MatrixClient:
                 raise BadRequest(f"download: attachment does not decrypt: {exc}") from None
         return body
 
+    def known_devices(self, user_id: str) -> list[str]:
+        """Device ids of `user_id` whose keys we track (what we encrypt room keys to)."""
+        return sorted(d.id for d in self._nio.device_store.active_user_devices(user_id))
+
     def room_is_encrypted(self, room_id: str) -> bool | None:
         r = self._nio.rooms.get(room_id)
         return None if r is None else bool(r.encrypted)

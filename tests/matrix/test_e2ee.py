@@ -1,0 +1,94 @@
+"""End-to-end encryption both ways between Kumix and a plain matrix-nio client in another
+process with its own store: messages, files, device tracking, late keys, key export/import."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from kumix.app.matrix_session import MatrixService
+from kumix.core.errors import Unauthorized
+from tests.matrix.conftest import make_service
+from tests.matrix.helpers import sync_until
+from tests.matrix.peer import NioPeer
+from tests.synapse_harness import SynapseHarness, TestUser
+
+
+def _texts(service: MatrixService, room_id: str) -> dict[str, object]:
+    return {e.body: e for e in service.timeline.events(room_id, limit=500)}
+
+
+async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, tmp_path: Path,
+    vault_env: dict[str, str],
+) -> None:
+    peer = await NioPeer.start(synapse.url, bob, tmp_path / "peer-store")
+    try:
+        async with alice.session() as s:
+            await s.sync()
+            room_id = await s.create_room(name="Secret", encrypted=True, invite=(bob.user_id,))
+            await peer.do("join", room=room_id)
+            # Device list tracking: Kumix learns bob's device before it encrypts for him.
+            await sync_until(s, lambda: peer.device_id in s.client.known_devices(bob.user_id),
+                             what="bob's device keys")
+
+            # Kumix -> nio: the key is shared with bob's device and nio decrypts.
+            sent = await s.send_text(room_id, "from **kumix**")
+            assert sent.state == "sent"
+            got = await peer.do("wait_body", body="from **kumix**")
+            assert got["type"] == "RoomMessageText" and got["decrypted"] is True
+
+            # nio -> Kumix.
+            await peer.do("send", room=room_id, body="from nio, encrypted")
+            await sync_until(s, lambda: "from nio, encrypted" in _texts(alice, room_id), what="nio's message")
+            ev = _texts(alice, room_id)["from nio, encrypted"]
+            assert ev.encrypted and ev.kind == "text" and ev.sender == bob.user_id  # type: ignore[attr-defined]
+
+            # Encrypted files both ways: the server only ever holds ciphertext.
+            payload = bytes(range(256)) * 40
+            await peer.do("send_file", room=room_id, name="from-nio.bin", hex=payload.hex())
+            await sync_until(s, lambda: "from-nio.bin" in _texts(alice, room_id), what="nio's file")
+            fev = _texts(alice, room_id)["from-nio.bin"]
+            assert fev.kind == "file" and fev.attachment.encryption is not None  # type: ignore[attr-defined]
+            assert await s.download(fev) == payload  # type: ignore[arg-type]
+
+            mine = tmp_path / "from-kumix.txt"
+            mine.write_bytes(b"kumix attachment " * 100)
+            entry = await s.send_file(room_id, mine)
+            assert entry.state == "sent" and "file" in entry.content and "url" not in entry.content
+            got = await peer.do("wait_body", body="from-kumix.txt")
+            assert got["plain_sha256"] == hashlib.sha256(mine.read_bytes()).hexdigest()
+
+            # Search works where the server cannot: over what Kumix decrypted.
+            hits = s.search("encrypted nio")
+            assert [h.room_id for h in hits] == [room_id]
+
+            keyfile = tmp_path / "keys.txt"
+            await s.export_keys(keyfile, "export passphrase")
+            assert keyfile.stat().st_mode & 0o777 == 0o600
+            assert b"from nio" not in keyfile.read_bytes()
+    finally:
+        await peer.stop()
+
+    # A second device of the same account: history is undecryptable (no keys), marked as
+    # such, and decrypted once the exported keys are imported.
+    second = make_service(tmp_path / "second-device", vault_env)
+    await second.login_password(synapse.url, alice_user.user_id, alice_user.password)
+    try:
+        async with second.session() as s2:
+            await s2.sync()
+            held = [e for e in second.timeline.undecryptable() if e.room_id == room_id]
+            assert held, "history from before this device should be undecryptable"
+            assert all(e.session_id for e in held)
+            assert s2.search("encrypted nio") == []
+            with pytest.raises(Unauthorized):
+                await s2.import_keys(keyfile, "wrong passphrase")
+            recovered = await s2.import_keys(keyfile, "export passphrase")
+            assert recovered >= len([e for e in held])
+            texts = _texts(second, room_id)
+            assert texts["from nio, encrypted"].kind == "text"  # type: ignore[attr-defined]
+            assert [h.room_id for h in s2.search("encrypted nio")] == [room_id]
+    finally:
+        second.db.close()
