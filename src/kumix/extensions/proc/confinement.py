@@ -393,8 +393,14 @@ def _probe_checks() -> dict[str, str]:
     attempt("socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close())
     attempt("fork", _fork_and_reap)
     attempt("read_etc", lambda: open("/etc/hostname", "rb").close())
-    attempt("write_tmp", lambda: open(f"/tmp/kumix-probe-{os.getpid()}", "wb").close())  # noqa: S108
+    attempt("write_tmp", _write_and_remove_tmp_file)
     return checks
+
+
+def _write_and_remove_tmp_file() -> None:
+    path = Path("/tmp") / f"kumix-probe-{os.getpid()}"  # noqa: S108
+    path.write_bytes(b"")
+    path.unlink()  # only reached when the write was allowed: leave nothing behind
 
 
 def probe_machine(simulate_unavailable: Iterable[str] = ()) -> ProbeResult:

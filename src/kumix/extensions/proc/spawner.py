@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kumix.core.errors import Crashed, Unavailable
+from kumix.extensions.proc.confinement import SIMULATE_ENV
 from kumix.extensions.proc.worker import WorkerSpec
 
 SERVER_START_TIMEOUT_S = 30.0
@@ -37,7 +38,11 @@ class SpawnedWorker:
 
 def server_environment() -> dict[str, str]:
     """The fork server's whole environment; workers build their own from scratch anyway."""
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    # A testing aid that can only make confinement stricter or fail (see confinement.SIMULATE_ENV).
+    if SIMULATE_ENV in os.environ:
+        env[SIMULATE_ENV] = os.environ[SIMULATE_ENV]
+    return env
 
 
 class ForkServer:

@@ -1,0 +1,74 @@
+"""`kumix doctor`: which OS confinement layers proc workers get on this machine.
+
+The layers are not guessed from kernel versions: a throwaway child is forked, confined exactly
+as a worker would be, and asked to try a few forbidden things; this process stays unconfined.
+The verdict follows the active policy: with `proc.requireConfinement` (strict) a missing layer
+means proc workers are refused with `confinement_unavailable`; without it they start unconfined
+and say so on every start. Exit status 1 when workers would be refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from kumix.cli.context import CliContext
+from kumix.cli.output import emit_json, printable
+from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, probe_machine
+
+LAYER_PURPOSE = {
+    "no_new_privs": "no privilege gain through exec (setuid, file capabilities)",
+    "unprivileged": "no capability left; as root host: worker runs as nobody",
+    "landlock": "reads only its extension dir and the Python runtime; writes only its scratch dir",
+    "seccomp": "no sockets, fork, exec, ptrace, mount, namespaces, bpf, io_uring …",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "doctor",
+        help="which OS confinement layers proc workers get on this machine",
+        description=__doc__,
+        parents=[common],
+    )
+    p.set_defaults(handler=cmd_doctor)
+
+
+def _verdict(confined: bool, required: bool) -> tuple[str, str]:
+    if confined:
+        return "confined", "proc workers start fully confined"
+    if required:
+        return "refused", "proc workers are refused with confinement_unavailable (policy requires confinement)"
+    return "unconfined", "proc workers start without the missing layers, with a warning on every start"
+
+
+def cmd_doctor(ctx: CliContext) -> int:
+    result = probe_machine()
+    report = result.report
+    required = ctx.policy.proc.require_confinement
+    verdict, explanation = _verdict(report.confined, required)
+    doc: dict[str, Any] = {
+        "policy": ctx.policy.name,
+        "requireConfinement": required,
+        "verdict": verdict,
+        **result.to_json(),
+    }
+    if ctx.json:
+        emit_json(doc)
+    else:
+        out = sys.stdout
+        out.write(f"kernel {printable(result.kernel)}, Landlock ABI {result.landlock_abi}, "
+                  f"seccomp API {result.seccomp_api}, host uid {result.host_uid}\n")
+        for layer in LAYERS:
+            on = report.layers.get(layer, False)
+            why = LAYER_PURPOSE[layer] if on else printable(report.problems.get(layer, "unavailable"), 200)
+            out.write(f"  {'active     ' if on else 'UNAVAILABLE'}  {layer:<13} {why}\n")
+        if result.checks:
+            seen = ", ".join(f"{name}: {printable(value, 40)}" for name, value in result.checks.items())
+            out.write(f"  confined probe tried: {seen}\n")
+        out.write(f"policy {printable(ctx.policy.name)} (requireConfinement: {str(required).lower()}): "
+                  f"{explanation}\n")
+        if any(SIMULATE_ENV in p for p in report.problems.values()):
+            out.write(f"  (layers marked simulated come from {SIMULATE_ENV})\n")
+    return 1 if verdict == "refused" else 0
