@@ -461,27 +461,31 @@ class WasmInstance:
         self.instances_created = 0
         """How many instances this handle has made: the first, plus one after each failed call."""
         self.last_fuel_used = 0
+        # Function signatures come from the module, so they are read once, not per call.
+        self._signatures: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+            item.name: (_valtype_names(item.type.params), _valtype_names(item.type.results))
+            for item in module.exports
+            if isinstance(item.type, wasmtime.FuncType)
+        }
 
     # public API
 
     def call(self, export: str, *args: int | float) -> Any:
         """Call a declared numeric export; returns None, a number, or a list for multi-value."""
         self._require_declared(export)
+        params, _ = self._signature(export)
+        if len(args) != len(params):
+            raise BadRequest(f"{self.path}: {export} takes {len(params)} arguments, got {len(args)}")
+        for value, kind in zip(args, params, strict=True):
+            if kind in ("i32", "i64") and not (isinstance(value, int) and not isinstance(value, bool)):
+                raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
+            if kind in ("f32", "f64") and not isinstance(value, int | float):
+                raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
+            if kind not in ("i32", "i64", "f32", "f64"):
+                raise BadRequest(f"{self.path}: {export} takes a {kind} parameter, which Kumix cannot pass")
 
         def body(live: _Live) -> Any:
-            func = self._func(live, export)
-            ty = func.type(live.store)
-            params = _valtype_names(ty.params)
-            if len(args) != len(params):
-                raise BadRequest(f"{self.path}: {export} takes {len(params)} arguments, got {len(args)}")
-            for value, kind in zip(args, params, strict=True):
-                if kind in ("i32", "i64") and not (isinstance(value, int) and not isinstance(value, bool)):
-                    raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
-                if kind in ("f32", "f64") and not isinstance(value, int | float):
-                    raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
-                if kind not in ("i32", "i64", "f32", "f64"):
-                    raise BadRequest(f"{self.path}: {export} takes a {kind} parameter, which Kumix cannot pass")
-            return func(live.store, *args)
+            return self._func(live, export)(live.store, *args)
 
         return self._run(body)
 
@@ -500,14 +504,15 @@ class WasmInstance:
                 f" {self.limits.max_input_bytes}-byte WASM input limit"
             )
 
+        self._check_signature("alloc", ("i32",), ("i32",))
+        self._check_signature(export, ("i32", "i32"), ("i64",))
+
         def body(live: _Live) -> bytes:
             memory = live.exports.get("memory")
             if not isinstance(memory, wasmtime.Memory):
                 raise WasmTrap(f"{self.path}: export 'memory' is not a memory")
             alloc = self._func(live, "alloc")
             func = self._func(live, export)
-            self._check_signature(live, "alloc", alloc, ("i32",), ("i32",))
-            self._check_signature(live, export, func, ("i32", "i32"), ("i64",))
             size = len(data)
             cap = self.limits.max_memory_bytes
             try:
@@ -551,11 +556,14 @@ class WasmInstance:
             raise WasmTrap(f"{self.path}: export {export!r} is not a function")
         return func
 
-    def _check_signature(
-        self, live: _Live, name: str, func: wasmtime.Func, params: tuple[str, ...], results: tuple[str, ...]
-    ) -> None:
-        ty = func.type(live.store)
-        got = (_valtype_names(ty.params), _valtype_names(ty.results))
+    def _signature(self, export: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        signature = self._signatures.get(export)
+        if signature is None:
+            raise WasmTrap(f"{self.path}: export {export!r} is not a function")
+        return signature
+
+    def _check_signature(self, name: str, params: tuple[str, ...], results: tuple[str, ...]) -> None:
+        got = self._signature(name)
         if got != (params, results):
             raise WasmTrap(f"{self.path}: {name} has signature {got}, the bytes convention needs {(params, results)}")
 
