@@ -332,3 +332,36 @@ def test_state_written_before_the_directory_binding_is_migrated(data_dir: Path) 
         assert store.enabled_choice("theme-default") is False
         assert store.enabled_choice("quiet", "/exts/quiet") is None
         assert db.query("PRAGMA integrity_check")[0][0] == "ok"
+
+
+# --- state locations that cannot work --------------------------------------------------------
+
+
+def test_data_dir_that_is_a_file_is_a_typed_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = run_kumix("--data-dir", str(not_a_dir), "ext", "list", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_state_file_that_is_not_a_regular_file_is_state_corrupt(data_dir: Path, kind: str) -> None:
+    state = data_dir / "state.db"
+    if kind == "fifo":
+        os.mkfifo(state)
+    else:
+        state.mkdir()
+    result = run_kumix("--data-dir", str(data_dir), "ext", "disable", "theme-default", "--json", timeout=30)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["code"] == "state_corrupt"
+
+
+@pytest.mark.parametrize("command", [["ext", "info"], ["ext", "grant"], ["ext", "validate"], ["schema", "export"]])
+def test_every_positional_argument_is_explained_in_help(command: list[str]) -> None:
+    result = run_kumix(*command, "--help")
+    assert result.returncode == 0
+    positionals = result.stdout.split("positional arguments:")[1].split("options:")[0]
+    for line in positionals.strip().splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            assert len(line.split(None, 1)) == 2, f"no help for {line.strip()!r}"

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumix.core.errors import BadRequest
 from kumix.extensions.policy import DEFAULT_POLICY
 
 ENV_DATA_DIR = "KUMIX_DATA_DIR"
@@ -60,4 +61,9 @@ class Settings:
         return self.data_dir / "scratch"
 
     def ensure_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create the data directory; a path that cannot be one (a file, a missing or
+        read-only parent) is the user's to fix, so it is a typed error, not a traceback."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise BadRequest(f"data directory {str(self.data_dir)!r} cannot be used: {exc.strerror}") from None

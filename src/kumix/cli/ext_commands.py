@@ -21,15 +21,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("info", help="details of one extension", parents=[common])
-    p.add_argument("id")
+    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
     p.set_defaults(handler=cmd_info)
 
     p = sub.add_parser("enable", help="enable an extension the policy allows", parents=[common])
-    p.add_argument("id")
+    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
     p.set_defaults(handler=cmd_enable)
 
     p = sub.add_parser("disable", help="disable an extension", parents=[common])
-    p.add_argument("id")
+    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
     p.set_defaults(handler=cmd_disable)
 
     p = sub.add_parser(
@@ -40,12 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
         "capability it declares is granted.",
         parents=[common],
     )
-    p.add_argument("id")
-    p.add_argument("capability")
+    p.add_argument("id", help="id of an external extension")
+    p.add_argument("capability", help="one capability its manifest declares, e.g. render.markdown")
     p.set_defaults(handler=cmd_grant)
 
     p = sub.add_parser("validate", help="check an extension directory or manifest", parents=[common])
-    p.add_argument("path", type=Path)
+    p.add_argument("path", type=Path, help="an extension directory or its manifest.json")
     p.set_defaults(handler=cmd_validate)
 
     call_command.register(sub, common)

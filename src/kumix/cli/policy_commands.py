@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     schema = subparsers.add_parser("schema", help="JSON Schemas for manifests and policies", parents=[common])
     sub = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
     p = sub.add_parser("export", help="write the JSON Schema files into DIR", parents=[common])
-    p.add_argument("dir", type=Path)
+    p.add_argument("dir", type=Path, help="directory to write into (created if missing)")
     p.set_defaults(handler=cmd_schema_export)
 
 

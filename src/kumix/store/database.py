@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,8 +53,16 @@ class Database:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Create the file 0600 before SQLite does, so no window exists where it is world-readable.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.close(fd)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise StateCorrupt(f"local state file {str(path)!r} cannot be opened: {exc.strerror}") from None
+        try:
+            # A FIFO or device in its place would make SQLite block or fail obscurely.
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StateCorrupt(f"local state file {str(path)!r} is not a regular file")
+        finally:
+            os.close(fd)
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(
