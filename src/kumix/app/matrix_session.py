@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from kumix.core.errors import KumixError, NotFound, Unauthorized, Unavailable
+from kumix.core.errors import BadRequest, KumixError, NotFound, Unauthorized, Unavailable
 from kumix.core.models import Account, Event, Room, SyncBatch
 from kumix.extensions.sanitize import sanitize_html
 from kumix.matrix.backoff import Backoff
@@ -94,13 +94,32 @@ class MatrixService:
         pickle_key = base64.b64encode(secrets.token_bytes(32)).decode()
         async with MatrixClient(homeserver, self.paths.crypto_dir, pickle_key=pickle_key, sanitize=sanitize_html) as c:
             account = await how(c)
+            try:
+                # Publish our device keys now, so others can encrypt for us before our first sync.
+                first = await c.sync_once(None, timeout_ms=0)
+            except BadRequest as exc:
+                await self._abandon(c)
+                raise BadRequest(
+                    "this device already has end-to-end keys from another client; log in with a password, or "
+                    f"with the token of a fresh login ({exc.message})"
+                ) from None
+            except KumixError:
+                await self._abandon(c)
+                raise
             # Seal the secrets before recording the session: a session row without a vault
             # would be a login nobody can use.
             self.vault.create({"access_token": c.access_token, "pickle_key": pickle_key})
             self.timeline.set_account(account)
-            # Publish our device keys now, so others can encrypt for us before our first sync.
-            await c.sync_once(None, timeout_ms=0)
+            # Keep this first batch and its token: an identical token-less /sync soon after
+            # would be answered from the homeserver's response cache, missing what happened since.
+            await Session(self, c).apply(first)
         return account
+
+    @staticmethod
+    async def _abandon(c: MatrixClient) -> None:
+        """A login that cannot be completed must not leave a live token behind."""
+        with contextlib.suppress(KumixError):
+            await c.logout()
 
     async def logout(self) -> None:
         """Revoke the token on the server, then forget every local trace of the session."""
@@ -180,7 +199,7 @@ class Session:
         decryption of events whose keys just arrived."""
         self._synced_full_state = True
         with self.service.db.transaction() as tx:
-            TimelineStore.put_rooms(tx, batch.rooms, batch.prev_batches, batch.left_rooms)
+            TimelineStore.put_rooms(tx, batch.rooms, batch.prev_batches, batch.left_rooms, batch.limited)
             changed = TimelineStore.put_events(tx, batch.events)
             SearchIndex.index(tx, changed)
             TimelineStore.set_sync_token(tx, batch.next_batch)

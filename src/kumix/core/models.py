@@ -137,6 +137,8 @@ class SyncBatch:
     """Per room, the token to paginate backwards from the oldest event of this batch."""
     keys_arrived: frozenset[str]
     """Megolm session ids whose keys came in with this batch (room keys, forwarded keys)."""
+    limited: frozenset[str] = frozenset()
+    """Rooms whose timeline has a gap before this batch (more happened than was sent)."""
 
 
 @dataclass(frozen=True)

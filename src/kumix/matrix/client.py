@@ -212,14 +212,22 @@ class MatrixClient:
         joined: list[Room] = []
         events: list[Event] = []
         prev: dict[str, str] = {}
+        limited: set[str] = set()
         for room_id, info in resp.rooms.join.items():
             mroom = self._nio.rooms.get(room_id)
             if mroom is not None:
                 joined.append(self._room(mroom, "join"))
             if info.timeline.prev_batch:
                 prev[room_id] = info.timeline.prev_batch
+            if info.timeline.limited:
+                limited.add(room_id)
             events.extend(self._event(room_id, ev) for ev in info.timeline.events)
-        for room_id in resp.rooms.invite:
+        for room_id, iinfo in resp.rooms.invite.items():
+            for st in iinfo.invite_state:
+                content = getattr(st, "content", None)
+                if getattr(st, "state_key", None) == self._nio.user_id and isinstance(content, dict) \
+                        and content.get("is_direct") is True:
+                    self._direct_rooms.add(room_id)
             iroom = self._nio.invited_rooms.get(room_id)
             if iroom is not None:
                 joined.append(self._room(iroom, "invite"))
@@ -230,6 +238,7 @@ class MatrixClient:
             left_rooms=list(resp.rooms.leave),
             prev_batches=prev,
             keys_arrived=frozenset(keys_arrived),
+            limited=frozenset(limited),
         )
 
     def _room(self, r: Any, membership: str) -> Room:

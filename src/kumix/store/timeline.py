@@ -108,7 +108,8 @@ class TimelineStore:
     # -- rooms ---------------------------------------------------------------------------
 
     @staticmethod
-    def put_rooms(tx: Transaction, rooms: list[Room], prev_batches: dict[str, str], left: list[str]) -> None:
+    def put_rooms(tx: Transaction, rooms: list[Room], prev_batches: dict[str, str], left: list[str],
+                  limited: frozenset[str] = frozenset()) -> None:
         for r in rooms:
             tx.execute(
                 "INSERT INTO matrix_rooms(room_id, name, topic, encrypted, membership, unread, highlights,"
@@ -122,9 +123,11 @@ class TimelineStore:
                  r.highlight_count, int(r.is_direct), r.canonical_alias, r.inviter),
             )
         for room_id, token in prev_batches.items():
-            # Only the first token matters: it points before the oldest event we hold.
+            # The first token points before the oldest event we hold; a gap (limited timeline)
+            # moves it to the gap, so backward pagination fills the gap first.
             tx.execute(
-                "UPDATE matrix_rooms SET prev_batch = ? WHERE room_id = ? AND prev_batch IS NULL", (token, room_id)
+                "UPDATE matrix_rooms SET prev_batch = ? WHERE room_id = ? AND (prev_batch IS NULL OR ?)",
+                (token, room_id, int(room_id in limited)),
             )
         for room_id in left:
             tx.execute("UPDATE matrix_rooms SET membership = 'leave' WHERE room_id = ?", (room_id,))
