@@ -43,6 +43,11 @@ DEVICE_FILES = (Path("/dev/null"), Path("/dev/urandom"))
 """Harmless devices some libraries open directly (read-only rules: writing is not granted)."""
 
 
+_SYSCONFIG_PATHS: dict[str, str] = sysconfig.get_paths()
+"""Computed at import, in the fork server: the first call imports the `_sysconfigdata` module
+(about 10 ms), which every worker would otherwise pay again after the fork."""
+
+
 def _prefixes() -> tuple[Path, ...]:
     raw = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
     return tuple(Path(p).resolve() for p in sorted(raw))
@@ -71,7 +76,7 @@ def python_runtime_paths() -> tuple[Path, ...]:
     """Directories (and a few files) that make up the running Python runtime."""
     prefixes = _prefixes()
     candidates: set[Path] = set()
-    paths = sysconfig.get_paths()
+    paths = _SYSCONFIG_PATHS
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         if key in paths:
             candidates.add(Path(paths[key]))
