@@ -233,6 +233,26 @@ def test_host_cannot_be_signalled(hostile: Path) -> None:
     _blocked(run_attack("signal_process", params, mode="full", ext_dir=hostile), "EPERM")
     # Still root, so only Landlock's signal scope (ABI >= 6) can be what refuses.
     _blocked(run_attack("signal_process", params, mode="landlock", ext_dir=hostile), "EPERM")
+    # And the seccomp rule alone, which also holds for a non-root host on older kernels;
+    # kill(-1) would reach every process the worker's uid may signal.
+    _blocked(run_attack("signal_process", params, mode="seccomp", ext_dir=hostile), "EPERM")
+    _blocked(run_attack("signal_process", {"pid": -1}, mode="seccomp", ext_dir=hostile), "EPERM")
+    # Signalling itself stays possible (libc and the runtime rely on it).
+    _succeeded(run_attack("signal_process", {"pid": "self"}, mode="full", ext_dir=hostile))
+
+
+def test_traversal_fds_do_not_open_the_directories_around_the_runtime(hostile: Path) -> None:
+    """The descriptor kept for the interpreter under /root reaches what it names, and `..` from
+    it leads into directories Landlock never granted."""
+    report = run_attack("identity", mode="full", ext_dir=hostile).report
+    assert report is not None
+    names = report["details"]["traversal_fds"]
+    assert names, "expected the runtime under /root to need a traversal fd"
+    for original, reachable in names.items():
+        assert _succeeded(run_attack("list_dir", {"path": reachable}, mode="full", ext_dir=hostile))["entries"]
+        assert sorted(os.listdir(original)) == sorted(
+            _succeeded(run_attack("list_dir", {"path": reachable}, mode="full", ext_dir=hostile))["entries"])
+        _blocked(run_attack("list_dir", {"path": reachable + "/.."}, mode="full", ext_dir=hostile), "EACCES")
 
 
 # --- writes ----------------------------------------------------------------------------------

@@ -105,7 +105,9 @@ class PreparedRuleset:
         """Irreversible for this process and everything it would start. no_new_privs must
         already be set (the worker sets it before); the binding would set it too."""
         try:
-            self._ruleset.restrict()
+            # TSYNC (ABI 8) extends the domain to every thread of the process; older kernels
+            # drop the flag (best effort) and the caller refuses to confine a threaded worker.
+            self._ruleset.restrict(landlock.RestrictFlag.TSYNC)
         finally:
             self._ruleset.close()
         return self.status

@@ -17,10 +17,11 @@ What is refused and why is listed next to each group below and summarised in doc
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import tempfile
 import termios
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyseccomp as seccomp
@@ -129,6 +130,24 @@ class SeccompResult:
     """Names that do not exist on this architecture (nothing to filter)."""
 
 
+def _signal_only_self(add: Callable[..., None], deny: int, own_pid: int) -> None:
+    """Signals may only target the worker itself, by its pid. Landlock's signal scope (ABI 6)
+    and the uid switch (root hosts) stop signals to the host too; this rule also holds on older
+    kernels for a non-root host, whose worker shares the user's uid and could otherwise
+    kill(-1, SIGKILL) every process of the user. (libseccomp cannot AND two tests of one
+    argument, so kill(0, …) — the worker's own, single-member process group — is refused too.)
+    The full 64-bit register is compared: the kernel reads the low 32 bits, so no value can
+    pass the test and still name another process."""
+    ne = seccomp.NE
+    add("kill", deny, seccomp.Arg(0, ne, own_pid))
+    add("tgkill", deny, seccomp.Arg(0, ne, own_pid))
+    add("rt_sigqueueinfo", deny, seccomp.Arg(0, ne, own_pid))
+    add("rt_tgsigqueueinfo", deny, seccomp.Arg(0, ne, own_pid))
+    add("pidfd_open", deny, seccomp.Arg(0, ne, own_pid))
+    # tkill names a thread id with no process; glibc no longer uses it.
+    add("tkill", deny)
+
+
 def _resolve(name: str) -> int:
     nr: int = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
     return nr
@@ -144,13 +163,17 @@ def _unconditional_names() -> Iterable[str]:
         yield from names
 
 
-def build_filter() -> tuple[seccomp.SyscallFilter, SeccompResult]:
-    """The filter, not yet loaded (tests and `kumix doctor` export it without loading it)."""
+def build_filter(own_pid: int | None = None) -> tuple[seccomp.SyscallFilter, SeccompResult]:
+    """The filter, not yet loaded (tests and `kumix doctor` export it without loading it).
+
+    With `own_pid`, signals may only go to that process (see `_signal_only_self`)."""
     deny = seccomp.ERRNO(errno.EPERM)
     flt = seccomp.SyscallFilter(seccomp.ALLOW)
     # A syscall made through a foreign ABI (32-bit int 0x80 on x86_64) would bypass rules
     # written for the native numbers; refuse the whole foreign ABI the same way.
     flt.set_attr(seccomp.Attr.ACT_BADARCH, deny)
+    # Apply to every thread of the process, not only the calling one.
+    flt.set_attr(seccomp.Attr.CTL_TSYNC, 1)
     denied: list[str] = []
     unknown: list[str] = []
     absent: list[str] = []
@@ -183,6 +206,8 @@ def build_filter() -> tuple[seccomp.SyscallFilter, SeccompResult]:
             add("ioctl", deny, seccomp.Arg(1, seccomp.MASKED_EQ, _LOW_32_BITS, command))
     # The host sets the parent-death signal so that a worker never outlives it; keep it set.
     add("prctl", deny, seccomp.Arg(0, seccomp.MASKED_EQ, _LOW_32_BITS, PR_SET_PDEATHSIG))
+    if own_pid is not None:
+        _signal_only_self(add, deny, own_pid)
 
     return flt, SeccompResult(tuple(dict.fromkeys(denied)), tuple(unknown), tuple(absent))
 
@@ -192,7 +217,7 @@ def install() -> SeccompResult:
 
     libseccomp sets no_new_privs itself when loading (its CTL_NNP default), so the filter can
     never be installed without it."""
-    flt, result = build_filter()
+    flt, result = build_filter(os.getpid())
     flt.load()
     return result
 
