@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from tests.synapse_harness import SynapseHarness, TestUser
 
 from kumix.app.matrix_session import MatrixService
 from kumix.store.database import Database
-from tests.synapse_harness import SynapseHarness, TestUser
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.matrix.conftest import make_service
+from tests.matrix.helpers import sync_until
+from tests.synapse_harness import SynapseHarness, TestUser
 
 from kumix.app.matrix_session import MatrixService
 from kumix.core.errors import BadRequest, ConfinementUnavailable, Unauthorized
 from kumix.matrix.client import MatrixClient
-from tests.matrix.conftest import make_service
-from tests.matrix.helpers import sync_until
-from tests.synapse_harness import SynapseHarness, TestUser
 
 
 async def test_logout_revokes_the_token_on_the_server(
@@ -23,7 +23,8 @@ async def test_logout_revokes_the_token_on_the_server(
     async with alice.session() as s:
         assert (await s.client.whoami()).user_id == alice.account().user_id
     await alice.logout()
-    assert not alice.vault.exists() and alice.timeline.account() is None
+    assert not alice.vault.exists()
+    assert alice.timeline.account() is None
     probe = MatrixClient(synapse.url, tmp_path / "probe", pickle_key="x", sanitize=lambda h: h)
     try:
         with pytest.raises(Unauthorized):
@@ -50,7 +51,8 @@ async def test_login_with_access_token_and_wrong_password(
     with urllib.request.urlopen(req) as resp:
         fresh = json.loads(resp.read())
     account = await other.login_token(synapse.url, fresh["access_token"])
-    assert account.user_id == alice_user.user_id and account.device_id == fresh["device_id"]
+    assert account.user_id == alice_user.user_id
+    assert account.device_id == fresh["device_id"]
     assert other.vault.load()["access_token"] == fresh["access_token"]
     other.db.close()
 
@@ -66,11 +68,15 @@ async def test_rooms_invites_direct_messages_and_timeline_relations(
         dm_id = await a.create_direct(bob.user_id, encrypted=True)
         await b.sync()
         invited = {r.room_id: r for r in b.rooms() if r.membership == "invite"}
-        assert room_id in invited and dm_id in invited and invited[dm_id].is_direct
+        assert room_id in invited
+        assert dm_id in invited
+        assert invited[dm_id].is_direct
         await b.join(room_id)
         joined = {r.room_id: r for r in b.rooms() if r.membership == "join"}
-        assert joined[room_id].name == "Features" and joined[room_id].topic == "all of them"
-        assert not joined[room_id].encrypted and {r.room_id: r for r in a.rooms()}[dm_id].encrypted
+        assert joined[room_id].name == "Features"
+        assert joined[room_id].topic == "all of them"
+        assert not joined[room_id].encrypted
+        assert {r.room_id: r for r in a.rooms()}[dm_id].encrypted
 
         # Unread counts, replies, edits, reactions, redactions.
         for i in range(25):
@@ -96,12 +102,15 @@ async def test_rooms_invites_direct_messages_and_timeline_relations(
         await sync_until(a, redacted, what="the redaction")
 
         orig = alice.timeline.event(first.event_id or "")
-        assert orig is not None and orig.body == "edited text"
+        assert orig is not None
+        assert orig.body == "edited text"
         rep = alice.timeline.event(reply.event_id or "")
-        assert rep is not None and rep.reply_to == first.event_id
+        assert rep is not None
+        assert rep.reply_to == first.event_id
         reactions = [e for e in alice.timeline.events(room_id, limit=200) if e.kind == "reaction"]
         assert [(r.reaction_key, r.relates_to) for r in reactions] == [("👍", first.event_id)]
-        assert a.search("regrettable") == [] and [h.event_id for h in a.search("edited")] == [first.event_id]
+        assert a.search("regrettable") == []
+        assert [h.event_id for h in a.search("edited")] == [first.event_id]
 
         # Backward pagination: bob joined late and only saw the recent tail at first.
         await b.paginate(room_id, limit=100)
@@ -129,7 +138,9 @@ async def test_incoming_html_is_sanitized_and_markdown_falls_back_to_plain_text(
         sent = await b.enqueue(room_id, "m.room.message", hostile)
         await sync_until(a, lambda: alice.timeline.event(sent.event_id or "") is not None, what="hostile msg")
         ev = alice.timeline.event(sent.event_id or "")
-        assert ev is not None and ev.formatted_html is not None and ev.encrypted
+        assert ev is not None
+        assert ev.formatted_html is not None
+        assert ev.encrypted
         assert "<b>hi</b>" in ev.formatted_html
         for bad in ("script", "alert", "onerror", "javascript", "<img"):
             assert bad not in ev.formatted_html
@@ -142,7 +153,8 @@ async def test_incoming_html_is_sanitized_and_markdown_falls_back_to_plain_text(
 
         alice.renderer = no_confinement
         plain = await a.send_text(room_id, "**bold**")
-        assert "formatted_body" not in plain.content and plain.state == "sent"
+        assert "formatted_body" not in plain.content
+        assert plain.state == "sent"
         alice.renderer = unsafe_renderer
         rendered = await a.send_text(room_id, "**bold**")
         assert rendered.content["formatted_body"] == "<p><strong>bold</strong></p>"

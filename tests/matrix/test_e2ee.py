@@ -7,13 +7,13 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
-from kumix.app.matrix_session import MatrixService
-from kumix.core.errors import Unauthorized
 from tests.matrix.conftest import make_service
 from tests.matrix.helpers import sync_until
 from tests.matrix.peer import NioPeer
 from tests.synapse_harness import SynapseHarness, TestUser
+
+from kumix.app.matrix_session import MatrixService
+from kumix.core.errors import Unauthorized
 
 
 def _texts(service: MatrixService, room_id: str) -> dict[str, object]:
@@ -38,26 +38,32 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
             sent = await s.send_text(room_id, "from **kumix**")
             assert sent.state == "sent"
             got = await peer.do("wait_body", body="from **kumix**")
-            assert got["type"] == "RoomMessageText" and got["decrypted"] is True
+            assert got["type"] == "RoomMessageText"
+            assert got["decrypted"] is True
 
             # nio -> Kumix.
             await peer.do("send", room=room_id, body="from nio, encrypted")
             await sync_until(s, lambda: "from nio, encrypted" in _texts(alice, room_id), what="nio's message")
             ev = _texts(alice, room_id)["from nio, encrypted"]
-            assert ev.encrypted and ev.kind == "text" and ev.sender == bob.user_id  # type: ignore[attr-defined]
+            assert ev.encrypted
+            assert ev.kind == "text"
+            assert ev.sender == bob.user_id
 
             # Encrypted files both ways: the server only ever holds ciphertext.
             payload = bytes(range(256)) * 40
             await peer.do("send_file", room=room_id, name="from-nio.bin", hex=payload.hex())
             await sync_until(s, lambda: "from-nio.bin" in _texts(alice, room_id), what="nio's file")
             fev = _texts(alice, room_id)["from-nio.bin"]
-            assert fev.kind == "file" and fev.attachment.encryption is not None  # type: ignore[attr-defined]
+            assert fev.kind == "file"
+            assert fev.attachment.encryption is not None
             assert await s.download(fev) == payload  # type: ignore[arg-type]
 
             mine = tmp_path / "from-kumix.txt"
             mine.write_bytes(b"kumix attachment " * 100)
             entry = await s.send_file(room_id, mine)
-            assert entry.state == "sent" and "file" in entry.content and "url" not in entry.content
+            assert entry.state == "sent"
+            assert "file" in entry.content
+            assert "url" not in entry.content
             got = await peer.do("wait_body", body="from-kumix.txt")
             assert got["plain_sha256"] == hashlib.sha256(mine.read_bytes()).hexdigest()
 
@@ -86,7 +92,7 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
             with pytest.raises(Unauthorized):
                 await s2.import_keys(keyfile, "wrong passphrase")
             recovered = await s2.import_keys(keyfile, "export passphrase")
-            assert recovered >= len([e for e in held])
+            assert recovered >= len(list(held))
             texts = _texts(second, room_id)
             assert texts["from nio, encrypted"].kind == "text"  # type: ignore[attr-defined]
             assert [h.room_id for h in s2.search("encrypted nio")] == [room_id]

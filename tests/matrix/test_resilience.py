@@ -11,15 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.matrix.ack_dropping_proxy import AckDroppingProxy
+from tests.matrix.conftest import make_service
+from tests.synapse_harness import SynapseHarness, TestUser
 
 from kumix.app.matrix_session import MatrixService
 from kumix.core.errors import Unavailable
 from kumix.store.database import Database
 from kumix.store.outbox import Outbox
 from kumix.store.timeline import TimelineStore
-from tests.matrix.ack_dropping_proxy import AckDroppingProxy
-from tests.matrix.conftest import make_service
-from tests.synapse_harness import SynapseHarness, TestUser
 
 ROUNDS = 600  # 0.1 s each: a liveness bound for waits, never a timing assertion
 
@@ -76,7 +76,8 @@ async def test_sync_survives_homeserver_kill_and_restart_without_loss_or_duplica
         finally:
             stop.set()
             await runner  # clean shutdown: returns once both loops ended, raising nothing
-        assert runner.done() and runner.exception() is None
+        assert runner.done()
+        assert runner.exception() is None
         await s.sync()
         assert alice.timeline.count_events(room_id, "before the crash") == 1
         assert alice.timeline.count_events(room_id, "after the restart") == 1
@@ -92,7 +93,8 @@ async def test_message_sent_while_homeserver_down_is_delivered_once_with_same_tx
         room_id = await s.create_room(name="Offline send", encrypted=True)
         synapse.server.kill()
         entry = await s.send_text(room_id, "written while offline", markdown=False)
-        assert entry.state == "pending" and entry.event_id is None
+        assert entry.state == "pending"
+        assert entry.event_id is None
         with pytest.raises(Unavailable):
             await s.flush_outbox()
         synapse.start()
@@ -102,7 +104,8 @@ async def test_message_sent_while_homeserver_down_is_delivered_once_with_same_tx
         await s.sync()
         assert alice.timeline.count_events(room_id, "written while offline") == 1
         event = alice.timeline.event(delivered[0].event_id or "")
-        assert event is not None and event.transaction_id == entry.txn_id
+        assert event is not None
+        assert event.transaction_id == entry.txn_id
 
 
 async def test_homeserver_killed_mid_send_then_retry_does_not_duplicate(
@@ -161,11 +164,14 @@ async def test_kumix_killed_between_send_and_ack_neither_loses_nor_duplicates(
         try:
             outbox = Outbox(db)
             [orphan] = outbox.open_entries()
-            assert orphan.state == "sending" and orphan.event_id is None
+            assert orphan.state == "sending"
+            assert orphan.event_id is None
 
             await kumix(["send", room_id, "next message", "--plain"], env)
             entry = outbox.get(orphan.txn_id)
-            assert entry is not None and entry.state == "sent" and entry.attempts == 2
+            assert entry is not None
+            assert entry.state == "sent"
+            assert entry.attempts == 2
             await kumix(["rooms"], env)
             timeline = TimelineStore(db)
             assert timeline.count_events(room_id, "sent by a process that was killed") == 1

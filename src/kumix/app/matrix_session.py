@@ -174,6 +174,9 @@ class Session:
         self._outbox_wakeup = asyncio.Event()
         self._listeners: list[Callable[[Event], None]] = []
         self.outbox_backoff = Backoff()
+        # One flusher at a time: the outbox loop and an interactive send may both try, and
+        # two attempts of one entry in parallel would be two requests racing for one txn id.
+        self._flush_lock = asyncio.Lock()
 
     @property
     def account(self) -> Account:
@@ -403,6 +406,10 @@ class Session:
     async def flush_outbox(self) -> list[OutboxEntry]:
         """Deliver open entries in order. Stops at the first transient failure (raised),
         so later messages never overtake an earlier one."""
+        async with self._flush_lock:
+            return await self._flush_outbox_locked()
+
+    async def _flush_outbox_locked(self) -> list[OutboxEntry]:
         delivered: list[OutboxEntry] = []
         for entry in self.outbox.open_entries():
             needs_room = entry.event_type != "m.room.redaction" and not self.client.knows_room(entry.room_id)

@@ -14,12 +14,12 @@ from types import ModuleType
 
 from kumix import __version__
 from kumix.app.settings import Settings
-from kumix.cli import doctor_command, ext_commands, matrix_commands, policy_commands
+from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_error
 from kumix.core.errors import KumixError
 
-COMMAND_MODULES: list[ModuleType] = [ext_commands, policy_commands, matrix_commands, doctor_command]
+COMMAND_MODULES: list[ModuleType] = [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
 """Each module has `register(subparsers, common)`; order is the order in --help."""
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

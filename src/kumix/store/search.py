@@ -48,7 +48,9 @@ class SearchHit:
 
 def fts_query(text: str) -> str:
     """Every word must appear; each is quoted so FTS5 operators in user input are just text."""
-    words = text[:MAX_QUERY_CHARS].split()
+    # NUL ends a C string inside SQLite's FTS5 parser; other control characters are noise.
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text[:MAX_QUERY_CHARS])
+    words = cleaned.split()
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 

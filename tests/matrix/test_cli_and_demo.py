@@ -1,0 +1,105 @@
+"""The command line as a user runs it: login/whoami/rooms/send/search/logout, and `kumix demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import run_kumix
+from tests.synapse_harness import SynapseHarness, TestUser
+
+
+def test_cli_session_from_login_to_logout(
+    synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path, vault_env: dict[str, str]
+) -> None:
+    env = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "data")}
+    r = run_kumix("login", "--homeserver", synapse.url, "--user", alice_user.localpart, "--password-stdin",
+                  "--json", env=env, input=alice_user.password + "\n")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["user_id"] == alice_user.user_id
+    assert alice_user.password not in r.stdout + r.stderr
+    for f in (tmp_path / "data").rglob("*"):
+        if f.is_file():
+            assert f.stat().st_mode & 0o077 == 0, f
+
+    assert json.loads(run_kumix("whoami", "--json", env=env).stdout)["user_id"] == alice_user.user_id
+    room = json.loads(run_kumix("create-room", "--name", "CLI room", "--alias", "cli" + alice_user.localpart,
+                                "--json", env=env).stdout)["room_id"]
+    sent = run_kumix("send", f"#cli{alice_user.localpart}:localhost", "needle in **markdown**", "--json", env=env)
+    assert sent.returncode == 0 and json.loads(sent.stdout)["state"] == "sent", sent.stderr
+    rooms = json.loads(run_kumix("rooms", "--json", env=env).stdout)
+    assert {"room_id": room, "name": "CLI room", "encrypted": True} in [
+        {k: r[k] for k in ("room_id", "name", "encrypted")} for r in rooms]
+    hits = json.loads(run_kumix("search", "needle", "--json", env=env).stdout)
+    assert [h["room_id"] for h in hits] == [room]
+
+    assert run_kumix("send", room, env=env).returncode == 2  # usage: neither TEXT nor --file
+    bad = run_kumix("join", "#nope:localhost", "--json", env=env)
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["error"]["code"] == "not_found"
+
+    assert run_kumix("logout", env=env).returncode == 0
+    gone = run_kumix("whoami", "--json", env=env)
+    assert gone.returncode == 1
+    assert json.loads(gone.stdout)["error"]["code"] == "unauthorized"
+
+
+def test_cli_refuses_to_run_without_a_vault_key(synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path) -> None:
+    env = {"KUMIX_DATA_DIR": str(tmp_path / "data")}
+    r = run_kumix("login", "--homeserver", synapse.url, "--user", alice_user.user_id, "--password-stdin", "--json",
+                  env=env, input=alice_user.password + "\n")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"]["code"] == "unauthorized"
+    assert "KUMIX_VAULT_PASSPHRASE_FILE" in r.stdout
+
+
+def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
+    proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "You said" in line:
+                break
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return "".join(lines) + rest, err, proc.returncode
+
+
+def _synapse_alive(data: Path) -> bool:
+    pid_file = data / "demo" / "homeserver" / "homeserver.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_demo_runs_answers_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    out, err, code = _run_demo_until_the_bot_answers(data)
+    assert code == 0, err
+    assert "Welcome to **Kumix**" in out
+    assert "You said" in out
+    assert "creating demo data" in err
+    assert not _synapse_alive(data)
+
+    out, err, code = _run_demo_until_the_bot_answers(data)
+    assert code == 0, err
+    assert "reusing demo data" in err
+    assert "seeding" not in err
+    assert out.count("Welcome to **Kumix**") <= 1  # the seed was not repeated
+    assert not _synapse_alive(data)
