@@ -17,6 +17,9 @@ Limits can be lowered here, never raised.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from kumix.extensions.manifest import WasmModuleSpec
 from kumix.extensions.wasm import HOST_FUNCTIONS, WasmInstance, WasmLimits, WasmLoader
 from kumix.sdk.runtime_context import WorkerContext, call_deadline, worker_context
 
@@ -48,8 +51,17 @@ def instantiate(
         max_input_bytes=max_input_bytes,
         max_output_bytes=max_output_bytes,
     )
-    loader = WasmLoader(context.extension_dir, context.manifest.wasm, limits, deadline=wasm_deadline)
+    key = (context.extension_dir, context.manifest.wasm, limits)
+    loader = _loaders.get(key)
+    if loader is None:
+        loader = WasmLoader(context.extension_dir, context.manifest.wasm, limits, deadline=wasm_deadline)
+        _loaders[key] = loader
     return loader.load(path)
+
+
+_loaders: dict[tuple[Path, tuple[WasmModuleSpec, ...], WasmLimits], WasmLoader] = {}
+"""One loader per worker context and limits, so a module instantiated twice compiles once.
+Each `load` still reads the file and checks its pin again."""
 
 
 DEADLINE_MARGIN_SECONDS = 0.05
