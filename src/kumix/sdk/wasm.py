@@ -17,6 +17,7 @@ Limits can be lowered here, never raised.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kumix.extensions.manifest import WasmModuleSpec
@@ -65,12 +66,20 @@ Each `load` still reads the file and checks its pin again."""
 
 
 DEADLINE_MARGIN_SECONDS = 0.05
-"""WASM stops this long before the call's deadline. The host kills and replaces a worker
-whose reply misses the deadline; stopping the module a little earlier lets the worker answer
-`timeout` itself, keep its warm state, and serve the next call."""
+DEADLINE_MARGIN_FRACTION = 0.1
+DEADLINE_MARGIN_MAX_SECONDS = 1.0
+"""WASM stops 50 ms plus 10% of the time left (at most 1 s) before the call's deadline. The
+host kills and replaces a worker whose reply misses the deadline; stopping the module a little
+earlier lets the worker answer `timeout` itself, keep its warm state and serve the next call.
+The proportional part absorbs scheduling delays on a loaded machine, where a fixed 50 ms
+was sometimes not enough for the reply to reach the host in time."""
 
 
 def wasm_deadline() -> float | None:
     """The deadline WASM calls run under: the current call's, less the reply margin."""
     deadline = call_deadline.get()
-    return None if deadline is None else deadline - DEADLINE_MARGIN_SECONDS
+    if deadline is None:
+        return None
+    remaining = max(0.0, deadline - time.monotonic())
+    margin = min(DEADLINE_MARGIN_MAX_SECONDS, DEADLINE_MARGIN_SECONDS + DEADLINE_MARGIN_FRACTION * remaining)
+    return deadline - margin
