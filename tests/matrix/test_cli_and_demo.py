@@ -30,7 +30,8 @@ def test_cli_session_from_login_to_logout(
     room = json.loads(run_kumix("create-room", "--name", "CLI room", "--alias", "cli" + alice_user.localpart,
                                 "--json", env=env).stdout)["room_id"]
     sent = run_kumix("send", f"#cli{alice_user.localpart}:localhost", "needle in **markdown**", "--json", env=env)
-    assert sent.returncode == 0 and json.loads(sent.stdout)["state"] == "sent", sent.stderr
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["state"] == "sent"
     rooms = json.loads(run_kumix("rooms", "--json", env=env).stdout)
     assert {"room_id": room, "name": "CLI room", "encrypted": True} in [
         {k: r[k] for k in ("room_id", "name", "encrypted")} for r in rooms]

@@ -131,7 +131,8 @@ async def _seed(alice: Session, bot: Session, state: DemoState) -> str:
         return str(state.doc["rooms"]["demo"])
     _say("seeding rooms and messages …")
     bot_id = state.doc["users"]["bot"]["user_id"]
-    demo = await alice.create_room(name=DEMO_ROOM, topic="Talk to the bot (encrypted)", encrypted=True, invite=(bot_id,))
+    demo = await alice.create_room(name=DEMO_ROOM, topic="Talk to the bot (encrypted)", encrypted=True,
+                                   invite=(bot_id,))
     general = await alice.create_room(name="General", topic="An unencrypted room", encrypted=False, invite=(bot_id,))
     direct = await alice.create_direct(bot_id)
     await bot.sync()
