@@ -81,6 +81,9 @@ RESTART_BACKOFF_BASE_S = 0.05
 """The second crash in a window waits 50 ms, the third 100 ms, then 200 ms …"""
 RESTART_BACKOFF_MAX_S = 5.0
 """… up to 5 s, so a crash-looping extension costs at most one fork every few seconds."""
+CHANNEL_CLOSED_GRACE_S = 0.2
+"""An exiting worker is reported by the fork server within microseconds of closing its
+channel; one still running this long after is hiding and gets killed."""
 PING_METHOD = "ping"
 
 
@@ -121,6 +124,7 @@ class _Worker:
         self.calls: dict[int, asyncio.Future[Any]] = {}
         self.hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.kill_reason: str | None = None
+        self._grace: asyncio.TimerHandle | None = None
         self.read_transport: asyncio.ReadTransport | None = None
         self.write_transport: asyncio.WriteTransport | None = None
         try:
@@ -174,13 +178,24 @@ class _Worker:
         self.channel.receive_eof()
         if not self.hello.done():
             self.hello.set_exception(Crashed("worker exited before it was ready"))
-        # A worker that closed its end of the channel but kept running is of no use.
-        if self.kill_reason is None and not self.exited.done():
-            self.kill("closed its channel")
+        # A worker that closed its end of the channel but kept running is of no use. One that
+        # is merely exiting closes it too, a moment before it ends; the grace keeps its own
+        # exit status (an exit code, a signal) as the reason the caller sees.
+        self.session.forget(self)
+        if not self.exited.done():
+            self._grace = asyncio.get_running_loop().call_later(CHANNEL_CLOSED_GRACE_S, self._kill_silent)
+
+    def _kill_silent(self) -> None:
+        if not self.exited.done():
+            self.kill("it closed its channel but kept running")
 
     def kill(self, reason: str) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
+        self.session.forget(self)
+        self._signal_kill()
+
+    def _signal_kill(self) -> None:
         if self.pidfd is not None and not self.exited.done():
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
@@ -192,6 +207,8 @@ class _Worker:
                 future.set_exception(error())
 
     def close(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         for transport in (self.read_transport, self.write_transport):
             if transport is not None:
                 transport.close()
@@ -322,8 +339,6 @@ class ProcSession:
             worker = self._worker
             if worker is None or not worker.usable:
                 worker = await self._wait_ready(deadline)
-                if not worker.usable:
-                    raise Crashed(f"{self.extension_id}: worker ended before the call was sent")
             loop = asyncio.get_running_loop()
             remaining_ms = max(1, int((deadline - loop.time()) * 1000))
             request_id, future = worker.send(method, raw, remaining_ms)
@@ -373,14 +388,24 @@ class ProcSession:
                 return
         self._inflight -= 1
 
+    def forget(self, worker: _Worker) -> None:
+        """A worker is on its way out: new calls wait for its successor from now on."""
+        if self._worker is worker:
+            self._worker = None
+            self._new_ready()
+
     async def _wait_ready(self, deadline: float) -> _Worker:
-        self._check_open()
-        self._ensure_supervisor()
-        ready = self._ready
-        assert ready is not None
         try:
             async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(ready)
+                while True:
+                    self._check_open()
+                    self._ensure_supervisor()
+                    ready = self._ready
+                    assert ready is not None
+                    worker = await asyncio.shield(ready)
+                    if worker.usable:
+                        return worker
+                    self.forget(worker)
         except TimeoutError:
             raise CallTimeout(f"{self.extension_id} did not become ready before the call's deadline") from None
 
@@ -565,8 +590,8 @@ class ProcSession:
             raise
         if not info.get("confined"):
             log.warning(
-                "proc %s pid %d runs UNCONFINED: policy %r does not require confinement",
-                self.extension_id, worker.pid, self.policy.name,
+                "proc %s pid %d runs without full confinement (policy %r does not require it): %s",
+                self.extension_id, worker.pid, self.policy.name, str(info.get("warning"))[:500],
             )
         return worker
 

@@ -90,14 +90,14 @@ def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, lo
     except ConfinementUnavailable as exc:
         send(channel.hello_failed(exc.code, exc.message))
         return EXIT_CONFINEMENT_UNAVAILABLE
-    if not report.confined:
-        layers = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in report.layers.items())
-        sys.stderr.write(
-            f"kumix worker {spec.extension_id} pid {os.getpid()}: WARNING running unconfined "
-            f"(policy does not require confinement; {layers or 'no layers'})\n"
-        )
+    warning = report.warning()
+    if warning is not None:
+        sys.stderr.write(f"kumix worker {spec.extension_id} pid {os.getpid()}: WARNING {warning}\n")
     else:
         sys.stderr.write(f"kumix worker {spec.extension_id} pid {os.getpid()}: started, confined\n")
+    # After a uid switch the original paths may be unreachable; confinement says how to reach them.
+    extension_dir = report.extension_dir or extension_dir
+    scratch = report.scratch_dir if scratch is not None else None
 
     manifest = manifest_from_document(spec.manifest, display=f"{spec.extension_dir}/manifest.json")
     set_worker_context(
@@ -122,7 +122,7 @@ def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, lo
         channel,
         read_fd=hygiene.CHANNEL_READ_FD,
         write_fd=write_fd,
-        hello={"confined": report.confined, "layers": dict(report.layers)},
+        hello={"confined": report.confined, "layers": dict(report.layers), "warning": warning},
     )
 
 
