@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.proc_support import records, running, session, wait_gone, write_policy
 
 from kumix.core.errors import (
     BadRequest,
@@ -25,11 +24,11 @@ from kumix.core.errors import (
     KumixError,
     OutputTooLarge,
     PolicyDenied,
-    ProtocolError,
     ResourceLimit,
     Unavailable,
 )
 from kumix.extensions.proc.host import ProcHost
+from tests.proc_support import records, running, session, wait_gone, write_policy
 
 SAFETY_S = 30
 
@@ -65,7 +64,9 @@ async def test_sync_and_async_handlers_answer(host: ProcHost) -> None:
         rtt = await echo.ping()
     assert rtt > 0
     stats = echo.stats.snapshot()
-    assert stats["calls"] == 2 and stats["ok"] == 2 and "latency_ms" in stats
+    assert stats["calls"] == 2
+    assert stats["ok"] == 2
+    assert "latency_ms" in stats
     await assert_no_leftovers(host, "friendly-echo")
 
 
@@ -85,7 +86,8 @@ async def test_worker_is_its_own_process_with_clean_environment_and_fds(
     finally:
         await host.aclose()
     assert env["pid"] != os.getpid()
-    assert env["pgid"] == env["pid"] and env["sid"] == env["pid"], "worker leads its own session and group"
+    assert env["pgid"] == env["pid"], "worker leads its own process group"
+    assert env["sid"] == env["pid"], "worker leads its own session"
     assert "KUMIX_TEST_SECRET" not in env["env"]
     assert set(env["env"]) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONIOENCODING", "KUMIX_EXTENSION_ID"}
     assert fds["fds"] == [0, 1, 2, 3, 4], "stdin, log twice, channel twice; nothing inherited"
@@ -199,7 +201,9 @@ async def test_infinite_loop_times_out_kills_and_replaces_the_worker(host: ProcH
         assert await loop_ext.call("loop.echo", {"again": 1}) == {"again": 1}
     assert loop_ext.worker_pids[-1] != first
     stats = loop_ext.stats.snapshot()
-    assert stats["timeouts"] == 1 and stats["restarts"] == 1 and stats["errors"] == {"timeout": 1}
+    assert stats["timeouts"] == 1
+    assert stats["restarts"] == 1
+    assert stats["errors"] == {"timeout": 1}
     await assert_no_leftovers(host, "hostile-loop", "friendly-echo")
 
 
@@ -295,8 +299,10 @@ async def test_garbage_and_spoofed_frames_end_the_worker(host: ProcHost, method:
             # The early, well-formed reply answered the call; the second one broke the protocol.
             assert results[0] == {"first": True}
         else:
-            assert isinstance(results[0], Crashed) and expected in str(results[0]), results[0]
-        assert isinstance(results[1], Crashed) and expected in str(results[1]), results[1]
+            assert isinstance(results[0], Crashed), results[0]
+            assert expected in str(results[0])
+        assert isinstance(results[1], Crashed), results[1]
+        assert expected in str(results[1])
         first = frames.worker_pids[0]
         assert await wait_gone([first]) == []
         assert await frames.call("frames.echo", {"ok": True}) == {"ok": True}
@@ -385,7 +391,8 @@ async def test_host_close_fails_pending_calls_and_reaps_everything(tmp_path: Pat
         await host.aclose()
         with pytest.raises(Unavailable):
             await pending
-    assert forkserver is not None and await wait_gone([*pids, forkserver]) == []
+    assert forkserver is not None
+    assert await wait_gone([*pids, forkserver]) == []
     assert not any(running(pid) for pid in pids)
 
 
