@@ -20,7 +20,6 @@ from typing import Any
 
 from kumix.core.errors import Crashed, Unavailable
 from kumix.extensions.proc.confinement import SIMULATE_ENV
-from kumix.extensions.proc.confinement import SIMULATE_ENV
 from kumix.extensions.proc.worker import WorkerSpec
 
 SERVER_START_TIMEOUT_S = 30.0
