@@ -32,6 +32,12 @@ def test_cli_session_from_login_to_logout(
     sent = run_kumix("send", f"#cli{alice_user.localpart}:localhost", "needle in **markdown**", "--json", env=env)
     assert sent.returncode == 0, sent.stderr
     assert json.loads(sent.stdout)["state"] == "sent"
+    # The formatted body came from the bundled markdown-renderer, run confined under the
+    # strict policy by the governed host, and sanitized on its way out.
+    history = json.loads(run_kumix("history", room, "--json", env=env).stdout)
+    mine = [e for e in history if e.get("body") == "needle in **markdown**"]
+    assert len(mine) == 1
+    assert mine[0]["html"] == "<p>needle in <strong>markdown</strong></p>"
     rooms = json.loads(run_kumix("rooms", "--json", env=env).stdout)
     assert {"room_id": room, "name": "CLI room", "encrypted": True} in [
         {k: r[k] for k in ("room_id", "name", "encrypted")} for r in rooms]

@@ -9,13 +9,14 @@ session sends plain text: never unsanitized HTML (`Session.render` sanitizes aga
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from kumix.app.extension_calls import ExtensionCaller
+from kumix.app.extensions import ExtensionService
 from kumix.app.matrix_session import MarkdownRenderer
+from kumix.app.settings import Settings
 from kumix.core.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,16 @@ def renderer_for(caller: ExtensionCalls) -> MarkdownRenderer:
 
 
 @contextlib.asynccontextmanager
-async def extension_renderer(**available: Any) -> AsyncIterator[MarkdownRenderer | None]:
-    """Open the extension host's caller, if this Kumix has one, and yield a renderer.
+async def extension_renderer(
+    extensions: ExtensionService | None, settings: Settings
+) -> AsyncIterator[MarkdownRenderer | None]:
+    """Open the governed extension host for the session's lifetime and yield a renderer.
 
-    `available` holds what the caller may need (extension service, settings, policy);
-    the constructor takes the ones it names. Without a host, yields None: plain text."""
-    try:
-        module = importlib.import_module("kumix.app.extension_calls")
-        cls = module.ExtensionCaller
-        wanted = inspect.signature(cls).parameters
-        kwargs = {k: v for k, v in available.items() if k in wanted}
-        caller_cm = cls(**kwargs)
-    except (ImportError, AttributeError, TypeError, ValueError) as exc:
-        log.info("no extension host for markdown (%s); sending plain text", exc)
+    `extensions` is None when the extension system itself cannot be loaded (for example an
+    invalid policy file): messages then go out as plain text rather than not at all."""
+    if extensions is None:
+        log.info("extension system unavailable; sending plain text")
         yield None
         return
-    async with caller_cm as caller:
+    async with ExtensionCaller(extensions, settings) as caller:
         yield renderer_for(caller)

@@ -8,6 +8,7 @@ from functools import cached_property
 
 from kumix.app.extensions import ExtensionService
 from kumix.app.settings import Settings
+from kumix.core.errors import KumixError
 from kumix.extensions.policy import Policy, load_policy
 from kumix.store.database import Database
 from kumix.store.extension_state import ExtensionStateStore
@@ -37,6 +38,14 @@ class CliContext:
     @cached_property
     def extensions(self) -> ExtensionService:
         return ExtensionService(self.policy, ExtensionStateStore(self.database), self.settings.extension_roots)
+
+    def extensions_if_loadable(self) -> ExtensionService | None:
+        """The extension service, or None when the policy or state cannot be loaded; for
+        commands whose main job (sending a message) must not fail because of extensions."""
+        try:
+            return self.extensions
+        except KumixError:
+            return None
 
     def close(self) -> None:
         for db in self._closers:

@@ -24,7 +24,6 @@ from kumix.app.markdown import extension_renderer
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
 from kumix.cli.matrix_commands import _print_event
-from kumix.core.errors import KumixError
 from kumix.core.models import Event
 from kumix.store.database import Database
 from kumix.store.vault import ENV_PASSPHRASE_FILE
@@ -166,12 +165,7 @@ async def _bot_loop(bot: Session, room_id: str, inbox: asyncio.Queue[Event], sto
 
 
 async def _run_demo(ctx: CliContext, hs: Homeserver, state: DemoState) -> None:
-    try:
-        available: dict[str, Any] = {"extensions": ctx.extensions, "service": ctx.extensions,
-                                     "settings": ctx.settings, "policy": ctx.policy}
-    except KumixError:
-        available = {}
-    async with extension_renderer(**available) as renderer:
+    async with extension_renderer(ctx.extensions_if_loadable(), ctx.settings) as renderer:
         alice_service = await _service(state, "alice", hs, renderer=renderer, progress=_say)
         bot_service = await _service(state, "bot", hs, renderer=renderer)
         try:

@@ -23,7 +23,7 @@ from kumix.app.markdown import extension_renderer
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
-from kumix.core.errors import BadRequest, KumixError, NotFound, Unavailable
+from kumix.core.errors import BadRequest, NotFound, Unavailable
 from kumix.core.models import Event
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.add_argument("--history", type=int, default=10, metavar="N", help="show the last N events first")
     p.set_defaults(handler=cmd_tail)
 
-    p = subparsers.add_parser("history", help="older events of a room (backward pagination)", parents=[common])
+    p = subparsers.add_parser("history", help="the newest events of a room, fetching older ones when needed", parents=[common])
     p.add_argument("room")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(handler=cmd_history)
@@ -124,12 +124,7 @@ def _read_stdin_secret(what: str) -> str:
 async def _session(ctx: CliContext, *, markdown: bool = False) -> AsyncIterator[Session]:
     service = _service(ctx)
     if markdown:
-        try:
-            available: dict[str, Any] = {"extensions": ctx.extensions, "service": ctx.extensions,
-                                         "settings": ctx.settings, "policy": ctx.policy}
-        except KumixError:
-            available = {}
-        async with extension_renderer(**available) as renderer:
+        async with extension_renderer(ctx.extensions_if_loadable(), ctx.settings) as renderer:
             service.renderer = renderer
             async with service.session() as session:
                 yield session
@@ -340,7 +335,13 @@ def cmd_history(ctx: CliContext) -> int:
         async with _session(ctx) as s:
             await s.sync()
             room_id = await s.resolve(ctx.args.room)
-            return await s.paginate(room_id, ctx.args.limit)
+            limit = ctx.args.limit
+            # The newest `limit` events: what the cache holds, topped up from the server by
+            # backward pagination when the cache has fewer.
+            missing = limit - len(s.service.timeline.events(room_id, limit=limit))
+            if missing > 0:
+                await s.paginate(room_id, missing)
+            return s.service.timeline.events(room_id, limit=limit)
 
     events = _run(go())
     if ctx.json:
