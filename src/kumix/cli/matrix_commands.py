@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.add_argument("--history", type=int, default=10, metavar="N", help="show the last N events first")
     p.set_defaults(handler=cmd_tail)
 
-    p = subparsers.add_parser("history", help="the newest events of a room, fetching older ones when needed", parents=[common])
+    p = subparsers.add_parser(
+        "history", help="the newest events of a room, fetching older ones when needed", parents=[common])
     p.add_argument("room")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(handler=cmd_history)
