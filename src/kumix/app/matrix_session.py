@@ -26,7 +26,7 @@ from kumix.core.errors import BadRequest, KumixError, NotFound, Unauthorized, Un
 from kumix.core.models import Account, Event, Room, SyncBatch
 from kumix.extensions.sanitize import sanitize_html
 from kumix.matrix.backoff import Backoff
-from kumix.matrix.client import MatrixClient
+from kumix.matrix.client import MatrixClient, homeserver_url
 from kumix.matrix.sync import SyncLoop, sleep_or_stop, until_stopped
 from kumix.store.database import Database
 from kumix.store.outbox import Outbox, OutboxEntry
@@ -88,6 +88,7 @@ class MatrixService:
     async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
         if self.timeline.account() is not None:
             raise KumixError("already logged in here; run `kumix logout` first (or use another --data-dir)")
+        homeserver = homeserver_url(homeserver)
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an
         # earlier session (crash during login) would not open with the new key.
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
@@ -416,6 +417,13 @@ class Session:
             if needs_room and not self._synced_full_state:
                 await self.sync()
             self.outbox.mark_sending(entry.txn_id)
+            if needs_room and self._synced_full_state and not self.client.knows_room(entry.room_id):
+                # A full sync lists every joined room: this one is not (a typo, a room we
+                # left or were never in). That is permanent; left pending as "not synced
+                # yet" it would be retried forever with every later message queued behind it.
+                self.outbox.mark_failed(entry.txn_id, f"not_found: not a joined room of this account: "
+                                                      f"{entry.room_id}")
+                continue
             try:
                 if entry.event_type == "m.room.redaction":
                     event_id = await self.client.redact(entry.room_id, str(entry.content["redacts"]), entry.txn_id,

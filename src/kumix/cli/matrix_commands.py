@@ -15,7 +15,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +27,24 @@ from kumix.core.errors import BadRequest, NotFound, Unavailable
 from kumix.core.models import Event
 
 T = TypeVar("T")
+
+MAX_LIMIT = 10_000
+"""Events or hits one command prints. Without a bound, `--limit -1` meant "no limit" to
+SQLite and a number beyond 64 bits ended in an OverflowError instead of a usage error."""
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not minimum <= value <= MAX_LIMIT:
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {MAX_LIMIT}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("login", help="log in to a Matrix homeserver", parents=[common])
@@ -70,19 +88,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
 
     p = subparsers.add_parser("tail", help="follow a room live (Ctrl-C to stop)", parents=[common])
     p.add_argument("room")
-    p.add_argument("--history", type=int, default=10, metavar="N", help="show the last N events first")
+    p.add_argument("--history", type=_count(0), default=10, metavar="N", help="show the last N events first")
     p.set_defaults(handler=cmd_tail)
 
     p = subparsers.add_parser(
         "history", help="the newest events of a room, fetching older ones when needed", parents=[common])
     p.add_argument("room")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count(1), default=50)
     p.set_defaults(handler=cmd_history)
 
     p = subparsers.add_parser("search", help="full-text search of messages held locally", parents=[common])
     p.add_argument("query")
     p.add_argument("--room")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count(1), default=50)
     p.set_defaults(handler=cmd_search)
 
     keys = subparsers.add_parser("keys", help="export or import end-to-end room keys", parents=[common])
@@ -137,16 +155,19 @@ async def _session(ctx: CliContext, *, markdown: bool = False) -> AsyncIterator[
 def _event_line(ev: Event) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.origin_ts / 1000)) if ev.origin_ts else "--:--:--"
     sender = printable(ev.sender, 60)
+    # Relation targets are chosen by the sender (the homeserver does not check a redaction's
+    # target it has never seen): escape sequences in them must not reach the terminal.
+    target = printable(ev.relates_to or "", 100)
     if ev.kind == "text":
         return f"[{stamp}] {sender}: {printable(ev.body, 2000)}"
     if ev.kind == "edit":
-        return f"[{stamp}] {sender} edited {ev.relates_to}: {printable(ev.body, 2000)}"
+        return f"[{stamp}] {sender} edited {target}: {printable(ev.body, 2000)}"
     if ev.kind == "file":
         return f"[{stamp}] {sender} sent a file: {printable(ev.body, 200)}"
     if ev.kind == "reaction":
-        return f"[{stamp}] {sender} reacted {printable(ev.reaction_key or '', 20)} to {ev.relates_to}"
+        return f"[{stamp}] {sender} reacted {printable(ev.reaction_key or '', 20)} to {target}"
     if ev.kind == "redaction":
-        return f"[{stamp}] {sender} redacted {ev.relates_to}"
+        return f"[{stamp}] {sender} redacted {target}"
     if ev.kind == "undecryptable":
         return f"[{stamp}] {sender}: ** unable to decrypt yet (waiting for the key) **"
     return f"[{stamp}] {sender}: ({ev.kind}) {printable(ev.body, 200)}"
@@ -154,7 +175,9 @@ def _event_line(ev: Event) -> str:
 
 def _print_event(ev: Event, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
+        # ASCII-only, like every other JSON output (cli.output.emit_json): other people's
+        # text may carry C1 controls or bidi overrides, which must not reach a terminal raw.
+        sys.stdout.write(json.dumps(ev.to_json(), ensure_ascii=True) + "\n")
     else:
         sys.stdout.write(_event_line(ev) + "\n")
     sys.stdout.flush()
@@ -200,7 +223,8 @@ def cmd_whoami(ctx: CliContext) -> int:
     if ctx.json:
         emit_json(doc)
     else:
-        sys.stdout.write(f"{doc['user_id']} (device {doc['device_id']}) on {doc['homeserver']}\n")
+        sys.stdout.write(f"{printable(doc['user_id'])} (device {printable(doc['device_id'])}) on "
+                         f"{printable(doc['homeserver'])}\n")
     return 0
 
 
@@ -225,7 +249,8 @@ def cmd_rooms(ctx: CliContext) -> int:
         emit_json([r.to_json() for r in rooms])
     else:
         emit_table(
-            [[r.room_id, printable(r.name, 40), "yes" if r.encrypted else "no", r.membership, str(r.unread_count)]
+            [[printable(r.room_id, 255), printable(r.name, 40), "yes" if r.encrypted else "no", r.membership,
+              str(r.unread_count)]
              for r in rooms],
             ["ROOM", "NAME", "ENCRYPTED", "MEMBERSHIP", "UNREAD"],
         )
@@ -242,7 +267,7 @@ def cmd_join(ctx: CliContext) -> int:
     if ctx.json:
         emit_json({"room_id": room_id})
     else:
-        sys.stdout.write(f"joined {room_id}\n")
+        sys.stdout.write(f"joined {printable(room_id, 255)}\n")
     return 0
 
 
@@ -336,6 +361,9 @@ def cmd_history(ctx: CliContext) -> int:
         async with _session(ctx) as s:
             await s.sync()
             room_id = await s.resolve(ctx.args.room)
+            # Like tail: a room that is not ours is an error, not an empty history.
+            if s.timeline.room(room_id) is None:
+                raise NotFound(f"not a room of this account: {room_id}")
             limit = ctx.args.limit
             # The newest `limit` events: what the cache holds, topped up from the server by
             # backward pagination when the cache has fewer.
@@ -364,7 +392,7 @@ def cmd_search(ctx: CliContext) -> int:
     if ctx.json:
         emit_json([h.to_json() for h in hits])
     else:
-        emit_table([[h.room_id, printable(h.sender, 40), printable(h.snippet, 80)] for h in hits],
+        emit_table([[printable(h.room_id, 255), printable(h.sender, 40), printable(h.snippet, 80)] for h in hits],
                    ["ROOM", "SENDER", "MATCH"])
     return 0
 

@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,6 +37,12 @@ from kumix.core.models import Account, Attachment, Event, HtmlSanitizer, Page, R
 
 log = logging.getLogger(__name__)
 
+# nio logs failed schema validations at WARNING with the offending event content (other
+# people's messages, decrypted text) pretty-printed. With no logging configured, Python's
+# last-resort handler wrote that to the user's stderr. The adapter already maps every such
+# event or response onto a Kumix model or error, so these records are dropped here.
+logging.getLogger("nio").addHandler(logging.NullHandler())
+
 REQUEST_TIMEOUT_S = 30.0
 """Per request (except long-polling sync and media): a frozen homeserver is a failure to
 retry, not a reason to hang forever."""
@@ -55,6 +62,32 @@ _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     json.JSONDecodeError,
 )
+
+
+def homeserver_url(text: str) -> str:
+    """The homeserver base URL a login may use, or `BadRequest`.
+
+    http(s) with a host, optionally a path prefix (a reverse proxy); no credentials (they
+    would be stored in plain text in the session record and sent with every request), no
+    query or fragment. A trailing slash is dropped: nio appends `/_matrix/...` to it."""
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise BadRequest("the homeserver must be an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("the homeserver must be an http:// or https:// URL with a host name")
+    if parts.username is not None or parts.password is not None:
+        # The message does not repeat the URL: it holds a secret.
+        raise BadRequest("the homeserver URL must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise BadRequest("the homeserver URL must not have a query or fragment")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A field of untrusted JSON that must be a string, or None when it is anything else."""
+    return value if isinstance(value, str) else None
 
 
 def _raise_for(resp: Any, action: str, *, login: bool = False) -> None:
@@ -101,7 +134,10 @@ class MatrixClient:
     """One device of one account. Use `async with`: the HTTP session is closed on exit."""
 
     def __init__(self, homeserver: str, store_dir: Path, *, pickle_key: str, sanitize: HtmlSanitizer) -> None:
-        store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # `mkdir(parents=True, mode=...)` applies the mode to the last directory only: create
+        # the parent (`<data dir>/matrix`) private too, not world-listable.
+        store_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store_dir.mkdir(exist_ok=True, mode=0o700)
         self._store_dir = store_dir
         self._sanitize = sanitize
         config = nio.AsyncClientConfig(
@@ -251,14 +287,14 @@ class MatrixClient:
         return Room(
             room_id=r.room_id,
             name=str(r.display_name or r.room_id),
-            topic=r.topic,
+            topic=_text_or_none(r.topic),
             encrypted=bool(r.encrypted),
             membership=membership,  # type: ignore[arg-type]
             unread_count=int(r.unread_notifications or 0),
             highlight_count=int(r.unread_highlights or 0),
             is_direct=is_direct,
-            canonical_alias=r.canonical_alias,
-            inviter=inviter,
+            canonical_alias=_text_or_none(r.canonical_alias),
+            inviter=_text_or_none(inviter),
         )
 
     def room(self, room_id: str) -> Room | None:
@@ -280,7 +316,8 @@ class MatrixClient:
             "sender": str(getattr(ev, "sender", "") or ""),
             "origin_ts": int(getattr(ev, "server_timestamp", 0) or 0),
             "encrypted": bool(getattr(ev, "decrypted", False)),
-            "transaction_id": (unsigned or {}).get("transaction_id") or getattr(ev, "transaction_id", None),
+            "transaction_id": _text_or_none(
+                (unsigned or {}).get("transaction_id") or getattr(ev, "transaction_id", None)),
         }
         if isinstance(ev, nio.MegolmEvent):
             return Event(**base | {"encrypted": True}, kind="undecryptable", body="** unable to decrypt **",
@@ -288,11 +325,16 @@ class MatrixClient:
         relates = content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
         assert isinstance(relates, dict)
         reply = relates.get("m.in_reply_to")
-        reply_to = reply.get("event_id") if isinstance(reply, dict) else None
+        # Relation ids are whatever the sender put there: the homeserver accepts a list or
+        # an object (it is then simply not a relation). Anything but text is dropped here;
+        # passed on, one such event made every later sync of every member fail to store.
+        reply_to = _text_or_none(reply.get("event_id")) if isinstance(reply, dict) else None
         if isinstance(ev, nio.RedactionEvent):
-            return Event(**base, kind="redaction", relates_to=ev.redacts)
+            return Event(**base, kind="redaction", relates_to=_text_or_none(ev.redacts))
         if isinstance(ev, nio.ReactionEvent):
-            return Event(**base, kind="reaction", relates_to=ev.reacts_to, reaction_key=ev.key, body=ev.key)
+            key = _text_or_none(ev.key)
+            return Event(**base, kind="reaction", relates_to=_text_or_none(ev.reacts_to), reaction_key=key,
+                         body=key or "")
         if isinstance(ev, nio.RoomMemberEvent):
             return Event(**base, kind="member", body=f"{ev.state_key} {ev.membership}")
         msgtype = content.get("msgtype") if isinstance(content.get("msgtype"), str) else None
@@ -301,7 +343,7 @@ class MatrixClient:
                 new = content["m.new_content"]
                 body, html = self._text_of(new)
                 return Event(**base, kind="edit", body=body, formatted_html=html, msgtype=msgtype,
-                             relates_to=relates.get("event_id"))
+                             relates_to=_text_or_none(relates.get("event_id")))
             if isinstance(ev, nio.RoomEncryptedMedia | nio.RoomMessageMedia):
                 return Event(**base, kind="file", body=str(content.get("body", "")), msgtype=msgtype,
                              attachment=self._attachment(content), reply_to=reply_to)
@@ -365,9 +407,9 @@ class MatrixClient:
     # -- rooms -----------------------------------------------------------------------
 
     async def resolve_room(self, room: str) -> str:
-        if room.startswith("!"):
+        if room.startswith("!") and len(room) > 1:
             return room
-        if room.startswith("#"):
+        if room.startswith("#") and len(room) > 1:
             resp = await _guard(self._nio.room_resolve_alias(room), "resolve alias")
             _raise_for(resp, f"resolve {room}")
             return str(resp.room_id)
@@ -513,4 +555,4 @@ async def matrix_client(
         await client.close()
 
 
-__all__ = ["DEVICE_NAME", "KumixError", "MatrixClient", "matrix_client"]
+__all__ = ["DEVICE_NAME", "KumixError", "MatrixClient", "homeserver_url", "matrix_client"]

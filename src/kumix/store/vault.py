@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from argon2.exceptions import HashingError
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -51,6 +52,9 @@ MAX_ARGON2_TIME_COST = 16
 allocate gigabytes or spin for minutes before failing."""
 
 MAX_PASSPHRASE_FILE_BYTES = 4096
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
 
 
 class VaultCorrupt(KumixError):
@@ -186,7 +190,7 @@ class Vault:
             import keyring
 
             vault_id = secrets.token_hex(16)
-            key = secrets.token_bytes(32)
+            key = secrets.token_bytes(KEY_BYTES)
             keyring.set_password(KEYRING_SERVICE, vault_id, _b64(key))
             header["keyring"] = {"service": KEYRING_SERVICE, "username": vault_id}
         else:
@@ -200,7 +204,7 @@ class Vault:
 
     def _seal(self, header: dict[str, Any], doc: dict[str, str]) -> None:
         assert self._key is not None
-        nonce = secrets.token_bytes(12)
+        nonce = secrets.token_bytes(NONCE_BYTES)
         aad = json.dumps(header, sort_keys=True).encode()
         ciphertext = AESGCM(self._key).encrypt(nonce, json.dumps(doc).encode(), aad)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -224,7 +228,9 @@ class Vault:
         mode = header.get("mode")
         if mode == "keyring":
             ref = header.get("keyring")
-            if not isinstance(ref, dict) or not _keyring_usable():
+            if not isinstance(ref, dict):
+                raise VaultCorrupt("credential vault has a malformed keyring reference")
+            if not _keyring_usable():
                 raise Unauthorized("the credential vault's key is in an OS keyring that is not available now")
             import keyring
 
@@ -237,7 +243,8 @@ class Vault:
             if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
                 raise VaultCorrupt("credential vault has an unknown key derivation")
             t, m, p = kdf.get("t"), kdf.get("m"), kdf.get("p")
-            if not all(isinstance(v, int) and v > 0 for v in (t, m, p)) or (
+            # `type(...) is int`: JSON true is a Python int too, and must not pass as 1.
+            if not all(type(v) is int and v > 0 for v in (t, m, p)) or (
                 int(t) > MAX_ARGON2_TIME_COST or int(m) > MAX_ARGON2_MEMORY_KIB or int(p) > 16  # type: ignore[arg-type]
             ):
                 raise VaultCorrupt("credential vault has out-of-range key derivation parameters")
@@ -250,14 +257,25 @@ class Vault:
                 raise Unauthorized(
                     f"the credential vault needs its passphrase: set {ENV_PASSPHRASE_FILE} to a 0600 file holding it"
                 )
-            key = self._kdf(passphrase, _unb64(kdf.get("salt")), int(t), int(m), int(p))  # type: ignore[arg-type]
+            try:
+                key = self._kdf(passphrase, _unb64(kdf.get("salt")), int(t), int(m), int(p))  # type: ignore[arg-type]
+            except HashingError as exc:
+                # Parameters argon2 refuses (a salt or memory cost below its minimum) can
+                # only come from a modified file: report that, not an internal error.
+                raise VaultCorrupt(f"credential vault has unusable key derivation parameters ({exc})") from None
         else:
             raise VaultCorrupt("credential vault has an unknown key mode")
         return key
 
     def load(self) -> dict[str, str]:
         header, nonce, ciphertext = self._header()
+        if len(nonce) != NONCE_BYTES or len(ciphertext) < TAG_BYTES:
+            # Only a modified or truncated file gets here (AESGCM would raise a bare ValueError
+            # for the nonce, or call a short ciphertext a wrong passphrase); checked before the KDF.
+            raise VaultCorrupt("credential vault has a nonce or ciphertext of the wrong length")
         key = self._unlock_key(header)
+        if len(key) != KEY_BYTES:
+            raise VaultCorrupt("the credential vault's key has the wrong length")
         aad = json.dumps(header, sort_keys=True).encode()
         try:
             plain = AESGCM(key).decrypt(nonce, ciphertext, aad)
