@@ -33,8 +33,12 @@ from kumix.app.extensions import ExtensionService
 from kumix.app.markdown import renderer_for
 from kumix.app.matrix_session import MatrixService
 from kumix.app.settings import Settings
+from kumix.core.models import Event
 from kumix.extensions.policy import load_policy
+from kumix.store.database import Database
 from kumix.store.extension_state import ExtensionStateStore
+from kumix.store.search import SearchIndex
+from kumix.store.timeline import TimelineStore
 from kumix.store.vault import Vault, VaultCorrupt
 
 # -- a plain HTTP client for the hostile peer ---------------------------------------------------
@@ -204,6 +208,29 @@ async def test_forged_edit_and_foreign_redaction_change_nothing(
         assert original.body == "the original words"
         assert [h.event_id for h in s.search("forged words")] == []
         assert [h.event_id for h in s.search("original")] == [entry.event_id]
+
+
+def test_relations_from_another_room_change_nothing(data_dir: Path) -> None:
+    """Synapse refuses cross-room edits and redactions it can see, but not the relation
+    inside an encrypted payload, and a hostile homeserver refuses nothing: the store checks."""
+    db = Database(data_dir / "state.db")
+    try:
+        timeline, search = TimelineStore(db), SearchIndex(db)
+        original = Event(event_id="$orig", room_id="!a", sender="@m:x", origin_ts=1, kind="text", body="kept words")
+        edit = Event(event_id="$edit", room_id="!b", sender="@m:x", origin_ts=2, kind="edit", body="changed",
+                     relates_to="$orig")
+        redaction = Event(event_id="$red", room_id="!b", sender="@m:x", origin_ts=3, kind="redaction",
+                          relates_to="$orig")
+        for batch in ([original], [edit], [redaction]):
+            with db.transaction() as tx:
+                SearchIndex.index(tx, TimelineStore.put_events(tx, batch))
+        kept = timeline.event("$orig")
+        assert kept is not None
+        assert kept.body == "kept words"
+        assert [h.event_id for h in search.search("kept")] == ["$orig"]
+        assert search.search("changed") == []
+    finally:
+        db.close()
 
 
 async def test_formatted_body_attacks_are_sanitized_on_arrival(

@@ -242,8 +242,11 @@ class TimelineStore:
 def _apply_relation(tx: Transaction, ev: Event) -> list[tuple[Event, bool]]:
     """Edits replace the text of their target; redactions erase it."""
     if ev.kind == "edit" and ev.relates_to:
+        # Relations only count inside their own room (the spec's rule; Synapse enforces it for
+        # what it can see, but not for the relation inside an encrypted payload).
         target = tx.execute(
-            "SELECT * FROM matrix_events WHERE event_id = ? AND redacted = 0", (ev.relates_to,)
+            "SELECT * FROM matrix_events WHERE event_id = ? AND room_id = ? AND redacted = 0",
+            (ev.relates_to, ev.room_id),
         ).fetchone()
         # Only the original sender may edit: a forged edit from someone else is ignored.
         if target is not None and target["sender"] == ev.sender and target["kind"] == "text":
@@ -254,11 +257,15 @@ def _apply_relation(tx: Transaction, ev: Event) -> list[tuple[Event, bool]]:
             edited = _event(target)
             return [(Event(**{**edited.__dict__, "body": ev.body, "formatted_html": ev.formatted_html}), True)]
     if ev.kind == "redaction" and ev.relates_to:
+        # Same room only: a redaction arriving in one room must not erase a message of another.
         tx.execute(
-            "UPDATE matrix_events SET body = '', html = NULL, attachment = NULL, redacted = 1 WHERE event_id = ?",
-            (ev.relates_to,),
+            "UPDATE matrix_events SET body = '', html = NULL, attachment = NULL, redacted = 1"
+            " WHERE event_id = ? AND room_id = ?",
+            (ev.relates_to, ev.room_id),
         )
-        target_row = tx.execute("SELECT * FROM matrix_events WHERE event_id = ?", (ev.relates_to,)).fetchone()
+        target_row = tx.execute(
+            "SELECT * FROM matrix_events WHERE event_id = ? AND room_id = ?", (ev.relates_to, ev.room_id)
+        ).fetchone()
         if target_row is not None:
             return [(_event(target_row), True)]
     return []
