@@ -1,0 +1,298 @@
+"""Proc host round trips, side by side with their baselines, measured in one run.
+
+    .venv/bin/python bench/proc_rtt.py [--iterations N] [--no-browser]
+
+Figures (medians of three interleaved rounds):
+- warm `ping` round trip through ProcSession, confined (policy strict) and unconfined
+  (confinement layers simulated off, policy dev) — vs a raw asyncio pipe echo (uvloop,
+  msgspec, length-prefixed frames, blocking child) and a Chromium Web Worker postMessage echo;
+- 10 KB markdown render through the host (worker render + host nh3 sanitize) vs the same
+  markdown-it-py + nh3 work in-process;
+- cold start: a new host (fork server start + fork + hello), and a new session on a warm
+  fork server (first call after enable) — vs a Chromium Web Worker's start to first reply;
+- ready after crash: SIGKILL the worker, time until a ping succeeds again.
+Not a test: nothing here asserts a threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kumix.extensions.policy import Policy, load_policy
+from kumix.extensions.proc.eventloop import new_event_loop
+from kumix.extensions.proc.host import ProcHost
+from kumix.extensions.proc.session import ProcSession
+from kumix.extensions.registry import discover
+
+SIMULATE = "KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+
+MARKDOWN_10K = (
+    "# Release notes\n\nSome **bold** and *italic* text with `code`, ~~old~~ and https://matrix.org.\n\n"
+    "| col a | col b |\n|---|--:|\n| 1 | 2 |\n\n- item one\n- item two\n\n> quoted <b>html</b>\n\n"
+) * 40
+MARKDOWN_10K = MARKDOWN_10K[:10_240]
+
+
+def median_of_rounds(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+async def per_call(fn: Callable[[], Awaitable[Any]], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        await fn()
+    return (time.perf_counter() - start) / n
+
+
+def session_for(host: ProcHost, extension_id: str) -> ProcSession:
+    record = {r.id: r for r in discover()}[extension_id]
+    assert record.manifest is not None
+    return host.session(record.id, record.path, record.manifest)
+
+
+# ---------------------------------------------------------------- baselines
+
+ECHO_CHILD = textwrap.dedent(
+    """
+    import os, struct, sys, msgspec
+    r, w = int(sys.argv[1]), int(sys.argv[2])
+    H = struct.Struct(">I")
+    while True:
+        data = os.read(r, 65536)
+        if not data:
+            break
+        (n,) = H.unpack_from(data, 0)
+        msg = msgspec.json.decode(data[4:4 + n])
+        body = msgspec.json.encode({"id": msg["id"], "result": {"pong": True}})
+        os.write(w, H.pack(len(body)) + body)
+    """
+)
+
+
+async def raw_pipe_echo(n: int, rounds: int) -> list[float]:
+    import struct
+
+    import msgspec
+
+    header = struct.Struct(">I")
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", ECHO_CHILD, str(to_child_r), str(from_child_w)], pass_fds=[to_child_r, from_child_w]
+    )
+    os.close(to_child_r)
+    os.close(from_child_w)
+    loop = asyncio.get_running_loop()
+    state: dict[str, asyncio.Future[bytes]] = {}
+
+    class Reader(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            state["f"].set_result(data)
+
+    await loop.connect_read_pipe(Reader, os.fdopen(from_child_r, "rb", buffering=0))
+    writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(to_child_w, "wb", buffering=0))
+
+    async def ping() -> None:
+        state["f"] = loop.create_future()
+        body = msgspec.json.encode({"id": 1, "method": "ping", "params": {}})
+        writer.write(header.pack(len(body)) + body)
+        data = await state["f"]
+        msgspec.json.decode(data[4:])
+
+    await per_call(ping, 200)
+    results = [await per_call(ping, n) for _ in range(rounds)]
+    writer.close()
+    child.kill()
+    child.wait()
+    return results
+
+
+def in_process_render(n: int, rounds: int) -> list[float]:
+    from markdown_it import MarkdownIt
+
+    from kumix.extensions.sanitize import sanitize_html
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": True}).enable(["table", "strikethrough", "linkify"])
+    for _ in range(20):
+        sanitize_html(md.render(MARKDOWN_10K))
+    results = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(n):
+            sanitize_html(md.render(MARKDOWN_10K))
+        results.append((time.perf_counter() - start) / n)
+    return results
+
+
+BROWSER_PAGE = """
+<script>
+const src = `onmessage = (e) => postMessage(e.data);`;
+const url = URL.createObjectURL(new Blob([src], {type: "text/javascript"}));
+window.bench = async (n, payload) => {
+  const t0 = performance.now();
+  const w = new Worker(url);
+  await new Promise((res) => { w.onmessage = res; w.postMessage("hi"); });
+  const start = performance.now() - t0;
+  const once = () => new Promise((res) => { w.onmessage = res; w.postMessage(payload); });
+  for (let i = 0; i < 200; i++) await once();
+  const rounds = [];
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now();
+    for (let i = 0; i < n; i++) await once();
+    rounds.push((performance.now() - t) / n);
+  }
+  w.terminate();
+  return {start, rounds};
+};
+</script>
+"""
+
+
+def chromium_worker(n: int) -> dict[str, Any] | None:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not Path(CHROMIUM).exists():
+        return None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_content(BROWSER_PAGE)
+        small = page.evaluate("([n]) => window.bench(n, {id: 1, method: 'ping', params: {}})", [n])
+        big = page.evaluate("([n, s]) => window.bench(n, {id: 1, method: 'render', params: {source: s}})",
+                            [n, MARKDOWN_10K])
+        starts = [page.evaluate("([n]) => window.bench(1, 'x')", [1])["start"] for _ in range(5)]
+        browser.close()
+    return {
+        "ping": [ms / 1000 for ms in small["rounds"]],
+        "payload_10k": [ms / 1000 for ms in big["rounds"]],
+        "start": statistics.median(starts) / 1000,
+    }
+
+
+# ---------------------------------------------------------------- Kumix
+
+
+async def kumix_figures(policy: Policy, n: int, rounds: int, logs: Path) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    started = time.perf_counter()
+    async with ProcHost(policy, logs_dir=logs) as host:
+        md = session_for(host, "markdown-renderer")
+        await md.ping()
+        figures["cold_host"] = time.perf_counter() - started
+
+        theme = session_for(host, "theme-default")
+        started = time.perf_counter()
+        await theme.call("theme.tokens.provide", {})
+        figures["cold_session"] = time.perf_counter() - started
+
+        await per_call(md.ping, 200)
+        figures["ping"] = [await per_call(md.ping, n) for _ in range(rounds)]
+
+        async def render() -> None:
+            await md.call("render.markdown", {"source": MARKDOWN_10K})
+
+        await per_call(render, 20)
+        figures["render"] = [await per_call(render, max(50, n // 20)) for _ in range(rounds)]
+
+        crash_samples = []
+        for _ in range(5):
+            pid = md.current_pid
+            assert pid is not None
+            start = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            while True:
+                try:
+                    await md.ping()
+                    break
+                except Exception:
+                    await asyncio.sleep(0)
+            crash_samples.append(time.perf_counter() - start)
+            await md.reset()  # keep the crash budget out of the measurement
+        figures["ready_after_crash"] = crash_samples
+    return figures
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:8.1f} µs"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.2f} ms"
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    n, rounds = args.iterations, 3
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        confined = await kumix_figures(load_policy("strict"), n, rounds, logs / "strict")
+        os.environ[SIMULATE] = "all"
+        try:
+            unconfined = await kumix_figures(load_policy("dev"), n, rounds, logs / "dev")
+        finally:
+            del os.environ[SIMULATE]
+    raw = await raw_pipe_echo(n, rounds)
+    inproc = in_process_render(max(50, n // 20), rounds)
+    browser = None if args.no_browser else await asyncio.to_thread(chromium_worker, n)
+
+    raw_m = median_of_rounds(raw)
+    inproc_m = median_of_rounds(inproc)
+    print(f"{'':44} {'figure':>12}   ratio")
+    print("— baselines")
+    print(f"{'raw asyncio pipe echo (uvloop, msgspec)':44} {us(raw_m)}")
+    print(f"{'in-process markdown-it-py + nh3, 10 KB':44} {us(inproc_m)}")
+    if browser:
+        print(f"{'Chromium Web Worker postMessage echo':44} {us(median_of_rounds(browser['ping']))}")
+        print(f"{'Chromium Web Worker echo, 10 KB payload':44} {us(median_of_rounds(browser['payload_10k']))}")
+        print(f"{'Chromium Web Worker start to first reply':44} {ms(browser['start'])}")
+    for label, figures in (("confined (strict)", confined), ("unconfined (dev, layers off)", unconfined)):
+        print(f"— Kumix proc host, {label}")
+        ping = median_of_rounds(figures["ping"])
+        render = median_of_rounds(figures["render"])
+        crash = statistics.median(figures["ready_after_crash"])
+        line = f"{'warm ping round trip':44} {us(ping)}   {ping / raw_m:5.2f}x raw pipe"
+        if browser:
+            line += f", {ping / median_of_rounds(browser['ping']):5.2f}x Chromium worker (target <= 1.0x)"
+        print(line)
+        ratio = render / inproc_m
+        print(f"{'10 KB markdown render round trip':44} {us(render)}   {ratio:5.2f}x in-process (target <= 2x)")
+        line = f"{'cold start: new host, first ping':44} {ms(figures['cold_host'])}"
+        if browser:
+            line += f"   {figures['cold_host'] / browser['start']:5.2f}x Chromium worker start"
+        print(line)
+        line = f"{'cold start: new session, warm fork server':44} {ms(figures['cold_session'])}"
+        if browser:
+            line += f"   {figures['cold_session'] / browser['start']:5.2f}x Chromium worker start"
+        print(line)
+        print(f"{'ready after crash (SIGKILL to ping ok)':44} {ms(crash)}   target <= 50 ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
