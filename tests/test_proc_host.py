@@ -113,7 +113,7 @@ async def test_handler_errors_keep_their_code_and_the_worker(host: ProcHost) -> 
             await echo.call("echo.fail", {"kind": "bad_request"})
         with pytest.raises(KumixError, match="ValueError: plain bug") as info:
             await echo.call("echo.fail", {})
-        assert info.value.code == "internal"
+        assert info.value.code == "extension_error"
         await echo.call("echo.sync", {})
     assert len(echo.worker_pids) == 1, "a handler exception is not a crash"
 

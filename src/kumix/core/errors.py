@@ -152,6 +152,12 @@ class Forbidden(KumixError):
     code = "forbidden"
 
 
+class ExtensionFailed(KumixError):
+    """The extension's own code failed (its handler raised, or its entry file did not load)."""
+
+    code = "extension_error"
+
+
 class StateBusy(KumixError):
     """Local state is locked by another Kumix process for longer than we wait."""
 
@@ -184,6 +190,8 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     ConfinementUnavailable,
     BadRequest,
     Unauthorized,
+    Forbidden,
+    ExtensionFailed,
     StateBusy,
     StateCorrupt,
 )

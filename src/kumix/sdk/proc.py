@@ -10,7 +10,7 @@ An extension's entry file registers handlers at import time:
 
 Handlers may be `async def`. A handler receives the request's params (a JSON object) and
 returns a JSON-encodable value. Raising `kumix.core.errors.BadRequest` (or another Kumix
-error a worker may send) answers with that code; any other exception answers `internal`
+error a worker may send) answers with that code; any other exception answers `extension_error`
 with the exception's type and message, and its traceback goes to the extension's log.
 `kumix.sdk.runtime_context.call_deadline` holds the current call's deadline.
 
@@ -143,11 +143,12 @@ class _Runtime:
             self.write(self.channel.fail_error(request_id, exc))
             return
         if isinstance(exc, KeyboardInterrupt | SystemExit):
-            self.write(self.channel.fail(request_id, "internal", f"handler stopped the worker: {type(exc).__name__}"))
+            stopped = f"handler stopped the worker: {type(exc).__name__}"
+            self.write(self.channel.fail(request_id, "extension_error", stopped))
             self.exit_code = EXIT_OK
             return
         traceback.print_exception(exc, file=sys.stderr)
-        self.write(self.channel.fail(request_id, "internal", f"{type(exc).__name__}: {exc}"))
+        self.write(self.channel.fail(request_id, "extension_error", f"{type(exc).__name__}: {exc}"))
 
 
 _PONG = {"pong": True}

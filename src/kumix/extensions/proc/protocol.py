@@ -62,7 +62,7 @@ WORKER_ERROR_CODES = frozenset(
         "wasm_rejected",
         "wasm_trap",
         "confinement_unavailable",
-        "internal",
+        "extension_error",
     }
 )
 """Codes a worker may answer with. Anything else (a worker claiming `policy_denied`, say)
@@ -331,7 +331,7 @@ class HostChannel:
 def _error_body(code: str, message: str) -> _ErrorBody:
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return _ErrorBody(code if code in WORKER_ERROR_CODES else "internal", message)
+    return _ErrorBody(code if code in WORKER_ERROR_CODES else "extension_error", message)
 
 
 class WorkerChannel:
@@ -362,7 +362,7 @@ class WorkerChannel:
         try:
             raw = _encoder.encode(result)
         except (TypeError, ValueError, OverflowError) as exc:
-            return self.fail(request_id, "internal", f"handler returned a value that is not JSON: {exc}")
+            return self.fail(request_id, "extension_error", f"handler returned a value that is not JSON: {exc}")
         if len(raw) > self.max_output_bytes:
             return self.fail(
                 request_id,

@@ -94,8 +94,6 @@ def fresh(error: KumixError) -> Callable[[], KumixError]:
 
 
 def worker_error(code: str, message: str) -> KumixError:
-    if code == "internal":
-        return KumixError(message)
     return error_from_code(code, message)
 
 

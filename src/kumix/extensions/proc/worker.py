@@ -116,7 +116,7 @@ def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, lo
         return sdk_proc.EXIT_RESOURCE_LIMIT
     except BaseException as exc:
         traceback.print_exception(exc, file=sys.stderr)
-        send(channel.hello_failed("internal", f"importing {spec.entry} failed: {type(exc).__name__}: {exc}"))
+        send(channel.hello_failed("extension_error", f"importing {spec.entry} failed: {type(exc).__name__}: {exc}"))
         return EXIT_BAD_EXTENSION
     return sdk_proc.serve(
         channel,
