@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from tests.keyring_session import KeyringSession
 from tests.synapse_harness import SynapseHarness, TestUser
 
 from kumix.app.matrix_session import MatrixService
@@ -21,6 +22,17 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseHarness
         yield harness
     finally:
         harness.stop()
+
+
+@pytest.fixture(scope="module")
+def keyring_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyringSession]:
+    """A real Secret Service (gnome-keyring-daemon) on a private D-Bus session bus."""
+    session = KeyringSession(tmp_path_factory.mktemp("keyring-session"))
+    session.start()
+    try:
+        yield session
+    finally:
+        session.stop()  # asserts that no process of the session is left
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ document sealed with AES-256-GCM into `vault.json` (mode 0600). The 256-bit key 
 
 1. `KUMIX_VAULT_PASSPHRASE_FILE`: path of a file (mode 0600 or stricter, owned by the user)
    holding a passphrase; the key is argon2id(passphrase, salt). For scripts, CI and servers.
-2. otherwise the OS keyring (`keyring`), when a real backend exists: a random key stored
-   there under service `kumix-vault`.
+2. otherwise the OS keyring (`keyring`), when a real one exists (see `_is_os_keyring`: a
+   recommended backend, priority >= 1, never keyrings.alt's files nor the fail/null
+   backends): a random key stored there under service `kumix-vault`.
 3. otherwise an interactive passphrase prompt (a TTY), again through argon2id.
 
 With none of these, opening the vault fails with `unauthorized` and says how to supply the
@@ -105,20 +106,57 @@ def _prompt(confirm: bool) -> str:
     return first
 
 
-def _keyring_usable() -> bool:
+REFUSED_KEYRING_MODULES = ("keyrings.alt",)
+"""Backends that are not an OS keyring whatever priority they claim: keyrings.alt's are files
+next to the user's data (PlaintextKeyring keeps the secret in clear text)."""
+
+
+def _is_os_keyring(backend: Any) -> bool:
+    """A real OS keyring: keyring's own "recommended" rule (priority >= 1), never a fail, null,
+    chainer or keyrings.alt backend. A class that cannot even report its priority is refused."""
+    from keyring.backends import chainer, fail, null
+
+    if isinstance(backend, fail.Keyring | null.Keyring | chainer.ChainerBackend):
+        return False
+    for cls in type(backend).__mro__:
+        module = getattr(cls, "__module__", "") or ""
+        if any(module == refused or module.startswith(refused + ".") for refused in REFUSED_KEYRING_MODULES):
+            return False
+    try:
+        return float(backend.priority) >= 1
+    except Exception:  # keyring signals "not viable here" by raising from `priority`
+        return False
+
+
+def _os_keyring() -> Any | None:
+    """The OS keyring backend the vault key goes to, or None when there is none.
+
+    A chainer counts only through its best usable member, and that member is then used
+    directly: going through the chainer would let a read fall through to, or a write land
+    in, a weaker backend chained behind it."""
     try:
         import keyring
-        from keyring.backends import fail
+        from keyring.backends import chainer
 
         backend = keyring.get_keyring()
+        if isinstance(backend, chainer.ChainerBackend):
+            return next((member for member in backend.backends if _is_os_keyring(member)), None)
     except Exception:  # any import or backend discovery failure means "no keyring"
-        return False
-    if isinstance(backend, fail.Keyring):
-        return False
-    chained = getattr(backend, "backends", None)
-    if chained is not None and not chained:
-        return False
-    return float(getattr(backend, "priority", 0)) > 0
+        return None
+    return backend if _is_os_keyring(backend) else None
+
+
+def _keyring_usable() -> bool:
+    return _os_keyring() is not None
+
+
+def _keyring_failure(action: str, exc: Exception) -> Unauthorized:
+    # The message names the error's type and text, never a secret: keyring errors carry
+    # neither the stored key nor the vault's contents.
+    return Unauthorized(
+        f"the OS keyring failed to {action} the credential vault's key ({type(exc).__name__}: {exc}); "
+        f"to use a passphrase instead, set {ENV_PASSPHRASE_FILE} to a 0600 file holding one"
+    )
 
 
 def resolve_key_source(env: Mapping[str, str] | None = None, *, interactive: bool | None = None) -> KeySource:
@@ -187,11 +225,15 @@ class Vault:
         source = resolve_key_source(self._env, interactive=self._interactive)
         header: dict[str, Any] = {"version": FORMAT_VERSION, "mode": source.mode}
         if source.mode == "keyring":
-            import keyring
-
+            backend = _os_keyring()
+            if backend is None:
+                raise Unauthorized("the OS keyring went away while the credential vault was being created")
             vault_id = secrets.token_hex(16)
             key = secrets.token_bytes(KEY_BYTES)
-            keyring.set_password(KEYRING_SERVICE, vault_id, _b64(key))
+            try:
+                backend.set_password(KEYRING_SERVICE, vault_id, _b64(key))
+            except Exception as exc:
+                raise _keyring_failure("store", exc) from None
             header["keyring"] = {"service": KEYRING_SERVICE, "username": vault_id}
         else:
             assert source.passphrase is not None
@@ -230,11 +272,13 @@ class Vault:
             ref = header.get("keyring")
             if not isinstance(ref, dict):
                 raise VaultCorrupt("credential vault has a malformed keyring reference")
-            if not _keyring_usable():
+            backend = _os_keyring()
+            if backend is None:
                 raise Unauthorized("the credential vault's key is in an OS keyring that is not available now")
-            import keyring
-
-            stored = keyring.get_password(str(ref.get("service")), str(ref.get("username")))
+            try:
+                stored = backend.get_password(str(ref.get("service")), str(ref.get("username")))
+            except Exception as exc:
+                raise _keyring_failure("read", exc) from None
             if stored is None:
                 raise Unauthorized("the credential vault's key is missing from the OS keyring")
             key = _unb64(stored)
@@ -294,11 +338,11 @@ class Vault:
         except KumixError:
             header = {}
         ref = header.get("keyring")
-        if isinstance(ref, dict) and _keyring_usable():
-            import keyring
-            from keyring.errors import PasswordDeleteError
-
-            with contextlib.suppress(PasswordDeleteError):
-                keyring.delete_password(str(ref.get("service")), str(ref.get("username")))
+        backend = _os_keyring() if isinstance(ref, dict) else None
+        if isinstance(ref, dict) and backend is not None:
+            # An entry already gone, or a keyring error, must not stop the local cleanup: the
+            # key alone opens nothing once the vault file below is deleted.
+            with contextlib.suppress(Exception):
+                backend.delete_password(str(ref.get("service")), str(ref.get("username")))
         self.path.unlink(missing_ok=True)
         self._key = None
