@@ -21,6 +21,7 @@ This module is the only one that imports msgspec.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,6 +68,47 @@ WORKER_ERROR_CODES = frozenset(
 )
 """Codes a worker may answer with. Anything else (a worker claiming `policy_denied`, say)
 would let an extension impersonate a host decision, so it is a protocol violation."""
+
+
+MAX_HELLO_TEXT_CHARS = 2_000
+"""The hello's `warning` names each missing confinement layer and why; a few lines at most."""
+
+MAX_HELLO_METHODS = 1_024
+"""Far more handlers than any extension registers; the list only feeds diagnostics."""
+
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""Worker-supplied text that the host repeats in its own log (which may be a terminal) must
+not carry C0/C1 control characters: an ESC there would drive the user's terminal."""
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_Text = Annotated[str, msgspec.Meta(max_length=MAX_METHOD_CHARS, pattern=_NO_CONTROLS)]
+
+
+class _HelloInfo(msgspec.Struct, forbid_unknown_fields=True):
+    """The shape of a ready hello. The host logs `warning` and keeps `layers`/`methods` as
+    diagnostics, so every string is bounded and free of control characters (a hostile entry
+    file can write its own hello to fd 4 before the runtime does)."""
+
+    ready: bool
+    confined: bool = False
+    layers: dict[_Text, bool] = msgspec.field(default_factory=dict)
+    warning: Annotated[str, msgspec.Meta(max_length=MAX_HELLO_TEXT_CHARS, pattern=_NO_CONTROLS)] | None = None
+    methods: Annotated[list[_Text], msgspec.Meta(max_length=MAX_HELLO_METHODS)] = msgspec.field(default_factory=list)
+
+
+def _quoted(text: str) -> str:
+    """Worker-influenced text (a decoder's message can quote a hostile key) made safe for a
+    log line: control characters become visible escapes."""
+    return _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+_DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+"""Everything msgspec raises for bytes that are not a valid frame body. Invalid UTF-8 inside a
+string is a plain UnicodeDecodeError, not a DecodeError; it must poison the channel like any
+other malformed frame instead of escaping into the event loop (where it left the frame in
+the reader's buffer, so every later read failed the same way and the worker's real replies
+never arrived before the deadline)."""
 
 
 class _ErrorBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -295,8 +337,8 @@ class HostChannel:
     def _event(self, body: memoryview | bytes) -> HostEvent:
         try:
             frame = _reply_decoder.decode(body)
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise ProtocolError(f"malformed frame: {str(exc)[:200]}") from None
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed frame: {_quoted(str(exc)[:200])}") from None
         has_result = frame.result is not msgspec.UNSET
         error = frame.error
         if has_result == (not isinstance(error, msgspec.UnsetType)):
@@ -311,6 +353,10 @@ class HostChannel:
                 return HelloFailed(error.code, error.message)
             if not isinstance(frame.result, dict) or frame.result.get("ready") is not True:
                 raise ProtocolError("hello must be {'ready': true, ...}")
+            try:
+                msgspec.convert(frame.result, _HelloInfo)
+            except msgspec.ValidationError as exc:
+                raise ProtocolError(f"malformed hello: {_quoted(str(exc)[:200])}") from None
             self.state = ChannelState.READY
             return Hello(frame.result)
         if self.state is not ChannelState.READY:
@@ -353,8 +399,8 @@ class WorkerChannel:
         for body in self._reader.feed(data):
             try:
                 frame = _request_decoder.decode(body)
-            except (msgspec.DecodeError, RecursionError) as exc:
-                raise ProtocolError(f"malformed request: {str(exc)[:200]}") from None
+            except _DECODE_ERRORS as exc:
+                raise ProtocolError(f"malformed request: {_quoted(str(exc)[:200])}") from None
             requests.append(Request(frame.id, frame.method, frame.params, frame.timeout_ms))
         return requests
 

@@ -19,6 +19,15 @@ TOKEN_NAME = re.compile(r"[a-z0-9-]{1,64}")
 TOKEN_VALUE_FORBIDDEN = re.compile(r"[;{}<>\\\x00-\x1f\x7f]")
 """`;{}` would end a CSS declaration or block and `<>` an enclosing <style>; a backslash
 starts a CSS escape that could spell any of them, and control characters have no use here."""
+TOKEN_VALUE_FORBIDDEN_FUNCTION = re.compile(
+    r"(?:url|src|image|image-set|cross-fade|element|expression|paint)\(|/\*|\*/", re.IGNORECASE
+)
+"""A theme only colours and spaces the client. CSS functions that fetch or embed a resource
+(`url(https://tracker/…)` is a tracking pixel by another name, the reason images are not
+allowed in sanitized HTML either), IE's `expression(` and comment markers (an unclosed `/*`
+swallows every declaration that follows it in the generated stylesheet) have no place in a
+token value. Backslashes are refused already, so no escape can spell these differently;
+`-webkit-image-set(` contains `image-set(`."""
 MAX_TOKENS_PER_THEME = 256
 """The default theme has a few dozen tokens; a few hundred still covers a rich theme."""
 MAX_TOKEN_VALUE_CHARS = 200
@@ -51,6 +60,8 @@ def _theme_tokens(method: str, result: Any) -> dict[str, dict[str, str]]:
                 raise ProtocolError(f"{method}: token {name} must be a string of at most {MAX_TOKEN_VALUE_CHARS} chars")
             if TOKEN_VALUE_FORBIDDEN.search(value):
                 raise ProtocolError(f"{method}: token {name} contains a forbidden character")
+            if TOKEN_VALUE_FORBIDDEN_FUNCTION.search(value):
+                raise ProtocolError(f"{method}: token {name} loads a resource or opens a comment")
         checked[mode] = dict(tokens)
     return checked
 
@@ -67,7 +78,29 @@ def check_result(method: str, result: Any) -> Any:
     validator = VALIDATORS.get(method)
     if validator is not None:
         return validator(method, result)
-    # Methods without a contract still never hand out unsanitized HTML under the usual key.
-    if isinstance(result, dict) and isinstance(result.get("html"), str):
-        return {**result, "html": sanitize_html(result["html"])}
-    return result
+    # Methods without a contract still never hand out unsanitized HTML under the usual key,
+    # at any depth: `{"items": [{"html": …}]}` reaches a page as surely as a top-level key.
+    return _sanitize_html_keys(result)
+
+
+def _sanitize_html_keys(result: Any) -> Any:
+    """`result` with every string under a key named `html` sanitized, at any depth. Iterative:
+    a hostile result may nest as deep as the decoder allows, deeper than Python recursion."""
+    root: list[Any] = [result]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        parent, key = stack.pop()
+        value = parent[key]
+        if isinstance(value, dict):
+            copy = dict(value)
+            parent[key] = copy
+            for name, item in copy.items():
+                if name == "html" and isinstance(item, str):
+                    copy[name] = sanitize_html(item)
+                elif isinstance(item, dict | list):
+                    stack.append((copy, name))
+        elif isinstance(value, list):
+            copy_list = list(value)
+            parent[key] = copy_list
+            stack.extend((copy_list, index) for index, item in enumerate(copy_list) if isinstance(item, dict | list))
+    return root[0]
