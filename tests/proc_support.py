@@ -34,7 +34,9 @@ TEST_LIMITS: dict[str, Any] = {
 def write_policy(path: Path, **overrides: Any) -> Policy:
     doc = {
         "name": "proc-test",
-        "capabilities": ["render.markdown", "render.mermaid", "theme.tokens", "test.hostile", "test.echo"],
+        "capabilities": [
+            "render.markdown", "render.mermaid", "theme.tokens", "test.hostile", "test.echo", "test.pool", "fs.scratch",
+        ],
         "pluginOrigins": None,
         "proc": {**TEST_LIMITS, **overrides},
     }

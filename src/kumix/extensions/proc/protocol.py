@@ -295,6 +295,9 @@ class HostChannel:
         self._last_id = HELLO_ID
         self._reader = FrameReader(max_output_bytes + ENVELOPE_BYTES)
         self.error: ProtocolError | None = None
+        self.before_error: list[HostEvent] = []
+        """Events of well-formed frames that arrived, in the same data, before the violation:
+        a reply a worker sent before it broke the protocol still answers its call."""
 
     @property
     def buffered(self) -> int:
@@ -327,6 +330,7 @@ class HostChannel:
         except ProtocolError as exc:
             self.state = ChannelState.ERROR
             self.error = exc
+            self.before_error = events
             raise
         return events
 

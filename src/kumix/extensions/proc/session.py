@@ -1,27 +1,38 @@
-"""One proc extension's session: its worker process, pending calls, limits and crash policy.
+"""One proc extension's session: its pool of worker processes, its call queue, limits and crash policy.
 
-A session is the thin asyncio layer around the sans-I/O `HostChannel`. It owns exactly one
-task, the supervisor, which starts a worker, waits for it to end, fails whatever was still
-pending, and restarts it after a backoff — or stops when the crash budget is spent. Calls
-never create tasks: a call is a future resolved by the channel's reader callback, with a
-timer for its deadline.
+A session is the thin asyncio layer around the sans-I/O `HostChannel`. A worker answers one
+call at a time, so the session runs up to `maxConcurrency` workers, started on demand from
+the fork server, and hands each call to an idle worker. A call is written to a worker only
+when that worker is idle: when a worker ends (deadline, crash, protocol violation, oversized
+output) exactly one call — the one it was running — fails, and every queued call goes to
+another worker or to the replacement.
+
+Ownership (structured concurrency): the session owns one task, `_run`, which holds a
+TaskGroup; every worker has one task in it (`_slot`: start, serve until the process ends,
+reap) and nothing else is ever spawned. Calls create no task: a call is a future resolved by
+the worker's channel reader callback (a pipe transport the worker owns), with a timer for its
+deadline. `dispose` fails every queued and running call at once, kills every worker, cancels
+`_run` and waits for it, so no task and no process outlives it.
 
 Limits (all from the policy's `proc` section):
-- deadline: `Policy.effective_timeout_ms(manifest)` end to end, queueing included. A call
-  that expires after it was sent fails with `timeout`; its worker is killed and replaced,
-  and the other calls in flight on that worker fail with `crashed`.
+- deadline: `Policy.effective_timeout_ms(manifest)` end to end, queueing and worker start
+  included. A call that expires while queued fails with `timeout` and kills nothing; one that
+  expires on a worker fails with `timeout` and that worker is killed and replaced.
 - input: params larger than maxInputBytes fail with `input_too_large` before queueing.
-- output: a frame header larger than maxOutputBytes + envelope is refused before its body
-  is read; the worker runtime itself refuses a larger result with `output_too_large`.
-- concurrency: at most maxConcurrency calls in flight per extension, at most maxQueue
-  waiting; beyond that `unavailable` at once.
-- memory/CPU: rlimits in the worker; running out surfaces as `resource_limit`.
+- output: a frame header larger than maxOutputBytes + envelope is refused before its body is
+  read: that worker's call fails with `output_too_large` and the worker is killed; the worker
+  runtime itself refuses a larger result with `output_too_large` and keeps running.
+- concurrency: at most maxConcurrency worker processes (so calls running at once), and at most
+  maxConcurrency + maxQueue calls accepted and not yet answered; beyond that `unavailable` at
+  once, before anything is queued.
+- memory/CPU: rlimits in each worker; running out surfaces as `resource_limit`.
 
-Crash policy: every worker end the host did not ask for (exit, signal, kill after a timeout,
-protocol violation) counts as a crash. The first restart is immediate so the next call finds
-a warm worker; further restarts within the window back off exponentially. After maxCrashes
-within crashWindowSeconds the session answers `unavailable` until the oldest of those crashes
-leaves the window or the extension is re-enabled (`reset`).
+Crash policy (per extension, whichever worker crashed): every worker end the host did not
+ask for (exit, signal, kill after a deadline, protocol violation, a failed start) counts as a
+crash. The first replacement in a window starts immediately, so the next call finds a warm
+worker; further starts within the window back off exponentially. After maxCrashes within
+crashWindowSeconds the session answers `unavailable` (queued calls too) until the oldest of
+those crashes leaves the window or the extension is re-enabled (`reset`).
 """
 
 from __future__ import annotations
@@ -33,8 +44,11 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from kumix.core.errors import (
     BadRequest,
@@ -75,15 +89,18 @@ STARTUP_TIMEOUT_S = 10.0
 """From fork to hello. A fork-server child is ready in a few ms; importing a heavy entry
 file on a loaded machine can take seconds. Beyond this the worker counts as crashed."""
 EXIT_STATUS_WAIT_S = 2.0
-"""After the channel closes, how long to wait for the fork server's exit report (normally
-well under a millisecond) before treating the worker as crashed for an unknown reason."""
+"""After a kill, how long to wait for the fork server's exit report (normally well under a
+millisecond) before releasing the worker's resources anyway."""
 RESTART_BACKOFF_BASE_S = 0.05
-"""The second crash in a window waits 50 ms, the third 100 ms, then 200 ms …"""
+"""The second crash in a window delays the next start by 50 ms, the third 100 ms, then 200 ms …"""
 RESTART_BACKOFF_MAX_S = 5.0
 """… up to 5 s, so a crash-looping extension costs at most one fork every few seconds."""
 CHANNEL_CLOSED_GRACE_S = 0.2
 """An exiting worker is reported by the fork server within microseconds of closing its
 channel; one still running this long after is hiding and gets killed."""
+IDLE_RETIRE_S = 60.0
+"""A worker beyond the first that stayed idle this long is stopped: a burst may need
+maxConcurrency processes, each up to maxMemoryMb, but a quiet extension keeps one warm."""
 PING_METHOD = "ping"
 
 
@@ -95,6 +112,18 @@ def fresh(error: KumixError) -> Callable[[], KumixError]:
 
 def worker_error(code: str, message: str) -> KumixError:
     return error_from_code(code, message)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One accepted call: queued (worker None), then running on exactly one worker."""
+
+    method: str
+    params: msgspec.Raw
+    deadline: float
+    future: asyncio.Future[Any]
+    timer: asyncio.TimerHandle | None = None
+    worker: _Worker | None = field(default=None, repr=False)
 
 
 class _ChannelReader(asyncio.Protocol):
@@ -112,16 +141,21 @@ class _ChannelReader(asyncio.Protocol):
 
 
 class _Worker:
-    """One worker process as the host sees it: channel, pending futures, exit status."""
+    """One worker process as the host sees it: channel, the call it runs, exit status."""
 
     def __init__(self, session: ProcSession, spawned: SpawnedWorker, channel: HostChannel) -> None:
         self.session = session
         self.pid = spawned.pid
         self.exited = spawned.exited
         self.channel = channel
-        self.calls: dict[int, asyncio.Future[Any]] = {}
+        self.current: _Call | None = None
         self.hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # A worker can fail before anyone awaits its hello (killed during start-up).
+        self.hello.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.kill_reason: str | None = None
+        self.stopped_by_host = False
+        """Ended by the host's own choice (dispose, idle retirement): not a crash."""
+        self.idle_timer: asyncio.TimerHandle | None = None
         self._grace: asyncio.TimerHandle | None = None
         self.read_transport: asyncio.ReadTransport | None = None
         self.write_transport: asyncio.WriteTransport | None = None
@@ -141,36 +175,43 @@ class _Worker:
         self.read_transport, _ = await loop.connect_read_pipe(lambda: _ChannelReader(self), reader)
         self.write_transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, writer)
 
-    def send(self, method: str, params: Any, timeout_ms: int) -> tuple[int, asyncio.Future[Any]]:
-        request_id, frame = self.channel.send_request(method, params, timeout_ms)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.calls[request_id] = future
+    def send(self, call: _Call) -> None:
+        """Write `call` to this idle worker; it is this worker's only call until answered."""
+        assert self.current is None
         assert self.write_transport is not None
+        loop = asyncio.get_running_loop()
+        remaining_ms = max(1, int((call.deadline - loop.time()) * 1000))
+        _, frame = self.channel.send_request(call.method, call.params, remaining_ms)
+        self.current = call
+        call.worker = self
         self.write_transport.write(frame)
-        return request_id, future
 
     def on_data(self, data: bytes) -> None:
         if self.kill_reason is not None:
             return
+        violation: ProtocolError | None = None
         try:
             events = self.channel.receive_data(data)
         except ProtocolError as exc:
-            self.session.on_protocol_violation(self, exc)
-            return
+            # Unusable first, so an answer that came before the violation does not make it idle.
+            violation = exc
+            self.kill(f"protocol violation: {exc.message}")
+            events = self.channel.before_error
         for event in events:
-            if isinstance(event, Reply):
-                future = self.calls.pop(event.id, None)
-                if future is not None and not future.done():
-                    future.set_result(event.result)
-            elif isinstance(event, Failure):
-                future = self.calls.pop(event.id, None)
-                if future is not None and not future.done():
-                    future.set_exception(worker_error(event.code, event.message))
+            if isinstance(event, Reply | Failure):
+                # The channel accepts only the pending id, and a worker has one call at a time.
+                call, self.current = self.current, None
+                if isinstance(event, Reply):
+                    self.session.on_answer(self, call, event.result, None)
+                else:
+                    self.session.on_answer(self, call, None, worker_error(event.code, event.message))
             elif isinstance(event, Hello):
                 if not self.hello.done():
                     self.hello.set_result(event.info)
             elif isinstance(event, HelloFailed) and not self.hello.done():
                 self.hello.set_exception(worker_error(event.code, event.message))
+        if violation is not None:
+            self.session.on_protocol_violation(self, violation)
 
     def on_channel_closed(self) -> None:
         self.channel.receive_eof()
@@ -179,7 +220,7 @@ class _Worker:
         # A worker that closed its end of the channel but kept running is of no use. One that
         # is merely exiting closes it too, a moment before it ends; the grace keeps its own
         # exit status (an exit code, a signal) as the reason the caller sees.
-        self.session.forget(self)
+        self.session.on_unusable(self)
         if not self.exited.done():
             self._grace = asyncio.get_running_loop().call_later(CHANNEL_CLOSED_GRACE_S, self._kill_silent)
 
@@ -190,23 +231,19 @@ class _Worker:
     def kill(self, reason: str) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
-        self.session.forget(self)
-        self._signal_kill()
-
-    def _signal_kill(self) -> None:
+        self.session.on_unusable(self)
         if self.pidfd is not None and not self.exited.done():
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
-    def fail_pending(self, error: Callable[[], KumixError]) -> None:
-        calls, self.calls = self.calls, {}
-        for future in calls.values():
-            if not future.done():
-                future.set_exception(error())
+    def take_call(self) -> _Call | None:
+        call, self.current = self.current, None
+        return call
 
     def close(self) -> None:
-        if self._grace is not None:
-            self._grace.cancel()
+        for timer in (self._grace, self.idle_timer):
+            if timer is not None:
+                timer.cancel()
         for transport in (self.read_transport, self.write_transport):
             if transport is not None:
                 transport.close()
@@ -218,7 +255,7 @@ class _Worker:
 
 
 class ProcSession:
-    """The only path to one extension's worker."""
+    """The only path to one extension's workers."""
 
     def __init__(
         self,
@@ -237,32 +274,54 @@ class ProcSession:
         self.policy = policy
         self.limits = policy.proc
         self.timeout_ms = policy.effective_timeout_ms(manifest)
-        self.stats = CallStats()
+        self.stats = CallStats(gauges=self._gauges)
+        self.idle_retire_s = IDLE_RETIRE_S
         self._forkserver = forkserver
         self._log_path = logs_dir / f"{extension_id}.log"
         self._logs_dir = logs_dir
         self._scratch_dir = scratch_dir
-        self._worker: _Worker | None = None
-        self._ready: asyncio.Future[_Worker] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._inflight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._owner: asyncio.Task[None] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._queue: deque[_Call] = deque()
+        self._workers: list[_Worker] = []
+        """Every worker that said hello and is not reaped yet, oldest first."""
+        self._idle: list[_Worker] = []
+        """Usable workers with no call; the most recently used last (it is taken first)."""
+        self._slots = 0
+        """Worker tasks alive: starting, serving or being reaped. At most maxConcurrency."""
+        self._starting = 0
+        self._keep_warm = False
+        self._warmers: list[asyncio.Future[None]] = []
         self._crashes: deque[float] = deque()
         self._open_until = 0.0
+        self._next_start_at = 0.0
+        self._unreplaced = 0
         self._disposed: KumixError | None = None
-        self._started_before = False
         self.worker_pids: list[int] = []
-        """Every worker pid this session started, newest last (tests check none survives)."""
+        """Every worker pid this session started, oldest first (tests check none survives)."""
 
     # ------------------------------------------------------------ public API
 
     @property
     def current_pid(self) -> int | None:
-        worker = self._worker
-        return worker.pid if worker is not None and worker.usable else None
+        """The pid of the oldest usable worker (the warm one), if any."""
+        return next((w.pid for w in self._workers if w.usable), None)
+
+    @property
+    def live_pids(self) -> list[int]:
+        """Pids of every worker not yet reaped."""
+        return [w.pid for w in self._workers]
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def busy_workers(self) -> int:
+        return sum(1 for w in self._workers if w.usable and w.current is not None)
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
-        """Call `method` in the worker; governance first, then limits, then the call."""
+        """Call `method` in a worker; governance first, then limits, then the call."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         self.stats.calls += 1
@@ -282,39 +341,57 @@ class ProcSession:
         return result
 
     async def ping(self) -> float:
-        """Round trip of the runtime's built-in `ping`, in seconds."""
+        """Round trip of the runtime's built-in `ping` on an idle worker, in seconds."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         await self._round_trip(PING_METHOD, {}, started)
         return loop.time() - started
 
     async def warm(self) -> None:
-        """Start the worker now, so the first call does not wait for it."""
+        """Start a worker now, so the first call does not wait for it."""
         self._check_open()
-        self._ensure_supervisor()
-        assert self._ready is not None
-        await asyncio.shield(self._ready)
+        if any(w.usable for w in self._workers):
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._warmers.append(waiter)
+        self._keep_warm = True
+        self._dispatch()
+        try:
+            await waiter
+        finally:
+            with contextlib.suppress(ValueError):
+                self._warmers.remove(waiter)
 
     async def reset(self) -> None:
         """Re-enabled: forget the crash history, so the circuit closes."""
         self._crashes.clear()
         self._open_until = 0.0
+        self._next_start_at = 0.0
 
     async def dispose(self, error: KumixError | None = None) -> None:
-        """Stop the worker; pending and queued calls fail with `error` (default `disabled`)."""
-        if self._disposed is not None:
-            return
-        self._disposed = error or Disabled(f"extension {self.extension_id!r} was disabled")
-        waiters, self._waiters = self._waiters, deque()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_exception(self._disposed)
-        supervisor = self._supervisor
-        if supervisor is not None:
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await supervisor
-        self._fail_ready(self._disposed)
+        """Stop every worker; running and queued calls fail with `error` (default `disabled`)."""
+        if self._disposed is None:
+            self._disposed = error or Disabled(f"extension {self.extension_id!r} was disabled")
+            make = fresh(self._disposed)
+            self._keep_warm = False
+            queue, self._queue = self._queue, deque()
+            for call in queue:
+                self._finish(call, None, make())
+            for worker in list(self._workers):
+                worker.stopped_by_host = True
+                running = worker.take_call()
+                if running is not None:
+                    self._finish(running, None, make())
+                worker.kill("the session was disposed")
+            self._fail_warmers(self._disposed)
+            if self._owner is not None:
+                self._owner.cancel()
+        owner = self._owner
+        if owner is not None:
+            # Not `await owner`: that would swallow a cancellation aimed at our own caller.
+            await asyncio.wait({owner})
+            if not owner.cancelled() and owner.exception() is not None:
+                log.error("proc %s: session task failed", self.extension_id, exc_info=owner.exception())
 
     # ------------------------------------------------------------ calls
 
@@ -331,159 +408,225 @@ class ProcSession:
     async def _round_trip(self, method: str, params: dict[str, Any], started: float) -> Any:
         self._check_open()
         raw = encode_params(params, self.limits.max_input_bytes)
-        deadline = started + self.timeout_ms / 1000
-        await self._acquire_slot(deadline)
-        try:
-            worker = self._worker
-            if worker is None or not worker.usable:
-                worker = await self._wait_ready(deadline)
-            loop = asyncio.get_running_loop()
-            remaining_ms = max(1, int((deadline - loop.time()) * 1000))
-            request_id, future = worker.send(method, raw, remaining_ms)
-            timer = loop.call_at(deadline, self._on_deadline, worker, request_id, method)
-            try:
-                return await future
-            finally:
-                timer.cancel()
-                if not future.done():
-                    # The caller went away; the reply, if any, is dropped when it arrives.
-                    future.cancel()
-                    worker.calls.pop(request_id, None)
-        finally:
-            self._release_slot()
-
-    async def _acquire_slot(self, deadline: float) -> None:
-        if self._inflight < self.limits.max_concurrency and not self._waiters:
-            self._inflight += 1
-            return
-        if len(self._waiters) >= self.limits.max_queue:
+        limits = self.limits
+        busy = self.busy_workers
+        if busy + len(self._queue) >= limits.max_concurrency + limits.max_queue:
             raise Unavailable(
-                f"{self.extension_id} is busy: {self._inflight} calls in flight and "
-                f"{len(self._waiters)} queued (maxConcurrency {self.limits.max_concurrency}, "
-                f"maxQueue {self.limits.max_queue})"
+                f"{self.extension_id} is busy: {busy} calls running and {len(self._queue)} queued "
+                f"(maxConcurrency {limits.max_concurrency}, maxQueue {limits.max_queue})"
             )
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        call = _Call(method, raw, started + self.timeout_ms / 1000, loop.create_future())
+        call.timer = loop.call_at(call.deadline, self._on_deadline, call)
+        self._queue.append(call)
+        self._keep_warm = True
+        self._dispatch()
         try:
-            async with asyncio.timeout_at(deadline):
-                await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # The slot was handed over just as we gave up: pass it on.
-                self._release_slot()
+            return await call.future
+        finally:
+            if not call.future.done():
+                # The caller went away. A queued call just leaves; a running one keeps its
+                # deadline timer, which still ends a worker that never answers.
+                call.future.cancel()
+                if call.worker is None:
+                    self._unqueue(call)
+
+    def _finish(self, call: _Call, result: Any, error: KumixError | None) -> None:
+        if call.timer is not None:
+            call.timer.cancel()
+        if not call.future.done():
+            if error is not None:
+                call.future.set_exception(error)
             else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
-                raise CallTimeout(f"no free slot for {self.extension_id} before the deadline") from None
-            raise
+                call.future.set_result(result)
 
-    def _release_slot(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot moves to the waiter; _inflight is unchanged
-                return
-        self._inflight -= 1
+    def _unqueue(self, call: _Call) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(call)
+        if call.timer is not None:
+            call.timer.cancel()
 
-    def forget(self, worker: _Worker) -> None:
-        """A worker is on its way out: new calls wait for its successor from now on."""
-        if self._worker is worker:
-            self._worker = None
-            self._new_ready()
-
-    async def _wait_ready(self, deadline: float) -> _Worker:
-        try:
-            async with asyncio.timeout_at(deadline):
-                while True:
-                    self._check_open()
-                    self._ensure_supervisor()
-                    ready = self._ready
-                    assert ready is not None
-                    worker = await asyncio.shield(ready)
-                    if worker.usable:
-                        return worker
-                    self.forget(worker)
-        except TimeoutError:
-            raise CallTimeout(f"{self.extension_id} did not become ready before the call's deadline") from None
-
-    def _on_deadline(self, worker: _Worker, request_id: int, method: str) -> None:
-        future = worker.calls.pop(request_id, None)
-        if future is None or future.done():
+    def _on_deadline(self, call: _Call) -> None:
+        worker = call.worker
+        if worker is None:
+            self._unqueue(call)
+            self._finish(
+                call, None,
+                CallTimeout(f"{self.extension_id}: no worker was free for {call.method} within {self.timeout_ms} ms"),
+            )
             return
-        future.set_exception(CallTimeout(f"{self.extension_id}: {method} did not answer within {self.timeout_ms} ms"))
-        worker.kill(f"a call to {method} exceeded its deadline")
-        worker.fail_pending(lambda: Crashed(f"{self.extension_id}: worker was killed after another call timed out"))
+        if worker.current is not call:
+            return
+        worker.current = None
+        self._finish(
+            call, None, CallTimeout(f"{self.extension_id}: {call.method} did not answer within {self.timeout_ms} ms")
+        )
+        worker.kill(f"a call to {call.method} exceeded its deadline")
+
+    def on_answer(self, worker: _Worker, call: _Call | None, result: Any, error: KumixError | None) -> None:
+        if call is not None:
+            self._finish(call, result, error)
+        if worker.usable:
+            self._make_idle(worker)
+        self._dispatch()
 
     def on_protocol_violation(self, worker: _Worker, exc: ProtocolError) -> None:
         worker.kill(f"protocol violation: {exc.message}")
         log.warning("proc %s pid %d broke the protocol: %s", self.extension_id, worker.pid, exc.message)
-        if isinstance(exc, FrameTooLarge) and len(worker.calls) == 1:
-            # With one call in flight the oversized reply can only be its answer.
-            worker.fail_pending(
-                lambda: OutputTooLarge(
-                    f"{self.extension_id}: reply of {exc.declared} bytes exceeds maxOutputBytes "
-                    f"({self.limits.max_output_bytes}); the worker was stopped"
+        call = worker.take_call()
+        if call is None:
+            return
+        if isinstance(exc, FrameTooLarge):
+            # A worker runs one call at a time: the oversized reply can only be its answer.
+            error: KumixError = OutputTooLarge(
+                f"{self.extension_id}: reply of {exc.declared} bytes exceeds maxOutputBytes "
+                f"({self.limits.max_output_bytes}); the worker was stopped"
+            )
+        else:
+            error = Crashed(f"{self.extension_id}: worker broke the protocol ({exc.message})")
+        self._finish(call, None, error)
+
+    def on_unusable(self, worker: _Worker) -> None:
+        """A worker is on its way out: no call is sent to it from now on."""
+        with contextlib.suppress(ValueError):
+            self._idle.remove(worker)
+        if worker.idle_timer is not None:
+            worker.idle_timer.cancel()
+
+    # ------------------------------------------------------------ dispatch
+
+    def _make_idle(self, worker: _Worker) -> None:
+        self._idle.append(worker)
+        if len(self._workers) > 1:
+            worker.idle_timer = asyncio.get_running_loop().call_later(self.idle_retire_s, self._retire, worker)
+
+    def _retire(self, worker: _Worker) -> None:
+        if worker in self._idle and sum(1 for w in self._workers if w.usable) > 1:
+            worker.stopped_by_host = True
+            worker.kill("idle beyond the first worker")
+
+    def _dispatch(self) -> None:
+        """Hand queued calls to idle workers, then start the workers the queue still needs."""
+        if self._disposed is not None:
+            return
+        while self._queue and self._idle:
+            worker = self._idle.pop()
+            if worker.idle_timer is not None:
+                worker.idle_timer.cancel()
+                worker.idle_timer = None
+            if not worker.usable:
+                continue
+            worker.send(self._queue.popleft())
+        tasks = self._tasks
+        if tasks is None:
+            if self._owner is None:
+                self._owner = asyncio.get_running_loop().create_task(
+                    self._run(), name=f"kumix-proc-{self.extension_id}"
                 )
-            )
-        worker.fail_pending(lambda: Crashed(f"{self.extension_id}: worker broke the protocol ({exc.message})"))
+            return  # _run dispatches again once its task group is open
+        if self._open_until > asyncio.get_running_loop().time():
+            return
+        wanted = len(self._queue) - self._starting
+        if wanted <= 0 and self._slots == 0 and (self._keep_warm or self._warmers):
+            wanted = 1
+        for _ in range(min(wanted, self.limits.max_concurrency - self._slots)):
+            self._slots += 1
+            self._starting += 1
+            tasks.create_task(self._slot(), name=f"kumix-proc-{self.extension_id}-worker")
 
-    # ------------------------------------------------------------ supervision
+    async def _run(self) -> None:
+        """The session's one task: owns every worker task until dispose cancels it."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                self._dispatch()
+                await asyncio.get_running_loop().create_future()  # until dispose
+        finally:
+            self._tasks = None
 
-    def _ensure_supervisor(self) -> None:
-        if self._supervisor is None or self._supervisor.done():
-            self._new_ready()
-            self._supervisor = asyncio.get_running_loop().create_task(
-                self._supervise(), name=f"kumix-proc-{self.extension_id}"
-            )
-
-    def _new_ready(self) -> None:
-        if self._ready is None or self._ready.done():
-            self._ready = asyncio.get_running_loop().create_future()
-            # Nobody may be waiting; an unretrieved exception is not worth a warning.
-            self._ready.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-    def _fail_ready(self, error: KumixError) -> None:
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(error)
-
-    async def _supervise(self) -> None:
-        while self._disposed is None:
-            self._new_ready()
+    async def _slot(self) -> None:
+        """One worker from start to reap. Never raises: a bug is logged and fails its calls."""
+        worker: _Worker | None = None
+        starting = True
+        try:
+            delay = self._next_start_at - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._disposed is not None or self._open_until > asyncio.get_running_loop().time():
+                return
             try:
                 worker = await self._start_worker()
             except ConfinementUnavailable as exc:
                 # Deterministic: retrying cannot help until the machine or policy changes.
-                self._fail_ready(exc)
+                self._start_failed(exc, crash=False)
                 return
             except KumixError as exc:
-                self._fail_ready(exc)
-                if not await self._after_crash():
-                    return
-                continue
-            try:
-                if self._started_before:
-                    self.stats.restarts += 1
-                self._started_before = True
-                self._worker = worker
-                if self._ready is not None and not self._ready.done():
-                    self._ready.set_result(worker)
-                status = await worker.exited
-                self._worker = None
-                self._new_ready()
-                worker.fail_pending(fresh(self._exit_error(worker, status)))
-            finally:
-                if self._worker is worker:
-                    self._worker = None
-                await self._stop(worker)
-            if self._disposed is None and not await self._after_crash():
+                self._start_failed(exc, crash=True)
                 return
+            starting = False
+            self._starting -= 1
+            self._on_ready(worker)
+            # Shielded: cancelling this task must not cancel the fork server's exit report,
+            # which _stop still waits for.
+            status = await asyncio.shield(worker.exited)
+            self._on_worker_end(worker, status)
+        except Exception as exc:  # a bug here must not take the other workers down
+            log.exception("proc %s: worker task failed", self.extension_id)
+            self._start_failed(Crashed(f"{self.extension_id}: host error {type(exc).__name__}"), crash=True)
+        finally:
+            if starting:
+                self._starting -= 1
+            if worker is not None:
+                with contextlib.suppress(ValueError):
+                    self._workers.remove(worker)
+                await self._stop(worker)
+            self._slots -= 1
+            self._dispatch()
 
-    async def _after_crash(self) -> bool:
-        """Count a crash; sleep the backoff and return True, or open the circuit and return False."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def _on_ready(self, worker: _Worker) -> None:
+        if self._unreplaced:
+            self._unreplaced -= 1
+            self.stats.restarts += 1
+        self._workers.append(worker)
+        self._make_idle(worker)
+        for waiter in self._warmers:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._dispatch()
+
+    def _on_worker_end(self, worker: _Worker, status: int | None) -> None:
+        self.on_unusable(worker)
+        with contextlib.suppress(ValueError):
+            self._workers.remove(worker)
+        call = worker.take_call()
+        if call is not None:
+            self._finish(call, None, self._exit_error(worker, status))
+        if not worker.stopped_by_host:
+            self._record_crash()
+
+    def _start_failed(self, error: KumixError, *, crash: bool) -> None:
+        """A worker could not start. With no other worker to wait for, waiting calls get the reason."""
+        self._keep_warm = False
+        if not any(w.usable for w in self._workers):
+            make = fresh(error)
+            queue, self._queue = self._queue, deque()
+            for call in queue:
+                self._finish(call, None, make())
+            self._fail_warmers(error)
+        if crash:
+            self._record_crash()
+
+    def _fail_warmers(self, error: KumixError) -> None:
+        make = fresh(error)
+        for waiter in self._warmers:
+            if not waiter.done():
+                waiter.set_exception(make())
+
+    def _record_crash(self) -> None:
+        """Count a crash; delay the next start, or open the circuit."""
+        now = asyncio.get_running_loop().time()
         self.stats.crashes += 1
+        self._unreplaced += 1
         self._crashes.append(now)
         window = self.limits.crash_window_seconds
         while self._crashes and self._crashes[0] < now - window:
@@ -494,13 +637,16 @@ class ProcSession:
                 "proc %s crashed %d times within %d s; answering unavailable for %.1f s",
                 self.extension_id, len(self._crashes), window, self._open_until - now,
             )
-            self._fail_ready(Unavailable(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it"))
-            return False
+            self._keep_warm = False
+            unavailable = Unavailable(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it")
+            queue, self._queue = self._queue, deque()
+            for call in queue:
+                self._finish(call, None, fresh(unavailable)())
+            self._fail_warmers(unavailable)
+            return
         crashes = len(self._crashes)
         delay = 0.0 if crashes <= 1 else min(RESTART_BACKOFF_BASE_S * 2 ** (crashes - 2), RESTART_BACKOFF_MAX_S)
-        if delay:
-            await asyncio.sleep(delay)
-        return True
+        self._next_start_at = now + delay
 
     def _exit_error(self, worker: _Worker, status: int | None) -> KumixError:
         name = self.extension_id
@@ -516,17 +662,25 @@ class ProcSession:
             return Crashed(f"{name}: worker was killed by {signal.Signals(os.WTERMSIG(status)).name}")
         return Crashed(f"{name}: worker exited with status {os.WEXITSTATUS(status)}")
 
+    # ------------------------------------------------------------ workers
+
     async def _stop(self, worker: _Worker) -> None:
         """Kill (if still alive), wait for the exit report, release every resource."""
+        self.on_unusable(worker)
         if not worker.exited.done():
             worker.kill(worker.kill_reason or "stopped by the host")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(worker.exited), EXIT_STATUS_WAIT_S)
-        worker.fail_pending(fresh(self._disposed or Crashed(f"{self.extension_id}: worker stopped")))
+        call = worker.take_call()
+        if call is not None:
+            self._finish(call, None, fresh(self._disposed or Crashed(f"{self.extension_id}: worker stopped"))())
         worker.close()
 
+    def _gauges(self) -> dict[str, int]:
+        return {"workers": len(self._workers), "busy": self.busy_workers, "queued": len(self._queue)}
+
     def _open_log(self) -> int:
-        """The extension's log, rotated once it passed half its cap: the worker may write up
+        """The extension's log, rotated once it passed half its cap: the workers may write up
         to maxLogBytes into it (RLIMIT_FSIZE), so at most twice that stays on disk."""
         self._logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
@@ -592,4 +746,3 @@ class ProcSession:
                 self.extension_id, worker.pid, self.policy.name, str(info.get("warning"))[:500],
             )
         return worker
-

@@ -1,8 +1,10 @@
-"""Per-extension call figures: calls, errors by code, timeouts, restarts, latency percentiles."""
+"""Per-extension call figures: calls, errors by code, timeouts, restarts, latency percentiles,
+and the pool's gauges (workers alive, busy, calls queued) at the moment of the snapshot."""
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 LATENCY_WINDOW = 1_024
@@ -17,7 +19,8 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 class CallStats:
-    def __init__(self) -> None:
+    def __init__(self, gauges: Callable[[], dict[str, int]] | None = None) -> None:
+        self._gauges = gauges
         self.calls = 0
         self.ok = 0
         self.errors: Counter[str] = Counter()
@@ -44,6 +47,7 @@ class CallStats:
             "crashes": self.crashes,
             "restarts": self.restarts,
         }
+        doc.update(self._gauges() if self._gauges is not None else {"workers": 0, "busy": 0, "queued": 0})
         if self.latencies:
             ordered = sorted(self.latencies)
             doc["latency_ms"] = {
