@@ -581,7 +581,10 @@ class ProcSession:
                     self._workers.remove(worker)
                 await self._stop(worker)
             self._slots -= 1
-            self._dispatch()
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():
+                # Cancelled means the task group is closing: it takes no new worker task.
+                self._dispatch()
 
     def _on_ready(self, worker: _Worker) -> None:
         if self._unreplaced:
