@@ -1,6 +1,6 @@
 """What OS confinement costs a proc worker: cold start and round trip, confined vs unconfined.
 
-    .venv/bin/python bench/confinement_cost.py [--iterations N]
+    .venv/bin/python bench/confinement_cost.py [--iterations N] [--same-cpu]
 
 Measured in one run through the real host (fork server, worker hygiene, `confine_worker`,
 the bundled markdown-renderer):
@@ -14,6 +14,11 @@ the bundled markdown-renderer):
 "Unconfined" is the same host and policy with `requireConfinement: false` and every layer
 simulated unavailable (KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE=all), so the only difference is
 confinement. Medians; ratios confined/unconfined next to each figure. Not a test.
+
+A ping's time depends mostly on whether the host and the worker run on the same CPU (on a
+virtual machine, waking a task on another, idle vCPU costs tens of microseconds; see
+bench/confinement_layers.py), which the kernel decides anew for each worker. `--same-cpu` pins
+the host, its fork servers and workers to one CPU, so the ping ratio shows confinement only.
 """
 
 from __future__ import annotations
@@ -118,14 +123,18 @@ def _ms(samples: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--same-cpu", action="store_true", help="pin the host, fork servers and workers to one CPU")
     args = parser.parse_args()
     n = args.iterations
+    if args.same_cpu:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     with tempfile.TemporaryDirectory(prefix="kumix-bench-") as tmp_name:
         results = asyncio.run(measure(Path(tmp_name), n))
     confine_alone = time_confine_worker(n)
 
     print(f"kernel {os.uname().release}, host uid {os.geteuid()}, {n} cold starts, "
-          f"{n * 20} pings, {n * 5} renders per side (medians)")
+          f"{n * 20} pings, {n * 5} renders per side (medians), "
+          f"{'pinned to one CPU' if args.same_cpu else 'CPU placement free'}, load {os.getloadavg()[0]:.2f}")
     print(f"{'':28}{'confined':>12}{'unconfined':>14}{'ratio':>8}")
     for key, title in (("cold", "cold start (fork→hello)"), ("ping", "ping round trip"),
                        ("render", "10 KB markdown round trip")):

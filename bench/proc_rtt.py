@@ -1,6 +1,6 @@
 """Proc host round trips, side by side with their baselines, measured in one run.
 
-    .venv/bin/python bench/proc_rtt.py [--iterations N] [--no-browser]
+    .venv/bin/python bench/proc_rtt.py [--iterations N] [--no-browser] [--same-cpu]
 
 Figures (medians of three interleaved rounds):
 - warm `ping` round trip through ProcSession, confined (policy strict) and unconfined
@@ -11,6 +11,11 @@ Figures (medians of three interleaved rounds):
 - cold start: a new host (fork server start + fork + hello), and a new session on a warm
   fork server (first call after enable) — vs a Chromium Web Worker's start to first reply;
 - ready after crash: SIGKILL the worker, time until a ping succeeds again.
+The confined and unconfined hosts run side by side and their rounds alternate. Each ping figure
+comes with its CPU placement (how often host and worker were seen on the same CPU) and the
+spread of its rounds: on a 2-vCPU virtual machine a cross-CPU round trip pays two wake-ups of
+an idle vCPU, which dwarfs everything else (bench/confinement_layers.py). `--same-cpu` pins the
+host, its fork servers and workers, and the raw echo to one CPU, to compare like with like.
 Not a test: nothing here asserts a threshold.
 """
 
@@ -86,7 +91,7 @@ ECHO_CHILD = textwrap.dedent(
 )
 
 
-async def raw_pipe_echo(n: int, rounds: int) -> list[float]:
+async def raw_pipe_echo(n: int, rounds: int, placement: Placement) -> list[float]:
     import struct
 
     import msgspec
@@ -117,7 +122,14 @@ async def raw_pipe_echo(n: int, rounds: int) -> list[float]:
         msgspec.json.decode(data[4:])
 
     await per_call(ping, 200)
-    results = [await per_call(ping, n) for _ in range(rounds)]
+    results = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for i in range(n):
+            await ping()
+            if i % 100 == 99:
+                placement.sample(child.pid)
+        results.append((time.perf_counter() - start) / n)
     writer.close()
     child.kill()
     child.wait()
@@ -191,30 +203,97 @@ def chromium_worker(n: int) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- Kumix
 
 
-async def kumix_figures(policy: Policy, n: int, rounds: int, logs: Path) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    started = time.perf_counter()
-    async with ProcHost(policy, logs_dir=logs) as host:
-        md = session_for(host, "markdown-renderer")
-        await md.ping()
-        figures["cold_host"] = time.perf_counter() - started
+def cpu_of(pid: int) -> int:
+    """The CPU a process last ran on (field 39 of /proc/<pid>/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[36])
 
-        theme = session_for(host, "theme-default")
-        started = time.perf_counter()
-        await theme.call("theme.tokens.provide", {})
-        figures["cold_session"] = time.perf_counter() - started
 
-        await per_call(md.ping, 200)
-        figures["ping"] = [await per_call(md.ping, n) for _ in range(rounds)]
+class Placement:
+    """How often the host and the worker were last seen on the same CPU. On a virtual machine
+    a wake-up of a task on another, idle vCPU costs tens of microseconds; the kernel keeps a
+    ping-pong pair on one CPU or on two for long stretches, so every ping figure is printed
+    with the placement it was measured under."""
+
+    def __init__(self) -> None:
+        self.same = 0
+        self.total = 0
+
+    def sample(self, worker_pid: int | None) -> None:
+        if worker_pid is None:
+            return
+        try:
+            same = cpu_of(worker_pid) == cpu_of(os.getpid())
+        except (OSError, ValueError, IndexError):
+            return
+        self.same += same
+        self.total += 1
+
+    def __str__(self) -> str:
+        return f"same CPU {self.same}/{self.total}" if self.total else "placement unknown"
+
+
+async def pings(session: ProcSession, n: int, placement: Placement) -> float:
+    """Seconds per ping over n pings, sampling the placement every 100 calls."""
+    start = time.perf_counter()
+    for i in range(n):
+        await session.ping()
+        if i % 100 == 99:
+            placement.sample(session.current_pid)
+    return (time.perf_counter() - start) / n
+
+
+class KumixSide:
+    """One host (confined or not) and its markdown-renderer session."""
+
+    def __init__(self, label: str, policy: Policy, logs: Path, simulate: str | None) -> None:
+        self.label = label
+        self.policy = policy
+        self.logs = logs
+        self.simulate = simulate
+        self.figures: dict[str, Any] = {"ping": [], "render": []}
+        self.placement = Placement()
+        self.host: ProcHost | None = None
+        self.md: ProcSession | None = None
+
+    async def start(self) -> None:
+        # The fork server reads the simulation variable when it starts; set it only meanwhile.
+        if self.simulate is not None:
+            os.environ[SIMULATE] = self.simulate
+        try:
+            started = time.perf_counter()
+            self.host = ProcHost(self.policy, logs_dir=self.logs)
+            await self.host.__aenter__()
+            self.md = session_for(self.host, "markdown-renderer")
+            await self.md.ping()
+            self.figures["cold_host"] = time.perf_counter() - started
+            theme = session_for(self.host, "theme-default")
+            started = time.perf_counter()
+            await theme.call("theme.tokens.provide", {})
+            self.figures["cold_session"] = time.perf_counter() - started
+        finally:
+            os.environ.pop(SIMULATE, None)
+        await per_call(self.md.ping, 200)
+
+    async def ping_round(self, n: int) -> None:
+        assert self.md is not None
+        self.figures["ping"].append(await pings(self.md, n, self.placement))
+
+    async def render_round(self, n: int) -> None:
+        md = self.md
+        assert md is not None
 
         async def render() -> None:
             await md.call("render.markdown", {"source": MARKDOWN_10K})
 
-        await per_call(render, 20)
-        figures["render"] = [await per_call(render, max(50, n // 20)) for _ in range(rounds)]
+        if not self.figures["render"]:
+            await per_call(render, 20)
+        self.figures["render"].append(await per_call(render, n))
 
-        crash_samples = []
-        for _ in range(5):
+    async def crashes(self, count: int) -> None:
+        md = self.md
+        assert md is not None
+        samples = []
+        for _ in range(count):
             pid = md.current_pid
             assert pid is not None
             start = time.perf_counter()
@@ -225,10 +304,36 @@ async def kumix_figures(policy: Policy, n: int, rounds: int, logs: Path) -> dict
                     break
                 except Exception:
                     await asyncio.sleep(0)
-            crash_samples.append(time.perf_counter() - start)
+            samples.append(time.perf_counter() - start)
             await md.reset()  # keep the crash budget out of the measurement
-        figures["ready_after_crash"] = crash_samples
-    return figures
+        self.figures["ready_after_crash"] = samples
+
+    async def stop(self) -> None:
+        if self.host is not None:
+            await self.host.__aexit__(None, None, None)
+
+
+async def kumix_sides(n: int, rounds: int, logs: Path) -> list[KumixSide]:
+    """Both hosts run side by side and their rounds alternate, so drift and load hit both."""
+    sides = [
+        KumixSide("confined (strict)", load_policy("strict"), logs / "strict", None),
+        KumixSide("unconfined (dev, layers off)", load_policy("dev"), logs / "dev", "all"),
+    ]
+    try:
+        for side in sides:
+            await side.start()
+        for _ in range(rounds):
+            for side in sides:
+                await side.ping_round(n)
+        for _ in range(rounds):
+            for side in sides:
+                await side.render_round(max(50, n // 20))
+        for side in sides:
+            await side.crashes(5)
+    finally:
+        for side in sides:
+            await side.stop()
+    return sides
 
 
 def us(seconds: float) -> str:
@@ -241,30 +346,33 @@ def ms(seconds: float) -> str:
 
 async def main_async(args: argparse.Namespace) -> None:
     n, rounds = args.iterations, 3
+    affinity = os.sched_getaffinity(0)
+    if args.same_cpu:
+        # Inherited by the fork servers and so by every worker: host and workers share one CPU.
+        os.sched_setaffinity(0, {min(affinity)})
     with tempfile.TemporaryDirectory() as tmp:
-        logs = Path(tmp)
-        confined = await kumix_figures(load_policy("strict"), n, rounds, logs / "strict")
-        os.environ[SIMULATE] = "all"
-        try:
-            unconfined = await kumix_figures(load_policy("dev"), n, rounds, logs / "dev")
-        finally:
-            del os.environ[SIMULATE]
-    raw = await raw_pipe_echo(n, rounds)
+        sides = await kumix_sides(n, rounds, Path(tmp))
+    raw_placement = Placement()
+    raw = await raw_pipe_echo(n, rounds, raw_placement)
+    os.sched_setaffinity(0, affinity)
     inproc = in_process_render(max(50, n // 20), rounds)
     browser = None if args.no_browser else await asyncio.to_thread(chromium_worker, n)
 
     raw_m = median_of_rounds(raw)
     inproc_m = median_of_rounds(inproc)
+    print(f"load average {os.getloadavg()[0]:.2f}; host and workers {'pinned to one CPU' if args.same_cpu else 'free'}")
     print(f"{'':44} {'figure':>12}   ratio")
     print("— baselines")
-    print(f"{'raw asyncio pipe echo (uvloop, msgspec)':44} {us(raw_m)}")
+    print(f"{'raw asyncio pipe echo (uvloop, msgspec)':44} {us(raw_m)}   {raw_placement}, rounds {spread(raw)}")
     print(f"{'in-process markdown-it-py + nh3, 10 KB':44} {us(inproc_m)}")
     if browser:
-        print(f"{'Chromium Web Worker postMessage echo':44} {us(median_of_rounds(browser['ping']))}")
+        b = browser["ping"]
+        print(f"{'Chromium Web Worker postMessage echo':44} {us(median_of_rounds(b))}   rounds {spread(b)}")
         print(f"{'Chromium Web Worker echo, 10 KB payload':44} {us(median_of_rounds(browser['payload_10k']))}")
         print(f"{'Chromium Web Worker start to first reply':44} {ms(browser['start'])}")
-    for label, figures in (("confined (strict)", confined), ("unconfined (dev, layers off)", unconfined)):
-        print(f"— Kumix proc host, {label}")
+    for side in sides:
+        figures = side.figures
+        print(f"— Kumix proc host, {side.label}")
         ping = median_of_rounds(figures["ping"])
         render = median_of_rounds(figures["render"])
         crash = statistics.median(figures["ready_after_crash"])
@@ -272,6 +380,7 @@ async def main_async(args: argparse.Namespace) -> None:
         if browser:
             line += f", {ping / median_of_rounds(browser['ping']):5.2f}x Chromium worker (target <= 1.0x)"
         print(line)
+        print(f"{'':44} {'':12}   {side.placement}, rounds {spread(figures['ping'])}")
         ratio = render / inproc_m
         print(f"{'10 KB markdown render round trip':44} {us(render)}   {ratio:5.2f}x in-process (target <= 2x)")
         line = f"{'cold start: new host, first ping':44} {ms(figures['cold_host'])}"
@@ -285,10 +394,19 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{'ready after crash (SIGKILL to ping ok)':44} {ms(crash)}   target <= 50 ms")
 
 
+def spread(samples: list[float]) -> str:
+    return f"{min(samples) * 1e6:.1f} to {max(samples) * 1e6:.1f} µs"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--same-cpu",
+        action="store_true",
+        help="pin the host (and so its fork servers and workers) and the raw echo to one CPU",
+    )
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(main_async(args))
