@@ -6,13 +6,14 @@ Fixtures: `tests/fixtures/attacks/` (`raider`: one method per attack; `forged-he
 its own hello at import; `theme-tracker`: token values that load resources), external,
 granted and enabled like a user would, next to the confinement suite's bystander.
 
-Findings left to the owners of the files that must change are `xfail(strict=True)`: they
-fail today, and the marker fails loudly once the fix lands.
+Each test attacks through the real host and asserts both the refusal seen inside the worker
+and that the target (a sibling worker, a listening socket) was untouched.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sys
@@ -120,11 +121,6 @@ async def _confined(caller: ExtensionCaller) -> None:
 # ---------------------------------------------------------------- F1: socketpair datagrams
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F1: socketpair(AF_UNIX, SOCK_DGRAM) is allowed and sendto() reaches any pathname "
-    "UNIX datagram socket (syslog, journald, ...); Landlock ABI < 9 does not govern it",
-)
 async def test_socketpair_datagram_cannot_reach_a_pathname_socket(
     strict: tuple[Kumix, ExtensionCaller], world_reachable_dir: Path
 ) -> None:
@@ -144,11 +140,6 @@ async def test_socketpair_datagram_cannot_reach_a_pathname_socket(
     assert answer["outcome"] == "blocked", answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F1: bind() of a socketpair socket takes a name in the machine-wide abstract UNIX "
-    "namespace (Landlock's abstract scope covers connect, not bind)",
-)
 async def test_socketpair_cannot_squat_an_abstract_name(strict: tuple[Kumix, ExtensionCaller]) -> None:
     _kumix, caller = strict
     await _confined(caller)
@@ -169,11 +160,6 @@ def _open_files_limit(pid: int) -> str:
     raise AssertionError("no open files line")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F2: prlimit64(pid, ...) on another worker (same uid 65534) is allowed: one "
-    "extension can lower another's rlimits (and a non-root host's own)",
-)
 async def test_worker_cannot_lower_a_sibling_workers_limits(strict: tuple[Kumix, ExtensionCaller]) -> None:
     _kumix, caller = strict
     await _confined(caller)
@@ -186,6 +172,28 @@ async def test_worker_cannot_lower_a_sibling_workers_limits(strict: tuple[Kumix,
     assert (session_pid := (await caller.session("bystander")).current_pid) == victim, session_pid
     assert after == before, f"bystander's RLIMIT_NOFILE went from {before} to {after}"
     assert answer["outcome"] == "blocked", answer
+
+
+async def test_worker_cannot_renice_or_pin_a_sibling_but_can_steer_itself(
+    strict: tuple[Kumix, ExtensionCaller],
+) -> None:
+    _kumix, caller = strict
+    await _confined(caller)
+    assert await caller.call("bystander", "echo.say", {"text": "up"}) == {"said": "up"}
+    victim = (await caller.session("bystander")).current_pid
+    assert victim is not None
+    nice_before = os.getpriority(os.PRIO_PROCESS, victim)
+    cpus_before = os.sched_getaffinity(victim)
+    answer = await raid(caller, "sibling_sched", pid=victim)
+    assert answer == {"renice": "EPERM", "affinity": "EPERM", "self": "ok"}
+    assert os.getpriority(os.PRIO_PROCESS, victim) == nice_before
+    assert os.sched_getaffinity(victim) == cpus_before
+
+
+async def test_only_stream_socketpairs_are_allowed(strict: tuple[Kumix, ExtensionCaller]) -> None:
+    _kumix, caller = strict
+    await _confined(caller)
+    assert await raid(caller, "seqpacket_pair") == {"outcome": "blocked", "errno": "EPERM"}
 
 
 # ---------------------------------------------------------------- F3: invalid UTF-8 frames

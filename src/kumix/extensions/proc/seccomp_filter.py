@@ -81,8 +81,11 @@ _LOW_32_BITS = 0xFFFF_FFFF
 compare only the low half, or garbage in the upper half slips a command past an EQ test."""
 
 DENIED_GROUPS: dict[str, tuple[str, ...]] = {
-    # Network: a worker talks to its host only over the pipes it was given.
-    "network": ("socket", "socketcall"),
+    # Network: a worker talks to its host only over the pipes it was given. It never owns a
+    # socket but a socketpair's connected stream ends, so naming, accepting and connecting
+    # are refused too: bind() on a socketpair end would claim a name in the machine-wide
+    # abstract UNIX namespace, which Landlock's abstract scope (connect only) does not cover.
+    "network": ("socket", "socketcall", "bind", "listen", "connect", "accept", "accept4"),
     # New processes and programs: no fork, no exec, no way to run `sh`.
     "processes": ("fork", "vfork", "execve", "execveat"),
     # Reading or steering other processes (their memory, their fds, their identity).
@@ -160,7 +163,29 @@ DENIED_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     # Leaving the process group the host kills on shutdown.
     "process_group": ("setsid", "setpgid"),
+    # I/O priority can name a whole user (IOPRIO_WHO_USER) or another process; an extension
+    # has no use for it.
+    "scheduling": ("ioprio_set",),
 }
+
+SOCK_STREAM_TYPE = socket.SOCK_STREAM
+_SOCK_TYPE_MASK = 0xF
+"""linux/net.h SOCK_TYPE_MASK: the low bits of socketpair's `type` are the socket type; the
+rest are SOCK_NONBLOCK/SOCK_CLOEXEC, which stay allowed."""
+
+_TARGETS_A_PROCESS: tuple[tuple[str, int], ...] = (
+    ("prlimit64", 0),
+    ("sched_setaffinity", 0),
+    ("sched_setscheduler", 0),
+    ("sched_setparam", 0),
+    ("sched_setattr", 0),
+    ("get_robust_list", 0),
+)
+"""(syscall, index of its pid argument). All workers of a root host share one unprivileged
+uid, and a non-root host's workers share the user's uid, so the kernel's same-uid rule would
+let one worker lower a sibling's (or the host's) rlimits, pin or starve it, or read its robust
+futex list. Each is allowed only with pid 0, i.e. the caller itself, which is what glibc's
+setrlimit/getrlimit and Python's resource module pass."""
 
 
 @dataclass(frozen=True)
@@ -240,9 +265,22 @@ def build_filter(own_pid: int | None = None) -> tuple[seccomp.SyscallFilter, Sec
     # clone3 passes its flags in memory, which seccomp cannot read. ENOSYS makes glibc fall back
     # to clone(), whose flags the rule above can check (EPERM would be final: no fallback).
     add("clone3", seccomp.ERRNO(errno.ENOSYS))
-    # socketpair(AF_UNIX) only makes two connected ends inside this process: asyncio's event
-    # loop needs one for its self-pipe. Any other family is refused like socket().
+    # socketpair(AF_UNIX, SOCK_STREAM) only makes two connected ends inside this process:
+    # asyncio's event loop needs one for its self-pipe. Any other family is refused like
+    # socket(), and so is any other type: an unconnected datagram end could sendto() any
+    # pathname socket the worker can reach (syslog, journald), which Landlock before ABI 9
+    # does not govern. (One rule per refused type value: libseccomp has no masked NE.)
     add("socketpair", deny, seccomp.Arg(0, seccomp.NE, socket.AF_UNIX))
+    for sock_type in range(_SOCK_TYPE_MASK + 1):
+        if sock_type != SOCK_STREAM_TYPE:
+            add("socketpair", deny, seccomp.Arg(1, seccomp.MASKED_EQ, _SOCK_TYPE_MASK, sock_type))
+    # Resource and scheduling controls only on the caller itself (see _TARGETS_A_PROCESS).
+    for name, pid_arg in _TARGETS_A_PROCESS:
+        add(name, deny, seccomp.Arg(pid_arg, seccomp.NE, 0))
+    # setpriority(which, who, prio) may name a process group or a whole user: only
+    # PRIO_PROCESS (0) with who == 0, the caller itself.
+    add("setpriority", deny, seccomp.Arg(0, seccomp.NE, 0))
+    add("setpriority", deny, seccomp.Arg(1, seccomp.NE, 0))
     # TIOCSTI/TIOCLINUX push keystrokes into a terminal the worker might still share.
     for command in (termios.TIOCSTI, getattr(termios, "TIOCLINUX", None)):
         if command is not None:
