@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 ATTACKS = Path(__file__).resolve().parent / "fixtures" / "attacks"
 BYSTANDER = Path(__file__).resolve().parent / "fixtures" / "confinement" / "bystander"
-EXTENSIONS = ("raider", "forged-hello", "theme-tracker")
+EXTENSIONS = ("raider", "forged-hello", "theme-tracker", "claims-unconfined")
 ESC = "\x1b"
 
 
@@ -323,3 +323,18 @@ async def test_html_below_the_top_level_is_sanitized(strict: tuple[Kumix, Extens
     result = await caller.call("raider", "attack.nested_html", {})
     html = result["items"][0]["html"]
     assert html == "<b>ok</b>", html
+
+
+# ---------------------------------------------------------------- a hello that admits no confinement
+
+
+async def test_worker_claiming_to_be_unconfined_is_refused_under_a_requiring_policy(
+    strict: tuple[Kumix, ExtensionCaller],
+) -> None:
+    _kumix, caller = strict
+    with pytest.raises(KumixError) as info:
+        await caller.call("claims-unconfined", "claims.noop", {})
+    assert info.value.code == "confinement_unavailable"
+    session = await caller.session("claims-unconfined")
+    assert session.live_pids == []
+    assert await caller.call("bystander", "echo.say", {"text": "still here"}) == {"said": "still here"}

@@ -743,6 +743,14 @@ class ProcSession:
         except BaseException:
             await self._stop(worker)
             raise
+        if not info.get("confined") and self.limits.require_confinement:
+            # The worker confines itself before it says hello, so this should never happen;
+            # if it does (a broken layer, a forged hello), a required confinement wins.
+            await self._stop(worker)
+            raise ConfinementUnavailable(
+                f"{self.extension_id}: worker reported that it is not fully confined, "
+                f"which policy {self.policy.name!r} requires"
+            )
         if not info.get("confined"):
             log.warning(
                 "proc %s pid %d runs without full confinement (policy %r does not require it): %s",
