@@ -33,6 +33,7 @@ from kumix.core.errors import KumixError, ProtocolError
 from kumix.extensions.manifest import RESERVED_METHODS
 from kumix.extensions.proc.eventloop import new_event_loop
 from kumix.extensions.proc.protocol import Request, WorkerChannel
+from kumix.extensions.proc.spin_wait import WORKER_SPIN_NS, spin_until_readable
 from kumix.sdk.runtime_context import call_deadline
 
 Handler = Callable[[dict[str, Any]], Any]
@@ -93,6 +94,8 @@ class _Runtime:
     def run(self) -> int:
         read, read_fd, receive = os.read, self.read_fd, self.channel.receive_data
         while self.exit_code is None:
+            # Stay awake briefly for a caller's next request before blocking (spin_wait.py).
+            spin_until_readable(read_fd, WORKER_SPIN_NS)
             data = read(read_fd, READ_CHUNK_BYTES)
             if not data:
                 return EXIT_OK

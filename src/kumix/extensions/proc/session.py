@@ -79,6 +79,7 @@ from kumix.extensions.proc.protocol import (
 )
 from kumix.extensions.proc.results import check_result
 from kumix.extensions.proc.spawner import ForkServer, SpawnedWorker
+from kumix.extensions.proc.spin_wait import HOST_SPIN_NS, spin_until_readable
 from kumix.extensions.proc.stats import CallStats
 from kumix.extensions.proc.worker import WorkerSpec
 from kumix.sdk.proc import EXIT_RESOURCE_LIMIT
@@ -157,6 +158,7 @@ class _Worker:
         """Ended by the host's own choice (dispose, idle retirement): not a crash."""
         self.idle_timer: asyncio.TimerHandle | None = None
         self._grace: asyncio.TimerHandle | None = None
+        self.reply_fd: int | None = None
         self.read_transport: asyncio.ReadTransport | None = None
         self.write_transport: asyncio.WriteTransport | None = None
         try:
@@ -172,6 +174,7 @@ class _Worker:
         loop = asyncio.get_running_loop()
         reader = os.fdopen(read_fd, "rb", buffering=0)
         writer = os.fdopen(write_fd, "wb", buffering=0)
+        self.reply_fd = read_fd
         self.read_transport, _ = await loop.connect_read_pipe(lambda: _ChannelReader(self), reader)
         self.write_transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, writer)
 
@@ -185,6 +188,10 @@ class _Worker:
         self.current = call
         call.worker = self
         self.write_transport.write(frame)
+        if self.write_transport.get_write_buffer_size() == 0 and self.reply_fd is not None:
+            # Keep this vCPU awake for a fast answer instead of sleeping in the event loop
+            # and paying a wake-up (spin_wait.py); the transport still reads the reply.
+            spin_until_readable(self.reply_fd, HOST_SPIN_NS)
 
     def on_data(self, data: bytes) -> None:
         if self.kill_reason is not None:
