@@ -78,7 +78,25 @@ def test_cli_external_extension_needs_grant_and_enable(data_dir: Path, tmp_path:
     info = run_kumix(*base, "ext", "info", "friendly-echo", "--json")
     stats = json.loads(info.stdout)["stats"]
     assert stats["limits"]["maxConcurrency"] == 4
-    assert stats["calls"] == 0
+    # Refusals by the governance check never reached a session; the one real call did.
+    assert (stats["calls"], stats["ok"], stats["latency_ms"]["samples"]) == (1, 1, 1)
+
+
+def test_ext_info_shows_figures_saved_by_earlier_processes(data_dir: Path) -> None:
+    base = ("--data-dir", str(data_dir), "--policy", "dev")
+    for source in ("# one", "*two*"):
+        ok = run_kumix(*base, "ext", "call", "markdown-renderer", "render.markdown", "--params",
+                       json.dumps({"source": source}))
+        assert ok.returncode == 0, ok.stderr
+    bad = run_kumix(*base, "ext", "call", "markdown-renderer", "render.markdown", "--params", '{"source": 5}',
+                    "--json")
+    assert json.loads(bad.stdout)["error"]["code"] == "bad_request"
+    stats = json.loads(run_kumix(*base, "ext", "info", "markdown-renderer", "--json").stdout)["stats"]
+    assert (stats["calls"], stats["ok"], stats["errors"]) == (3, 2, {"bad_request": 1})
+    assert stats["latency_ms"]["samples"] == 2
+    assert stats["latency_ms"]["p50"] > 0
+    text = run_kumix(*base, "ext", "info", "markdown-renderer").stdout
+    assert "calls: 3" in text
 
 
 def test_cli_strict_policy_without_confinement_refuses(data_dir: Path) -> None:

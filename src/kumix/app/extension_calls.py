@@ -5,8 +5,9 @@ service whether the extension may run now (`disabled`, `policy_denied`, `not_gra
 `invalid_manifest`, `not_found`), so a change made by another Kumix process takes effect on
 the next call; then the session checks the method against the manifest and the policy.
 
-Figures (`stats`) are those of this process's host: a long-running client accumulates
-them; a one-shot `kumix ext call` reports the figures of its single call.
+Figures (`stats`) are those of this process's host. When an extension's session ends
+(disable, shutdown) the figures recorded since the last save are added to the data
+directory's saved figures (`ExtensionService.stats_store`), which `kumix ext info` shows.
 """
 
 from __future__ import annotations
@@ -33,7 +34,17 @@ class ExtensionCaller:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._host.aclose()
+        try:
+            for extension_id in self._host.session_ids():
+                self._save_stats(extension_id)
+        finally:
+            await self._host.aclose()
+
+    def _save_stats(self, extension_id: str) -> None:
+        store = self._extensions.stats_store
+        delta = self._host.stats_delta(extension_id)
+        if store is not None and delta is not None:
+            store.add(extension_id, delta)
 
     @property
     def host(self) -> ProcHost:
@@ -44,6 +55,7 @@ class ExtensionCaller:
         try:
             status = self._extensions.require_runnable(extension_id)
         except (Disabled, PolicyDenied, NotGranted):
+            self._save_stats(extension_id)
             await self._host.dispose(extension_id)
             raise
         return self._session_for(status)
@@ -80,5 +92,6 @@ class ExtensionCaller:
 
     async def disable(self, extension_id: str) -> ExtensionStatus:
         status = self._extensions.disable(extension_id)
+        self._save_stats(extension_id)
         await self._host.dispose(extension_id)
         return status

@@ -18,6 +18,7 @@ from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Decision, Policy
 from kumix.extensions.registry import ExtensionRecord, discover, inspect_extension_dir
 from kumix.store.extension_state import ExtensionStateStore
+from kumix.store.extension_stats import ExtensionStatsStore
 
 State = Literal["enabled", "disabled", "denied", "invalid"]
 
@@ -73,8 +74,16 @@ def _source_path(record: ExtensionRecord) -> str | None:
 
 
 class ExtensionService:
-    def __init__(self, policy: Policy, store: ExtensionStateStore, extension_roots: tuple[Path, ...]) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        store: ExtensionStateStore,
+        extension_roots: tuple[Path, ...],
+        stats_store: ExtensionStatsStore | None = None,
+    ) -> None:
         self.policy = policy
+        self.stats_store = stats_store
+        """Where call figures of every process are saved; None keeps them in memory only."""
         self._store = store
         self._roots = extension_roots
         self._records: list[ExtensionRecord] | None = None

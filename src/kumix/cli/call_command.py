@@ -1,9 +1,9 @@
 """`kumix ext call`: one call through the governed proc host, and the figures `ext info` shows.
 
 The call runs through `ExtensionCaller`, the same path every front end uses: governance,
-limits, a worker forked from a fresh fork server. Figures are per process (see
-`kumix.app.extension_calls`); `kumix ext info` in its own process has made no call, so it
-shows the limits that apply and zero figures. A long-running client shows live figures.
+limits, a worker forked from a fresh fork server. `kumix ext info` shows the figures every
+Kumix process using this data directory saved when its sessions ended
+(`kumix.store.extension_stats`), with the limits that apply.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json
 from kumix.core.errors import BadRequest
 from kumix.extensions.proc.eventloop import new_event_loop
-from kumix.extensions.proc.stats import CallStats
+from kumix.extensions.proc.stats import latency_summary
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -41,9 +41,15 @@ def stats_for(ctx: CliContext, status: ExtensionStatus) -> dict[str, Any]:
     if manifest is None or manifest.kind != "proc":
         return {}
     limits = ctx.policy.proc
+    store = ctx.extensions.stats_store
+    saved = store.load(status.id) if store is not None else {}
+    figures: dict[str, Any] = {key: saved.get(key, 0) for key in ("calls", "ok", "timeouts", "crashes", "restarts")}
+    figures["errors"] = dict(sorted(saved.get("errors", {}).items()))
+    if saved.get("latencies"):
+        figures["latency_ms"] = latency_summary(saved["latencies"])
     return {
-        "scope": "process (figures of this kumix process; a one-shot command has made no call)",
-        **CallStats().snapshot(),
+        "scope": "saved by every kumix process using this data directory, when its sessions ended",
+        **figures,
         "limits": {
             "timeoutMs": ctx.policy.effective_timeout_ms(manifest),
             "maxInputBytes": limits.max_input_bytes,

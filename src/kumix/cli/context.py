@@ -12,6 +12,7 @@ from kumix.core.errors import KumixError
 from kumix.extensions.policy import Policy, load_policy
 from kumix.store.database import Database
 from kumix.store.extension_state import ExtensionStateStore
+from kumix.store.extension_stats import ExtensionStatsStore
 
 
 @dataclass
@@ -37,7 +38,12 @@ class CliContext:
 
     @cached_property
     def extensions(self) -> ExtensionService:
-        return ExtensionService(self.policy, ExtensionStateStore(self.database), self.settings.extension_roots)
+        return ExtensionService(
+            self.policy,
+            ExtensionStateStore(self.database),
+            self.settings.extension_roots,
+            stats_store=ExtensionStatsStore(self.database),
+        )
 
     def extensions_if_loadable(self) -> ExtensionService | None:
         """The extension service, or None when the policy or state cannot be loaded; for

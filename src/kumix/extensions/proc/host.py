@@ -82,6 +82,14 @@ class ProcHost:
             return {}
         return session.stats.snapshot()
 
+    def stats_delta(self, extension_id: str) -> dict[str, Any] | None:
+        """Figures recorded since the previous delta, for saving; None without a session."""
+        session = self._sessions.get(extension_id)
+        return None if session is None else session.stats.take_delta()
+
+    def session_ids(self) -> list[str]:
+        return list(self._sessions)
+
     async def dispose(self, extension_id: str) -> None:
         """Stop an extension's worker (disabled or reloaded); the next session starts fresh."""
         session = self._sessions.pop(extension_id, None)
