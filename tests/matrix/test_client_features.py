@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -57,6 +58,17 @@ async def test_login_with_access_token_and_wrong_password(
     other.db.close()
 
 
+def direct_rooms(synapse: SynapseHarness, service: MatrixService) -> object:
+    """The account's `m.direct` data as the homeserver holds it."""
+    user_id = urllib.parse.quote(service.account().user_id, safe="")
+    request = urllib.request.Request(
+        f"{synapse.url}/_matrix/client/v3/user/{user_id}/account_data/m.direct",
+        headers={"Authorization": f"Bearer {service.vault.load()['access_token']}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
 async def test_rooms_invites_direct_messages_and_timeline_relations(
     synapse: SynapseHarness, alice: MatrixService, bob: TestUser, tmp_path: Path, vault_env: dict[str, str]
 ) -> None:
@@ -71,6 +83,10 @@ async def test_rooms_invites_direct_messages_and_timeline_relations(
         assert room_id in invited
         assert dm_id in invited
         assert invited[dm_id].is_direct
+        # Every client of each account lists the chat as direct: both m.direct records name it.
+        assert direct_rooms(synapse, alice) == {bob.user_id: [dm_id]}
+        await b.join(dm_id)
+        assert direct_rooms(synapse, bob_service) == {alice.account().user_id: [dm_id]}
         await b.join(room_id)
         joined = {r.room_id: r for r in b.rooms() if r.membership == "join"}
         assert joined[room_id].name == "Features"

@@ -416,9 +416,54 @@ class MatrixClient:
         raise BadRequest(f"not a room id or alias: {room[:100]!r}")
 
     async def join(self, room: str) -> str:
+        invited = self._nio.invited_rooms.get(room)
+        inviter = _text_or_none(getattr(invited, "inviter", None))
         resp = await _guard(self._nio.join(room), "join")
         _raise_for(resp, f"join {room}")
+        if str(resp.room_id) in self._direct_rooms and inviter:
+            await self._mark_direct(str(resp.room_id), (inviter,))
         return str(resp.room_id)
+
+    async def _mark_direct(self, room_id: str, user_ids: tuple[str, ...]) -> None:
+        """Record the room under each peer in the account's `m.direct` data, so that every
+        client of the account (not only this one) lists it as a direct chat.
+
+        Best effort: the room exists and is joined whatever happens here, so a failure is
+        logged and not raised. nio only reads `m.direct`; the write goes through its HTTP
+        session with the token in the header, never in the URL."""
+        try:
+            current = await _guard(self._nio.list_direct_rooms(), "read m.direct")
+            rooms: dict[str, list[str]] = {}
+            if isinstance(current, nio.DirectRoomsResponse):
+                rooms = {
+                    str(user): [r for r in listed if isinstance(r, str)]
+                    for user, listed in current.rooms.items()
+                    if isinstance(listed, list)
+                }
+            for user_id in user_ids:
+                listed = rooms.setdefault(user_id, [])
+                if room_id not in listed:
+                    listed.append(room_id)
+            path = "/_matrix/client/v3/user/{}/account_data/m.direct".format(
+                urllib.parse.quote(str(self._nio.user_id), safe="")
+            )
+            response = await _guard(
+                self._nio.send(
+                    "PUT",
+                    path,
+                    json.dumps(rooms),
+                    headers={
+                        "Authorization": f"Bearer {self._nio.access_token}",
+                        "Content-Type": "application/json",
+                    },
+                ),
+                "write m.direct",
+            )
+            async with response:
+                if response.status != 200:
+                    log.warning("could not record %s as a direct chat: HTTP %s", room_id, response.status)
+        except (Unavailable, BadRequest) as exc:
+            log.warning("could not record %s as a direct chat: %s", room_id, exc)
 
     async def leave(self, room_id: str) -> None:
         _raise_for(await _guard(self._nio.room_leave(room_id), "leave"), "leave")
@@ -459,6 +504,8 @@ class MatrixClient:
         _raise_for(resp, "create room")
         if direct:
             self._direct_rooms.add(resp.room_id)
+            if invite:
+                await self._mark_direct(str(resp.room_id), invite)
         return str(resp.room_id)
 
     async def paginate(self, room_id: str, start: str, limit: int = 50) -> Page:
