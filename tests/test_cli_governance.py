@@ -37,6 +37,17 @@ def test_usage_errors_exit_2() -> None:
     result = run_kumix("ext", "enable")
     assert result.returncode == 2
     assert "usage:" in result.stderr
+    assert result.stdout == ""
+
+
+def test_usage_errors_with_json_print_a_json_error_too() -> None:
+    for args in (("ext", "enable", "--json"), ("--json", "ext", "bogus"), ("--json", "send")):
+        result = run_kumix(*args)
+        assert result.returncode == 2, args
+        assert "usage:" in result.stderr
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == "bad_request"
+        assert error["message"].startswith("kumix ")
 
 
 def test_list_shows_bundled_extensions_enabled_under_strict(data_dir: Path) -> None:

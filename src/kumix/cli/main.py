@@ -11,13 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from kumix import __version__
 from kumix.app.settings import Settings
 from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_error
-from kumix.core.errors import KumixError
+from kumix.core.errors import BadRequest, KumixError
 
 COMMAND_MODULES: list[ModuleType] = [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
 """Each module has `register(subparsers, common)`; order is the order in --help."""
@@ -49,9 +50,25 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one addition: a usage error on a command line that asked for `--json`
+    also prints the error as JSON (`bad_request`) on stdout, so a script reading stdout gets
+    data it can parse. The text still goes to stderr and the exit code stays 2. Subparsers
+    are created with the parent's class, so this holds for every command."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--json" in _argv_in_use:
+            emit_error(BadRequest(f"{self.prog}: {message}"), as_json=True)
+        super().error(message)
+
+
+_argv_in_use: list[str] = []
+"""The arguments `main` is parsing (it can be called with a list other than sys.argv)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kumix",
         description="Kumix: a Matrix client whose features come from governed extensions.",
         epilog="Run 'kumix COMMAND --help' for the options of one command.",
@@ -66,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _argv_in_use[:] = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     as_json = bool(getattr(args, "json", False))
