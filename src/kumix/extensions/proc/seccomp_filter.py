@@ -27,6 +27,7 @@ docs/confinement.md), so SECCOMP_FILTER_FLAG_SPEC_ALLOW (libseccomp CTL_SSB) is 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import tempfile
@@ -188,6 +189,26 @@ futex list. Each is allowed only with pid 0, i.e. the caller itself, which is wh
 setrlimit/getrlimit and Python's resource module pass."""
 
 
+F_SETOWN_EX = 15
+"""From linux/fcntl.h (Python's fcntl module does not name it)."""
+FIOSETOWN = 0x8901
+SIOCSPGRP = 0x8902
+"""From asm-generic/sockios.h and linux/sockios.h: the socket ioctls that set an fd's owner."""
+
+SIGNAL_OWNER_COMMANDS: tuple[tuple[str, int], ...] = (
+    ("fcntl", fcntl.F_SETOWN),
+    ("fcntl", F_SETOWN_EX),
+    ("ioctl", FIOSETOWN),
+    ("ioctl", SIOCSPGRP),
+)
+"""(syscall, command) pairs that name the process or process group the kernel signals when an
+fd becomes ready (O_ASYNC). F_SETSIG then picks the signal, SIGKILL included, and the kernel
+only checks that the owner's uid matches the caller's: every worker of a root host is uid 65534
+and a non-root host's workers share the user's uid, so without Landlock's signal scope (ABI 6)
+a worker could kill a sibling worker, or a non-root host, with a pipe it writes to itself.
+An extension has no use for SIGIO, so these commands are refused whatever their target."""
+
+
 @dataclass(frozen=True)
 class SeccompResult:
     denied: tuple[str, ...]
@@ -285,6 +306,9 @@ def build_filter(own_pid: int | None = None) -> tuple[seccomp.SyscallFilter, Sec
     for command in (termios.TIOCSTI, getattr(termios, "TIOCLINUX", None)):
         if command is not None:
             add("ioctl", deny, seccomp.Arg(1, seccomp.MASKED_EQ, _LOW_32_BITS, command))
+    # Signals by fd ownership: a way around the kill() rules below (see SIGNAL_OWNER_COMMANDS).
+    for name, command in SIGNAL_OWNER_COMMANDS:
+        add(name, deny, seccomp.Arg(1, seccomp.MASKED_EQ, _LOW_32_BITS, command))
     # The host sets the parent-death signal so that a worker never outlives it; keep it set.
     add("prctl", deny, seccomp.Arg(0, seccomp.MASKED_EQ, _LOW_32_BITS, PR_SET_PDEATHSIG))
     if own_pid is not None:

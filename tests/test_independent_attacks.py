@@ -1,0 +1,150 @@
+"""Attacks by a hostile extension author on the proc worker's confinement and on the host.
+
+Each attack runs the way an extension would: in a forked child confined by `confine_worker`
+(or through the real host), and where the attack depends on a layer the machine might lack,
+with that layer removed, so the test shows which rule stops it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kumix.extensions.proc import landlock_rules, privileges
+from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
+from kumix.extensions.proc.seccomp_filter import F_SETOWN_EX, FIOSETOWN, SIOCSPGRP
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux confinement")
+
+FIXTURES = Path(__file__).resolve().parent / "independent_fixtures"
+
+
+# --- signals through fd ownership ------------------------------------------------------------
+
+
+def _confine_without_signal_scope(ext_dir: Path) -> None:
+    """Every layer as a worker gets it, on a kernel whose Landlock has no scopes (ABI < 6,
+    Linux < 6.12): the filesystem and TCP rules apply, signals are not scoped."""
+    original = landlock_rules.landlock.Ruleset
+
+    def without_scope(*args: object, **kwargs: object) -> object:
+        kwargs.pop("scoped", None)
+        return original(*args, **kwargs)
+
+    landlock_rules.landlock.Ruleset = without_scope  # type: ignore[misc]  # forked child only
+    report = confine_worker(ConfinementSpec(extension_dir=ext_dir, scratch_dir=None, required=True))
+    assert report.confined, report.problems
+    assert report.details["landlock_scoped"] is False
+
+
+def _uid_switch_only(_ext_dir: Path) -> None:
+    privileges.switch_to_unprivileged(privileges.NOBODY_ID, privileges.NOBODY_ID)
+
+
+def _own_pipe_owner(victim: int) -> None:
+    r, w = os.pipe()
+    fcntl.fcntl(r, fcntl.F_SETOWN, victim)
+    fcntl.fcntl(r, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    os.write(w, b"x")
+
+
+def _own_pipe_owner_ex(victim: int) -> None:
+    r, w = os.pipe()
+    fcntl.fcntl(r, F_SETOWN_EX, struct.pack("ii", 1, victim))  # F_OWNER_PID
+    fcntl.fcntl(r, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    os.write(w, b"x")
+
+
+def _socket_owner(command: int) -> Callable[[int], None]:
+    def attack(victim: int) -> None:
+        a, b = socket.socketpair()  # the one socket kind a worker may still make
+        fcntl.ioctl(a, command, struct.pack("i", victim))
+        fcntl.fcntl(a, fcntl.F_SETSIG, signal.SIGKILL)
+        fcntl.fcntl(a, fcntl.F_SETFL, fcntl.fcntl(a, fcntl.F_GETFL) | os.O_ASYNC)
+        b.send(b"x")
+
+    return attack
+
+
+def _sibling_signal(confine: Callable[[Path], None], attack: Callable[[int], None], ext_dir: Path) -> tuple[str, str]:
+    """Two sibling 'workers' confined alike; the attacker tries to SIGKILL the victim.
+    Returns (what the attacker saw, how the victim ended)."""
+    hold_read, hold_write = os.pipe()
+    victim = os.fork()
+    if victim == 0:
+        try:
+            os.close(hold_write)
+            os.setsid()
+            confine(ext_dir)
+            os.read(hold_read, 1)  # until the parent lets go, after the attack
+        finally:
+            os._exit(0)
+    os.close(hold_read)
+    read_end, write_end = os.pipe()
+    attacker = os.fork()
+    if attacker == 0:
+        try:
+            os.close(read_end)
+            os.setsid()
+            confine(ext_dir)
+            try:
+                attack(victim)
+                seen = "done"
+            except OSError as exc:
+                seen = f"refused {exc.errno}"
+            os.write(write_end, seen.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        seen = os.read(read_end, 100).decode()
+        os.waitpid(attacker, 0)
+        time.sleep(0.05)  # a signal the attack queued has been delivered by now
+        os.close(hold_write)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(victim, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(victim, signal.SIGKILL)
+            os.waitpid(victim, 0)
+            return seen, "alive"
+    finally:
+        os.close(read_end)
+    return seen, f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+
+
+ATTACKS = {
+    "F_SETOWN": _own_pipe_owner,
+    "F_SETOWN_EX": _own_pipe_owner_ex,
+    "FIOSETOWN": _socket_owner(FIOSETOWN),
+    "SIOCSPGRP": _socket_owner(SIOCSPGRP),
+}
+
+
+def test_fd_owner_signal_kills_a_same_uid_sibling_without_the_filter(tmp_path: Path) -> None:
+    """The attack is real: two processes of uid 65534 with no filter, one kills the other."""
+    seen, victim = _sibling_signal(_uid_switch_only, _own_pipe_owner, tmp_path)
+    assert (seen, victim) == ("done", f"signal {signal.SIGKILL}")
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_fd_owner_signal_cannot_reach_a_sibling_without_landlock_scopes(tmp_path: Path, name: str) -> None:
+    """seccomp promises that signals leave a worker for nobody but itself, also on kernels
+    whose Landlock has no signal scope; an fd owner plus F_SETSIG is a signal too."""
+    seen, victim = _sibling_signal(_confine_without_signal_scope, ATTACKS[name], tmp_path)
+    assert seen == "refused 1"
+    assert victim == "exit 0"
