@@ -263,11 +263,15 @@ def cmd_join(ctx: CliContext) -> int:
             await s.sync()
             return await s.join(ctx.args.room)
 
-    room_id = _run(go())
+    return _report_room(ctx, "joined", _run(go()))
+
+
+def _report_room(ctx: CliContext, verb: str, room_id: str) -> int:
+    """The room id the homeserver answered; it is the server's text, so printed safely."""
     if ctx.json:
         emit_json({"room_id": room_id})
     else:
-        sys.stdout.write(f"joined {printable(room_id, 255)}\n")
+        sys.stdout.write(f"{verb} {printable(room_id, 255)}\n")
     return 0
 
 
@@ -282,12 +286,7 @@ def cmd_create_room(ctx: CliContext) -> int:
             return await s.create_room(name=a.name, topic=a.topic, alias=a.alias, encrypted=not a.unencrypted,
                                        invite=tuple(a.invite), public=a.public)
 
-    room_id = _run(go())
-    if ctx.json:
-        emit_json({"room_id": room_id})
-    else:
-        sys.stdout.write(f"created {room_id}\n")
-    return 0
+    return _report_room(ctx, "created", _run(go()))
 
 
 def cmd_send(ctx: CliContext) -> int:
