@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -148,3 +149,49 @@ def test_fd_owner_signal_cannot_reach_a_sibling_without_landlock_scopes(tmp_path
     seen, victim = _sibling_signal(_confine_without_signal_scope, ATTACKS[name], tmp_path)
     assert seen == "refused 1"
     assert victim == "exit 0"
+
+
+# --- the host's HTML sanitizer under hostile input --------------------------------------------
+
+COSTLY_HTML = {
+    # Each is well below the strict policy's 4 MiB maxOutputBytes.
+    "unclosed divs": "'<div>' * 400_000",
+    "nested lists": "'<li><ul>' * 200_000",
+    "closing tags": "'<b></i>' * 250_000 + '<div>' * 100_000",
+    "one tag, many attributes": "'<a ' + ' '.join(f'h{i}=1' for i in range(300_000)) + '>x'",
+}
+_SANITIZE_CHILD = """
+import sys, time
+from kumix.extensions.proc.results import check_result
+hostile = eval(sys.argv[1]) + '<script>alert(1)</script><img src=x onerror=alert(1)>'
+started = time.perf_counter()
+cleaned = check_result('render.markdown', {'html': hostile})['html']
+print(time.perf_counter() - started)
+print('<script' in cleaned or '<img' in cleaned or '<div' in cleaned)
+"""
+
+
+@pytest.mark.parametrize("name", sorted(COSTLY_HTML))
+def test_a_hostile_html_result_cannot_hold_the_host_event_loop(name: str) -> None:
+    """The host sanitizes every `html` of a result on its event loop; a result built to make
+    the HTML parser quadratic must still be answered at once, and stay inert. (In a child
+    process: without the bound, one of these runs for many minutes.)"""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SANITIZE_CHILD, COSTLY_HTML[name]],
+            capture_output=True, text=True, timeout=15, check=True,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("sanitizing did not finish within 15 s")
+    elapsed, active = done.stdout.split()
+    assert float(elapsed) < 1.0, f"sanitizing took {float(elapsed):.1f} s"
+    assert active == "False"
+
+
+def test_ordinary_html_is_still_sanitized_not_escaped() -> None:
+    from kumix.extensions.sanitize import sanitize_html
+
+    table = "<table>" + "<tr><td>cell</td></tr>" * 1_000 + "</table>"
+    cleaned = sanitize_html('<p><b>hi</b><script>x</script></p>' + table)
+    assert cleaned.startswith("<p><b>hi</b></p><table>")
+    assert cleaned.count("<td>") == 1_000
