@@ -26,9 +26,6 @@ from kumix.extensions.proc.seccomp_filter import F_SETOWN_EX, FIOSETOWN, SIOCSPG
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux confinement")
 
-FIXTURES = Path(__file__).resolve().parent / "independent_fixtures"
-
-
 # --- signals through fd ownership ------------------------------------------------------------
 
 
