@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kumix.core.errors import CallTimeout, ResourceLimit, WasmRejected, WasmTrap
+from kumix.core.errors import BadRequest, CallTimeout, ResourceLimit, WasmRejected, WasmTrap
 from kumix.extensions import wasm as wasm_module
 from kumix.extensions.wasm import MAX_TABLE_ELEMENTS, WasmInstance, wat_to_wasm
 from tests.wasm_fixtures import FRIENDLY, FRIENDLY_EXPORTS, MiB, Module, loader_for, make_wasm_extension
@@ -261,3 +261,29 @@ def test_hard_link_to_other_bytes_is_refused_by_the_pin(tmp_path: Path) -> None:
     (ext_dir / "m.wasm").hardlink_to(outside)
     with pytest.raises(WasmRejected, match="sha256 mismatch"):
         loader_for(ext_dir, manifest).load("m.wasm")
+
+
+# --- numeric arguments ------------------------------------------------------------------------
+
+NUMERIC = """
+(module
+  (func (export "id32") (param i32) (result i32) (local.get 0))
+  (func (export "id64") (param i64) (result i64) (local.get 0))
+  (func (export "idf") (param f64) (result f64) (local.get 0))
+  (func (export "ok") (result i32) (i32.const 7)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("export", "value"),
+    [("id32", 2**32), ("id32", -(2**31) - 1), ("id64", 2**64 + 1), ("idf", 10**400), ("idf", True)],
+)
+def test_numbers_that_do_not_fit_are_a_bad_request_not_a_silent_wrap(tmp_path: Path, export: str, value: int) -> None:
+    instance = load(tmp_path, NUMERIC, ("id32", "id64", "idf", "ok"))
+    with pytest.raises(BadRequest):
+        instance.call(export, value)
+    assert instance.instances_created == 1, "a refused argument must not cost the instance"
+
+
+def test_integers_are_accepted_for_float_parameters(tmp_path: Path) -> None:
+    assert load(tmp_path, NUMERIC, ("idf",)).call("idf", 3) == 3.0

@@ -508,16 +508,28 @@ class WasmInstance:
         params, _ = self._signature(export)
         if len(args) != len(params):
             raise BadRequest(f"{self.path}: {export} takes {len(params)} arguments, got {len(args)}")
+        values: list[int | float] = []
         for value, kind in zip(args, params, strict=True):
-            if kind in ("i32", "i64") and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
-            if kind in ("f32", "f64") and not isinstance(value, int | float):
-                raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
             if kind not in ("i32", "i64", "f32", "f64"):
                 raise BadRequest(f"{self.path}: {export} takes a {kind} parameter, which Kumix cannot pass")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BadRequest(f"{self.path}: {export} wants {kind}, got {type(value).__name__}")
+            if kind in ("i32", "i64"):
+                bits = 32 if kind == "i32" else 64
+                # wasmtime would silently wrap a number that does not fit (2**32 becomes 0).
+                if not isinstance(value, int) or not -(2 ** (bits - 1)) <= value < 2**bits:
+                    raise BadRequest(f"{self.path}: {export} wants {kind}, got {value!r:.40}")
+                values.append(value)
+            else:
+                # wasmtime converts only Python floats to f32/f64; a TypeError from inside the
+                # call would discard the instance and reach the caller as an untyped error.
+                try:
+                    values.append(float(value))
+                except OverflowError:
+                    raise BadRequest(f"{self.path}: {export} wants {kind}, got a number out of range") from None
 
         def body(live: _Live) -> Any:
-            return self._func(live, export)(live.store, *args)
+            return self._func(live, export)(live.store, *values)
 
         return self._run(body)
 
