@@ -833,7 +833,6 @@ class WasmLoader:
         instance.instantiate_now()
         return instance
 
-
     def _compile_before_deadline(self, data: bytes, digest: str, path: str) -> wasmtime.Module:
         """Compile on a thread of its own, waiting no longer than the call's deadline.
 
