@@ -100,3 +100,21 @@ def test_vault_without_any_key_source_explains_how_to_supply_one(tmp_path: Path)
     with pytest.raises(Unauthorized, match=ENV_PASSPHRASE_FILE):
         Vault(tmp_path / "v.json", {}, interactive=False).create({"access_token": "x"})
     assert not (tmp_path / "v.json").exists()
+
+
+def test_vault_refuses_a_passphrase_path_that_is_no_text_file_with_a_typed_error(tmp_path: Path) -> None:
+    """A directory, a FIFO or undecodable bytes are the user's to fix: `unauthorized` with
+    the reason, never an IsADirectoryError, a hang or a UnicodeDecodeError."""
+    path = tmp_path / "vault.json"
+    with pytest.raises(Unauthorized, match="not a regular file"):
+        Vault(path, {ENV_PASSPHRASE_FILE: str(tmp_path)}, interactive=False).create({"access_token": "x"})
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(Unauthorized, match="not a regular file"):
+        Vault(path, {ENV_PASSPHRASE_FILE: str(fifo)}, interactive=False).create({"access_token": "x"})
+    binary = tmp_path / "binary-pass"
+    binary.write_bytes(b"\xff\xfe passphrase")
+    binary.chmod(0o600)
+    with pytest.raises(Unauthorized, match="not UTF-8"):
+        Vault(path, {ENV_PASSPHRASE_FILE: str(binary)}, interactive=False).create({"access_token": "x"})
+    assert not path.exists()

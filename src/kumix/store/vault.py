@@ -75,13 +75,19 @@ class KeySource:
 def _read_passphrase_file(path_text: str) -> str:
     path = Path(path_text)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO at that path must not hang the command until someone writes.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: cannot open the passphrase file: {exc.strerror}") from None
+    # The type is checked on the bare descriptor: fdopen refuses a directory with its own
+    # IsADirectoryError, which would escape as an untyped error.
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise Unauthorized(
+            f"{ENV_PASSPHRASE_FILE}: {path_text!r} is not a regular file; point it at a passphrase file"
+        )
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: not a regular file")
         if st.st_mode & 0o077:
             raise Unauthorized(
                 f"{ENV_PASSPHRASE_FILE}: the passphrase file is readable by others; chmod 600 it first"
@@ -91,7 +97,10 @@ def _read_passphrase_file(path_text: str) -> str:
         data = fh.read(MAX_PASSPHRASE_FILE_BYTES + 1)
     if len(data) > MAX_PASSPHRASE_FILE_BYTES:
         raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: passphrase file larger than {MAX_PASSPHRASE_FILE_BYTES} bytes")
-    text = data.decode("utf-8", errors="strict").rstrip("\r\n")
+    try:
+        text = data.decode("utf-8", errors="strict").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: the passphrase file is not UTF-8 text") from None
     if not text:
         raise Unauthorized(f"{ENV_PASSPHRASE_FILE}: the passphrase file is empty")
     return text
