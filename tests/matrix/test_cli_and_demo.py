@@ -64,6 +64,19 @@ def test_cli_refuses_to_run_without_a_vault_key(synapse: SynapseHarness, alice_u
     assert "KUMIX_VAULT_PASSPHRASE_FILE" in r.stdout
 
 
+def test_cli_second_login_in_one_data_dir_is_a_bad_request_not_an_internal_error(
+    synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path, vault_env: dict[str, str]
+) -> None:
+    env = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "data")}
+    login = ("login", "--homeserver", synapse.url, "--user", alice_user.localpart, "--password-stdin", "--json")
+    assert run_kumix(*login, env=env, input=alice_user.password + "\n").returncode == 0
+    again = run_kumix(*login, env=env, input=alice_user.password + "\n")
+    assert again.returncode == 1
+    error = json.loads(again.stdout)["error"]
+    assert error["code"] == "bad_request"
+    assert "kumix logout" in error["message"]
+
+
 def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,

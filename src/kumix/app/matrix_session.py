@@ -87,7 +87,8 @@ class MatrixService:
 
     async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
         if self.timeline.account() is not None:
-            raise KumixError("already logged in here; run `kumix logout` first (or use another --data-dir)")
+            # The user's request conflicts with local state: theirs to fix, not a Kumix bug.
+            raise BadRequest("already logged in here; run `kumix logout` first (or use another --data-dir)")
         homeserver = homeserver_url(homeserver)
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an
         # earlier session (crash during login) would not open with the new key.
