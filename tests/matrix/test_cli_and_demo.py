@@ -77,6 +77,25 @@ def test_cli_second_login_in_one_data_dir_is_a_bad_request_not_an_internal_error
     assert "kumix logout" in error["message"]
 
 
+def test_cli_without_a_terminal_names_the_stdin_option_instead_of_prompting(tmp_path: Path) -> None:
+    """A script that forgot --password-stdin gets a bad_request naming it, not getpass's
+    echo warning and an internal EOFError."""
+    env = {"KUMIX_DATA_DIR": str(tmp_path / "data")}
+    cases = [
+        (("login", "--homeserver", "http://127.0.0.1:9", "--user", "alice"), "--password-stdin"),
+        (("keys", "export", str(tmp_path / "keys.txt")), "--passphrase-stdin"),
+        (("keys", "import", str(tmp_path / "keys.txt")), "--passphrase-stdin"),
+    ]
+    for args, option in cases:
+        r = run_kumix(*args, "--json", env=env, input="")
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        error = json.loads(r.stdout)["error"]
+        assert error["code"] == "bad_request", (args, error)
+        assert option in error["message"]
+        assert "Warning" not in r.stderr
+        assert "Traceback" not in r.stderr
+
+
 def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,

@@ -139,6 +139,18 @@ def _read_stdin_secret(what: str) -> str:
     return line
 
 
+def _prompt_secret(prompt: str, what: str, stdin_option: str) -> str:
+    """Ask on the terminal. Without one (a script, a pipe), getpass would fall back to
+    reading stdin with a warning and end in EOFError: say which option reads stdin instead.
+    The rule is the vault's: a prompt only when stdin is a terminal."""
+    if not sys.stdin.isatty():
+        raise BadRequest(f"no terminal to ask for the {what}: pass {stdin_option} and write it to stdin")
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise BadRequest(f"no {what} entered") from None
+
+
 @contextlib.asynccontextmanager
 async def _session(ctx: CliContext, *, markdown: bool = False) -> AsyncIterator[Session]:
     service = _service(ctx)
@@ -195,7 +207,8 @@ def cmd_login(ctx: CliContext) -> int:
     else:
         if not a.user:
             raise BadRequest("--user is needed to log in with a password")
-        password = _read_stdin_secret("password") if a.password_stdin else getpass.getpass("Matrix password: ")
+        password = (_read_stdin_secret("password") if a.password_stdin
+                    else _prompt_secret("Matrix password: ", "password", "--password-stdin"))
         account = _run(service.login_password(a.homeserver, a.user, password))
     if ctx.json:
         emit_json({"user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver})
@@ -399,8 +412,8 @@ def cmd_search(ctx: CliContext) -> int:
 def _key_file_passphrase(ctx: CliContext, confirm: bool) -> str:
     if ctx.args.passphrase_stdin:
         return _read_stdin_secret("passphrase")
-    first = getpass.getpass("Key file passphrase: ")
-    if confirm and getpass.getpass("Repeat: ") != first:
+    first = _prompt_secret("Key file passphrase: ", "key file passphrase", "--passphrase-stdin")
+    if confirm and _prompt_secret("Repeat: ", "key file passphrase", "--passphrase-stdin") != first:
         raise BadRequest("the two passphrases differ")
     if not first:
         raise BadRequest("an empty key file passphrase is not accepted")
