@@ -96,6 +96,17 @@ def test_cli_without_a_terminal_names_the_stdin_option_instead_of_prompting(tmp_
         assert "Traceback" not in r.stderr
 
 
+def test_cli_send_usage_error_is_json_on_stdout_with_json(tmp_path: Path) -> None:
+    """Like every usage error: exit 2, argparse-style text on stderr and, with --json, a
+    bad_request document on stdout."""
+    env = {"KUMIX_DATA_DIR": str(tmp_path / "data")}
+    for extra in ((), ("some text", "--file", str(tmp_path / "f"))):
+        r = run_kumix("send", "!room:localhost", *extra, "--json", env=env, input="")
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert json.loads(r.stdout)["error"]["code"] == "bad_request"
+        assert "kumix send: error: give either TEXT or --file PATH" in r.stderr
+
+
 def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,

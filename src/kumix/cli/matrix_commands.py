@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from kumix.app.markdown import extension_renderer
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
-from kumix.cli.output import emit_json, emit_table, printable
+from kumix.cli.output import emit_json, emit_table, printable, usage_error
 from kumix.core.errors import BadRequest, NotFound, Unavailable
 from kumix.core.models import Event
 
@@ -305,8 +305,7 @@ def cmd_create_room(ctx: CliContext) -> int:
 def cmd_send(ctx: CliContext) -> int:
     a = ctx.args
     if (a.text is None) == (a.file is None):
-        sys.stderr.write("kumix send: give either TEXT or --file PATH\n")
-        return 2
+        return usage_error("kumix send", "give either TEXT or --file PATH", as_json=ctx.json)
 
     async def go() -> dict[str, Any]:
         async with _session(ctx, markdown=not a.plain) as s:

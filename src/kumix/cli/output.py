@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from kumix.core.errors import KumixError
+from kumix.core.errors import BadRequest, KumixError
 
 
 def emit_json(doc: Any, stream: TextIO | None = None) -> None:
@@ -28,6 +28,19 @@ def emit_error(error: KumixError, *, as_json: bool) -> None:
         # Messages quote paths and names found on disk: strip what could drive the terminal.
         message = printable(error.message, MAX_ERROR_CHARS)
         sys.stderr.write(f"kumix: error: {message} [{error.code}]\n")
+
+
+EXIT_USAGE = 2
+
+
+def usage_error(prog: str, message: str, *, as_json: bool) -> int:
+    """A usage error found after parsing (a rule argparse cannot express): the same output
+    as argparse's own, so scripts see one behaviour: the text on stderr, with --json also a
+    `bad_request` error as JSON on stdout, and exit code 2."""
+    if as_json:
+        emit_error(BadRequest(f"{prog}: {message}"), as_json=True)
+    sys.stderr.write(f"{prog}: error: {printable(message, MAX_ERROR_CHARS)}\n")
+    return EXIT_USAGE
 
 
 def emit_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
