@@ -107,6 +107,35 @@ def test_cli_send_usage_error_is_json_on_stdout_with_json(tmp_path: Path) -> Non
         assert "kumix send: error: give either TEXT or --file PATH" in r.stderr
 
 
+def test_cli_file_arguments_that_are_missing_or_directories_get_typed_errors(
+    synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path, vault_env: dict[str, str]
+) -> None:
+    """send --file, keys export and keys import name the path and what is wrong with it
+    (not_found / bad_request), never an internal FileNotFoundError or IsADirectoryError."""
+    env = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "data")}
+    r = run_kumix("login", "--homeserver", synapse.url, "--user", alice_user.localpart, "--password-stdin",
+                  env=env, input=alice_user.password + "\n")
+    assert r.returncode == 0, r.stderr
+    room = json.loads(run_kumix("create-room", "--unencrypted", "--json", env=env).stdout)["room_id"]
+    missing, directory = tmp_path / "missing", tmp_path / "a-directory"
+    directory.mkdir()
+    cases = [
+        (("send", room, "--file", str(missing)), "not_found"),
+        (("send", room, "--file", str(directory)), "bad_request"),
+        (("keys", "export", str(directory), "--passphrase-stdin"), "bad_request"),
+        (("keys", "export", str(missing / "keys.txt"), "--passphrase-stdin"), "not_found"),
+        (("keys", "import", str(missing), "--passphrase-stdin"), "not_found"),
+        (("keys", "import", str(directory), "--passphrase-stdin"), "bad_request"),
+    ]
+    for args, code in cases:
+        r = run_kumix(*args, "--json", env=env, input="key file passphrase\n")
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        error = json.loads(r.stdout)["error"]
+        assert error["code"] == code, (args, error)
+        assert str(tmp_path) in error["message"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["a-directory", "vault-passphrase"]
+
+
 def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,

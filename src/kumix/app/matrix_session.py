@@ -367,7 +367,14 @@ class Session:
 
     async def send_file(self, room_id: str, path: Path) -> OutboxEntry:
         """Upload (encrypted when the room is) and queue the file event."""
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"send file: {path} does not exist") from None
+        except IsADirectoryError:
+            raise BadRequest(f"send file: {path} is a directory, not a file") from None
+        except OSError as exc:
+            raise BadRequest(f"send file: cannot read {path}: {exc.strerror or exc}") from None
         mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         encrypted = self.client.room_is_encrypted(room_id)
         if encrypted is None:

@@ -579,14 +579,27 @@ class MatrixClient:
     # -- keys ------------------------------------------------------------------------
 
     async def export_keys(self, path: Path, passphrase: str) -> None:
-        await _guard(self._nio.export_keys(str(path), passphrase), "export keys", timeout=None)
-        path.chmod(0o600)
+        # nio writes a temporary file next to the target and renames it over the target:
+        # a directory or a missing parent would end in a raw OSError (and a stray temp file).
+        if path.is_dir():
+            raise BadRequest(f"export keys: {path} is a directory; give the path of the file to write")
+        if not path.parent.is_dir():
+            raise NotFound(f"export keys: directory {path.parent} does not exist")
+        try:
+            await _guard(self._nio.export_keys(str(path), passphrase), "export keys", timeout=None)
+            path.chmod(0o600)
+        except OSError as exc:
+            raise BadRequest(f"export keys: cannot write {path}: {exc.strerror or exc}") from None
 
     async def import_keys(self, path: Path, passphrase: str) -> None:
         try:
             await _guard(self._nio.import_keys(str(path), passphrase), "import keys", timeout=None)
         except nio.EncryptionError as exc:
             raise Unauthorized(f"import keys: wrong passphrase or not a key export ({exc})") from None
+        except FileNotFoundError:
+            raise NotFound(f"import keys: file {path} does not exist") from None
+        except IsADirectoryError:
+            raise BadRequest(f"import keys: {path} is a directory; give the path of a key export file") from None
         except (OSError, ValueError) as exc:
             raise BadRequest(f"import keys: {exc}") from None
 
