@@ -175,6 +175,12 @@ def test_validate(tmp_path: Path, data_dir: Path) -> None:
     assert doc["error"]["details"]["pointer"] == "/version"
     code, doc = kumix_json(data_dir, "ext", "validate", str(tmp_path / "missing"))
     assert (code, doc["error"]["code"]) == (1, "not_found")
+    # A file other than a manifest.json is named as such, not judged as its directory.
+    other = tmp_path / "notes.json"
+    other.write_text("{}")
+    code, doc = kumix_json(data_dir, "ext", "validate", str(other))
+    assert (code, doc["error"]["code"]) == (1, "bad_request")
+    assert "notes.json is not a manifest.json" in doc["error"]["message"]
 
 
 def test_schema_export_writes_valid_json_schemas(tmp_path: Path, data_dir: Path) -> None:

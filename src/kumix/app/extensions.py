@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kumix.core.errors import BadRequest, Disabled, InvalidManifest, NotFound, NotGranted, PolicyDenied
-from kumix.extensions.manifest import Manifest
+from kumix.extensions.manifest import MANIFEST_FILE, Manifest
 from kumix.extensions.policy import Decision, Policy
 from kumix.extensions.registry import ExtensionRecord, discover, inspect_extension_dir
 from kumix.store.extension_state import ExtensionStateStore
@@ -175,5 +175,11 @@ def validate_extension_dir(path: Path) -> ExtensionRecord:
     # bare `manifest.json` would otherwise give the directory the empty name.
     path = path.absolute()
     if path.is_file():
+        # Any other file would be judged as if its directory were meant, and the answer
+        # would be about a manifest.json the user never named.
+        if path.name != MANIFEST_FILE:
+            raise BadRequest(
+                f"{path} is not a {MANIFEST_FILE}: give an extension directory or its {MANIFEST_FILE}"
+            )
         path = path.parent
     return inspect_extension_dir(path, origin="external", root=path.parent, expected_kind=None)
