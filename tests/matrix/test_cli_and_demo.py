@@ -136,6 +136,30 @@ def test_cli_file_arguments_that_are_missing_or_directories_get_typed_errors(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["a-directory", "vault-passphrase"]
 
 
+def test_demo_refuses_bad_arguments_and_unusable_data_before_starting_synapse(tmp_path: Path) -> None:
+    """A port out of range is a usage error; a data dir that is a file, or demo state that
+    is not JSON, is a typed error naming the path: never an internal error, never a
+    Synapse traceback quoted back."""
+    for port in ("99999", "-5", "http"):
+        r = run_kumix("--data-dir", str(tmp_path / "d1"), "demo", "--port", port, "--json", input="")
+        assert r.returncode == 2, (port, r.stderr)
+        assert json.loads(r.stdout)["error"]["code"] == "bad_request"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    r = run_kumix("--data-dir", str(a_file), "demo", "--json", input="")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"]["code"] == "bad_request"
+    seed = tmp_path / "d2" / "demo" / "seed.json"
+    seed.parent.mkdir(parents=True)
+    seed.write_text("{not json")
+    r = run_kumix("--data-dir", str(tmp_path / "d2"), "demo", "--json", input="")
+    assert r.returncode == 1
+    error = json.loads(r.stdout)["error"]
+    assert error["code"] == "state_corrupt"
+    assert str(seed) in error["message"]
+    assert not (tmp_path / "d2" / "demo" / "homeserver").exists()
+
+
 def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,

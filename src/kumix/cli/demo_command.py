@@ -24,6 +24,7 @@ from kumix.app.markdown import extension_renderer
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
 from kumix.cli.matrix_commands import _print_event
+from kumix.core.errors import BadRequest, StateCorrupt
 from kumix.core.models import Event
 from kumix.store.database import Database
 from kumix.store.vault import ENV_PASSPHRASE_FILE
@@ -38,8 +39,20 @@ SEED_MESSAGES = (
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("demo", help="run a local homeserver with demo users, rooms and a bot", parents=[common])
-    p.add_argument("--port", type=int, default=0, help="homeserver port (default: reuse the last one, or a free one)")
+    p.add_argument("--port", type=_port, default=0,
+                   help="homeserver port, 1-65535 (default: reuse the last one, or a free one)")
     p.set_defaults(handler=cmd_demo)
+
+
+def _port(text: str) -> int:
+    """A TCP port, checked here: Synapse would only fail later, quoting its own traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text[:40]!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 1 and 65535")
+    return value
 
 
 def _say(message: str) -> None:
@@ -59,7 +72,16 @@ class DemoState:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.path = root / "seed.json"
-        self.doc: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.doc: dict[str, Any] = {}
+        fix = f"remove {root} to start the demo afresh"
+        if self.path.exists():
+            try:
+                doc = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise StateCorrupt(f"demo state {self.path} is unreadable ({exc}); {fix}") from None
+            if not isinstance(doc, dict):
+                raise StateCorrupt(f"demo state {self.path} is not a JSON object; {fix}")
+            self.doc = doc
 
     def save(self) -> None:
         _write_private(self.path, json.dumps(self.doc, indent=2))
@@ -74,8 +96,12 @@ class DemoState:
 
 
 def cmd_demo(ctx: CliContext) -> int:
+    ctx.settings.ensure_data_dir()  # a data dir that cannot be one is a typed error
     root = ctx.settings.data_dir / "demo"
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        root.mkdir(exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise BadRequest(f"demo directory {str(root)!r} cannot be used: {exc.strerror}") from None
     state = DemoState(root)
     port = ctx.args.port or int(state.doc.get("port", 0)) or free_port()
     if not ctx.args.port and state.doc.get("port"):
