@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.conftest import run_kumix
@@ -29,6 +33,25 @@ def test_version_and_help() -> None:
     for command in ("ext", "policy", "schema"):
         assert command in result.stdout
     assert run_kumix("ext", "--help").returncode == 0
+
+
+def test_ctrl_c_while_kumix_starts_is_interrupted_not_a_traceback(tmp_path: Path) -> None:
+    """The first second of a run imports nio, the crypto libraries and jsonschema; Ctrl-C
+    then must end like Ctrl-C during the command: "interrupted", exit 130."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")}
+    env["KUMIX_DATA_DIR"] = str(tmp_path / "data")
+    for delay in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0):
+        proc = subprocess.Popen([sys.executable, "-m", "kumix", "ext", "list"], env=env, text=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, (delay, err)
+        # -SIGINT is also "interrupted" (a shell reports it as 130): CPython ends a process by
+        # SIGINT when the KeyboardInterrupt, though caught, came out of exec'd code (dataclass
+        # and namedtuple creation use exec), or when it arrives after the command finished.
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, err)
+        assert err in ("", "kumix: interrupted\n"), (delay, err)
 
 
 def test_usage_errors_exit_2() -> None:

@@ -11,21 +11,28 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from kumix import __version__
-from kumix.app.settings import Settings
-from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
-from kumix.cli.context import CliContext
 from kumix.cli.output import emit_error
 from kumix.core.errors import BadRequest, KumixError
 
-COMMAND_MODULES: list[ModuleType] = [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
-"""Each module has `register(subparsers, common)`; order is the order in --help."""
+if TYPE_CHECKING:
+    from kumix.cli.context import CliContext
+
+# The command modules (and through them nio, the crypto libraries, jsonschema) take about a
+# second to import. They are imported inside `run`'s Ctrl-C handling, so an interrupt during
+# start-up is "interrupted", exit 130, like one during the command, not a traceback.
+def command_modules() -> list[ModuleType]:
+    """Each module has `register(subparsers, common)`; order is the order in --help."""
+    from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
+
+    return [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
+
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-Handler = Callable[[CliContext], int]
+Handler = Callable[["CliContext"], int]
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -76,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kumix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
+    for module in command_modules():
         module.register(sub, common)
     return parser
 
@@ -87,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     as_json = bool(getattr(args, "json", False))
+    from kumix.app.settings import Settings
+    from kumix.cli.context import CliContext
+
     try:
         settings = Settings.resolve(
             data_dir=getattr(args, "data_dir", None),
@@ -102,8 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit_error(exc, as_json=as_json)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        sys.stderr.write("kumix: interrupted\n")
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except BrokenPipeError:
         # Output piped into a closed reader (e.g. `| head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -115,8 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _interrupted() -> int:
+    sys.stderr.write("kumix: interrupted\n")
+    return EXIT_INTERRUPTED
+
+
 def run() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        # Ctrl-C before `main` reached its own handler: while the command modules load.
+        code = _interrupted()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
