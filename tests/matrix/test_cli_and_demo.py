@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.conftest import run_kumix
@@ -158,6 +160,36 @@ def test_demo_refuses_bad_arguments_and_unusable_data_before_starting_synapse(tm
     assert error["code"] == "state_corrupt"
     assert str(seed) in error["message"]
     assert not (tmp_path / "d2" / "demo" / "homeserver").exists()
+
+
+def test_cli_login_to_a_server_that_is_not_matrix_says_to_check_the_url(tmp_path: Path) -> None:
+    """A web server without a Matrix API (a wrong port or path) answers with no Matrix error
+    body: the message says so instead of nio's "unknown error"."""
+
+    class NotMatrix(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotMatrix)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        r = run_kumix("login", "--homeserver", url, "--user", "alice", "--password-stdin", "--json",
+                      env={"KUMIX_DATA_DIR": str(tmp_path / "data")}, input="password\n")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert r.returncode == 1
+    message = json.loads(r.stdout)["error"]["message"]
+    assert "HTTP 404" in message
+    assert "homeserver URL" in message
 
 
 def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:

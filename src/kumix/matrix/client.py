@@ -98,6 +98,11 @@ def _raise_for(resp: Any, action: str, *, login: bool = False) -> None:
     transport = getattr(resp, "transport_response", None)
     http_status = int(getattr(transport, "status", 0) or 0)
     message = f"{action}: {resp.message or errcode or 'error'}"
+    if http_status and not errcode:
+        # No Matrix error body: a web server, a proxy or a wrong path answered, and nio's own
+        # text ("unknown error") tells the user nothing.
+        message = (f"{action}: the server answered HTTP {http_status} without a Matrix error; "
+                   "check that the homeserver URL points at a Matrix homeserver")
     details: dict[str, Any] = {"errcode": errcode, "status": http_status}
     if http_status == 429 or errcode == "M_LIMIT_EXCEEDED":
         details["retry_after_ms"] = resp.retry_after_ms
