@@ -206,6 +206,15 @@ def test_validate(tmp_path: Path, data_dir: Path) -> None:
     assert "notes.json is not a manifest.json" in doc["error"]["message"]
 
 
+def test_schema_export_into_an_unusable_directory_is_a_bad_request(tmp_path: Path, data_dir: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for target in (a_file / "schemas", Path("/proc/kumix-no-such-dir")):
+        code, doc = kumix_json(data_dir, "schema", "export", str(target))
+        assert (code, doc["error"]["code"]) == (1, "bad_request"), doc
+        assert str(target) in doc["error"]["message"]
+
+
 def test_schema_export_writes_valid_json_schemas(tmp_path: Path, data_dir: Path) -> None:
     target = tmp_path / "schemas"
     code, doc = kumix_json(data_dir, "schema", "export", str(target))

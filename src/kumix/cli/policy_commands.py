@@ -69,15 +69,19 @@ def cmd_schema_export(ctx: CliContext) -> int:
     target: Path = ctx.args.dir
     if target.exists() and not target.is_dir():
         raise BadRequest(f"{target} exists and is not a directory")
-    target.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in SCHEMA_FILES:
-        data = resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()
-        out = target / name
-        tmp = target / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(out)
-        written.append(str(out))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in SCHEMA_FILES:
+            data = resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()
+            out = target / name
+            tmp = target / f".{name}.tmp"
+            tmp.write_bytes(data)
+            tmp.replace(out)
+            written.append(str(out))
+    except OSError as exc:
+        # A parent that is a file, a read-only or virtual file system: the user's to fix.
+        raise BadRequest(f"cannot write the schemas into {target}: {exc.strerror or exc}") from None
     if ctx.json:
         emit_json({"written": written})
     else:
