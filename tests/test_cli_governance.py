@@ -54,6 +54,29 @@ def test_ctrl_c_while_kumix_starts_is_interrupted_not_a_traceback(tmp_path: Path
         assert err in ("", "kumix: interrupted\n"), (delay, err)
 
 
+def test_every_option_and_argument_of_every_command_has_a_help_text() -> None:
+    """`kumix COMMAND --help` is the reference a user reads first: a bare `--name NAME` or
+    `room` says nothing about what is expected."""
+    import argparse
+
+    from kumix.cli.main import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if not any(c.dest == name and c.help for c in action._choices_actions):
+                        missing.append(f"{sub.prog} (command)")
+                    walk(sub)
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)) and not action.help:
+                missing.append(f"{parser.prog} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser())
+    assert missing == []
+
+
 def test_usage_errors_exit_2() -> None:
     assert run_kumix().returncode == 2
     assert run_kumix("no-such-command").returncode == 2

@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "on failure exits 1 (with --json the error is printed as {\"error\": {code, message}}).",
         parents=[common],
     )
-    p.add_argument("id")
-    p.add_argument("method")
-    p.add_argument("--params", default="{}", help="JSON object of parameters")
+    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
+    p.add_argument("method", help="one of the methods its manifest declares ('kumix ext info ID')")
+    p.add_argument("--params", default="{}", help="JSON object of parameters (default {})")
     p.set_defaults(handler=cmd_call)
 
 

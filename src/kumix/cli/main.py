@@ -40,7 +40,11 @@ def _common_options() -> argparse.ArgumentParser:
     overwriting an earlier one with its default."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("global options")
-    g.add_argument("--data-dir", default=argparse.SUPPRESS, help="state directory (env KUMIX_DATA_DIR)")
+    g.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="state directory (env KUMIX_DATA_DIR; default $XDG_DATA_HOME/kumix, else ~/.local/share/kumix)",
+    )
     g.add_argument(
         "--policy",
         default=argparse.SUPPRESS,

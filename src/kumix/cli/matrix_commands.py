@@ -48,7 +48,8 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("login", help="log in to a Matrix homeserver", parents=[common])
-    p.add_argument("--homeserver", required=True, metavar="URL")
+    p.add_argument("--homeserver", required=True, metavar="URL",
+                   help="the homeserver's http:// or https:// base URL, e.g. https://matrix.example.org")
     p.add_argument("--user", metavar="USER", help="user id or localpart (not needed with an access token)")
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -65,49 +66,54 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.set_defaults(handler=cmd_rooms)
 
     p = subparsers.add_parser("join", help="join a room by id or alias", parents=[common])
-    p.add_argument("room")
+    p.add_argument("room", help="room id (!id:server) or alias (#alias:server)")
     p.set_defaults(handler=cmd_join)
 
     p = subparsers.add_parser("create-room", help="create a room (encrypted unless --unencrypted)", parents=[common])
-    p.add_argument("--name")
-    p.add_argument("--topic")
+    p.add_argument("--name", help="the room's name")
+    p.add_argument("--topic", help="the room's topic")
     p.add_argument("--alias", help="local part of a new #alias")
-    p.add_argument("--unencrypted", action="store_true")
-    p.add_argument("--public", action="store_true")
-    p.add_argument("--invite", action="append", default=[], metavar="USER")
+    p.add_argument("--unencrypted", action="store_true", help="no end-to-end encryption")
+    p.add_argument("--public", action="store_true", help="anyone on the homeserver may join")
+    p.add_argument("--invite", action="append", default=[], metavar="USER",
+                   help="invite this user id (@user:server), repeatable")
     p.add_argument("--direct", metavar="USER", help="a direct-message room with USER")
     p.set_defaults(handler=cmd_create_room)
 
     p = subparsers.add_parser("send", help="send a message (markdown) or a file to a room", parents=[common])
     p.add_argument("room", help="room id or alias")
-    p.add_argument("text", nargs="?", default=None)
+    p.add_argument("text", nargs="?", default=None, help="the message, markdown unless --plain")
     p.add_argument("--file", type=Path, help="send this file instead (encrypted in encrypted rooms)")
     p.add_argument("--plain", action="store_true", help="no markdown rendering")
-    p.add_argument("--reply-to", metavar="EVENT_ID")
+    p.add_argument("--reply-to", metavar="EVENT_ID", help="reply to this event of the room")
     p.set_defaults(handler=cmd_send)
 
     p = subparsers.add_parser("tail", help="follow a room live (Ctrl-C to stop)", parents=[common])
-    p.add_argument("room")
-    p.add_argument("--history", type=_count(0), default=10, metavar="N", help="show the last N events first")
+    p.add_argument("room", help="room id or alias")
+    p.add_argument("--history", type=_count(0), default=10, metavar="N",
+                   help=f"show the last N events first, 0-{MAX_LIMIT} (default 10)")
     p.set_defaults(handler=cmd_tail)
 
     p = subparsers.add_parser(
         "history", help="the newest events of a room, fetching older ones when needed", parents=[common])
-    p.add_argument("room")
-    p.add_argument("--limit", type=_count(1), default=50)
+    p.add_argument("room", help="room id or alias")
+    p.add_argument("--limit", type=_count(1), default=50, metavar="N",
+                   help=f"how many events, 1-{MAX_LIMIT} (default 50)")
     p.set_defaults(handler=cmd_history)
 
     p = subparsers.add_parser("search", help="full-text search of messages held locally", parents=[common])
-    p.add_argument("query")
-    p.add_argument("--room")
-    p.add_argument("--limit", type=_count(1), default=50)
+    p.add_argument("query", help="words to find (plain words; no search syntax)")
+    p.add_argument("--room", help="only in this room (id or alias)")
+    p.add_argument("--limit", type=_count(1), default=50, metavar="N",
+                   help=f"how many hits, 1-{MAX_LIMIT} (default 50)")
     p.set_defaults(handler=cmd_search)
 
     keys = subparsers.add_parser("keys", help="export or import end-to-end room keys", parents=[common])
     ksub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     for name, handler in (("export", cmd_keys_export), ("import", cmd_keys_import)):
         kp = ksub.add_parser(name, help=f"{name} room keys (file encrypted with a passphrase)", parents=[common])
-        kp.add_argument("path", type=Path)
+        kp.add_argument("path", type=Path,
+                        help="the key file to write" if name == "export" else "the key file to read")
         kp.add_argument("--passphrase-stdin", action="store_true", help="read the file's passphrase from stdin")
         kp.set_defaults(handler=handler)
 
