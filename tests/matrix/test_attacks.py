@@ -297,7 +297,9 @@ async def test_a_message_to_an_unknown_room_does_not_block_the_outbox(
         room_id = await s.create_room(name="outbox", encrypted=False)
     bogus = run_kumix("send", "!doesnotexist:localhost", "lost", "--plain", "--json", env=env)
     assert bogus.returncode == 1, bogus.stdout + bogus.stderr
-    assert json.loads(bogus.stdout)["state"] == "failed"
+    error = json.loads(bogus.stdout)["error"]  # a failure has the shape of every error
+    assert error["code"] == "not_found"
+    assert error["details"]["outbox"]["state"] == "failed"
     good = run_kumix("send", room_id, "delivered", "--plain", "--json", env=env)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["state"] == "sent"

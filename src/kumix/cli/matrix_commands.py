@@ -23,7 +23,7 @@ from kumix.app.markdown import extension_renderer
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable, usage_error
-from kumix.core.errors import BadRequest, NotFound, Unavailable
+from kumix.core.errors import ALL_ERRORS, BadRequest, KumixError, NotFound, Unavailable
 from kumix.core.models import Event
 
 T = TypeVar("T")
@@ -331,15 +331,19 @@ def cmd_send(ctx: CliContext) -> int:
             return final.to_json()
 
     doc = _run(go())
+    if doc["state"] == "failed":
+        # A failure is reported like every other one (`{"error": {code, message}}` with
+        # --json, exit 1), with the outbox entry in the details.
+        code, _, message = str(doc["error"] or "internal: unknown failure").partition(": ")
+        error_class = {cls.code: cls for cls in ALL_ERRORS}.get(code, KumixError)
+        raise error_class(f"not sent: {message or code}", details={"outbox": doc})
     if ctx.json:
         emit_json(doc)
     elif doc["state"] == "sent":
         sys.stdout.write(f"sent {doc['event_id']}\n")
-    elif doc["state"] == "failed":
-        sys.stderr.write(f"kumix: error: not sent: {doc['error']}\n")
     else:
         sys.stdout.write(f"queued (homeserver unreachable); it goes out on the next kumix run: {doc['txn_id']}\n")
-    return 1 if doc["state"] == "failed" else 0
+    return 0
 
 
 def cmd_tail(ctx: CliContext) -> int:
