@@ -396,6 +396,9 @@ async def test_bad_limits_and_room_names_are_usage_or_typed_errors(
         r = run_kumix("history", room, "--json", env=env)
         _assert_error(r)
         _assert_terminal_safe(r.stdout)
+        r = run_kumix("search", "x", "--room", room, "--json", env=env)
+        _assert_error(r)
+        _assert_terminal_safe(r.stdout)
         r = run_kumix("history", room, env=env)
         assert r.returncode == 1
         assert "Traceback" not in r.stderr

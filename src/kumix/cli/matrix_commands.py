@@ -407,6 +407,9 @@ def cmd_search(ctx: CliContext) -> int:
         async with _session(ctx) as s:
             await _sync_or_cached(s)
             room_id = await s.resolve(ctx.args.room) if ctx.args.room else None
+            # Like history and tail: a room that is not ours is an error, not "no hits".
+            if room_id is not None and s.timeline.room(room_id) is None:
+                raise NotFound(f"not a room of this account: {room_id}")
             return s.search(ctx.args.query, room_id=room_id, limit=ctx.args.limit)
 
     hits = _run(go())
