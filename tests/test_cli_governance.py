@@ -77,6 +77,35 @@ def test_every_option_and_argument_of_every_command_has_a_help_text() -> None:
     assert missing == []
 
 
+def test_docs_name_every_option_of_the_matrix_commands() -> None:
+    """docs/matrix.md lists the Matrix commands with their options; one the CLI has and the
+    page does not name is a feature a reader cannot find."""
+    import argparse
+
+    from kumix.cli.main import build_parser
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "matrix.md").read_text(encoding="utf-8")
+    matrix_commands = {"login", "logout", "whoami", "rooms", "join", "create-room", "send", "tail", "history",
+                       "search", "keys"}
+    global_options = {"--data-dir", "--policy", "--extensions-dir", "--json", "-h", "--help"}
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            for option in action.option_strings:
+                if option not in global_options and option not in doc:
+                    missing.append(f"{parser.prog} {option}")
+
+    sub_action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub_action.choices.items():
+        if name in matrix_commands:
+            walk(parser)
+    assert missing == []
+
+
 def test_usage_errors_exit_2() -> None:
     assert run_kumix().returncode == 2
     assert run_kumix("no-such-command").returncode == 2
