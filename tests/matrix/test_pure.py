@@ -118,3 +118,17 @@ def test_vault_refuses_a_passphrase_path_that_is_no_text_file_with_a_typed_error
     with pytest.raises(Unauthorized, match="not UTF-8"):
         Vault(path, {ENV_PASSPHRASE_FILE: str(binary)}, interactive=False).create({"access_token": "x"})
     assert not path.exists()
+
+
+def test_vault_prompt_ended_with_ctrl_d_is_unauthorized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-D at the terminal prompt makes getpass raise EOFError: a refusal, not a crash."""
+    import getpass
+
+    def eof(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr(getpass, "getpass", eof)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    with pytest.raises(Unauthorized, match="no vault passphrase entered"):
+        Vault(tmp_path / "v.json", {}, interactive=True).create({"access_token": "x"})
+    assert not (tmp_path / "v.json").exists()

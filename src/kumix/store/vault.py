@@ -106,11 +106,18 @@ def _read_passphrase_file(path_text: str) -> str:
     return text
 
 
+def _ask(prompt: str) -> str:
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:  # Ctrl-D at the prompt: no passphrase, said as such
+        raise Unauthorized("no vault passphrase entered") from None
+
+
 def _prompt(confirm: bool) -> str:
-    first = getpass.getpass("Kumix vault passphrase: ")
+    first = _ask("Kumix vault passphrase: ")
     if not first:
         raise Unauthorized("an empty vault passphrase is not accepted")
-    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+    if confirm and _ask("Repeat the passphrase: ") != first:
         raise Unauthorized("the two passphrases differ")
     return first
 
