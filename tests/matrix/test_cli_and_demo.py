@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import run_kumix
@@ -59,11 +60,32 @@ def test_cli_session_from_login_to_logout(
 
 def test_cli_refuses_to_run_without_a_vault_key(synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path) -> None:
     env = {"KUMIX_DATA_DIR": str(tmp_path / "data")}
+    devices_before = _devices(synapse, alice_user)
     r = run_kumix("login", "--homeserver", synapse.url, "--user", alice_user.user_id, "--password-stdin", "--json",
                   env=env, input=alice_user.password + "\n")
     assert r.returncode == 1
     assert json.loads(r.stdout)["error"]["code"] == "unauthorized"
     assert "KUMIX_VAULT_PASSPHRASE_FILE" in r.stdout
+    # The refused login left no device (with its live token and E2EE keys) on the server.
+    assert _devices(synapse, alice_user) == devices_before
+
+
+def _devices(synapse: SynapseHarness, user: TestUser) -> int:
+    """How many devices the account has, not counting the one this call logs in with."""
+    body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.localpart},
+                       "password": user.password}).encode()
+    login = urllib.request.Request(f"{synapse.url}/_matrix/client/v3/login", data=body, method="POST",
+                                   headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(login, timeout=30) as resp:
+        token = json.loads(resp.read())["access_token"]
+    devices = urllib.request.Request(f"{synapse.url}/_matrix/client/v3/devices",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(devices, timeout=30) as resp:
+        count = len(json.loads(resp.read())["devices"])
+    logout = urllib.request.Request(f"{synapse.url}/_matrix/client/v3/logout", data=b"{}", method="POST",
+                                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    urllib.request.urlopen(logout, timeout=30).close()
+    return count - 1
 
 
 def test_cli_second_login_in_one_data_dir_is_a_bad_request_not_an_internal_error(

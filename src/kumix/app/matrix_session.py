@@ -110,7 +110,13 @@ class MatrixService:
                 raise
             # Seal the secrets before recording the session: a session row without a vault
             # would be a login nobody can use.
-            self.vault.create({"access_token": c.access_token, "pickle_key": pickle_key})
+            try:
+                self.vault.create({"access_token": c.access_token, "pickle_key": pickle_key})
+            except KumixError:
+                # No vault key (none supplied, a bad passphrase file, Ctrl-D): the token
+                # could never be used again, so the device it created is removed too.
+                await self._abandon(c)
+                raise
             self.timeline.set_account(account)
             # Keep this first batch and its token: an identical token-less /sync soon after
             # would be answered from the homeserver's response cache, missing what happened since.
