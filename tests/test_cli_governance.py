@@ -107,6 +107,12 @@ def test_docs_name_every_option_of_the_matrix_commands() -> None:
 
 
 def test_usage_errors_exit_2() -> None:
+    # An empty global option (an unset shell variable) is refused, not read as "the default".
+    for option in ("--data-dir", "--policy", "--extensions-dir"):
+        result = run_kumix(option, "", "ext", "list", "--json")
+        assert result.returncode == 2, (option, result.stderr)
+        assert json.loads(result.stdout)["error"]["code"] == "bad_request"
+        assert "must not be empty" in result.stderr
     assert run_kumix().returncode == 2
     assert run_kumix("no-such-command").returncode == 2
     result = run_kumix("ext", "enable")

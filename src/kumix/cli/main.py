@@ -35,6 +35,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 Handler = Callable[["CliContext"], int]
 
 
+def _non_empty(text: str) -> str:
+    """An empty value (`--data-dir "$UNSET"`) would silently mean the default data
+    directory or policy, or the current directory as an extension root: refuse it."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _common_options() -> argparse.ArgumentParser:
     """Options accepted before or after the command; SUPPRESS keeps a later one from
     overwriting an earlier one with its default."""
@@ -43,17 +51,20 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--data-dir",
         default=argparse.SUPPRESS,
+        type=_non_empty,
         help="state directory (env KUMIX_DATA_DIR; default $XDG_DATA_HOME/kumix, else ~/.local/share/kumix)",
     )
     g.add_argument(
         "--policy",
         default=argparse.SUPPRESS,
+        type=_non_empty,
         help="dev, strict or a policy file (env KUMIX_POLICY; default strict)",
     )
     g.add_argument(
         "--extensions-dir",
         action="append",
         default=argparse.SUPPRESS,
+        type=_non_empty,
         metavar="DIR",
         help="extra root of external extensions, repeatable (env KUMIX_EXTENSIONS_PATH, ':'-separated)",
     )
