@@ -187,6 +187,7 @@ def test_grant_is_refused_for_undeclared_or_disallowed_capabilities(data_dir: Pa
     assert (code, doc["error"]["code"]) == (1, "bad_request")
     code, doc = kumix_json(data_dir, *args, "ext", "grant", "echo", "demo.echo")
     assert (code, doc["error"]["code"]) == (1, "policy_denied")
+    assert doc["error"]["details"] == {"missing": ["demo.echo"]}
     code, doc = kumix_json(data_dir, "ext", "grant", "markdown-renderer", "render.markdown")
     assert (code, doc["error"]["code"]) == (1, "bad_request")
 

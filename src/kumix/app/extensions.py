@@ -162,7 +162,9 @@ class ExtensionService:
         if capability not in status.manifest.capabilities:
             raise BadRequest(f"{extension_id!r} does not declare capability {capability!r}")
         if not self.policy.allows(capability):
-            raise PolicyDenied(f"policy {self.policy.name!r} does not allow capability {capability!r}")
+            # Same details as every policy_denied (docs/errors.md), so a script reads one shape.
+            raise PolicyDenied(f"policy {self.policy.name!r} does not allow capability {capability!r}",
+                               details={"missing": [capability]})
         self._store.grant(extension_id, capability, str(status.record.path.resolve()))
         return self.get(extension_id)
 
