@@ -214,20 +214,39 @@ def test_cli_login_to_a_server_that_is_not_matrix_says_to_check_the_url(tmp_path
     assert "homeserver URL" in message
 
 
-def _run_demo_until_the_bot_answers(data: Path) -> tuple[str, str, int]:
+def _run_demo_until_the_bot_answers(data: Path, *, write_as_alice: str | None = None) -> tuple[str, str, int]:
+    """Run `kumix demo` until the bot has answered (with `write_as_alice`: until it has
+    answered that text, sent by `kumix send` from another process, as the demo tells users)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[str] = []
+    handed_over = False
+    # A demo that never answers must fail the test, not hang the suite: killed, its stdout
+    # ends and the return code says so.
+    watchdog = threading.Timer(300, proc.kill)
+    watchdog.start()
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if "You said" in line:
+            if "You said" not in line:
+                continue
+            if write_as_alice is None or (handed_over and write_as_alice in line):
                 break
+            if not handed_over:
+                demo = data / "demo"
+                room = json.loads((demo / "seed.json").read_text())["rooms"]["demo"]
+                sent = run_kumix("send", room, write_as_alice, "--json", env={
+                    "KUMIX_DATA_DIR": str(demo / "kumix-alice"),
+                    "KUMIX_VAULT_PASSPHRASE_FILE": str(demo / "vault-passphrase")})
+                assert sent.returncode == 0, sent.stderr
+                assert json.loads(sent.stdout)["handed_to"]["pid"] == proc.pid
+                handed_over = True
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         rest, err = proc.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -254,8 +273,10 @@ def test_demo_runs_answers_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> 
     assert "creating demo data" in err
     assert not _synapse_alive(data)
 
-    out, err, code = _run_demo_until_the_bot_answers(data)
+    out, err, code = _run_demo_until_the_bot_answers(data, write_as_alice="written from another terminal")
     assert code == 0, err
+    assert "You said: *written from another terminal*" in out
+    assert "to write as alice from another terminal" in err
     assert "reusing demo data" in err
     assert "seeding" not in err
     assert out.count("Welcome to **Kumix**") <= 1  # the seed was not repeated

@@ -17,7 +17,7 @@ import logging
 import mimetypes
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from kumix.matrix.sync import SyncLoop, sleep_or_stop, until_stopped
 from kumix.store.database import Database
 from kumix.store.outbox import Outbox, OutboxEntry
 from kumix.store.search import SearchHit, SearchIndex
+from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
 from kumix.store.vault import Vault
 
@@ -43,6 +44,9 @@ Progress = Callable[[str], None]
 
 HTML_FORMAT = "org.matrix.custom.html"
 
+OUTBOX_POLL_SECONDS = 1.0
+"""How soon a running session notices a message another process put in the outbox."""
+
 
 def _no_progress(_: str) -> None:
     pass
@@ -53,6 +57,7 @@ class MatrixPaths:
         self.data_dir = data_dir
         self.vault = data_dir / "vault.json"
         self.crypto_dir = data_dir / "matrix" / "crypto"
+        self.session_lock = data_dir / "matrix" / "session.lock"
 
 
 class MatrixService:
@@ -67,8 +72,12 @@ class MatrixService:
         interactive: bool | None = None,
         renderer: MarkdownRenderer | None = None,
         progress: Progress | None = None,
+        command: str = "kumix",
     ) -> None:
         self.paths = MatrixPaths(data_dir)
+        self.device_lock = SessionLock(self.paths.session_lock)
+        self.command = command
+        """Named in the refusal another process gets while this one uses the device."""
         self.db = db
         self.timeline = TimelineStore(db)
         self.outbox = Outbox(db)
@@ -90,6 +99,10 @@ class MatrixService:
             # The user's request conflicts with local state: theirs to fix, not a Kumix bug.
             raise BadRequest("already logged in here; run `kumix logout` first (or use another --data-dir)")
         homeserver = homeserver_url(homeserver)
+        with self._device():
+            return await self._login_locked(homeserver, how)
+
+    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an
         # earlier session (crash during login) would not open with the new key.
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
@@ -134,14 +147,25 @@ class MatrixService:
         account = self.timeline.account()
         if account is None:
             raise Unauthorized("not logged in")
-        secrets_doc = self.vault.load()
-        async with MatrixClient(account.homeserver, self.paths.crypto_dir, pickle_key=secrets_doc["pickle_key"],
-                                sanitize=sanitize_html) as c:
-            c.restore(account, secrets_doc["access_token"])
-            # Already revoked elsewhere: the local cleanup below still has to happen.
-            with contextlib.suppress(Unauthorized):
-                await c.logout()
-        self.forget_local()
+        with self._device():
+            secrets_doc = self.vault.load()
+            async with MatrixClient(account.homeserver, self.paths.crypto_dir, pickle_key=secrets_doc["pickle_key"],
+                                    sanitize=sanitize_html) as c:
+                c.restore(account, secrets_doc["access_token"])
+                # Already revoked elsewhere: the local cleanup below still has to happen.
+                with contextlib.suppress(Unauthorized):
+                    await c.logout()
+            self.forget_local()
+
+    @contextlib.contextmanager
+    def _device(self) -> Iterator[None]:
+        """Use the account's device; another process using it now is `StateBusy`
+        (`store/session_lock.py` says why two at once would lose keys)."""
+        self.device_lock.acquire(self.command)
+        try:
+            yield
+        finally:
+            self.device_lock.release()
 
     def forget_local(self) -> None:
         self.vault.destroy()
@@ -159,15 +183,54 @@ class MatrixService:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         account = self.account()
-        secrets_doc = self.vault.load()
-        async with MatrixClient(account.homeserver, self.paths.crypto_dir, pickle_key=secrets_doc["pickle_key"],
-                                sanitize=sanitize_html) as client:
-            client.restore(account, secrets_doc["access_token"])
-            del secrets_doc
-            recovered = self.outbox.recover()
-            if recovered:
-                self.progress(f"{recovered} message(s) from an interrupted run will be re-sent")
-            yield Session(self, client)
+        with self._device():
+            secrets_doc = self.vault.load()
+            async with MatrixClient(account.homeserver, self.paths.crypto_dir, pickle_key=secrets_doc["pickle_key"],
+                                    sanitize=sanitize_html) as client:
+                client.restore(account, secrets_doc["access_token"])
+                del secrets_doc
+                # Safe only because no other process holds the device: an entry marked
+                # "sending" is one this data directory's last holder never finished.
+                recovered = self.outbox.recover()
+                if recovered:
+                    self.progress(f"{recovered} message(s) from an interrupted run will be re-sent")
+                yield Session(self, client)
+
+    # -- content -------------------------------------------------------------------------
+
+    async def render(self, text: str) -> str | None:
+        """Markdown to sanitized HTML through the extension; None means send plain text."""
+        if self.renderer is None:
+            return None
+        try:
+            rendered = await self.renderer(text)
+        except KumixError as exc:
+            log.info("markdown rendering unavailable (%s); sending plain text", exc.code)
+            return None
+        cleaned = sanitize_html(rendered).strip()
+        # Plain prose renders to a single paragraph: no formatting worth a formatted_body.
+        if cleaned == f"<p>{html.escape(text.strip(), quote=False)}</p>":
+            return None
+        return cleaned or None
+
+    async def text_content(self, text: str, *, markdown: bool = True, notice: bool = False,
+                           reply_to: str | None = None) -> dict[str, Any]:
+        content: dict[str, Any] = {"msgtype": "m.notice" if notice else "m.text", "body": text}
+        rendered = await self.render(text) if markdown else None
+        if rendered is not None:
+            content["format"] = HTML_FORMAT
+            content["formatted_body"] = rendered
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        return content
+
+    def known_room(self, room: str) -> str:
+        """A room id or alias resolved from local state only (no request): for handing a
+        message to the process that holds the device."""
+        found = self.timeline.room_by_alias(room) if room.startswith("#") else self.timeline.room(room)
+        if found is None or found.membership != "join":
+            raise NotFound(f"not a joined room of this account, as far as local state knows: {room[:255]}")
+        return found.room_id
 
 
 class Session:
@@ -260,7 +323,12 @@ class Session:
             if delay is not None:
                 await sleep_or_stop(delay, stop)
             else:
-                await until_stopped(self._outbox_wakeup.wait(), stop)
+                # Woken by this process's own sends and syncs, and at least every
+                # OUTBOX_POLL_SECONDS for messages another process handed over (`kumix send`
+                # while this one holds the device) through the shared outbox table.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(OUTBOX_POLL_SECONDS):
+                        await until_stopped(self._outbox_wakeup.wait(), stop)
 
     # -- rooms ---------------------------------------------------------------------------
 
@@ -324,33 +392,14 @@ class Session:
     # -- sending -------------------------------------------------------------------------
 
     async def render(self, text: str) -> str | None:
-        """Markdown to sanitized HTML through the extension; None means send plain text."""
-        if self.service.renderer is None:
-            return None
-        try:
-            rendered = await self.service.renderer(text)
-        except KumixError as exc:
-            log.info("markdown rendering unavailable (%s); sending plain text", exc.code)
-            return None
-        cleaned = sanitize_html(rendered).strip()
-        # Plain prose renders to a single paragraph: no formatting worth a formatted_body.
-        if cleaned == f"<p>{html.escape(text.strip(), quote=False)}</p>":
-            return None
-        return cleaned or None
+        return await self.service.render(text)
 
     async def text_content(self, text: str, *, markdown: bool = True, notice: bool = False) -> dict[str, Any]:
-        content: dict[str, Any] = {"msgtype": "m.notice" if notice else "m.text", "body": text}
-        rendered = await self.render(text) if markdown else None
-        if rendered is not None:
-            content["format"] = HTML_FORMAT
-            content["formatted_body"] = rendered
-        return content
+        return await self.service.text_content(text, markdown=markdown, notice=notice)
 
     async def send_text(self, room_id: str, text: str, *, markdown: bool = True, reply_to: str | None = None,
                         notice: bool = False, deliver: bool = True) -> OutboxEntry:
-        content = await self.text_content(text, markdown=markdown, notice=notice)
-        if reply_to:
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        content = await self.service.text_content(text, markdown=markdown, notice=notice, reply_to=reply_to)
         return await self.enqueue(room_id, "m.room.message", content, deliver=deliver)
 
     async def edit(self, room_id: str, event_id: str, text: str, *, markdown: bool = True) -> OutboxEntry:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -140,7 +141,8 @@ def _port_if_free(port: int) -> int:
 async def _service(state: DemoState, name: str, hs: Homeserver, **kw: Any) -> MatrixService:
     data = state.root / f"kumix-{name}"
     data.mkdir(exist_ok=True, mode=0o700)
-    service = MatrixService(data, Database(data / "state.db"), env=state.vault_env(), interactive=False, **kw)
+    service = MatrixService(data, Database(data / "state.db"), env=state.vault_env(), interactive=False,
+                            command="kumix demo", **kw)
     account = service.timeline.account()
     if account is not None and account.homeserver != hs.url:
         service.forget_local()  # the port changed: that session points at a dead address
@@ -214,6 +216,12 @@ async def _run_demo(ctx: CliContext, hs: Homeserver, state: DemoState) -> None:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
                 _say(f"logged in as {alice.account.user_id}; tailing '{DEMO_ROOM}' (Ctrl-C to stop)")
+                # `kumix send` on alice's data hands the message to this process, which holds
+                # her device (docs/matrix.md, "One process per device").
+                _say("to write as alice from another terminal: "
+                     f"KUMIX_DATA_DIR={shlex.quote(str(alice_service.paths.data_dir))} "
+                     f"KUMIX_VAULT_PASSPHRASE_FILE={shlex.quote(state.vault_env()[ENV_PASSPHRASE_FILE])} "
+                     f"kumix send {shlex.quote(room_id)} 'hello **bot**'")
                 try:
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(alice.run(stop))

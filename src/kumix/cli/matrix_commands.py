@@ -23,7 +23,7 @@ from kumix.app.markdown import extension_renderer
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable, usage_error
-from kumix.core.errors import ALL_ERRORS, BadRequest, KumixError, NotFound, Unavailable
+from kumix.core.errors import ALL_ERRORS, BadRequest, KumixError, NotFound, StateBusy, Unavailable
 from kumix.core.models import Event
 
 T = TypeVar("T")
@@ -128,7 +128,8 @@ def _progress(message: str) -> None:
 
 def _service(ctx: CliContext) -> MatrixService:
     ctx.settings.ensure_data_dir()
-    return MatrixService(ctx.settings.data_dir, ctx.database, progress=_progress)
+    return MatrixService(ctx.settings.data_dir, ctx.database, progress=_progress,
+                         command=f"kumix {ctx.args.command}")
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -160,14 +161,48 @@ def _prompt_secret(prompt: str, what: str, stdin_option: str) -> str:
 @contextlib.asynccontextmanager
 async def _session(ctx: CliContext, *, markdown: bool = False) -> AsyncIterator[Session]:
     service = _service(ctx)
-    if markdown:
+    # The device first: when another process holds it, no extension host is started for nothing.
+    async with service.session() as session:
+        if markdown:
+            async with extension_renderer(ctx.extensions_if_loadable(), ctx.settings) as renderer:
+                service.renderer = renderer
+                yield session
+        else:
+            yield session
+
+
+HANDOFF_WAIT_SECONDS = 30.0
+"""How long `send` waits for the process holding the device to deliver a handed-over message."""
+
+
+def _busy_note(busy: StateBusy, doing: str) -> dict[str, Any]:
+    holder: dict[str, Any] = busy.details.get("holder") or {}
+    who = f"pid {holder['pid']}, {printable(str(holder['command']), 60)}" if holder else "another process"
+    _progress(f"another Kumix process ({who}) is using this account's device; {doing}")
+    return holder
+
+
+async def _hand_off(ctx: CliContext) -> dict[str, Any]:
+    """Put a text message in the outbox for the process that holds the device: its outbox
+    loop polls the shared table and sends it, encrypted with its own keys. Waits a while
+    to report the event id."""
+    a = ctx.args
+    service = _service(ctx)
+    room_id = service.known_room(a.room)
+    if a.plain:
+        content = await service.text_content(a.text, markdown=False, reply_to=a.reply_to)
+    else:
         async with extension_renderer(ctx.extensions_if_loadable(), ctx.settings) as renderer:
             service.renderer = renderer
-            async with service.session() as session:
-                yield session
-        return
-    async with service.session() as session:
-        yield session
+            content = await service.text_content(a.text, reply_to=a.reply_to)
+    entry = service.outbox.enqueue(room_id, "m.room.message", content)
+    deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+    while True:
+        got = service.outbox.get(entry.txn_id)
+        assert got is not None
+        if got.state in ("sent", "failed") or time.monotonic() >= deadline:
+            return got.to_json()
+        await asyncio.sleep(0.1)
 
 
 def _event_line(ev: Event) -> str:
@@ -238,7 +273,12 @@ def cmd_whoami(ctx: CliContext) -> int:
             acc = await s.client.whoami()
             return {"user_id": acc.user_id, "device_id": acc.device_id, "homeserver": acc.homeserver}
 
-    doc = _run(go())
+    try:
+        doc = _run(go())
+    except StateBusy as busy:
+        _busy_note(busy, "answering from local state")
+        acc = _service(ctx).account()
+        doc = {"user_id": acc.user_id, "device_id": acc.device_id, "homeserver": acc.homeserver}
     if ctx.json:
         emit_json(doc)
     else:
@@ -263,7 +303,11 @@ def cmd_rooms(ctx: CliContext) -> int:
             await _sync_or_cached(s)
             return s.rooms()
 
-    rooms = _run(go())
+    try:
+        rooms = _run(go())
+    except StateBusy as busy:
+        _busy_note(busy, "showing the local state it keeps up to date")
+        rooms = _service(ctx).timeline.rooms()
     if ctx.json:
         emit_json([r.to_json() for r in rooms])
     else:
@@ -330,7 +374,16 @@ def cmd_send(ctx: CliContext) -> int:
             assert final is not None
             return final.to_json()
 
-    doc = _run(go())
+    holder: dict[str, Any] | None = None
+    try:
+        doc = _run(go())
+    except StateBusy as busy:
+        if a.file is not None:
+            # A file is encrypted and uploaded with the device's keys: only its holder can.
+            raise
+        holder = _busy_note(busy, "handing the message to it")
+        doc = _run(_hand_off(ctx))
+        doc["handed_to"] = holder
     if doc["state"] == "failed":
         # A failure is reported like every other one (`{"error": {code, message}}` with
         # --json, exit 1), with the outbox entry in the details.
@@ -341,6 +394,8 @@ def cmd_send(ctx: CliContext) -> int:
         emit_json(doc)
     elif doc["state"] == "sent":
         sys.stdout.write(f"sent {doc['event_id']}\n")
+    elif holder is not None:
+        sys.stdout.write(f"queued for the Kumix process holding the device (or the next kumix run): {doc['txn_id']}\n")
     else:
         sys.stdout.write(f"queued (homeserver unreachable); it goes out on the next kumix run: {doc['txn_id']}\n")
     return 0
@@ -393,7 +448,12 @@ def cmd_history(ctx: CliContext) -> int:
                 await s.paginate(room_id, missing)
             return s.service.timeline.events(room_id, limit=limit)
 
-    events = _run(go())
+    try:
+        events = _run(go())
+    except StateBusy as busy:
+        _busy_note(busy, "showing the local state it keeps up to date")
+        service = _service(ctx)
+        events = service.timeline.events(service.known_room(ctx.args.room), limit=ctx.args.limit)
     if ctx.json:
         emit_json([e.to_json() for e in events])
     else:
@@ -412,7 +472,13 @@ def cmd_search(ctx: CliContext) -> int:
                 raise NotFound(f"not a room of this account: {room_id}")
             return s.search(ctx.args.query, room_id=room_id, limit=ctx.args.limit)
 
-    hits = _run(go())
+    try:
+        hits = _run(go())
+    except StateBusy as busy:
+        _busy_note(busy, "searching the local state it keeps up to date")
+        service = _service(ctx)
+        room_id = service.known_room(ctx.args.room) if ctx.args.room else None
+        hits = service.search_index.search(ctx.args.query, room_id=room_id, limit=ctx.args.limit)
     if ctx.json:
         emit_json([h.to_json() for h in hits])
     else:
