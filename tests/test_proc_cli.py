@@ -97,6 +97,9 @@ def test_ext_info_shows_figures_saved_by_earlier_processes(data_dir: Path) -> No
     assert stats["latency_ms"]["p50"] > 0
     text = run_kumix(*base, "ext", "info", "markdown-renderer").stdout
     assert "calls: 3" in text
+    assert "errors: bad_request 1" in text
+    assert "samples 2" in text
+    assert "{" not in text, "maps are shown as name value pairs, not Python reprs"
 
 
 def test_cli_strict_policy_without_confinement_refuses(data_dir: Path) -> None:

@@ -96,8 +96,15 @@ def cmd_info(ctx: CliContext) -> int:
     stats = doc["stats"]
     if stats:
         for key, value in stats.items():
-            sys.stdout.write(f"{key:>18}: {value}\n")
+            sys.stdout.write(f"{key:>18}: {_figure_text(value)}\n")
     return 0
+
+
+def _figure_text(value: object) -> str:
+    """`errors`, `limits` and `latency_ms` are maps: `name value` pairs, not Python reprs."""
+    if isinstance(value, dict):
+        return ", ".join(f"{printable(str(k), 40)} {_figure_text(v)}" for k, v in value.items()) or "-"
+    return printable(str(value))
 
 
 def _changed(ctx: CliContext, status: ExtensionStatus, verb: str) -> int:
