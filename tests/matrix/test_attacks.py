@@ -153,6 +153,8 @@ async def test_terminal_escapes_from_peers_never_reach_the_terminal(
     assert "event_id" in peer.send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"body{ESCAPES}"})
     # Synapse does not check what a redaction points at when the target is unknown.
     assert "event_id" in peer.send(room_id, "m.room.redaction", {"redacts": f"${ESCAPES}"})
+    assert "event_id" in peer.send(room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": f"line one\r\nline two{ESCAPES}\nline three"})
     assert "event_id" in peer.send(room_id, "m.room.message", {"msgtype": "m.text", "body": "end marker"})
     env = _cli_env(data_dir, vault_env)
     assert run_kumix("join", room_id, env=env).returncode == 0
@@ -164,6 +166,9 @@ async def test_terminal_escapes_from_peers_never_reach_the_terminal(
         _assert_terminal_safe(r.stdout)
         _assert_terminal_safe(r.stderr)
     assert "end marker" in outputs[0].stdout
+    # Line breaks stay line breaks (continuations indented); every other control is replaced.
+    assert ": line one\n    line two" in outputs[0].stdout
+    assert "\n    line three" in outputs[0].stdout
     # `tail --json` prints live events one JSON document a line.
     proc = subprocess.Popen([sys.executable, "-m", "kumix", "tail", room_id, "--json", "--history", "20"],
                             env={k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | env,

@@ -212,9 +212,9 @@ def _event_line(ev: Event) -> str:
     # target it has never seen): escape sequences in them must not reach the terminal.
     target = printable(ev.relates_to or "", 100)
     if ev.kind == "text":
-        return f"[{stamp}] {sender}: {printable(ev.body, 2000)}"
+        return f"[{stamp}] {sender}: {_message_text(ev.body)}"
     if ev.kind == "edit":
-        return f"[{stamp}] {sender} edited {target}: {printable(ev.body, 2000)}"
+        return f"[{stamp}] {sender} edited {target}: {_message_text(ev.body)}"
     if ev.kind == "file":
         return f"[{stamp}] {sender} sent a file: {printable(ev.body, 200)}"
     if ev.kind == "reaction":
@@ -224,6 +224,17 @@ def _event_line(ev: Event) -> str:
     if ev.kind == "undecryptable":
         return f"[{stamp}] {sender}: ** unable to decrypt yet (waiting for the key) **"
     return f"[{stamp}] {sender}: ({ev.kind}) {printable(ev.body, 200)}"
+
+
+MESSAGE_TEXT_LIMIT = 2000
+
+
+def _message_text(body: str) -> str:
+    """A message's lines, each made printable, continuation lines indented: a multi-line
+    message stays readable and still no control character reaches the terminal."""
+    lines = body[:MESSAGE_TEXT_LIMIT].replace("\r\n", "\n").split("\n")
+    text = "\n    ".join(printable(line, MESSAGE_TEXT_LIMIT) for line in lines)
+    return text + ("…" if len(body) > MESSAGE_TEXT_LIMIT else "")
 
 
 def _print_event(ev: Event, as_json: bool) -> None:
