@@ -190,6 +190,8 @@ async def test_strict_confinement_unavailable_fails_cleanly(tmp_path: Path, monk
 async def test_infinite_loop_times_out_kills_and_replaces_the_worker(host: ProcHost) -> None:
     loop_ext = session(host, "hostile-loop")
     async with asyncio.timeout(SAFETY_S):
+        # Started first: on a loaded machine a cold start can use up the short deadline.
+        await loop_ext.warm()
         await loop_ext.call("loop.echo", {})
         first = loop_ext.worker_pids[-1]
         spinning = asyncio.ensure_future(loop_ext.call("loop.forever", {}))
@@ -335,9 +337,12 @@ async def test_stdout_spam_goes_to_a_capped_log_never_the_channel(host: ProcHost
 async def test_worker_that_never_answers_ping_times_out(host: ProcHost) -> None:
     silent = session(host, "hostile-silent")
     async with asyncio.timeout(SAFETY_S):
+        # Started first: on a loaded machine a cold start can use up the 500 ms deadline, and
+        # the ping would then expire in the queue instead of on the silent worker.
+        await silent.warm()
+        first = silent.worker_pids[0]
         with pytest.raises(CallTimeout):
             await silent.ping()
-        first = silent.worker_pids[-1]
         assert await wait_gone([first]) == []
         await assert_echo_answers(host)
     await assert_no_leftovers(host, "hostile-silent", "friendly-echo")
