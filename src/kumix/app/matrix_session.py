@@ -95,12 +95,17 @@ class MatrixService:
         return await self._login(homeserver, lambda c: c.login_token(access_token))
 
     async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+        self._refuse_second_login()
+        homeserver = homeserver_url(homeserver)
+        with self._device():
+            # Again under the lock: another process may have logged in since the first look.
+            self._refuse_second_login()
+            return await self._login_locked(homeserver, how)
+
+    def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
             # The user's request conflicts with local state: theirs to fix, not a Kumix bug.
             raise BadRequest("already logged in here; run `kumix logout` first (or use another --data-dir)")
-        homeserver = homeserver_url(homeserver)
-        with self._device():
-            return await self._login_locked(homeserver, how)
 
     async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an
