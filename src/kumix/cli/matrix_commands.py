@@ -176,7 +176,11 @@ HANDOFF_WAIT_SECONDS = 30.0
 
 
 def _busy_note(busy: StateBusy, doing: str) -> dict[str, Any]:
-    holder: dict[str, Any] = busy.details.get("holder") or {}
+    """Say on stderr who holds the device and what this command does instead. A `state_busy`
+    that is not the device lock (a database lock timeout) is raised as it is."""
+    if "holder" not in busy.details:
+        raise busy
+    holder: dict[str, Any] = busy.details["holder"] or {}
     who = f"pid {holder['pid']}, {printable(str(holder['command']), 60)}" if holder else "another process"
     _progress(f"another Kumix process ({who}) is using this account's device; {doing}")
     return holder

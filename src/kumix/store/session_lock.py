@@ -52,7 +52,9 @@ class SessionLock:
             raise StateBusy(
                 f"another Kumix process ({who}) is using this account's device; "
                 "stop it first (`kumix send` hands text messages to it instead)",
-                details={"holder": holder} if holder else None,
+                # Always present (None when unknown): it is what tells this refusal apart
+                # from a database lock timeout, which is `state_busy` too.
+                details={"holder": holder},
             ) from None
         except BaseException:
             os.close(fd)
