@@ -24,8 +24,6 @@ from kumix.extensions.proc import landlock_rules, privileges
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 from kumix.extensions.proc.seccomp_filter import F_SETOWN_EX, FIOSETOWN, SIOCSPGRP
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux confinement")
-
 # --- signals through fd ownership ------------------------------------------------------------
 
 
