@@ -26,7 +26,10 @@ LAYER_OF = {
 }
 # The SDK is what extension code imports inside a worker; it may use the extension adapters
 # it fronts (wasm loader, protocol), and the extension adapters may set its runtime context.
-SIDEWAYS_ALLOWED = {("sdk", "extensions"), ("extensions", "sdk")}
+SIDEWAYS_ALLOWED = {("sdk", "extensions"), ("extensions", "sdk"), ("cli", "web")}
+# (`kumix serve` is a CLI command that starts the web front end.)
+
+
 
 ONE_HOME = {
     "nio": {"matrix/client.py"},
@@ -40,6 +43,8 @@ ONE_HOME = {
     "keyring": {"store/vault.py"},
     "argon2": {"store/vault.py"},
     "uvloop": {"extensions/proc/eventloop.py"},
+    "starlette": {"web/routes.py"},
+    "uvicorn": {"web/server.py"},
 }
 
 
@@ -95,3 +100,15 @@ def test_each_adapted_library_lives_behind_one_module() -> None:
 def test_no_grab_bag_modules() -> None:
     for path in SRC.rglob("*.py"):
         assert path.stem not in {"utils", "util", "helpers", "misc", "common"}, path
+
+
+def test_web_front_end_imports_only_app_and_core() -> None:
+    violations = []
+    for path in python_files():
+        if package_of(path) != "web":
+            continue
+        for name in imports_of(path):
+            parts = name.split(".")
+            if parts[0] == "kumix" and len(parts) > 1 and parts[1] not in {"app", "core", "web"}:
+                violations.append(f"{path.relative_to(SRC)} imports {name}")
+    assert violations == []

@@ -309,13 +309,33 @@ async def open_live_account(settings: Settings, *, env: Mapping[str, str] | None
         async with extension_renderer(extensions, settings) as renderer:
             service = MatrixService(settings.data_dir, db, env=env, interactive=False, renderer=renderer,
                                     command="kumix serve")
-            async with asyncio.TaskGroup() as tg:
-                live = LiveAccount(settings, service, extensions, policy, tg)
-                try:
-                    if start and live.logged_in:
-                        await live.start_session()
-                    yield live
-                finally:
-                    await live.stop_session()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    live = LiveAccount(settings, service, extensions, policy, tg)
+                    try:
+                        if start and live.logged_in:
+                            await live.start_session()
+                        yield live
+                    finally:
+                        await live.stop_session()
+            except BaseExceptionGroup as group:
+                # The task group wraps even the body's own error; a caller (the CLI's
+                # error mapping) needs the typed error itself, e.g. `bad_request` for a port in use.
+                raise sole_error(group) from None
     finally:
         db.close()
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside (nested) groups, or the group itself when there are several."""
+    leaves: list[BaseException] = []
+
+    def collect(g: BaseExceptionGroup[BaseException]) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                collect(exc)
+            else:
+                leaves.append(exc)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 else group
