@@ -35,6 +35,45 @@ def test_version_and_help() -> None:
     assert run_kumix("ext", "--help").returncode == 0
 
 
+HEAVY = ("nio", "aiohttp", "kumix.matrix", "kumix.app.matrix_session", "kumix.extensions.proc.session")
+
+
+def _modules_after(*argv: str, data_dir: Path | None = None) -> set[str]:
+    """The modules a real `kumix ARGV` run has imported when it finishes."""
+    probe = (
+        "import sys\n"
+        "from kumix.cli.main import main\n"
+        f"code = main({list(argv)!r})\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith({HEAVY!r}))\n"
+        "print('MODULES', *heavy)\n"
+    ).replace("{HEAVY!r}", repr(HEAVY))
+    env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)} if data_dir else None
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False)
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("MODULES"))
+    return set(line.split()[1:])
+
+
+def test_the_cli_imports_nio_and_the_matrix_side_only_for_matrix_commands(data_dir: Path) -> None:
+    """Start-up cost is paid per command: building the parser (every `--help`, `--version`)
+    and the governance commands never import nio or the Matrix adapter."""
+    probe = ("import sys; from kumix.cli.main import build_parser; build_parser(); "
+             f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))")
+    parser_only = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert parser_only.stdout.strip() == "[]"
+    for argv in (["ext", "list"], ["policy", "show"], ["policy", "check"]):
+        assert _modules_after(*argv, data_dir=data_dir) == set(), argv
+    # The probe sees imports: a Matrix command does load the Matrix side.
+    assert "nio" in _modules_after("whoami", data_dir=data_dir)
+
+
+def test_settings_name_the_policy_code_default() -> None:
+    from kumix.app.settings import DEFAULT_POLICY, Settings
+    from kumix.extensions import policy
+
+    assert DEFAULT_POLICY == policy.DEFAULT_POLICY
+    assert Settings.resolve(env={}).policy == policy.DEFAULT_POLICY
+
+
 def test_ctrl_c_while_kumix_starts_is_interrupted_not_a_traceback(tmp_path: Path) -> None:
     """The first second of a run imports nio, the crypto libraries and jsonschema; Ctrl-C
     then must end like Ctrl-C during the command: "interrupted", exit 130."""

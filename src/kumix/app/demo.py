@@ -10,7 +10,6 @@ are pointed at the new address (`Kumix.relocate`); a device's keys are never dis
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import socket
@@ -37,6 +36,9 @@ SEED_MESSAGES = (
 )
 GREETING = "Hello bot, are you there?"
 USERS = ("alice", "bot")
+PASSPHRASE_FILE_VARIABLE = ENV_PASSPHRASE_FILE
+DemoServer = Homeserver
+"""The local homeserver a demo runs (`kumix.matrix.homeserver.Homeserver`)."""
 
 
 class DemoState:

@@ -346,12 +346,11 @@ class Kumix:
         session = await self._connect()
         if session is None:
             return self._matrix().timeline.events(self._matrix().known_room(room), limit=limit)
-        if not self._live:
-            await session.sync()
-        room_id = (await self.room(room)).room_id
+        online = self._live or await self._refresh(session)
+        room_id = (await self.room(room)).room_id if online else self._matrix().known_room(room)
         timeline = self._matrix().timeline
         missing = limit - len(timeline.events(room_id, limit=limit))
-        if missing > 0:
+        if missing > 0 and online:
             await session.paginate(room_id, missing)
         return timeline.events(room_id, limit=limit)
 
@@ -387,7 +386,9 @@ class Kumix:
             entry = service.outbox.enqueue(service.known_room(room), "m.room.message", content)
             return _checked(await self._await_delivery(entry), self._holder)
         online = self._live or await self._refresh(session)
-        room_id = (await self.room(room)).room_id
+        # Resolved, not checked against local state: the outbox decides (a room this
+        # account is not in fails there, permanently, without blocking later messages).
+        room_id = await session.resolve(room)
         entry = await session.send_text(room_id, text, markdown=markdown, reply_to=reply_to, notice=notice,
                                         deliver=online)
         if online and not self._live:
@@ -415,7 +416,7 @@ class Kumix:
         """Upload a file (encrypted in an encrypted room) and send it. Needs the device."""
         session = await self._require_device()
         online = self._live or await self._refresh(session)
-        room_id = (await self.room(room)).room_id
+        room_id = await session.resolve(room)
         entry = await session.send_file(room_id, path)
         if online and not self._live:
             with contextlib.suppress(Transient):
@@ -522,6 +523,14 @@ class Kumix:
         from kumix.app.extension_figures import figures_for
 
         return figures_for(self.extension_service, self.policy(), self.extension(extension_id))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop the proc host is fastest on (uvloop where installed), for front ends
+    whose work is mostly extension calls."""
+    from kumix.extensions.proc.eventloop import new_event_loop
+
+    return new_event_loop
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -20,9 +20,10 @@ from kumix.core.errors import BadRequest, KumixError
 if TYPE_CHECKING:
     from kumix.cli.context import CliContext
 
-# The command modules (and through them nio, the crypto libraries, jsonschema) take about a
-# second to import. They are imported inside `run`'s Ctrl-C handling, so an interrupt during
-# start-up is "interrupted", exit 130, like one during the command, not a traceback.
+# The command modules import only argparse-level code: each handler imports what it uses
+# (the Matrix client, the extension host, jsonschema) when it runs, so `kumix --version`,
+# `--help`, `ext list` or `policy show` never pay for nio (tests/test_cli_governance.py
+# pins that). They are imported inside `run`'s Ctrl-C handling all the same.
 def command_modules() -> list[ModuleType]:
     """Each module has `register(subparsers, common)`; order is the order in --help."""
     from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
@@ -118,11 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy=getattr(args, "policy", None),
             extension_roots=getattr(args, "extensions_dir", None) or (),
         )
-        ctx = CliContext(args=args, settings=settings)
-        try:
-            return handler(ctx)
-        finally:
-            ctx.close()
+        return handler(CliContext(args=args, settings=settings))
     except KumixError as exc:
         emit_error(exc, as_json=as_json)
         return EXIT_FAILED

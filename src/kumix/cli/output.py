@@ -21,12 +21,26 @@ def emit_json(doc: Any, stream: TextIO | None = None) -> None:
 MAX_ERROR_CHARS = 2_000
 
 
+HINTS = {
+    "unauthorized": "log in with `kumix login`",
+    "disabled": "enable it with `kumix ext enable ID`",
+    "not_granted": "grant it with `kumix ext grant ID CAPABILITY`",
+    "reload_required": "reload it with `kumix ext disable ID` and `kumix ext enable ID`",
+    "circuit_open": "retry later, or re-enable it with `kumix ext enable ID`",
+}
+"""The command to type, which the application core's messages never name (each front end
+has its own way of doing it)."""
+
+
 def emit_error(error: KumixError, *, as_json: bool) -> None:
     if as_json:
         emit_json({"error": error.to_dict()})
     else:
         # Messages quote paths and names found on disk: strip what could drive the terminal.
         message = printable(error.message, MAX_ERROR_CHARS)
+        hint = HINTS.get(error.code)
+        if hint is not None and "already logged in" not in message:
+            message = f"{message} ({hint})"
         sys.stderr.write(f"kumix: error: {message} [{error.code}]\n")
 
 

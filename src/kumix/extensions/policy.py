@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Literal
 
 from kumix.core.errors import InvalidPolicy
 from kumix.extensions.jsondoc import (
@@ -25,6 +23,11 @@ from kumix.extensions.jsondoc import (
     schema_problem,
 )
 from kumix.extensions.manifest import Manifest
+
+if TYPE_CHECKING:
+    # Imported where documents are validated: its import alone costs a command-line
+    # start (`kumix --version`) ~90 ms.
+    import jsonschema
 
 BUNDLED_POLICIES = ("strict", "dev")
 DEFAULT_POLICY = "strict"
@@ -155,6 +158,8 @@ class Policy:
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     schema = load_schema("policy.schema.json")
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)

@@ -252,7 +252,7 @@ class Vault:
         try:
             raw = json.loads(self.path.read_bytes())
         except FileNotFoundError:
-            raise Unauthorized("not logged in: no credential vault (run `kumix login`)") from None
+            raise Unauthorized("not logged in: this data directory has no credential vault") from None
         except (OSError, ValueError) as exc:
             raise VaultCorrupt(f"credential vault unreadable: {exc}") from None
         if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
