@@ -18,11 +18,14 @@ room list.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_QUEUE = 1000
 """Updates one subscriber may have unread; a live room rarely has more than a screenful."""
@@ -41,6 +44,8 @@ class Subscription:
     """How many updates this subscriber lost to the overflow rule (for figures and tests)."""
 
     def __post_init__(self) -> None:
+        import asyncio  # here, not at import: `kumix ext list` never starts an event loop
+
         if self.maxsize < 1:
             raise ValueError("a subscription queue holds at least one update")
         self._queue = asyncio.Queue()
@@ -79,10 +84,9 @@ class Subscription:
         if self._dropping and self._queue.empty():
             self._dropping = False
             return Resync(self._last_cursor)
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
+        if self._queue.empty():
             return None
+        return self._queue.get_nowait()
 
     def __aiter__(self) -> AsyncIterator[Update]:
         return self._iterate()

@@ -24,12 +24,11 @@ outbox (`send_text`), and what needs the keys themselves raises `StateBusy`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +47,8 @@ from kumix.core.models import (
 from kumix.core.outbox import OutboxEntry, OutboxState
 
 if TYPE_CHECKING:
+    import asyncio
+
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
     from kumix.app.matrix_session import MatrixService, Session
@@ -91,7 +92,7 @@ class SendResult:
 class Kumix:
     """Application core for one data directory. Create it with `Kumix.open`."""
 
-    def __init__(self, settings: Settings, tasks: asyncio.TaskGroup, *, env: Mapping[str, str] | None,
+    def __init__(self, settings: Settings, tasks: asyncio.TaskGroup | None, *, env: Mapping[str, str] | None,
                  interactive: bool | None, notice: Notice, command: str) -> None:
         self.settings = settings
         self._tasks = tasks
@@ -101,6 +102,8 @@ class Kumix:
         self._notice = notice
         self._command = command
         self._resources = AsyncExitStack()
+        self._closers = ExitStack()
+        """Resources that close without awaiting (the database), closed after `_resources`."""
         self._hub = EventHub()
         self._db: Database | None = None
         self._policy: Policy | None = None
@@ -123,14 +126,17 @@ class Kumix:
         `env`/`interactive` choose how the vault key is found (default: the process's
         environment, a prompt only on a terminal); `command` names this process to others
         that find the device in use."""
+        import asyncio
+
         try:
             async with asyncio.TaskGroup() as tasks:
                 k = cls(settings, tasks, env=env, interactive=interactive, notice=notice or _quiet, command=command)
                 try:
-                    async with k._resources:
-                        if live:
-                            await k.start_live()
-                        yield k
+                    with k._closers:
+                        async with k._resources:
+                            if live:
+                                await k.start_live()
+                            yield k
                 finally:
                     k._stop_background()
         except BaseExceptionGroup as group:
@@ -140,6 +146,16 @@ class Kumix:
                 raise
             raise first from None
 
+    @classmethod
+    @contextmanager
+    def local(cls, settings: Settings) -> Iterator[Kumix]:
+        """A `Kumix` for use cases that only read or change local state (extensions, policy,
+        grants) without an event loop: what a command line that lists extensions needs.
+        It owns no task; anything that would need one (Matrix, extension calls) refuses."""
+        k = cls(settings, None, env=None, interactive=False, notice=_quiet, command="kumix")
+        with k._closers:
+            yield k
+
     def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
@@ -147,6 +163,9 @@ class Kumix:
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
         """Run a task owned by this `Kumix` (the web server runs here): cancelled when the
         block is left; its failure cancels the block."""
+        if self._tasks is None:
+            coro.close()
+            raise RuntimeError("Kumix.local owns no tasks: open it with Kumix.open")
         task = self._tasks.create_task(coro, name=name)
         self._background.append(task)
         return task
@@ -177,7 +196,7 @@ class Kumix:
 
             self.settings.ensure_data_dir()
             db = Database(self.settings.state_db)
-            self._resources.callback(db.close)
+            self._closers.callback(db.close)
             self._db = db
         return self._db
 
@@ -202,6 +221,8 @@ class Kumix:
         return self._extensions
 
     async def _extension_caller(self) -> ExtensionCaller:
+        if self._tasks is None:
+            raise RuntimeError("Kumix.local runs no extension: open it with Kumix.open")
         if self._caller is None:
             from kumix.app.extension_calls import ExtensionCaller
 
@@ -210,6 +231,8 @@ class Kumix:
         return self._caller
 
     def _matrix(self) -> MatrixService:
+        if self._tasks is None:
+            raise RuntimeError("Kumix.local has no Matrix session: open it with Kumix.open")
         if self._service is None:
             from kumix.app.matrix_session import MatrixService
 
@@ -398,6 +421,8 @@ class Kumix:
         return _checked(self._entry(entry.txn_id), None)
 
     async def _await_delivery(self, entry: OutboxEntry) -> OutboxEntry:
+        import asyncio
+
         deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
         outbox = self._matrix().outbox
         while True:
@@ -534,6 +559,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    import asyncio
+
     leaves: list[BaseException] = []
     pending: list[BaseException] = [group]
     while pending:

@@ -111,7 +111,7 @@ class MatrixService:
         if self.timeline.account() is not None:
             # The user's request conflicts with local state: theirs to fix, not a Kumix bug.
             raise BadRequest("already logged in with this data directory; log out first, or use another data "
-                             "directory")
+                             "directory", details={"reason": "logged_in"})
 
     async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an earlier

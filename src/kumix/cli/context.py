@@ -54,9 +54,9 @@ class CliContext:
             return runner.run(main())
 
     def local(self, use: Callable[[Kumix], T]) -> T:
-        """A use case that only reads or writes local state (extensions, policy)."""
+        """A use case that only reads or writes local state (extensions, policy): no event
+        loop to start, so `ext list` starts as fast as the interpreter allows."""
+        from kumix.app.kumix import Kumix
 
-        async def call(k: Kumix) -> T:
+        with Kumix.local(self.settings) as k:
             return use(k)
-
-        return self.run(call)

@@ -31,6 +31,41 @@ def command_modules() -> list[ModuleType]:
     return [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
 
 
+MODULE_OF = {"ext": "ext_commands", "policy": "policy_commands", "schema": "policy_commands",
+             "demo": "demo_command", "doctor": "doctor_command"}
+"""Commands whose module is known without importing the others; every other command word
+is looked up in all modules (a Matrix command, or a typo that deserves the full usage)."""
+
+_VALUE_OPTIONS = {"--data-dir", "--policy", "--extensions-dir"}
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The command of a command line: the first word that is neither an option nor the
+    value of a global option."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif arg == "--":
+            return None
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _modules_for(argv: Sequence[str]) -> list[ModuleType] | None:
+    """Only the module of the command at hand: building every command's parser costs more
+    than the rest of `kumix ext list` (~35 parsers, each copying the global options)."""
+    name = MODULE_OF.get(command_word(argv) or "")
+    if name is None:
+        return None
+    import importlib
+
+    return [importlib.import_module(f"kumix.cli.{name}")]
+
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 Handler = Callable[["CliContext"], int]
@@ -89,7 +124,8 @@ _argv_in_use: list[str] = []
 """The arguments `main` is parsing (it can be called with a list other than sys.argv)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `modules` only (the command at hand)."""
     common = _common_options()
     parser = _Parser(
         prog="kumix",
@@ -99,14 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kumix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in command_modules():
+    for module in modules if modules is not None else command_modules():
         module.register(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     _argv_in_use[:] = list(sys.argv[1:] if argv is None else argv)
+    if _argv_in_use == ["--version"]:
+        sys.stdout.write(f"kumix {__version__}\n")  # what argparse's version action prints
+        return EXIT_OK
+    parser = build_parser(_modules_for(_argv_in_use))
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     as_json = bool(getattr(args, "json", False))

@@ -18,6 +18,7 @@ from kumix.extensions.jsondoc import (
     parse_document,
     read_document_bytes,
     schema_problem,
+    shipped_and_valid,
 )
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _invalid(problem: DocumentProblem) -> InvalidManifest:
 
 def manifest_from_document(doc: Any, *, display: str) -> Manifest:
     """Validate a parsed manifest document; raises InvalidManifest naming file and pointer."""
-    problem = schema_problem(_validator(), doc, display)
+    problem = None if shipped_and_valid("manifest.schema.json", doc) else schema_problem(_validator(), doc, display)
     if problem is not None:
         raise _invalid(problem)
     assert isinstance(doc, dict)

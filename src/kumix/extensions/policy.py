@@ -21,6 +21,7 @@ from kumix.extensions.jsondoc import (
     parse_document,
     read_document_bytes,
     schema_problem,
+    shipped_and_valid,
 )
 from kumix.extensions.manifest import Manifest
 
@@ -188,7 +189,7 @@ _PROC_KEYS = {
 
 
 def policy_from_document(doc: Any, *, display: str) -> Policy:
-    problem = schema_problem(_validator(), doc, display)
+    problem = None if shipped_and_valid("policy.schema.json", doc) else schema_problem(_validator(), doc, display)
     if problem is not None:
         raise _invalid(problem)
     assert isinstance(doc, dict)
