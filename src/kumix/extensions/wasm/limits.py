@@ -21,13 +21,17 @@ WASM_MEMORY_SHARE = 4
 rlimit covers the interpreter, wasmtime's compiled code and the memory's reservation too."""
 
 DEFAULT_FUEL_PER_CALL = 4_000_000_000
-"""The deterministic CPU bound of one call; the epoch deadline is the wall-clock one. Measured
-with `bench/wasm_call.py` (fuel rate) on the 2-core reference machine: a tight loop burns
-about 0.7·10⁹ units per second, so this is about 5-6 s of straight WASM -- longer than the
-strict policy's default 5 s timeout, so there a runaway meets its deadline first, and the
-bound that holds a call with a long timeout (up to `maxTimeoutMs`, 30 s) to a few seconds of
-WASM whatever the machine's load. (The figure first written here, "1-2 s at ~3·10⁹ units/s",
-was never measured on this machine; the value itself was kept: it is the bound intended.)"""
+"""The deterministic CPU bound of one call; the epoch deadline is the wall-clock one.
+
+wasmtime charges one unit per instruction, so time per unit depends on the mix. Measured by
+`bench/wasm_call.py` (fuel rate) on the 2-core reference machine under load: ordinary loops
+burn 1.8-10 G units/s (0.4-2 s for this budget), a loop of nothing but a branch -- the slowest
+fuel a runaway can burn -- 0.37-0.55 G units/s (7-11 s). Under the strict policy's default 5 s
+timeout the deadline stops a runaway first; fuel is the bound that does not stretch with the
+machine's load and that caps a call with a long timeout (`maxTimeoutMs`, 30 s). The first
+reasoning here ("1-2 s at ~3 G units/s") was assumed, not measured; the value is kept as the
+work budget for ordinary code.
+"""
 
 DEFAULT_MAX_STACK_BYTES = 512 * 1024
 """WASM runs on the calling thread's stack; 512 KiB leaves the rest of a default 8 MiB
