@@ -92,10 +92,12 @@ def test_reserved_exports_compile_and_agree_with_wasmtime(source: str) -> None:
     ("data", "reason"),
     [
         (b"\0asm\x01\0\0\0\x01\xff\xff\xff\xff\x0f", "past the end"),
-        (b"\0asm\x01\0\0\0\x01\x05\xff\xff\xff\xff\x0f", "longer than its section"),
+        (b"\0asm\x01\0\0\0\x01\x02\x05\x60", "longer than its section"),
         (b"\0asm\x01\0\0\0\x01\x06\x80\x80\x80\x80\x80\x00", "too long"),
         (b"\0asm\x01\0\0\0\x01\x04\x01\x5f\x00\x00", "not a function type"),
         (b"\0asm\x01\0\0\0\x01\x04\x01\x60\x01\x42", "unknown value type"),
+        (b"\0asm\x01\0\0\0\x01\x06\x01\x60\x01\x63\x70\x00", "typed function reference"),
+        (b"\0asm\x01\0\0\0\x07\x05\x92\x4e\x00\x00\x00", "more than 10000 exports"),
         (b"\0asm\x01\0\0\0\x03\x02\x01\x00", "type index 0 does not exist"),
         (b"\0asm\x01\0\0\0\x08\x01\x00", "start function 0 does not exist"),
         (b"\0asm\x01\0\0\0\x01\x01\x00\x01\x01\x00", "out of order or repeated"),
@@ -107,6 +109,24 @@ def test_malformed_structure_is_rejected_with_a_reason(data: bytes, reason: str)
     with pytest.raises(WasmRejected, match="not a valid WASM module") as info:
         read_shape(data, "m.wasm")
     assert reason in info.value.message
+
+
+def test_a_module_past_a_reader_cap_is_rejected_naming_the_cap() -> None:
+    # 100 001 functions: more than the reader walks (and than could compile within a call).
+    count = 100_001
+    types = b"\x01\x04\x01\x60\x00\x00"
+    functions = b"\x03" + _leb(len(_leb(count)) + count) + _leb(count) + b"\x00" * count
+    with pytest.raises(WasmRejected, match="more than 100000 functions"):
+        read_shape(b"\0asm\x01\0\0\0" + types + functions, "m.wasm")
+
+
+def _leb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value >> 7 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
 
 
 VALID = [wat_to_wasm(source) for source in (FRIENDLY, LOGGER, MIXED)]

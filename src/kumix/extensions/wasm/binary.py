@@ -28,11 +28,31 @@ MEMORY_EXPORT_PREFIX = "kumix:memory"
 NUMERIC_TYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
 """The value types Kumix passes between Python and WASM, by their binary encoding."""
 
-_OTHER_TYPES = {0x7B: "v128", 0x70: "funcref", 0x6F: "externref", 0x69: "exnref"}
-# Shorthands of the GC and exception proposals' abstract heap types (noexn .. any).
-_ABSTRACT_REFS = frozenset(range(0x69, 0x75))
-_REF, _REF_NULL = 0x64, 0x63
+_TYPE_NAMES = {
+    **NUMERIC_TYPES,
+    0x7B: "v128",
+    0x70: "funcref",
+    0x6F: "externref",
+    # Shorthands of the GC and exception proposals' abstract heap types, 0x69 (exn) to 0x74 (noexn).
+    **{code: "ref" for code in range(0x69, 0x75) if code not in (0x6F, 0x70)},
+}
+"""Every one-byte value type. The two-byte typed references (0x63/0x64 and a heap type) belong
+to the function-references proposal, which Kumix does not offer, and are refused outright."""
+_NUMERIC_CODES = bytes(NUMERIC_TYPES)
+_KNOWN_CODES = bytes(_TYPE_NAMES)
+_TYPED_REFS = b"\x63\x64"
 _FUNC_TYPE = 0x60
+
+# Caps on what the reader walks, so that reading a hostile 16 MiB module takes a fraction of a
+# second (measured: under 0.3 s with every cap reached at once, on the loaded 2-core reference
+# machine). Each is far above what a chat extension's module uses; 100 000 functions already
+# take seconds to compile (docs/wasm.md), and Kumix offers one host function to import.
+MAX_TYPES = 10_000
+MAX_VALUES_PER_SIGNATURE = 1_000
+MAX_IMPORTS = 1_000
+MAX_FUNCTIONS = 100_000
+MAX_EXPORTS = 10_000
+MAX_MEMORIES = 100
 _SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 """Known non-custom section ids in the order the binary format requires (tags between memory
 and global, data count before code)."""
@@ -43,10 +63,23 @@ _KINDS = ("func", "table", "memory", "global", "tag")
 
 @dataclass(frozen=True)
 class Signature:
-    """A function type as value type names (`i32`, `v128`, `funcref`, `ref` ...)."""
+    """A function type as the one-byte codes of its value types; names (`i32`, `v128` ...) on demand."""
 
-    params: tuple[str, ...]
-    results: tuple[str, ...]
+    param_codes: bytes
+    result_codes: bytes
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return tuple(_TYPE_NAMES[code] for code in self.param_codes)
+
+    @property
+    def results(self) -> tuple[str, ...]:
+        return tuple(_TYPE_NAMES[code] for code in self.result_codes)
+
+    @property
+    def numeric(self) -> bool:
+        """Whether every parameter and result is i32, i64, f32 or f64."""
+        return not (self.param_codes + self.result_codes).translate(None, _NUMERIC_CODES)
 
     def as_pair(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return self.params, self.results
@@ -103,25 +136,38 @@ class _Reader:
                 return result
         raise _Malformed("integer representation too long")
 
-    def signed33(self) -> int:
-        result = shift = 0
-        for _ in range(5):
-            byte = self.byte()
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return result - (1 << shift) if byte & 0x40 else result
-        raise _Malformed("integer representation too long")
-
-    def count(self) -> int:
+    def count(self, cap: int, what: str) -> int:
         """A vector length; each element takes at least one byte, so a length past the end is malformed."""
         value = self.unsigned()
+        if value > cap:
+            raise _Malformed(f"more than {cap} {what}")
         if value > self.end - self.pos:
             raise _Malformed("vector longer than its section")
         return value
 
+    def codes(self) -> bytes:
+        """A vector of value types, as one byte each (see `_TYPE_NAMES`)."""
+        length = self.count(MAX_VALUES_PER_SIGNATURE, "values in a signature")
+        raw = self.data[self.pos : self.pos + length]
+        self.pos += length
+        if raw.translate(None, _KNOWN_CODES):
+            bad = next(code for code in raw if code not in _TYPE_NAMES)
+            if bad in _TYPED_REFS:
+                raise _Malformed("a typed function reference (function references are not offered)")
+            raise _Malformed(f"unknown value type 0x{bad:02x}")
+        return raw
+
+    def indices(self, cap: int, what: str) -> list[int]:
+        """A vector of u32 indices; fast when every index fits one byte, as in most modules."""
+        length = self.count(cap, what)
+        raw = self.data[self.pos : self.pos + length]
+        if not raw or max(raw) < 0x80:
+            self.pos += length
+            return list(raw)
+        return [self.unsigned() for _ in range(length)]
+
     def name(self) -> str:
-        length = self.count()
+        length = self.count(100_000, "bytes in a name")
         raw = self.data[self.pos : self.pos + length]
         self.pos += length
         try:
@@ -131,16 +177,11 @@ class _Reader:
 
     def value_type(self) -> str:
         code = self.byte()
-        if code in NUMERIC_TYPES:
-            return NUMERIC_TYPES[code]
-        if code in _OTHER_TYPES:
-            return _OTHER_TYPES[code]
-        if code in (_REF, _REF_NULL):
-            self.signed33()  # the heap type: a type index or an abstract heap type
-            return "ref"
-        if code in _ABSTRACT_REFS:
-            return "ref"
-        raise _Malformed(f"unknown value type 0x{code:02x}")
+        if code in _TYPED_REFS:
+            raise _Malformed("a typed function reference (function references are not offered)")
+        if code not in _TYPE_NAMES:
+            raise _Malformed(f"unknown value type 0x{code:02x}")
+        return _TYPE_NAMES[code]
 
     def limits(self) -> None:
         flags = self.byte()
@@ -198,15 +239,14 @@ def _read(data: bytes) -> ModuleShape:
         last_rank = rank
         reader = _Reader(data, payload, end)
         if section_id == 1:
-            for _ in range(reader.count()):
+            for _ in range(reader.count(MAX_TYPES, "types")):
                 if reader.byte() != _FUNC_TYPE:
                     # GC's struct, array, sub and rec types: the GC proposal is not offered.
                     raise _Malformed("a type that is not a function type (GC is not offered)")
-                params = tuple(reader.value_type() for _ in range(reader.count()))
-                results = tuple(reader.value_type() for _ in range(reader.count()))
-                types.append(Signature(params, results))
+                params = reader.codes()
+                types.append(Signature(params, reader.codes()))
         elif section_id == 2:
-            for _ in range(reader.count()):
+            for _ in range(reader.count(MAX_IMPORTS, "imports")):
                 module = reader.name()
                 name = reader.name()
                 kind = reader.byte()
@@ -230,14 +270,17 @@ def _read(data: bytes) -> ModuleShape:
                     raise _Malformed(f"unknown import kind {kind}")
                 imports.append(Entry(name=name, kind=_KINDS[kind], signature=signature, module=module))
         elif section_id == 3:
-            functions.extend(_type_at(types, reader.unsigned()) for _ in range(reader.count()))
+            defined = reader.indices(MAX_FUNCTIONS - len(functions), "functions")
+            if defined and max(defined) >= len(types):
+                raise _Malformed(f"type index {max(defined)} does not exist")
+            functions.extend(types[index] for index in defined)
         elif section_id == _MEMORY_SECTION:
-            count = reader.count()
+            count = reader.count(MAX_MEMORIES - memories, "memories")
             for _ in range(count):
                 reader.limits()
             memories += count
         elif section_id == _EXPORT_SECTION:
-            for _ in range(reader.count()):
+            for _ in range(reader.count(MAX_EXPORTS, "exports")):
                 name = reader.name()
                 kind = reader.byte()
                 if kind >= len(_KINDS):

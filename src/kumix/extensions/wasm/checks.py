@@ -48,7 +48,7 @@ def check_exports(path: str, spec: WasmModuleSpec, shape: ModuleShape) -> None:
     for item in shape.exports:
         if item.name.startswith(RESERVED_PREFIX):
             raise WasmRejected(f"{path}: export name {item.name[:80]!r} is reserved for Kumix")
-        if item.signature is None:
+        if item.signature is None or item.signature.numeric:
             continue
         for where, types in (("parameter", item.signature.params), ("result", item.signature.results)):
             for kind in types:

@@ -83,7 +83,9 @@ class WasmInstance:
         # Read from the bytes by `binary`, never from wasmtime (see there), and checked to hold
         # only i32/i64/f32/f64 before the module was compiled.
         self._signatures: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-            item.name: item.signature.as_pair() for item in shape.exports if item.signature is not None
+            item.name: item.signature.as_pair()
+            for item in shape.exports
+            if item.signature is not None and item.name in spec.exports
         }
 
     # public API
