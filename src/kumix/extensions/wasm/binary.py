@@ -1,7 +1,5 @@
 """A module's shape (signatures, imports, exports, memories, start) read from its bytes; reserved exports.
 
-The shape is read here, not asked of wasmtime, and the reserved exports are added here before compiling.
-
 Why not ask wasmtime: its C API aborts the whole process when asked the kind of a value type
 it cannot describe (`v128`, typed function references), so a hostile module's signatures
 are read here, and `checks` refuses anything outside i32/i64/f32/f64 before wasmtime is
