@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kumix.core.errors import BadRequest, CallTimeout, ResourceLimit, WasmRejected, WasmTrap
-from kumix.extensions.wasm import MAX_TABLE_ELEMENTS, WasmInstance, clock, loader, wat_to_wasm
+from kumix.extensions.wasm import MAX_TABLE_ELEMENTS, WasmInstance, clock, engine, loader, wat_to_wasm
 from tests.wasm_fixtures import FRIENDLY, FRIENDLY_EXPORTS, MiB, Module, loader_for, make_wasm_extension
 
 SPIN = '(module (func (export "spin") (loop (br 0))) (func (export "ok") (result i32) (i32.const 7)))'
@@ -302,12 +302,21 @@ START_GROW_BOMB = """
 
 
 @pytest.mark.parametrize("export", ['(export "memory")', ""], ids=["exported", "unexported"])
-def test_start_function_that_fills_memory_then_traps_is_a_memory_limit(tmp_path: Path, export: str) -> None:
+def test_start_function_that_fills_memory_then_traps_is_a_memory_limit(
+    tmp_path: Path, export: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The start function runs inside instantiation, before any export is visible: the trap at
     # the cap was reported as the module's own `wasm_trap` instead of `resource_limit`.
+    source = START_GROW_BOMB.format(export=export)
     with pytest.raises(ResourceLimit) as info:
-        load(tmp_path, START_GROW_BOMB.format(export=export), ("ok",), memory=4 * MiB)
+        load(tmp_path / "on", source, ("ok",), memory=4 * MiB)
     assert info.value.details["limit"] == "memory"
+    # Switched off (the pinned bytes compiled as they are, start section and all): the
+    # misreport this protection exists for.
+    monkeypatch.setattr(engine, "for_compiling", lambda data, shape: data)
+    with pytest.raises(WasmTrap) as trapped:
+        load(tmp_path / "off", source, ("ok",), memory=4 * MiB)
+    assert trapped.value.details["trap"] == "unreachable"
 
 
 def test_unexported_memory_at_the_cap_is_a_memory_limit(tmp_path: Path) -> None:

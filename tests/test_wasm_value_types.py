@@ -10,13 +10,18 @@ instantiation, or a non-finite result reached the caller as JSON `null`.
 
 from __future__ import annotations
 
+import json
 import math
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from kumix.core.errors import WasmRejected, WasmTrap
 from kumix.extensions.wasm import WasmInstance
+from tests.conftest import REPO_ROOT
 from tests.wasm_fixtures import Module, loader_for, make_wasm_extension
 
 OK = '(func (export "ok") (result i32) (i32.const 7))'
@@ -107,3 +112,79 @@ def test_non_finite_arguments_are_refused_before_the_call(tmp_path: Path) -> Non
             instance.call("idf", value)
         assert getattr(info.value, "code", None) == "bad_request"
     assert instance.instances_created == 1
+
+
+# --- each layer alone, and the attack with both switched off ----------------------------------
+
+LAYERS_SCRIPT = r'''
+import json, os, sys, tempfile
+from pathlib import Path
+
+import wasmtime
+
+from kumix.core.errors import WasmRejected
+from kumix.extensions.wasm import loader as loader_module
+from tests.wasm_fixtures import Module, loader_for, make_wasm_extension
+
+SOURCES = json.loads(sys.argv[1])
+
+
+def permissive_engine(memory_reservation, max_stack_bytes):
+    """The engine with the proposals switched back on (wasmtime's defaults), limits as Kumix's."""
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    config.memory_reservation = memory_reservation
+    config.memory_guard_size = 65536
+    config.wasm_gc = False
+    return wasmtime.Engine(config)
+
+
+def attempt(source, shape_check, engine_features):
+    if not shape_check:
+        loader_module.check_exports = lambda path, spec, shape: None
+    if not engine_features:
+        loader_module.engine = permissive_engine
+    with tempfile.TemporaryDirectory() as tmp:
+        ext_dir, manifest = make_wasm_extension(Path(tmp), [Module("m.wasm", source, ("f", "ok"))])
+        try:
+            instance = loader_for(ext_dir, manifest).load("m.wasm")
+        except WasmRejected:
+            return 0
+        try:
+            instance.call("f", 0)  # the attack: wasmtime is asked to convert a value of that type
+        except Exception:
+            pass
+    return 1
+
+
+results = {}
+for name, source in SOURCES.items():
+    for shape_check in (True, False):
+        for engine_features in (True, False):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(attempt(source, shape_check, engine_features))
+            _, status = os.waitpid(pid, 0)
+            outcome = ("rejected", "loaded")[os.WEXITSTATUS(status)] if os.WIFEXITED(status) else (
+                "signal %d" % os.WTERMSIG(status))
+            results[f"{name} shape={shape_check} engine={engine_features}"] = outcome
+print(json.dumps(results))
+'''
+
+
+def test_each_layer_alone_refuses_a_v128_signature_and_without_both_the_worker_dies() -> None:
+    # v128 only: a typed reference cannot get past the shape reader at all (it has no shape
+    # without one, tests/test_wasm_binary.py), so there is no layer to switch off for it.
+    sources = {"v128": SIGNATURES["v128_param_declared"][0]}
+    run = subprocess.run([sys.executable, "-c", LAYERS_SCRIPT, json.dumps(sources)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120, check=True)
+    results = json.loads(run.stdout.splitlines()[-1])
+    aborted = f"signal {signal.SIGABRT.value}"
+    for name in sources:
+        assert results[f"{name} shape=True engine=True"] == "rejected"
+        assert results[f"{name} shape=True engine=False"] == "rejected", "the shape check alone must hold"
+        assert results[f"{name} shape=False engine=True"] == "rejected", "the engine's proposals alone must hold"
+        # The attack itself: with both layers off, a call makes wasmtime describe the type and
+        # the process aborts (before the fix, loading alone did).
+        assert results[f"{name} shape=False engine=False"] == aborted, results
