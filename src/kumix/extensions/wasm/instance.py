@@ -150,6 +150,10 @@ class WasmInstance:
             if not isinstance(value, int) or not -(2 ** (bits - 1)) <= value < 2**bits:
                 raise BadRequest(f"{self.path}: {export} wants {kind}, got {value!r:.40}")
             return value
+        if kind not in ("f32", "f64"):
+            # Unreachable: `checks` refused every other type at load. Kept because handing such
+            # a value to wasmtime would abort the process, not raise.
+            raise BadRequest(f"{self.path}: {export} takes a {kind} parameter, which Kumix cannot pass")
         # wasmtime converts only Python floats to f32/f64; a TypeError from inside the call
         # would discard the instance and reach the caller as an untyped error.
         try:
