@@ -114,7 +114,7 @@ def test_non_finite_arguments_are_refused_before_the_call(tmp_path: Path) -> Non
     assert instance.instances_created == 1
 
 
-# --- each layer alone, and the attack with both switched off ----------------------------------
+# --- each layer alone, and the attack with every layer switched off ----------------------------
 
 LAYERS_SCRIPT = r'''
 import json, os, sys, tempfile
