@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from kumix.core.errors import WasmRejected
 from kumix.extensions.manifest import WasmModuleSpec
 from kumix.extensions.wasm import wat_to_wasm
-from kumix.extensions.wasm.binary import START_EXPORT, for_compiling, read_shape
+from kumix.extensions.wasm.binary import read_shape
 from kumix.extensions.wasm.checks import check_exports, check_imports
 from kumix.extensions.wasm.engine import compile_module, engine
+from kumix.extensions.wasm.reserved import START_EXPORT, for_compiling
 from tests.wasm_fixtures import FRIENDLY, LOGGER, Module, loader_for, make_wasm_extension
 
 MIXED = """

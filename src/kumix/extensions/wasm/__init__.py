@@ -7,8 +7,8 @@ module:
 
 - `files`: the path and file rules (plain relative path, O_NOFOLLOW below the extension
   directory, bounded read);
-- `binary`: a module's shape read from its bytes (never from wasmtime), and the reserved
-  exports added before compiling;
+- `binary`: a module's shape read from its bytes (never from wasmtime); `reserved`: the
+  exports Kumix adds before compiling (every memory, the start function);
 - `checks`: the import and export rules on that shape;
 - `host`: the host-function allowlist and its implementations;
 - `limits`: `WasmLimits` and the defaults; `clock`: the epoch ticker for wall-clock deadlines;

@@ -1,27 +1,15 @@
-"""A module's shape (signatures, imports, exports, memories, start) read from its bytes; reserved exports.
+"""A module's shape -- signatures, imports, exports, memories, start function -- read from its bytes.
 
 Why not ask wasmtime: its C API aborts the whole process when asked the kind of a value type
 it cannot describe (`v128`, typed function references), so a hostile module's signatures
 are read here, and `checks` refuses anything outside i32/i64/f32/f64 before wasmtime is
 asked about a type. Sans-I/O: bytes in, a `ModuleShape` (or `WasmRejected`) out; no wasmtime.
-
-The reserved exports (`for_compiling`): every memory under `kumix:memory<N>` and the start
-function under `kumix:start`, with the start section removed, so that Kumix runs the start
-function as a call of its own -- under the same limits, with the memory visible when it
-traps -- instead of inside instantiation, where no memory can be inspected. A manifest
-cannot name them (export names there are identifiers), and a module exporting a name with
-the `kumix:` prefix itself is refused.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from kumix.core.errors import WasmRejected
-
-RESERVED_PREFIX = "kumix:"
-START_EXPORT = "kumix:start"
-MEMORY_EXPORT_PREFIX = "kumix:memory"
 
 NUMERIC_TYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64"}
 """The value types Kumix passes between Python and WASM, by their binary encoding."""
@@ -51,11 +39,11 @@ MAX_IMPORTS = 1_000
 MAX_FUNCTIONS = 100_000
 MAX_EXPORTS = 10_000
 MAX_MEMORIES = 100
-_SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 """Known non-custom section ids in the order the binary format requires (tags between memory
 and global, data count before code)."""
 
-_EXPORT_SECTION, _START_SECTION, _MEMORY_SECTION = 7, 8, 5
+EXPORT_SECTION, START_SECTION, _MEMORY_SECTION = 7, 8, 5
 _KINDS = ("func", "table", "memory", "global", "tag")
 
 
@@ -107,6 +95,12 @@ class ModuleShape:
 
 class _Malformed(Exception):
     pass
+
+
+def read_unsigned(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The u32 LEB128 at `pos` of an already read (so well-formed) module, and the offset after it."""
+    reader = _Reader(data, pos, end)
+    return reader.unsigned(), reader.pos
 
 
 class _Reader:
@@ -229,7 +223,7 @@ def _read(data: bytes) -> ModuleShape:
         sections.append((section_id, header, payload, end))
         if section_id == 0:
             continue
-        rank = _SECTION_ORDER.get(section_id)
+        rank = SECTION_ORDER.get(section_id)
         if rank is None:
             raise _Malformed(f"unknown section id {section_id}")
         if rank <= last_rank:
@@ -277,14 +271,14 @@ def _read(data: bytes) -> ModuleShape:
             for _ in range(count):
                 reader.limits()
             memories += count
-        elif section_id == _EXPORT_SECTION:
+        elif section_id == EXPORT_SECTION:
             for _ in range(reader.count(MAX_EXPORTS, "exports")):
                 name = reader.name()
                 kind = reader.byte()
                 if kind >= len(_KINDS):
                     raise _Malformed(f"unknown export kind {kind}")
                 raw_exports.append((name, _KINDS[kind], reader.unsigned()))
-        elif section_id == _START_SECTION:
+        elif section_id == START_SECTION:
             start = reader.unsigned()
         else:
             continue  # tables, globals, code, data ...: wasmtime validates them; Kumix needs nothing there
@@ -306,57 +300,3 @@ def _type_at(types: list[Signature], index: int) -> Signature:
     if index >= len(types):
         raise _Malformed(f"type index {index} does not exist")
     return types[index]
-
-
-# --- the bytes handed to the compiler ---------------------------------------------------------
-
-
-def _unsigned(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _name(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return _unsigned(len(raw)) + raw
-
-
-def for_compiling(data: bytes, shape: ModuleShape) -> bytes:
-    """`data` with the reserved exports added and the start section removed (module docstring)."""
-    extra = [(f"{MEMORY_EXPORT_PREFIX}{index}", 0x02, index) for index in range(shape.memories)]
-    if shape.start is not None:
-        extra.append((START_EXPORT, 0x00, shape.start))
-    if not extra:
-        return data
-    entries = b"".join(_name(name) + bytes([kind]) + _unsigned(index) for name, kind, index in extra)
-    old = next((s for s in shape.sections if s[0] == _EXPORT_SECTION), None)
-    if old is None:
-        payload = _unsigned(len(extra)) + entries
-    else:
-        reader = _Reader(data, old[2], old[3])
-        count = reader.unsigned()
-        payload = _unsigned(count + len(extra)) + data[reader.pos : old[3]] + entries
-    export_section = bytes([_EXPORT_SECTION]) + _unsigned(len(payload)) + payload
-    out = [data[:8]]
-    placed = False
-    for section_id, header, _payload, end in shape.sections:
-        if section_id == _START_SECTION:
-            continue
-        if section_id == _EXPORT_SECTION:
-            out.append(export_section)
-            placed = True
-            continue
-        if not placed and section_id and _SECTION_ORDER[section_id] > _SECTION_ORDER[_EXPORT_SECTION]:
-            out.append(export_section)
-            placed = True
-        out.append(data[header:end])
-    if not placed:
-        out.append(export_section)
-    return b"".join(out)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from kumix.core.errors import WasmRejected
 from kumix.extensions.manifest import WasmModuleSpec
-from kumix.extensions.wasm.binary import NUMERIC_TYPES, RESERVED_PREFIX, ModuleShape
+from kumix.extensions.wasm.binary import NUMERIC_TYPES, ModuleShape
 from kumix.extensions.wasm.host import HOST_FUNCTIONS, HostFunction
+from kumix.extensions.wasm.reserved import RESERVED_PREFIX
 
 _PASSABLE = frozenset(NUMERIC_TYPES.values())
 

@@ -14,8 +14,9 @@ from functools import cache
 import wasmtime
 
 from kumix.core.errors import BadRequest, WasmRejected
-from kumix.extensions.wasm.binary import ModuleShape, for_compiling
+from kumix.extensions.wasm.binary import ModuleShape
 from kumix.extensions.wasm.limits import WASM_PAGE_BYTES
+from kumix.extensions.wasm.reserved import for_compiling
 
 
 @cache
@@ -61,7 +62,7 @@ def engine(memory_reservation: int, max_stack_bytes: int) -> wasmtime.Engine:
 
 
 def compile_module(engine: wasmtime.Engine, data: bytes, shape: ModuleShape, path: str) -> wasmtime.Module:
-    """Compile the pinned bytes `data` (with Kumix's reserved exports added, see `binary`)."""
+    """Compile the pinned bytes `data` (with Kumix's reserved exports added, see `reserved`)."""
     try:
         return wasmtime.Module(engine, for_compiling(data, shape))
     except wasmtime.WasmtimeError as exc:

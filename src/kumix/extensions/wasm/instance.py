@@ -17,7 +17,7 @@ import wasmtime
 
 from kumix.core.errors import BadRequest, CallTimeout, InputTooLarge, KumixError, ResourceLimit, WasmRejected, WasmTrap
 from kumix.extensions.manifest import WasmModuleSpec
-from kumix.extensions.wasm.binary import START_EXPORT, ModuleShape
+from kumix.extensions.wasm.binary import ModuleShape
 from kumix.extensions.wasm.clock import TICKER, deadline_ticks
 from kumix.extensions.wasm.convention import (
     ALLOC_SIGNATURE,
@@ -29,6 +29,7 @@ from kumix.extensions.wasm.convention import (
 from kumix.extensions.wasm.engine import first_line
 from kumix.extensions.wasm.host import MAX_LOG_BYTES_PER_CALL, HostFunction, host_func
 from kumix.extensions.wasm.limits import MAX_TABLE_ELEMENTS, MAX_TABLES, NO_DEADLINE_SECONDS, WasmLimits
+from kumix.extensions.wasm.reserved import START_EXPORT
 from kumix.extensions.wasm.traps import fuel_used, map_trap, memory_at_cap
 
 T = TypeVar("T")
@@ -257,7 +258,7 @@ class WasmInstance:
         """Run the module's start function as the first call of a new instance.
 
         It runs here rather than inside instantiation so that a trap it raises with the
-        memory at the cap is seen as the cap's doing (`binary` explains the reserved export).
+        memory at the cap is seen as the cap's doing (`reserved` explains the reserved export).
         """
         if self._has_start:
             export_func(live.exports, START_EXPORT, self.path)(live.store)

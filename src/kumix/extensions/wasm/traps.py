@@ -13,8 +13,8 @@ from typing import Any
 import wasmtime
 
 from kumix.core.errors import CallTimeout, KumixError, ResourceLimit, WasmTrap
-from kumix.extensions.wasm.binary import MEMORY_EXPORT_PREFIX
 from kumix.extensions.wasm.limits import WasmLimits
+from kumix.extensions.wasm.reserved import MEMORY_EXPORT_PREFIX
 
 OWN_LIMIT_TRAPS = frozenset(
     {wasmtime.TrapCode.OUT_OF_FUEL, wasmtime.TrapCode.INTERRUPT, wasmtime.TrapCode.STACK_OVERFLOW}
