@@ -5,6 +5,7 @@ it cannot describe (`v128`, typed function references), so a hostile module's si
 are read here, and `checks` refuses anything outside i32/i64/f32/f64 before wasmtime is
 asked about a type. Sans-I/O: bytes in, a `ModuleShape` (or `WasmRejected`) out; no wasmtime.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
