@@ -25,10 +25,11 @@ DEFAULT_FUEL_PER_CALL = 4_000_000_000
 
 wasmtime charges one unit per instruction, so time per unit depends on the mix. Measured by
 `bench/wasm_call.py` (fuel rate) on the 2-core reference machine under load: ordinary loops
-burn 1.8-10 G units/s (0.4-2 s for this budget), a loop of nothing but a branch -- the slowest
-fuel a runaway can burn -- 0.37-0.55 G units/s (7-11 s). Under the strict policy's default 5 s
-timeout the deadline stops a runaway first; fuel is the bound that does not stretch with the
-machine's load and that caps a call with a long timeout (`maxTimeoutMs`, 30 s). The first
+burn 1.6-10 G units/s (0.4-2.5 s for this budget), a loop of nothing but a branch -- the
+slowest fuel a runaway can burn -- 0.23-0.55 G units/s (7-17 s, longer the busier the machine).
+Under the strict policy's default 5 s timeout the deadline stops a runaway first. Fuel counts
+work, not time: it stops the same runaway after the same number of instructions however busy
+the machine is, and a call with a long timeout (`maxTimeoutMs`, 30 s) gets no more. The first
 reasoning here ("1-2 s at ~3 G units/s") was assumed, not measured; the value is kept as the
 work budget for ordinary code.
 """
