@@ -89,6 +89,10 @@ HOSTILE_MODULES = [
     Module("logv128.wasm", '(module (import "kumix" "log" (func (param v128))) ' + OK_EXPORT + ")",
            ("ok",), imports=("kumix.log",)),
     Module("nan.wasm", '(module (func (export "nan") (result f64) (f64.const nan)))', ("nan",)),
+    Module("typedref.wasm", '(module (type $t (func)) (func (export "f") (param (ref null $t))) ' + OK_EXPORT + ")",
+           ("ok",)),
+    Module("funcref.wasm", '(module (func $g) (elem declare func $g) '
+           '(func (export "f") (result funcref) (ref.func $g)) ' + OK_EXPORT + ")", ("f", "ok")),
 ]
 
 
@@ -182,7 +186,7 @@ async def test_hostile_modules_end_in_typed_errors_and_the_worker_keeps_serving(
     trap = await attack(KumixError, "wasm.call", module="friendly.wasm", export="boom")
     assert "WASM trapped: unreachable" in trap.message
     assert trap.code == "wasm_trap"
-    for module in ("v128.wasm", "logv128.wasm"):
+    for module in ("v128.wasm", "logv128.wasm", "typedref.wasm", "funcref.wasm"):
         assert (await attack(WasmRejected, "wasm.call", module=module, export="ok")).code == "wasm_rejected"
     nan = await attack(KumixError, "wasm.call", module="nan.wasm", export="nan")
     assert nan.code == "wasm_trap"
