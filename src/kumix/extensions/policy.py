@@ -119,8 +119,7 @@ class Policy:
             if ungranted:
                 return Decision(
                     False,
-                    f"external extension: capability {ungranted[0]!r} is not granted "
-                    f"(kumix ext grant {manifest.id} {ungranted[0]})",
+                    f"external extension: capability {ungranted[0]!r} is not granted",
                     "not_granted",
                     ungranted,
                 )
