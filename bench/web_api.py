@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -154,8 +155,9 @@ def _ws_client(port: str, token: str, pages: str, count: str) -> None:
     with httpx.Client(base_url=origin, headers={"origin": origin}) as c:
         c.get("/", params={"token": token})
         cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
-    conns = [connect(f"ws://127.0.0.1:{port}/api/events", origin=origin,  # type: ignore[arg-type]
-                     additional_headers={"Cookie": cookie}, proxy=None, compression=None)
+    stack = contextlib.ExitStack()
+    conns = [stack.enter_context(connect(f"ws://127.0.0.1:{port}/api/events", origin=origin,  # type: ignore[arg-type]
+                                         additional_headers={"Cookie": cookie}, proxy=None, compression=None))
              for _ in range(int(pages))]
     for ws in conns:
         ws.recv(timeout=30)
@@ -173,8 +175,7 @@ def _ws_client(port: str, token: str, pages: str, count: str) -> None:
     print("ready", flush=True)
     for t in readers:
         t.join()
-    for ws in conns:
-        ws.close()
+    stack.close()
     print(json.dumps(arrivals), flush=True)
 
 
