@@ -49,6 +49,13 @@ class ProcLimits:
     max_crashes: int = 5
     crash_window_seconds: int = 60
     require_confinement: bool = True
+    allow_without_namespaces: bool = False
+    """With requireConfinement: still start workers where the kernel gives no (unprivileged) user,
+    mount, IPC and network namespaces, on the other layers alone (docs/confinement.md)."""
+    max_tasks_per_worker: int = 32
+    """Threads a worker may hold at once (it cannot fork): RLIMIT_NPROC in its own user namespace.
+    The runtime needs 1 to 3 (main, asyncio's executor, wasmtime's epoch thread); an extension that
+    starts more fails to start the one over the limit, in its own call."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,8 @@ class Policy:
                 "maxCrashes": p.max_crashes,
                 "crashWindowSeconds": p.crash_window_seconds,
                 "requireConfinement": p.require_confinement,
+                "allowWithoutNamespaces": p.allow_without_namespaces,
+                "maxTasksPerWorker": p.max_tasks_per_worker,
             },
             "ui": {
                 "sandbox": list(u.sandbox),
@@ -179,6 +188,8 @@ _PROC_KEYS = {
     "maxCrashes": "max_crashes",
     "crashWindowSeconds": "crash_window_seconds",
     "requireConfinement": "require_confinement",
+    "allowWithoutNamespaces": "allow_without_namespaces",
+    "maxTasksPerWorker": "max_tasks_per_worker",
 }
 
 

@@ -711,6 +711,8 @@ class ProcSession:
             max_input_bytes=limits.max_input_bytes,
             max_output_bytes=limits.max_output_bytes,
             require_confinement=limits.require_confinement,
+            max_tasks=limits.max_tasks_per_worker,
+            allow_without_namespaces=limits.allow_without_namespaces,
             scratch_dir=str(self._scratch_dir) if self._scratch_dir is not None else None,
         )
 

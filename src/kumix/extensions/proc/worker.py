@@ -5,6 +5,8 @@ Order matters and is the contract with `confinement.py`:
    other fd closed, allowlisted environment, rlimits;
 2. `confine_worker` exactly once (strict policy: failure answers `confinement_unavailable`
    in the hello and the worker exits; dev policy: runs unconfined and says so in its log);
+   it sets PDEATHSIG again after every uid switch and namespace entry, and exits when the
+   fork server is no longer its parent;
 3. `set_worker_context`, then the extension's entry file is imported;
 4. the hello frame, then the SDK's request loop.
 """
@@ -47,6 +49,10 @@ class WorkerSpec:
     max_output_bytes: int
     require_confinement: bool
     scratch_dir: str | None = None
+    max_tasks: int = 32
+    """The policy's proc.maxTasksPerWorker."""
+    allow_without_namespaces: bool = False
+    """The policy's proc.allowWithoutNamespaces."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +91,15 @@ def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, lo
     extension_dir = Path(spec.extension_dir)
     try:
         report = confine_worker(
-            ConfinementSpec(extension_dir=extension_dir, scratch_dir=scratch, required=spec.require_confinement)
+            ConfinementSpec(
+                extension_dir=extension_dir,
+                scratch_dir=scratch,
+                required=spec.require_confinement,
+                extension_id=spec.extension_id,
+                parent_pid=parent,
+                max_tasks=spec.max_tasks,
+                accept_without_namespaces=spec.allow_without_namespaces,
+            )
         )
     except ConfinementUnavailable as exc:
         send(channel.hello_failed(exc.code, exc.message))
