@@ -263,15 +263,19 @@ def _exposures(read_paths: tuple[Path, ...], write_paths: tuple[Path, ...]) -> l
 def _limit_tasks(c: _Confiner, max_tasks: int, own_user_namespace: bool, was_root: bool) -> None:
     """RLIMIT_NPROC counts the tasks of the caller's uid in the caller's user namespace (Linux
     5.14+). In the worker's own user namespace that is exactly its own threads; on a root host
-    without one it is every worker of the extension's uid; on a non-root host without one it
-    would be every process of the user, so there is no per-worker limit to set."""
+    without one it is every worker of the extension's uid. On a non-root host without one it
+    would be every process of the user, so the runtime's own thread limit stands in (weaker:
+    it counts threads started through Python's `threading`/`_thread`, not a raw pthread_create
+    through ctypes — docs/confinement.md)."""
     if own_user_namespace:
         scope = "worker"
     elif was_root:
         scope = "extension uid"
     else:
-        c.fail("task_limit", "without its own user namespace a non-root host's worker shares the user's "
-               "process count, so RLIMIT_NPROC cannot limit the worker alone")
+        runtime_thread_limit(max_tasks)
+        c.details["max_tasks"] = max_tasks
+        c.details["task_limit_scope"] = "runtime"
+        c.layers["task_limit"] = True
         return
     try:
         resource.setrlimit(resource.RLIMIT_NPROC, (max_tasks, max_tasks))
@@ -281,6 +285,23 @@ def _limit_tasks(c: _Confiner, max_tasks: int, own_user_namespace: bool, was_roo
     c.details["max_tasks"] = max_tasks
     c.details["task_limit_scope"] = scope
     c.layers["task_limit"] = True
+
+
+def runtime_thread_limit(max_tasks: int) -> None:
+    """Refuse a new Python thread once `max_tasks` threads run, the way the kernel refuses one
+    at RLIMIT_NPROC (RuntimeError "can't start new thread"): the extension's own call fails."""
+    import _thread
+    import threading
+
+    start = _thread.start_new_thread
+
+    def limited(function: Any, args: Any, kwargs: Any = None) -> int:
+        if threading.active_count() >= max_tasks:
+            raise RuntimeError(f"can't start new thread (the worker's limit is {max_tasks} threads)")
+        return start(function, args, kwargs) if kwargs is not None else start(function, args)
+
+    _thread.start_new_thread = limited
+    threading._start_new_thread = limited  # type: ignore[attr-defined]
 
 
 def confine_worker(spec: ConfinementSpec) -> ConfinementReport:

@@ -148,8 +148,8 @@ ALLOWED: dict[str, tuple[tuple[str, ...], str]] = {
          "sched_getscheduler", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
          "sched_getattr", "sched_get_priority_max", "sched_get_priority_min"),
         "os and resource module queries about the worker itself, random numbers, os.nice, pinning "
-        "itself (prlimit64, setpriority, sched_set*, prctl: only on itself or by argument, argument filter; measured: geteuid, getrandom, uname)",
-    ),
+        "itself (prlimit64, setpriority, sched_set*, prctl: only on itself or by argument, argument "
+        "filter; measured: geteuid, getrandom, uname)"),
 }
 """What a confined worker may call, by purpose, with the reason. Anything else is refused."""
 
