@@ -16,6 +16,7 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from kumix.store.database import Database
 from kumix.store.extension_state import ExtensionStateStore
 from tests.confinement_harness import FIXTURES
 from tests.conftest import REPO_ROOT
+from tests.proc_support import proc_pids_of, wait_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux confinement")
 
@@ -244,3 +246,33 @@ async def test_bundled_extensions_work_confined_under_the_strict_policy(tmp_path
         assert await theme.call("theme.tokens.provide", {})
     for name in ("markdown-renderer", "theme-default"):
         assert "started, confined" in (logs / f"{name}.log").read_text()
+
+
+async def test_worker_at_its_thread_limit_fails_only_its_own_call(strict: tuple[Kumix, ExtensionCaller]) -> None:
+    """2049 tiny-stack threads held at once worked before; now the worker's own call fails at
+    the policy's maxTasksPerWorker, the neighbour answers and the same worker serves on."""
+    kumix, caller = strict
+    session = await caller.session("hostile")
+    assert (await attack(caller, "identity"))["outcome"] == "succeeded"
+    pid_before = session.current_pid
+    answer = await attack(caller, "many_threads", count=2049)
+    blocked(answer, "EAGAIN")
+    limit = load_policy(str(kumix.settings.policy)).proc.max_tasks_per_worker
+    assert int(answer["message"].rsplit("after ", 1)[1].split()[0]) < limit
+    assert (await attack(caller, "many_threads", count=4))["threads"] == 4
+    assert session.current_pid == pid_before
+    assert caller.stats("hostile")["crashes"] == 0
+
+
+async def test_worker_dies_when_its_fork_server_is_sigkilled(strict: tuple[Kumix, ExtensionCaller]) -> None:
+    """The worker switched to its extension's uid and entered its namespaces after PDEATHSIG was
+    first set; it still dies with the fork server (it used to live on as an orphan)."""
+    _kumix, caller = strict
+    assert (await attack(caller, "identity"))["outcome"] == "succeeded"
+    worker = (await caller.session("hostile")).current_pid
+    assert worker is not None
+    status = Path(f"/proc/{worker}/status").read_text()
+    server = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    assert worker in proc_pids_of(server)
+    os.kill(server, signal.SIGKILL)
+    assert await wait_gone([worker]) == []

@@ -334,6 +334,9 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
     if want_seccomp and seccomp_filter.api_level() < 1:
         c.fail("seccomp", "libseccomp reports no kernel seccomp filter support")
         want_seccomp = False
+    if want_seccomp:
+        # Compiled while files can still be written (a fork server has it cached already).
+        seccomp_filter.precompile()
     want_nnp = c.wanted("no_new_privs")
     want_unprivileged = c.wanted("unprivileged")
     want_namespaces = c.wanted("namespaces")

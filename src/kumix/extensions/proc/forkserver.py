@@ -60,6 +60,10 @@ def _preload() -> None:
 
     # Builds and caches the manifest schema validator, so no worker compiles it again.
     manifest_from_document(_WARM_MANIFEST, display="warm-up")
+    # The seccomp allowlist is the same for every worker: compiled once here, loaded as bytes.
+    from kumix.extensions.proc import seccomp_filter
+
+    seccomp_filter.precompile()
     gc.collect()
     gc.freeze()
 
