@@ -77,11 +77,14 @@ def as_user() -> Iterator[dict[str, Any]]:
         sibling = base / "data" / "scratch" / "bystander"
         for d in (scratch, sibling):
             d.mkdir(parents=True, mode=0o700)
+        shutil.copytree(FIXTURES / "bystander", base / "extensions" / "bystander")
+        (base / "cli").mkdir()
         if root_host:
             for path in [base, *base.rglob("*")]:
                 os.lchown(path, user.pw_uid, user.pw_gid)
         config = {"repo": str(REPO_ROOT), "ext_dir": str(ext), "private_dir": str(private),
-                  "scratch": str(scratch), "sibling_scratch": str(sibling)}
+                  "scratch": str(scratch), "sibling_scratch": str(sibling), "cli_dir": str(base / "cli"),
+                  "ext_root": str(base / "extensions")}
         script = str(FIXTURES / "as_user.py")
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(base / "home")}
         command = [sys.executable, "-I", script, json.dumps(config)]
@@ -174,3 +177,12 @@ def test_sibling_extensions_scratch_directory_needs_the_namespaces(as_user: dict
 
 def test_worker_dies_with_its_fork_server_on_a_non_root_host(as_user: dict[str, Any]) -> None:
     assert as_user["orphan"] == ""
+
+
+def test_the_real_host_run_by_the_user_confines_its_workers(as_user: dict[str, Any]) -> None:
+    """`kumix ext call` as the unprivileged user: fork server and worker under that uid."""
+    cli = as_user["cli"]
+    assert "started, confined" in cli["log"], cli
+    assert cli["identity"]["uid"] == as_user["expected_uid"], cli
+    _blocked(cli["read_file"], "ENOENT")
+    _blocked(cli["many_threads"], "EAGAIN")
