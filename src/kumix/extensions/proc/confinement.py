@@ -6,16 +6,23 @@ allowlisted environment, PDEATHSIG, own process group — is done, and before th
 entry file is imported; the worker must still be single-threaded unless the kernel has
 Landlock ABI 8):
 
-- `confine_worker(spec)` applies, in this order: the Landlock rules are prepared (paths are
-  opened while the worker can still reach them); when running as root, the switch to an
-  unprivileged uid/gid with every capability dropped (bounding set included); no_new_privs;
-  Landlock enforcement; the seccomp filter. It returns a `ConfinementReport` saying which
-  layers are active and by which paths the extension and scratch directories are reachable
+- `confine_worker(spec)` applies, in this order: the scratch directory handed to the worker's
+  uid (root host); the worker's own mount, IPC and network namespaces (and user namespace on a
+  non-root host) with a read-only root holding only the runtime, the extension directory and
+  the scratch directory; the Landlock rules prepared (paths are opened while the worker can
+  still reach them); when running as root, the switch to the extension's own unprivileged
+  uid/gid with every capability dropped (bounding set included) and then a user namespace of
+  its own; on a non-root host, every capability held in its user namespace dropped; after each
+  identity and namespace change PDEATHSIG set again and the parent checked (an orphan exits);
+  no_new_privs; the task limit (RLIMIT_NPROC); Landlock enforcement; the seccomp filters. It
+  returns a `ConfinementReport` saying which layers are active and by which paths the extension and scratch directories are reachable
   from now on (use `report.extension_dir` / `report.scratch_dir` to import the entry file and to
-  fill the SDK's worker context: after the uid switch the original path may be unreachable).
+  fill the SDK's worker context: without the namespaces, after the uid switch the original path
+  may be unreachable).
   When `spec.required` is true and a layer cannot be applied it raises `ConfinementUnavailable`
-  naming the layer (the worker then reports that code and exits); when it is false the layer is
-  skipped, and `report.warning()` is the text the host shows on every start.
+  naming the layer (the worker then reports that code and exits) — except `namespaces` when
+  `spec.accept_without_namespaces` (the policy's `allowWithoutNamespaces`); when it is false
+  the layer is skipped, and `report.warning()` is the text the host shows on every start.
 - `probe()` / `probe_machine()` say which layers this machine supports, for `kumix doctor`,
   by confining a throwaway forked child, never the calling process.
 

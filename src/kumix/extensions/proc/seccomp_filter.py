@@ -291,8 +291,8 @@ _TARGETS_A_PROCESS: tuple[tuple[str, int], ...] = (
     ("sched_setattr", 0),
     ("get_robust_list", 0),
 )
-"""(syscall, index of its pid argument). All workers of a root host share one unprivileged
-uid, and a non-root host's workers share the user's uid, so the kernel's same-uid rule would
+"""(syscall, index of its pid argument). The workers of one extension share a uid on a root
+host, and every worker of a non-root host has the user's uid, so the kernel's same-uid rule would
 let one worker lower a sibling's (or the host's) rlimits, pin or starve it, or read its robust
 futex list. Each is allowed only with pid 0, i.e. the caller itself, which is what glibc's
 setrlimit/getrlimit and Python's resource module pass."""
@@ -312,7 +312,7 @@ SIGNAL_OWNER_COMMANDS: tuple[tuple[str, int], ...] = (
 )
 """(syscall, command) pairs that name the process or process group the kernel signals when an
 fd becomes ready (O_ASYNC). F_SETSIG then picks the signal, SIGKILL included, and the kernel
-only checks that the owner's uid matches the caller's: every worker of a root host is uid 65534
+only checks that the owner's uid matches the caller's: the workers of one extension share a uid
 and a non-root host's workers share the user's uid, so without Landlock's signal scope (ABI 6)
 a worker could kill a sibling worker, or a non-root host, with a pipe it writes to itself.
 An extension has no use for SIGIO, so these commands are refused whatever their target."""
