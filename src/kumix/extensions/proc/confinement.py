@@ -16,9 +16,9 @@ Landlock ABI 8):
   identity and namespace change PDEATHSIG set again and the parent checked (an orphan exits);
   no_new_privs; the task limit (RLIMIT_NPROC); Landlock enforcement; the seccomp filters. It
   returns a `ConfinementReport` saying which layers are active and by which paths the
-  extension and scratch directories are reachable from now on (use `report.extension_dir` / `report.scratch_dir` to import the entry file and to
-  fill the SDK's worker context: without the namespaces, after the uid switch the original path
-  may be unreachable).
+  extension and scratch directories are reachable from now on (use `report.extension_dir` /
+  `report.scratch_dir` to import the entry file and to fill the SDK's worker context: without
+  the namespaces, after the uid switch the original path may be unreachable).
   When `spec.required` is true and a layer cannot be applied it raises `ConfinementUnavailable`
   naming the layer (the worker then reports that code and exits) — except `namespaces` when
   `spec.accept_without_namespaces` (the policy's `allowWithoutNamespaces`); when it is false
