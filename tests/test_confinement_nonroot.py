@@ -186,3 +186,8 @@ def test_the_real_host_run_by_the_user_confines_its_workers(as_user: dict[str, A
     assert cli["identity"]["uid"] == as_user["expected_uid"], cli
     _blocked(cli["read_file"], "ENOENT")
     _blocked(cli["many_threads"], "EAGAIN")
+    doctor = cli["doctor"]
+    assert doctor["verdict"] == "confined", doctor
+    assert doctor["host_uid"] == as_user["expected_uid"]
+    assert all(doctor["layers"].values()), doctor["layers"]
+    assert doctor["checks"]["read_etc"] == "ENOENT"
