@@ -49,6 +49,10 @@ class ProcLimits:
     max_crashes: int = 5
     crash_window_seconds: int = 60
     require_confinement: bool = True
+    spare_workers: int = 1
+    """Workers started ahead of need, already confined, to take over at once when a worker
+    crashes (ready after a crash in a few ms instead of a fork and confinement). They count
+    against max_concurrency, so against memory: a quiet extension keeps two processes."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Policy:
                 "maxCrashes": p.max_crashes,
                 "crashWindowSeconds": p.crash_window_seconds,
                 "requireConfinement": p.require_confinement,
+                "spareWorkers": p.spare_workers,
             },
             "ui": {
                 "sandbox": list(u.sandbox),
@@ -179,6 +184,7 @@ _PROC_KEYS = {
     "maxCrashes": "max_crashes",
     "crashWindowSeconds": "crash_window_seconds",
     "requireConfinement": "require_confinement",
+    "spareWorkers": "spare_workers",
 }
 
 

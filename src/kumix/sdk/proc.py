@@ -32,18 +32,16 @@ from typing import Any, TypeVar
 from kumix.core.errors import KumixError, ProtocolError
 from kumix.extensions.manifest import RESERVED_METHODS
 from kumix.extensions.proc.eventloop import new_event_loop
+from kumix.extensions.proc.exit_codes import EXIT_OK, EXIT_PROTOCOL, EXIT_RESOURCE_LIMIT
 from kumix.extensions.proc.protocol import Request, WorkerChannel
-from kumix.extensions.proc.spin_wait import WORKER_SPIN_NS, spin_until_readable
+from kumix.extensions.proc.spin_wait import WORKER_SPIN_NS, AdaptiveSpin
 from kumix.sdk.runtime_context import call_deadline
 
 Handler = Callable[[dict[str, Any]], Any]
 HandlerT = TypeVar("HandlerT", bound=Handler)
 
-EXIT_OK = 0
-EXIT_RESOURCE_LIMIT = 3
-"""The worker ran out of memory under its RLIMIT_AS; the host reports `resource_limit`."""
-EXIT_PROTOCOL = 5
-"""The host sent bytes the worker could not parse; should never happen."""
+__all__ = ["EXIT_OK", "EXIT_PROTOCOL", "EXIT_RESOURCE_LIMIT", "handler", "registered_methods", "serve"]
+
 
 READ_CHUNK_BYTES = 262_144
 """One read takes whatever the pipe holds (64 KiB by default on Linux) in one system call."""
@@ -83,6 +81,7 @@ class _Runtime:
         self.write_fd = write_fd
         self.loop: asyncio.AbstractEventLoop | None = None
         self.exit_code: int | None = None
+        self.spin = AdaptiveSpin(WORKER_SPIN_NS)
 
     def write(self, frame: bytes) -> None:
         # Blocking: a frame goes out whole, and a host that stops reading stalls only this
@@ -92,10 +91,11 @@ class _Runtime:
             view = view[os.write(self.write_fd, view) :]
 
     def run(self) -> int:
-        read, read_fd, receive = os.read, self.read_fd, self.channel.receive_data
+        read, read_fd, receive, spin = os.read, self.read_fd, self.channel.receive_data, self.spin.wait
         while self.exit_code is None:
-            # Stay awake briefly for a caller's next request before blocking (spin_wait.py).
-            spin_until_readable(read_fd, WORKER_SPIN_NS)
+            # Stay awake briefly for a caller's next request before blocking, while that pays
+            # (spin_wait.py).
+            spin(read_fd)
             data = read(read_fd, READ_CHUNK_BYTES)
             if not data:
                 return EXIT_OK
