@@ -20,22 +20,23 @@ calls it after the entry file is imported. Authors never call it themselves.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kumix.core.errors import KumixError, ProtocolError
 from kumix.extensions.manifest import RESERVED_METHODS
-from kumix.extensions.proc.eventloop import new_event_loop
 from kumix.extensions.proc.exit_codes import EXIT_OK, EXIT_PROTOCOL, EXIT_RESOURCE_LIMIT
 from kumix.extensions.proc.protocol import Request, WorkerChannel
 from kumix.extensions.proc.spin_wait import WORKER_SPIN_NS, AdaptiveSpin
 from kumix.sdk.runtime_context import call_deadline
+
+if TYPE_CHECKING:
+    import asyncio
 
 Handler = Callable[[dict[str, Any]], Any]
 HandlerT = TypeVar("HandlerT", bound=Handler)
@@ -130,6 +131,12 @@ class _Runtime:
         self.write(self.channel.reply(request.id, result))
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
+        # Imported on first use: a worker with only sync handlers never pays for asyncio, and
+        # the fork server can say ready before it has imported it (forkserver.py).
+        import asyncio
+
+        from kumix.extensions.proc.eventloop import new_event_loop
+
         if self.loop is None:
             self.loop = new_event_loop()
             asyncio.set_event_loop(self.loop)

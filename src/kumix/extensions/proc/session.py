@@ -90,7 +90,7 @@ from kumix.extensions.proc.results import check_result
 from kumix.extensions.proc.spawner import ForkServer, SpawnedWorker
 from kumix.extensions.proc.spin_wait import HOST_SPIN_NS, AdaptiveSpin
 from kumix.extensions.proc.stats import CallStats
-from kumix.extensions.proc.worker import WorkerSpec
+from kumix.extensions.proc.worker_spec import WorkerSpec
 
 log = logging.getLogger("kumix.proc")
 
