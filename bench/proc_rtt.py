@@ -18,9 +18,11 @@ Figures per profile (medians of three interleaved rounds):
 - 10 KB markdown render through the host (worker render + host nh3 sanitize) vs the same
   markdown-it-py + nh3 work in-process; target <= 1.1x;
 - cold start: a new host's first ping called at once (fork server start + fork + hello, no
-  overlap), the fork server's own start to ready, the first ping of a host whose fork server
-  already started (what a process that does anything else first sees), and a new session on
-  a warm fork server (first call after enable) — vs a Chromium Web Worker's start to first reply;
+  overlap), the fork server's own start to ready (worker essentials imported) and to
+  preloaded (every PRELOAD_MODULES module), the first ping of a new host whose fork server
+  has preloaded (what a process sees whose own start-up takes longer than that: the server
+  starts when the host opens and runs beside it), and a new session on a warm fork server
+  (first call after enable) — vs a Chromium Web Worker's start to first reply;
 - ready after crash: SIGKILL the warm worker, time until a ping succeeds again (the policy's
   spare worker in place, as in steady state).
 Each ping figure comes with its CPU placement (how often host and worker were seen on the
@@ -284,6 +286,11 @@ class KumixSide:
             # process sees whose own start-up outlasts the server's (they run in parallel).
             async with ProcHost(self.policy, logs_dir=self.logs / "second") as later:
                 await later.forkserver.wait_ready()
+                up = later.forkserver
+                while up.preloaded_at is None:
+                    await asyncio.sleep(0.002)
+                assert up.launched_at is not None
+                self.figures["server_preloaded"] = up.preloaded_at - up.launched_at
                 started = time.perf_counter()
                 await session_for(later, "markdown-renderer").ping()
                 self.figures["cold_host_head_start"] = time.perf_counter() - started
@@ -452,7 +459,8 @@ def report(profile: Profile, same_cpu: bool) -> None:
         for label, key in (
             ("cold: new host, first ping at once", "cold_host"),
             ("      of which fork server start to ready", "server_ready"),
-            ("cold: new host, first ping, server up", "cold_host_head_start"),
+            ("fork server start to preloaded (2nd host)", "server_preloaded"),
+            ("cold: new host, first ping, server preloaded", "cold_host_head_start"),
             ("cold: new session, warm fork server", "cold_session"),
         ):
             line = f"{label:44} {ms(sf[key])}"

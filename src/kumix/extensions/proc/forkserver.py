@@ -19,7 +19,8 @@ Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
   {"op": "spawn", "token": N, "spec": {...}} with three fds attached (channel read end,
   channel write end, log file). Server → host: {"op": "ready", "pid"},
   {"op": "spawned", "token", "pid"}, {"op": "spawn_failed", "token", "message"},
-  {"op": "exited", "pid", "status"} (a raw wait status, for the host to classify).
+  {"op": "exited", "pid", "status"} (a raw wait status, for the host to classify),
+  {"op": "preloaded"} once every module of PRELOAD_MODULES is imported (for the figures).
 
 Lifetime: the server dies with the host (PDEATHSIG, checked against the expected parent pid
 right after it is set) and every worker dies with the server, so SIGKILL of the host
@@ -119,6 +120,8 @@ class _Server:
                 continue
             if not ready and not preloader.done:
                 preloader.step()
+                if preloader.done:
+                    self.send({"op": "preloaded"})
                 continue
             for fd, _event in ready:
                 if fd == self.wake_r:

@@ -163,7 +163,7 @@ class _Worker:
         self.reply_fd: int | None = None
         self.read_transport: asyncio.ReadTransport | None = None
         self.write_transport: asyncio.WriteTransport | None = None
-        self.spin = AdaptiveSpin(HOST_SPIN_NS)
+        self.spin = AdaptiveSpin(HOST_SPIN_NS, peer_pid=spawned.pid)
         """Learns whether waiting for this worker's replies by spinning pays."""
         try:
             self.pidfd: int | None = os.pidfd_open(spawned.pid)

@@ -64,7 +64,9 @@ class ForkServer:
         self.starts = 0
         self.launched_at: float | None = None
         self.ready_at: float | None = None
-        """Loop times of the latest launch and its hello, for the benchmarks' cold-start figures."""
+        self.preloaded_at: float | None = None
+        """Loop times of the latest launch, its hello and the end of its preload (forkserver.py),
+        for the benchmarks' cold-start figures."""
 
     @property
     def pid(self) -> int | None:
@@ -139,7 +141,7 @@ class ForkServer:
             os.close(log_fd)
             server_end.close()
         self.starts += 1
-        self.launched_at, self.ready_at = loop.time(), None
+        self.launched_at, self.ready_at, self.preloaded_at = loop.time(), None, None
         host_end.setblocking(False)
         self._control = host_end
         self._ready = loop.create_future()
@@ -179,6 +181,8 @@ class ForkServer:
             if self._ready is not None and not self._ready.done():
                 self.ready_at = asyncio.get_running_loop().time()
                 self._ready.set_result(int(doc["pid"]))
+        elif op == "preloaded":
+            self.preloaded_at = asyncio.get_running_loop().time()
         elif op == "spawned":
             loop = asyncio.get_running_loop()
             pid = int(doc["pid"])

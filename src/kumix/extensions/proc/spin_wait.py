@@ -8,19 +8,23 @@ before blocking keeps the vCPU awake across the short gap between a request and 
 a cross-vCPU pipe round trip drops from ~71 µs to ~2.4 µs in a plain ping-pong.
 
 Why it must not be a plain busy poll: when the peer runs on the same CPU (the kernel often
-keeps a ping-pong pair on one CPU, always so on a busy machine), a poll that never yields
-keeps the peer from running, so every wait burned its whole budget before the peer could
-answer — twice per round trip (170 µs pings at load 1.6, issue 11). Two rules fix that:
+keeps a ping-pong pair on one CPU, always so on a busy machine), a poll keeps the peer from
+running, so every wait burned its whole budget before the peer could answer — twice per
+round trip (170 µs pings at load 1.6, issue 11). Yielding inside the poll is no cure: with
+any other runnable task on the CPU (a browser, a build), `sched_yield` hands it a whole time
+slice, milliseconds, before the poller runs again. What works is not spinning at all then:
+blocking is what gives the CPU away to the peer at once, and the kernel's wake-up preemption
+brings the waiter back as soon as the answer is written. So:
 
-1. Every poll that finds nothing calls `sched_yield`: a runnable peer on this CPU runs at
-   once (a same-CPU round trip becomes two yields, no wake-up at all), while on a CPU with
-   nothing else to run the yield returns in about a microsecond, so the cross-CPU spin keeps
-   its gain.
+1. The host knows its peer: every `PLACEMENT_EVERY` waits it reads the worker's last CPU
+   (field 39 of /proc/PID/stat, ~10-35 µs, so only now and then) and compares it with its
+   own (`sched_getcpu`, a vDSO call); while they share a CPU it does not spin.
 2. `AdaptiveSpin` learns, per peer, whether spinning pays: a wait that found the answer
-   within the budget is a success; one that ran out, or whose yield gave the CPU to some
-   other task for longer than the budget (a CPU-bound neighbour), is a failure. After a few
-   failures it stops spinning and blocks at once (blocking is what gives the CPU away to
-   anyone), and tries one spin every `PROBE_EVERY` waits to notice when things change.
+   within the budget is a success; one that ran out, or that was preempted for longer than
+   the budget, is a failure. After a few failures it stops spinning and blocks at once, and
+   tries one spin every `PROBE_EVERY` waits to notice when things change. The worker, which
+   cannot see the host's process (confinement), relies on this alone: spinning on the host's
+   CPU means the host's request never comes within the budget, so it stops after two waits.
    The decision is `SpinGovernor`, a pure state machine; the tests drive it with sequences.
 
 Cost: at most `budget_ns` of CPU per wait while spinning pays, about `budget_ns /
@@ -29,10 +33,11 @@ PROBE_EVERY` per wait when it does not.
 
 from __future__ import annotations
 
-import os
+import ctypes
 import select
 import time
 from collections.abc import Callable
+from typing import cast
 
 HOST_SPIN_NS = 60_000
 """How long the host polls for a reply right after writing a request: covers `ping` and
@@ -52,6 +57,40 @@ FAILURE_COST = 2
 PROBE_EVERY = 32
 """While spinning does not pay, one wait in this many spins anyway, to learn whether it pays
 again (the placement of a pair changes over seconds, not microseconds)."""
+PLACEMENT_EVERY = 64
+"""How often (in waits) the host looks up its peer's CPU: a /proc read costs about as much as
+a whole fast round trip, and the kernel keeps a pair's placement for long stretches."""
+
+
+def _libc_sched_getcpu() -> Callable[[], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):  # pragma: no cover - glibc and musl both have it
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = []
+    return cast("Callable[[], int]", function)
+
+
+_sched_getcpu = _libc_sched_getcpu()
+
+
+def own_cpu() -> int | None:
+    """The CPU this thread runs on now, or None where the C library cannot say."""
+    if _sched_getcpu is None:
+        return None
+    cpu = int(_sched_getcpu())
+    return cpu if cpu >= 0 else None
+
+
+def last_cpu_of(pid: int) -> int | None:
+    """The CPU process `pid` last ran on (field 39 of /proc/PID/stat), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[36])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class SpinGovernor:
@@ -82,11 +121,9 @@ class SpinGovernor:
             self.credit = max(0, self.credit - FAILURE_COST)
 
 
-def spin_until_readable(
-    fd: int, budget_ns: int, *, yield_cpu: Callable[[], None] = os.sched_yield
-) -> bool:
-    """Poll `fd` for up to `budget_ns`, yielding the CPU between polls; True as soon as it is
-    readable (or at EOF/error, which a read will report). Never consumes data."""
+def spin_until_readable(fd: int, budget_ns: int) -> bool:
+    """Poll `fd` without sleeping for up to `budget_ns`; True as soon as it is readable (or at
+    EOF/error, which a read will report). Never consumes data."""
     if budget_ns <= 0:
         return False
     poller = select.poll()
@@ -99,25 +136,38 @@ def spin_until_readable(
             return True
         if clock() >= end:
             return False
-        yield_cpu()
 
 
 class AdaptiveSpin:
     """Spin-then-block for one peer: spins only while spinning pays (see module docstring)."""
 
-    def __init__(self, budget_ns: int) -> None:
+    def __init__(self, budget_ns: int, *, peer_pid: int | None = None) -> None:
         self.budget_ns = budget_ns
         self.governor = SpinGovernor()
+        self.peer_pid = peer_pid
+        self.shares_cpu = False
+        """Whether the peer was last seen on this CPU (looked up every PLACEMENT_EVERY waits)."""
+        self._until_placement = 0
 
     def wait(self, fd: int) -> bool:
         """Spin for `fd` if that has paid lately; True if it became readable while spinning.
         False means: block (in read(2) or the event loop) as usual."""
+        if self.budget_ns <= 0:
+            return False
+        if self.peer_pid is not None:
+            if self._until_placement <= 0:
+                self._until_placement = PLACEMENT_EVERY
+                mine, theirs = own_cpu(), last_cpu_of(self.peer_pid)
+                self.shares_cpu = mine is not None and mine == theirs
+            self._until_placement -= 1
+            if self.shares_cpu:
+                return False
         governor = self.governor
-        if self.budget_ns <= 0 or not governor.should_spin():
+        if not governor.should_spin():
             return False
         started = time.perf_counter_ns()
         readable = spin_until_readable(fd, self.budget_ns)
-        # Readable late means a yield handed the CPU to some other task for longer than the
-        # whole budget: on this CPU, blocking (and being woken) is the faster way to wait.
+        # Readable late means this thread was preempted for longer than the whole budget: on
+        # this CPU, blocking (and being woken) is the faster way to wait.
         governor.record(success=readable and time.perf_counter_ns() - started <= self.budget_ns)
         return readable
