@@ -44,8 +44,10 @@ HandlerT = TypeVar("HandlerT", bound=Handler)
 __all__ = ["EXIT_OK", "EXIT_PROTOCOL", "EXIT_RESOURCE_LIMIT", "handler", "registered_methods", "serve"]
 
 
-READ_CHUNK_BYTES = 262_144
-"""One read takes whatever the pipe holds (64 KiB by default on Linux) in one system call."""
+READ_CHUNK_BYTES = 65_536
+"""One read takes whatever the pipe holds (64 KiB, the Linux default, which Kumix keeps) in one
+system call. No larger: `os.read` allocates its whole size up front, and a 256 KiB buffer per
+read (an mmap, page faults, a shrink) cost ~40 µs per request, more than the rest of a ping."""
 
 _handlers: dict[str, Handler] = {}
 
