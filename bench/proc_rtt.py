@@ -338,6 +338,8 @@ class KumixSide:
                 except Exception:
                     await asyncio.sleep(0)
             samples.append(time.perf_counter() - start)
+            while pid in md.live_pids:  # reaped before the next round picks its victim
+                await asyncio.sleep(0.001)
             await md.reset()  # keep the crash budget out of the measurement
         self.figures["ready_after_crash"] = samples
 
