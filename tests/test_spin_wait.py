@@ -4,12 +4,15 @@ governor that stops it when it does not pay or the peer shares the CPU."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from kumix.extensions.proc.spin_wait import (
     CREDIT_MAX,
     PROBE_EVERY,
     AdaptiveSpin,
     SpinGovernor,
+    runnable_tasks,
     spin_until_readable,
 )
 
@@ -106,5 +109,30 @@ def test_a_silent_peer_teaches_the_spin_to_block() -> None:
         assert results == [False] * PROBE_EVERY
         assert spin.governor.spins <= 3, "two failures stop the spinning, a probe may follow"
     finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_saturated_machine_is_never_spun_on() -> None:
+    # More runnable tasks than CPUs: no vCPU idles, so no halt to avoid, only a neighbour's
+    # time slice to lose. Burners make the machine saturated whatever else runs.
+    cpus = len(os.sched_getaffinity(0))
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus + 1)
+    ]
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, b"reply")
+        # Ask until the burners run (they are runnable from their first instruction on).
+        spin = AdaptiveSpin(1_000_000, peer_pid=burners[0].pid)
+        while (runnable_tasks() or 0) <= cpus:
+            pass
+        assert spin.wait(read_fd) is False
+        assert spin.machine_busy
+        assert spin.governor.spins == 0
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
         os.close(read_fd)
         os.close(write_fd)

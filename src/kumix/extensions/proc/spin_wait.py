@@ -18,7 +18,11 @@ brings the waiter back as soon as the answer is written. So:
 
 1. The host knows its peer: every `PLACEMENT_EVERY` waits it reads the worker's last CPU
    (field 39 of /proc/PID/stat, ~10-35 µs, so only now and then) and compares it with its
-   own (`sched_getcpu`, a vDSO call); while they share a CPU it does not spin.
+   own (`sched_getcpu`, a vDSO call); while they share a CPU it does not spin. At the same
+   moments it reads how many tasks are runnable right now (/proc/loadavg): when there are
+   more than CPUs, no vCPU is idle, so there is no halt to avoid, and a spinner only spends
+   the scheduler's favour a sleeper has (a woken sleeper preempts a CPU-bound neighbour; a
+   task that never sleeps waits for the neighbour's time slice) — it does not spin then.
 2. `AdaptiveSpin` learns, per peer, whether spinning pays: a wait that found the answer
    within the budget is a success; one that ran out, or that was preempted for longer than
    the budget, is a failure. After a few failures it stops spinning and blocks at once, and
@@ -34,6 +38,7 @@ PROBE_EVERY` per wait when it does not.
 from __future__ import annotations
 
 import ctypes
+import os
 import select
 import time
 from collections.abc import Callable
@@ -81,6 +86,15 @@ def own_cpu() -> int | None:
         return None
     cpu = int(_sched_getcpu())
     return cpu if cpu >= 0 else None
+
+
+def runnable_tasks() -> int | None:
+    """Tasks runnable on the whole machine right now (the 4th field of /proc/loadavg)."""
+    try:
+        with open("/proc/loadavg", "rb") as loadavg:
+            return int(loadavg.read().split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def last_cpu_of(pid: int) -> int | None:
@@ -147,6 +161,9 @@ class AdaptiveSpin:
         self.peer_pid = peer_pid
         self.shares_cpu = False
         """Whether the peer was last seen on this CPU (looked up every PLACEMENT_EVERY waits)."""
+        self.machine_busy = False
+        """Whether more tasks were runnable than there are CPUs (looked up at the same time)."""
+        self._cpus = len(os.sched_getaffinity(0))
         self._until_placement = 0
 
     def wait(self, fd: int) -> bool:
@@ -159,8 +176,10 @@ class AdaptiveSpin:
                 self._until_placement = PLACEMENT_EVERY
                 mine, theirs = own_cpu(), last_cpu_of(self.peer_pid)
                 self.shares_cpu = mine is not None and mine == theirs
+                runnable = runnable_tasks()
+                self.machine_busy = runnable is not None and runnable > self._cpus
             self._until_placement -= 1
-            if self.shares_cpu:
+            if self.shares_cpu or self.machine_busy:
                 return False
         governor = self.governor
         if not governor.should_spin():
