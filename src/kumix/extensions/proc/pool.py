@@ -59,6 +59,8 @@ class WorkerPool(Generic[W, C]):
         self._queue: deque[C] = deque()
         self._workers: list[W] = []
         """Every worker that became ready and is not reaped yet, oldest first."""
+        self._ready: set[W] = set()
+        """The same workers, for membership tests on every answer."""
         self._unusable: set[W] = set()
         self._idle: list[W] = []
         """Usable workers with no call; the most recently used last (it is taken first)."""
@@ -78,6 +80,8 @@ class WorkerPool(Generic[W, C]):
     @property
     def busy(self) -> int:
         """Usable workers running a call."""
+        if not self._unusable:  # the common case, asked on every call
+            return len(self._running)
         return sum(1 for w in self._running if w not in self._unusable)
 
     @property
@@ -94,7 +98,7 @@ class WorkerPool(Generic[W, C]):
         return list(self._workers)
 
     def usable(self, worker: W) -> bool:
-        return worker in self._workers and worker not in self._unusable
+        return worker not in self._unusable and worker in self._ready
 
     def usable_workers(self) -> list[W]:
         return [w for w in self._workers if w not in self._unusable]
@@ -174,10 +178,11 @@ class WorkerPool(Generic[W, C]):
         """A reserved start produced a worker that said hello: it is idle."""
         if self._starting <= 0:
             raise PoolError("a worker became ready that no start was reserved for")
-        if worker in self._workers:
+        if worker in self._ready:
             raise PoolError("worker became ready twice")
         self._starting -= 1
         self._workers.append(worker)
+        self._ready.add(worker)
         self._make_idle(worker, now)
 
     def start_failed(self) -> None:
@@ -197,18 +202,19 @@ class WorkerPool(Generic[W, C]):
 
     def unusable(self, worker: W) -> None:
         """`worker` is on its way out: no call is handed to it from now on. Idempotent."""
-        if worker not in self._workers:
+        if worker not in self._ready:
             return
         self._unusable.add(worker)
         self._forget_idle(worker)
 
     def gone(self, worker: W) -> C | None:
         """`worker` was reaped: its slot is free. Returns the call it still ran, if any."""
-        if worker not in self._workers:
+        if worker not in self._ready:
             raise PoolError("a worker was reaped that never became ready, or twice")
         call = self.take_call(worker)
         self._forget_idle(worker)
         self._workers.remove(worker)
+        self._ready.discard(worker)
         self._unusable.discard(worker)
         self._slots -= 1
         return call
@@ -230,7 +236,7 @@ class WorkerPool(Generic[W, C]):
 
     def next_retire_at(self) -> float | None:
         """When `retire_due` may next return a worker, or None while none is beyond the kept ones."""
-        if len(self.usable_workers()) <= 1 + self.spare or not self._idle:
+        if not self._idle or len(self._workers) - len(self._unusable) <= 1 + self.spare:
             return None
         return min(self._idle_since[w] for w in self._idle) + self.idle_retire_s
 

@@ -510,10 +510,13 @@ class ProcSession:
         self._schedule_retirement()
 
     def _schedule_retirement(self) -> None:
-        if self._retire_timer is not None:
-            self._retire_timer.cancel()
-            self._retire_timer = None
         at = self._pool.next_retire_at()
+        timer = self._retire_timer
+        if timer is not None and at is not None and timer.when() == at:
+            return  # asked on every dispatch: keep the timer that is already right
+        if timer is not None:
+            timer.cancel()
+            self._retire_timer = None
         if at is not None and self._disposed is None:
             self._retire_timer = asyncio.get_running_loop().call_at(at, self._retire)
 
