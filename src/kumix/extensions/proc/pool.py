@@ -16,7 +16,8 @@ Rules:
 - Starts: one per queued call no starting worker will take; and, once the extension is in
   use (`keep_warm`), enough to keep `1 + spare` worker slots — one warm worker for the next
   call plus `spare` already started (and so already confined) ones, ready to take over the
-  moment a worker crashes or is killed. Spares are workers like any other: they count
+  moment a worker crashes or is killed. Spares start only once a worker is ready, so they
+  never compete with the first worker's start. Spares are workers like any other: they count
   against `max_workers`, so against the policy's concurrency and memory bounds.
 - An idle worker beyond the `1 + spare` kept ones is retired once it stayed idle for
   `idle_retire_s`: a burst may need max_workers processes, a quiet extension keeps few.
@@ -167,7 +168,10 @@ class WorkerPool(Generic[W, C]):
             return plan
         wanted = len(self._queue) - self._starting
         if self.keep_warm or warm_wanted:
-            wanted = max(wanted, 1 + self.spare - self._slots)
+            # Spares only once a worker is ready: started beside the first one, a spare's fork
+            # and confinement would compete with it for the CPU and delay the first call.
+            ready = len(self._workers) > len(self._unusable)
+            wanted = max(wanted, 1 + (self.spare if ready else 0) - self._slots)
         starts = max(0, min(wanted, self.max_workers - self._slots))
         self._slots += starts
         self._starting += starts
