@@ -56,6 +56,10 @@ class ProcLimits:
     """Threads a worker may hold at once (it cannot fork): RLIMIT_NPROC in its own user namespace.
     The runtime needs 1 to 3 (main, asyncio's executor, wasmtime's epoch thread); an extension that
     starts more fails to start the one over the limit, in its own call."""
+    spare_workers: int = 1
+    """Workers started ahead of need, already confined, to take over at once when a worker
+    crashes (ready after a crash in a few ms instead of a fork and confinement). They count
+    against max_concurrency, so against memory: a quiet extension keeps two processes."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ class Policy:
                 "requireConfinement": p.require_confinement,
                 "allowWithoutNamespaces": p.allow_without_namespaces,
                 "maxTasksPerWorker": p.max_tasks_per_worker,
+                "spareWorkers": p.spare_workers,
             },
             "ui": {
                 "sandbox": list(u.sandbox),
@@ -190,6 +195,7 @@ _PROC_KEYS = {
     "requireConfinement": "require_confinement",
     "allowWithoutNamespaces": "allow_without_namespaces",
     "maxTasksPerWorker": "max_tasks_per_worker",
+    "spareWorkers": "spare_workers",
 }
 
 

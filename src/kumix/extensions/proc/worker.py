@@ -17,49 +17,20 @@ import importlib.util
 import os
 import sys
 import traceback
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from kumix.core.errors import ConfinementUnavailable
 from kumix.extensions.manifest import manifest_from_document
 from kumix.extensions.proc import hygiene
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 from kumix.extensions.proc.protocol import WorkerChannel
+from kumix.extensions.proc.worker_spec import WorkerSpec
 from kumix.sdk import proc as sdk_proc
 from kumix.sdk.runtime_context import WorkerContext, set_worker_context
 
 EXIT_CONFINEMENT_UNAVAILABLE = 4
 EXIT_BAD_EXTENSION = 7
 EXIT_SETUP_FAILED = 70
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a forked child needs to become one extension's worker (sent as JSON)."""
-
-    extension_id: str
-    extension_dir: str
-    entry: str
-    manifest: dict[str, Any]
-    max_memory_mb: int
-    max_cpu_seconds: int
-    max_log_bytes: int
-    max_input_bytes: int
-    max_output_bytes: int
-    require_confinement: bool
-    scratch_dir: str | None = None
-    max_tasks: int = 32
-    """The policy's proc.maxTasksPerWorker."""
-    allow_without_namespaces: bool = False
-    """The policy's proc.allowWithoutNamespaces."""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> WorkerSpec:
-        return cls(**doc)
 
 
 def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, log: int, parent: int) -> int:
