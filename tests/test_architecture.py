@@ -2,9 +2,11 @@
 
 Layers: core (and fs) <- matrix, store, extensions (adapters) <- app <- cli, web. Imports
 point downwards only; front ends import only `kumix.app` and `kumix.core`; adapters do not
-import each other; each third-party library that Kumix adapts sits behind one module, or one
-package (a home ending in "/") whose modules share that one job; every declared dependency is
-used and every imported one declared. docs/architecture.md explains each rule.
+import each other; each third-party library that Kumix adapts sits behind one module; every
+declared dependency is used and every imported one declared. docs/architecture.md explains
+each rule.
+A library's home is one module, or one package (a home ending in "/") whose modules share
+that one job.
 """
 
 from __future__ import annotations
