@@ -5,6 +5,7 @@ import { ThemeViewModel } from "../../../src/kumix/web/client/vm/theme.js";
 import { ExtensionsViewModel } from "../../../src/kumix/web/client/vm/extensions.js";
 import { SearchViewModel } from "../../../src/kumix/web/client/vm/search.js";
 import { ApiError, withQuery, roomPath } from "../../../src/kumix/web/client/lib/api.js";
+import { echoState } from "../../../src/kumix/web/client/vm/app.js";
 
 test("login: a bare homeserver gets https, a token replaces user and password, secrets are cleared", async () => {
   /** @type {Record<string, string>[]} */
@@ -54,16 +55,27 @@ test("theme follows the system unless chosen, and drops token values that could 
   assert.equal(vm.choice.value, "system");
 });
 
-test("extensions: figures are sanitized, denied ones are marked, ungranted capabilities listed", () => {
+test("extensions: figures come from the store's shape, denied ones are marked, only external ones need grants", () => {
   const vm = new ExtensionsViewModel();
   vm.apply([
-    { id: "md", name: "Markdown", kind: "proc", bundled: true, enabled: true, state: "running", capabilities: ["markdown.render"] },
-    { id: "ext", name: "External", kind: "proc", bundled: false, enabled: false, state: "denied", reason: "not granted", capabilities: ["proc.call", "room.context.read"], granted: ["proc.call"] },
+    { id: "markdown", name: "Markdown", origin: "bundled", state: "enabled", reason: "allowed by policy", capabilities: ["render.markdown"],
+      figures: { calls: 5, ok: 4, timeouts: 1, crashes: 0, restarts: 2, errors: { internal: 1, bad: -3 }, latencies: [0.004, 0.001, 0.002, "x", -1] } },
+    { id: "ext", name: "External", origin: "external", state: "denied", reason: "not granted", capabilities: ["proc.call", "room.context.read"], granted: ["proc.call"] },
   ]);
-  vm.applyFigures({ md: { calls: 5, errors: -1, p50_ms: 1.5, p99_ms: "x" } });
   const [md, ext] = vm.rows.value;
-  assert.deepEqual(md.figures, { calls: 5, errors: 0, timeouts: 0, restarts: 0, p50_ms: 1.5, p99_ms: null });
-  assert.deepEqual([ext.denied, ext.ungranted], [true, ["room.context.read"]]);
+  assert.deepEqual(md.figures, { calls: 5, errors: 1, timeouts: 1, restarts: 2, p50_ms: 2, p99_ms: 4 });
+  assert.deepEqual([md.bundled, md.enabled, md.denied, md.ungranted], [true, true, false, []]);
+  assert.deepEqual([ext.bundled, ext.denied, ext.ungranted], [false, true, ["room.context.read"]]);
+  assert.deepEqual(ext.figures, { calls: 0, errors: 0, timeouts: 0, restarts: 0, p50_ms: null, p99_ms: null });
+  vm.applyFigures({ ext: { calls: 3, latencies: [0.01] } });
+  assert.deepEqual([vm.rows.value[1].figures.calls, vm.rows.value[1].figures.p99_ms], [3, 10]);
+});
+
+test("a send's outbox answer decides its echo: sent with an event id, queued, or failed", () => {
+  assert.deepEqual(echoState({ txn_id: "t", room_id: "!r", state: "sent", event_id: "$e" }), { state: "sent", eventId: "$e", error: null });
+  assert.deepEqual(echoState({ txn_id: "t", room_id: "!r", state: "pending", event_id: null }), { state: "sending", eventId: null, error: null });
+  assert.deepEqual(echoState({ txn_id: "t", room_id: "!r", state: "failed", error: "M_FORBIDDEN" }), { state: "failed", eventId: null, error: "M_FORBIDDEN" });
+  assert.equal(echoState(null).state, "failed");
 });
 
 test("search drops an answer that arrives after a newer query", async () => {

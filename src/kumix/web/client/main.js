@@ -8,12 +8,13 @@ import { loadLanguage, pickLanguage } from "./lib/i18n.js";
 import { Api } from "./lib/api.js";
 import { EventFeed } from "./lib/events.js";
 import { AppViewModel } from "./vm/app.js";
+import { upload } from "./lib/upload.js";
 import { App } from "./views/app.js";
 
 installPolicy();
 const api = new Api();
-const app = new AppViewModel(api);
 const getJson = async (/** @type {URL} */ url) => (await fetch(url, { credentials: "same-origin" })).json();
+const app = new AppViewModel(api, (language) => loadLanguage(pickLanguage(language), getJson), upload);
 
 /** @param {"en" | "ja"} language */
 async function switchLanguage(language) {

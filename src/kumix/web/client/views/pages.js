@@ -15,9 +15,9 @@ export function SearchPage({ app }) {
     ${vm.error.value && html`<p class="error" role="alert">${vm.error.value}</p>`}
     ${vm.searched.value && !vm.results.value.length && html`<p class="muted">${t("Nothing found.")}</p>`}
     <ul class="results">${vm.results.value.map((ev) => html`<li key=${ev.event_id}>
-      <button class="result" onClick=${() => { app.rooms.select(ev.room_id); app.show("rooms"); }}>
-        <span class="muted small">${app.rooms.byId.value.get(ev.room_id)?.name ?? ev.room_id} · ${formatDateTime(ev.ts)}</span>
-        <span>${ev.body}</span></button></li>`)}</ul>
+      <button class="result" onClick=${() => void app.openHit(ev)}>
+        <span class="muted small">${app.rooms.byId.value.get(ev.room_id)?.name ?? ev.room_id} · ${ev.sender} · ${formatDateTime(ev.ts)}</span>
+        <span>${ev.snippet}</span></button></li>`)}</ul>
   </section>`;
 }
 
@@ -44,20 +44,37 @@ export function SettingsPage({ app, onLanguage }) {
   </section>`;
 }
 
+/** What a capability lets an extension do, in words; unknown ones show their name only. */
+function capabilityText(/** @type {string} */ capability) {
+  /** @type {Record<string, string>} */
+  const known = {
+    "render.markdown": t("Turn the markdown you write into formatted messages."),
+    "render.mermaid": t("Draw diagrams from mermaid text."),
+    "theme.tokens": t("Provide the colours and fonts of the page."),
+    "room.context.read": t("Read the current room's name and recent messages."),
+    "room.message.send": t("Send messages in the current room as you."),
+    "room.navigate": t("Switch the page to another room."),
+    "proc.call": t("Call Kumix's proc extensions."),
+  };
+  return known[capability] ?? "";
+}
+
 /** @param {{app: import("../vm/app.js").AppViewModel}} props */
 export function ExtensionsPage({ app }) {
   const rows = app.extensions.rows.value;
   /** @param {number | null} ms */
-  const millis = (ms) => (ms === null ? "–" : t("{ms} ms", { ms: formatNumber(Math.round(ms * 10) / 10) }));
+  const millis = (ms) => (ms === null ? "–" : t("{ms} ms", { ms: Math.round(ms * 10) / 10 }));
+  /** @type {Record<string, string>} */
+  const states = { enabled: t("Enabled"), disabled: t("Disabled"), denied: t("Denied"), invalid: t("Invalid") };
   return html`<section class="page" aria-labelledby="ext-title">
     <h1 id="ext-title">${t("Extensions")}</h1>
-    ${rows.map(({ ext, figures, ungranted, denied }) => html`<article class="extension card" key=${ext.id} aria-label=${ext.name}>
-      <header><strong>${ext.name}</strong> <span class="muted small">${ext.id} ${ext.version ?? ""}</span>
-        <span class=${denied ? "state denied" : "state"}>${ext.enabled ? t("Enabled") : t("Disabled")}</span></header>
-      ${ext.description && html`<p>${ext.description}</p>`}
-      ${ext.reason && html`<p class="error small">${t("Denied by the policy: {reason}", { reason: ext.reason })}</p>`}
-      <p class="small">${t("Capabilities")}: ${ext.capabilities.map((c) => html`<code key=${c}>${c}</code> `)}</p>
-      ${ungranted.length > 0 && html`<p class="small">${t("Not granted yet")}: ${ungranted.map((c) => html`<code key=${c}>${c}</code> `)}</p>`}
+    ${rows.map(({ ext, name, bundled, enabled, figures, capabilities, ungranted, denied }) => html`<article class="extension card" key=${ext.id} aria-label=${name}>
+      <header><strong>${name}</strong> <span class="muted small">${ext.id} ${ext.version ?? ""}</span>
+        <span class="muted small">${bundled ? t("bundled") : t("external")}</span>
+        <span class=${denied ? "state denied" : "state"}>${states[ext.state] ?? ext.state}</span></header>
+      ${ext.reason && html`<p class=${denied ? "error small" : "muted small"}>${denied ? t("Denied by the policy: {reason}", { reason: ext.reason }) : ext.reason}</p>`}
+      <ul class="capabilities small" aria-label=${t("Capabilities")}>${capabilities.map((c) => html`<li key=${c}><code>${c}</code> ${capabilityText(c)}
+        ${ungranted.includes(c) && html`<button onClick=${() => void app.extensionAction(ext.id, "grant", c)}>${t("Grant")}</button>`}</li>`)}</ul>
       <dl class="figures small">
         <dt>${t("Calls")}</dt><dd>${formatNumber(figures.calls)}</dd>
         <dt>${t("Errors")}</dt><dd>${formatNumber(figures.errors)}</dd>
@@ -66,9 +83,7 @@ export function ExtensionsPage({ app }) {
         <dt>${t("p50")}</dt><dd>${millis(figures.p50_ms)}</dd>
         <dt>${t("p99")}</dt><dd>${millis(figures.p99_ms)}</dd>
       </dl>
-      <button onClick=${() => void app.api.send(`/api/extensions/${encodeURIComponent(ext.id)}/${ext.enabled ? "disable" : "enable"}`, {}).then(() => app.show("extensions"))}>
-        ${ext.enabled ? t("Disable") : t("Enable")}</button>
-      ${!ext.bundled && ungranted.length > 0 && html`<button onClick=${() => void app.api.send(`/api/extensions/${encodeURIComponent(ext.id)}/grant`, {}).then(() => app.show("extensions"))}>${t("Grant")}</button>`}
+      ${ext.state !== "invalid" && html`<button onClick=${() => void app.extensionAction(ext.id, enabled ? "disable" : "enable")}>${enabled ? t("Disable") : t("Enable")}</button>`}
     </article>`)}
   </section>`;
 }

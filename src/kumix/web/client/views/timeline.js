@@ -38,7 +38,8 @@ function Row({ app, tile }) {
   if (tile.type === "day") return html`<div class="day" role="separator"><span>${formatDay(tile.ts)}</span></div>`;
   if (tile.type === "notice") return html`<p class="notice muted small">${shortName(tile.event.sender)} · ${t("changed the room")}</p>`;
   const ev = tile.event;
-  return html`<article class=${tile.continuation ? "message continuation" : "message"} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}
+  const focused = app.timeline.value?.focused.value === ev.event_id;
+  return html`<article class=${`message${tile.continuation ? " continuation" : ""}${focused ? " focused" : ""}`} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}
       data-event-id=${ev.event_id} tabindex="-1">
     ${!tile.continuation && html`<header><span class="avatar" aria-hidden="true">${shortName(ev.sender).slice(0, 1).toUpperCase()}</span>
       <strong class="sender">${shortName(ev.sender)}</strong> <time class="muted small">${formatTime(ev.ts)}</time>
@@ -89,6 +90,18 @@ export function Timeline({ app, vm }) {
   useEffect(() => {
     // Near the top: page back. The stable keys keep the visible message in place.
     if (items.length && items[0].index < 5 && vm.hasMore.value && !vm.loading.value) void vm.loadOlder();
+  });
+  // Scroll to a message a search hit asked for, and mark it.
+  const focused = vm.focused.value;
+  useEffect(() => {
+    if (!focused) return;
+    const index = vm.indexOf(focused);
+    if (index >= 0) v.scrollToIndex(index, { align: "center" });
+  }, [focused, tiles.length]);
+  // The newest message is on screen and the page is visible: it has been read.
+  const last = tiles.length ? tiles[tiles.length - 1] : null;
+  useEffect(() => {
+    if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
   });
   const typing = vm.typingOthers.value;
   return html`<div class="timeline-wrap">

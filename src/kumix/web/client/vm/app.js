@@ -12,11 +12,34 @@ import { SearchViewModel } from "./search.js";
 
 /** @typedef {"rooms" | "search" | "settings" | "extensions"} Screen */
 /** @typedef {{user_id: string, device_id: string, homeserver: string}} Account */
+/** @typedef {{txn_id: string, room_id: string, state: string, event_id?: string | null, error?: string | null}} OutboxEntry */
+/**
+ * Sends a file's bytes to POST /api/rooms/{id}/upload, reporting progress.
+ * @typedef {(roomId: string, file: Blob & {name: string}, progress: (sent: number) => void) => Promise<OutboxEntry>} Uploader
+ */
+
+/**
+ * What a send's answer means for its local echo: the outbox keeps queued messages and says
+ * when one failed for good.
+ * @param {OutboxEntry | null | undefined} entry
+ * @returns {{state: "sending" | "sent" | "failed", eventId: string | null, error: string | null}}
+ */
+export function echoState(entry) {
+  const eventId = entry && typeof entry.event_id === "string" ? entry.event_id : null;
+  if (!entry || entry.state === "failed") return { state: "failed", eventId, error: entry?.error ?? null };
+  return { state: eventId || entry.state === "sent" ? "sent" : "sending", eventId, error: null };
+}
 
 export class AppViewModel {
-  /** @param {Api} api */
-  constructor(api) {
+  /**
+   * @param {Api} api
+   * @param {(language: string) => Promise<void>} [applyLanguage]  loads a catalog (main.js)
+   * @param {Uploader} [upload]
+   */
+  constructor(api, applyLanguage, upload) {
     this.api = api;
+    this.applyLanguage = applyLanguage ?? (async () => undefined);
+    this.upload = upload ?? (async () => { throw new Error("no uploader"); });
     /** @type {import("../vendor/signals-core.js").Signal<Account | null | undefined>} undefined until known */
     this.account = signal(/** @type {Account | null | undefined} */ (undefined));
     /** @type {import("../vendor/signals-core.js").Signal<Screen>} */
@@ -34,7 +57,7 @@ export class AppViewModel {
     });
     this.search = new SearchViewModel(async (q, room) => {
       const doc = await this.api.get("/api/search", { q, room: room ?? undefined });
-      return (doc.results ?? doc.events ?? []).map(normalize);
+      return Array.isArray(doc?.hits) ? doc.hits : [];
     });
     this.policy = signal(/** @type {unknown} */ (null));
     /** @type {Map<string, TimelineViewModel>} */
@@ -53,6 +76,10 @@ export class AppViewModel {
       },
     });
     this.txn = 0;
+    this.typingSentAt = 0;
+    this.typingRoom = "";
+    /** @type {Map<string, string>} */
+    this.receiptSent = new Map();
   }
 
   /** @param {string} roomId @param {string} me */
@@ -83,12 +110,19 @@ export class AppViewModel {
   async signedIn(who) {
     this.account.value = who && who.logged_in ? who.account : null;
     if (!this.account.value) return;
-    const [rooms, settings] = await Promise.all([this.api.get("/api/rooms"), this.api.get("/api/settings").catch(() => ({}))]);
+    const [rooms, settings, theme] = await Promise.all([
+      this.api.get("/api/rooms"),
+      this.api.get("/api/settings").catch(() => ({})),
+      // The theme-default extension's token maps, when the server offers them.
+      this.api.get("/api/theme").catch(() => null),
+    ]);
+    if (theme && typeof theme === "object" && theme.light && theme.dark) this.theme.tokens.value = theme;
     batch(() => {
       this.rooms.apply(rooms.rooms ?? []);
       if (settings.theme) this.theme.choose(settings.theme);
       if (settings.tokens) this.theme.tokens.value = settings.tokens;
     });
+    if (typeof settings.language === "string") await this.applyLanguage(settings.language);
   }
 
   /** @param {import("../lib/events.js").Frame} frame */
@@ -119,9 +153,10 @@ export class AppViewModel {
     if (!timeline) return;
     const txn = `web${Date.now()}-${++this.txn}`;
     timeline.echo(txn, text, replyTo, Date.now());
+    this.typingNotice(false);
     try {
-      const doc = await this.roomSend("messages", { text, reply_to: replyTo ?? undefined, txn_id: txn });
-      timeline.updateEcho(txn, { state: "sent", eventId: typeof doc?.event_id === "string" ? doc.event_id : null });
+      const entry = /** @type {OutboxEntry} */ (await this.roomSend("messages", { text, reply_to: replyTo ?? undefined }));
+      timeline.updateEcho(txn, echoState(entry));
     } catch (err) {
       timeline.updateEcho(txn, { state: "failed", error: err instanceof Error ? err.message : String(err) });
     }
@@ -140,6 +175,65 @@ export class AppViewModel {
   async toggleReaction(eventId, key, mine) {
     if (mine) await this.roomSend("redact", { event_id: mine });
     else await this.roomSend("react", { event_id: eventId, key });
+  }
+
+  /**
+   * Tell the room this person is typing, at most every few seconds while they are; off when
+   * the composer empties or a message is sent.
+   * @param {boolean} active
+   */
+  typingNotice(active) {
+    const roomId = this.rooms.selected.value;
+    if (!roomId) return;
+    const now = Date.now();
+    if (active && this.typingSentAt > now - 4000 && this.typingRoom === roomId) return;
+    if (!active && !this.typingSentAt) return;
+    this.typingSentAt = active ? now : 0;
+    this.typingRoom = roomId;
+    void this.api.send(`${roomPath(roomId)}/typing`, { typing: active }).catch(() => undefined);
+  }
+
+  /**
+   * The newest message of the open room is on screen: send a read receipt for it (once per
+   * event) and clear the room's counts at once.
+   * @param {string} roomId @param {string} eventId
+   */
+  readUpTo(roomId, eventId) {
+    if (this.receiptSent.get(roomId) === eventId || eventId.startsWith("txn:")) return;
+    this.receiptSent.set(roomId, eventId);
+    this.rooms.markRead(roomId);
+    void this.api.send(`${roomPath(roomId)}/receipt`, { event_id: eventId }).catch(() => undefined);
+  }
+
+  /** @param {Blob & {name: string}} file */
+  async attach(file) {
+    const roomId = this.rooms.selected.value;
+    if (!roomId) return;
+    const id = this.composer.startUpload(file.name, file.size);
+    try {
+      const entry = await this.upload(roomId, file, (sent) => this.composer.updateUpload(id, { sent }));
+      const { state, error } = echoState(entry);
+      this.composer.updateUpload(id, { state: state === "failed" ? "failed" : "done", sent: file.size, error });
+      if (state !== "failed") this.composer.dismissUpload(id);
+    } catch (err) {
+      this.composer.updateUpload(id, { state: "failed", error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  /** @param {string} extensionId @param {"enable" | "disable" | "grant"} action @param {string} [capability] */
+  async extensionAction(extensionId, action, capability) {
+    await this.api.send(`/api/extensions/${encodeURIComponent(extensionId)}/${action}`, capability ? { capability } : {});
+    const doc = await this.api.get("/api/extensions");
+    this.extensions.apply(doc.extensions ?? []);
+  }
+
+  /** Open a search hit: its room, scrolled to the message. @param {{room_id: string, event_id: string}} hit */
+  async openHit(hit) {
+    batch(() => {
+      this.rooms.select(hit.room_id);
+      this.show("rooms");
+    });
+    await this.timeline.value?.jumpTo(hit.event_id);
   }
 
   /** @param {string} roomId @param {boolean} accept */

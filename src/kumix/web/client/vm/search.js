@@ -1,15 +1,15 @@
 // Local full-text search (encrypted rooms included: the server searches its own store).
 import { signal } from "../vendor/signals-core.js";
 
-/** @typedef {import("./timeline.js").EventDoc} EventDoc */
+/** @typedef {{event_id: string, room_id: string, sender: string, ts: number, snippet: string}} Hit */
 
 export class SearchViewModel {
-  /** @param {(query: string, roomId: string | null) => Promise<EventDoc[]>} search */
+  /** @param {(query: string, roomId: string | null) => Promise<Hit[]>} search */
   constructor(search) {
     this.search = search;
     this.query = signal("");
     this.roomId = signal(/** @type {string | null} */ (null));
-    /** @type {import("../vendor/signals-core.js").Signal<EventDoc[]>} */
+    /** @type {import("../vendor/signals-core.js").Signal<Hit[]>} */
     this.results = signal([]);
     this.busy = signal(false);
     this.error = signal(/** @type {string | null} */ (null));

@@ -92,6 +92,8 @@ export class TimelineViewModel {
     this.hasMore = signal(true);
     this.loading = signal(false);
     this.error = signal(/** @type {string | null} */ (null));
+    /** The message a search hit or a reply link asked to see; the view scrolls to it. */
+    this.focused = signal(/** @type {string | null} */ (null));
 
     /** @type {import("../vendor/signals-core.js").ReadonlySignal<Tile[]>} */
     this.tiles = computed(() => this.build(this.events.value, this.pending.value, this.receipts.value));
@@ -150,6 +152,20 @@ export class TimelineViewModel {
     } finally {
       this.loading.value = false;
     }
+  }
+
+  /**
+   * Page back until the event is loaded (at most `pages` pages), then focus it.
+   * @param {string} eventId @param {number} [pages]
+   */
+  async jumpTo(eventId, pages = 40) {
+    for (let i = 0; i < pages && !this.events.value.has(eventId); i++) {
+      if (this.loading.value) await new Promise((resolve) => setTimeout(resolve, 50));
+      else if (!(await this.loadOlder()) && !this.hasMore.value) break;
+    }
+    const found = this.events.value.has(eventId);
+    this.focused.value = found ? eventId : null;
+    return found;
   }
 
   /** @param {string} txn @param {string} body @param {string | null} replyTo @param {number} ts */
