@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TimelineViewModel, dayOf, RUN_MS } from "../../../src/kumix/web/client/vm/timeline.js";
+import { TimelineViewModel, dayOf, RUN_MS, notice } from "../../../src/kumix/web/client/vm/timeline.js";
 
 const ROOM = "!r:x";
 const ME = "@me:x";
@@ -136,4 +136,27 @@ test("10 000 messages build into tiles with unique keys", () => {
   const tiles = vm.tiles.value;
   assert.equal(tiles.filter((t) => t.type === "message").length, 10_000);
   assert.equal(new Set(tiles.map((t) => t.key)).size, tiles.length);
+});
+
+test("an echo the outbox only queued gives way to the own message with the same text", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  vm.echo("t1", "same", null, Date.now());
+  vm.echo("t2", "same", null, Date.now());
+  vm.echo("t3", "other", null, Date.now());
+  vm.add([ev({ sender: "@bob:x", body: "same" })]);
+  assert.equal(vm.pending.value.length, 3, "someone else's message replaces no echo");
+  vm.add([ev({ sender: ME, body: "same" })]);
+  assert.deepEqual(vm.pending.value.map((p) => p.txn), ["t2", "t3"], "one arrival, one echo: the oldest");
+});
+
+test("member and visible state events become notices; the rest of the room's state shows nothing", () => {
+  assert.deepEqual(notice(ev({ kind: "member", body: "@bob:x invite" })), { change: "invite", subject: "@bob:x" });
+  assert.deepEqual(notice(ev({ kind: "state", body: "m.room.name", sender: "@al:x" })), { change: "name", subject: "@al:x" });
+  assert.equal(notice(ev({ kind: "state", body: "m.room.power_levels" })), null);
+  assert.equal(notice(ev({ kind: "member", body: "@bob:x knock-knock" })), null);
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  vm.add([ev({ kind: "state", body: "m.room.join_rules" }), ev({ kind: "state", body: "m.room.guest_access" })]);
+  assert.equal(vm.tiles.value.length, 0, "no notice, and no date separator for nothing");
+  vm.add([ev({ kind: "member", body: "@bob:x join" })]);
+  assert.deepEqual(vm.tiles.value.map((t) => t.type), ["day", "notice"]);
 });

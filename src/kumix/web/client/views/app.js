@@ -27,6 +27,7 @@ function CreateRoomDialog({ app }) {
       <label>${t("Invite")}<input value=${vm.invite.value} onInput=${bind(vm.invite)} placeholder=${t("@alice:example.org")} /></label>
       <label><input type="checkbox" checked=${vm.encrypted.value} onChange=${() => { vm.encrypted.value = !vm.encrypted.value; }} /> ${t("Encrypted")}</label>
       ${vm.problem.value && html`<p class="error" role="alert">${problems[vm.problem.value]}</p>`}
+      ${vm.failure.value && html`<p class="error" role="alert">${t("The room could not be created.")} <span class="muted">${vm.failure.value}</span></p>`}
       <div class="buttons"><button type="button" onClick=${() => { app.creating.value = false; }}>${t("Cancel")}</button>
         <button class="primary" type="submit">${t("Create")}</button></div>
     </form>
@@ -37,7 +38,7 @@ function CreateRoomDialog({ app }) {
 function RoomPane({ app }) {
   const room = app.rooms.current.value;
   const timeline = app.timeline.value;
-  if (!room || !timeline) return html`<div class="room-pane empty muted"><p>${t("Choose a room.")}</p></div>`;
+  if (!room || !timeline) return html`<div class="room-pane empty muted"><h1 class="empty-title">${t("Choose a room.")}</h1></div>`;
   return html`<div class="room-pane">
     <header class="room-head">
       <button class="icon back" aria-label=${t("Back to the room list")} onClick=${() => app.rooms.select(null)}>←</button>

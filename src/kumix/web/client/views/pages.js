@@ -39,7 +39,7 @@ export function SettingsPage({ app, onLanguage }) {
     </fieldset>
     <h2>${t("Active policy")}</h2>
     <p class="muted small">${t("Read-only: the policy file decides what each extension may do.")}</p>
-    <pre class="policy">${app.policy.value ? JSON.stringify(app.policy.value, null, 2) : t("Loading…")}</pre>
+    <pre class="policy" tabindex="0" aria-label=${t("Active policy")}>${app.policy.value ? JSON.stringify(app.policy.value, null, 2) : t("Loading…")}</pre>
     <button onClick=${() => void app.logout()}>${t("Sign out")}</button>
   </section>`;
 }

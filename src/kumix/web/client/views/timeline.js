@@ -36,7 +36,16 @@ function Body({ app, tile }) {
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: Tile}} props */
 function Row({ app, tile }) {
   if (tile.type === "day") return html`<div class="day" role="separator"><span>${formatDay(tile.ts)}</span></div>`;
-  if (tile.type === "notice") return html`<p class="notice muted small">${shortName(tile.event.sender)} · ${t("changed the room")}</p>`;
+  if (tile.type === "notice") {
+    const who = { user: shortName(tile.subject) };
+    /** @type {Record<string, string>} */
+    const lines = {
+      join: t("{user} joined", who), leave: t("{user} left", who), invite: t("{user} was invited", who), ban: t("{user} was banned", who),
+      name: t("{user} renamed the room", who), topic: t("{user} changed the topic", who),
+      encryption: t("{user} turned on encryption", who), create: t("{user} created the room", who),
+    };
+    return html`<p class="notice muted small">${lines[tile.change]}</p>`;
+  }
   const ev = tile.event;
   const focused = app.timeline.value?.focused.value === ev.event_id;
   return html`<article class=${`message${tile.continuation ? " continuation" : ""}${focused ? " focused" : ""}`} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}

@@ -236,21 +236,36 @@ export class AppViewModel {
     await this.timeline.value?.jumpTo(hit.event_id);
   }
 
+  /** The room list again, after a change made here (the feed's next "rooms" frame would too). */
+  async refreshRooms() {
+    const doc = await this.api.get("/api/rooms");
+    this.rooms.apply(doc.rooms ?? []);
+  }
+
   /** @param {string} roomId @param {boolean} accept */
   async answerInvite(roomId, accept) {
     if (accept) await this.api.send("/api/join", { room: roomId });
     else await this.api.send(`${roomPath(roomId)}/leave`, {});
+    await this.refreshRooms();
+    if (accept) this.rooms.select(roomId);
   }
 
   async submitCreateRoom() {
     const body = this.createRoom.request();
     if (!body) return false;
-    const doc = await this.api.send("/api/rooms", body);
-    batch(() => {
-      this.creating.value = false;
-      if (typeof doc?.room_id === "string") this.rooms.select(doc.room_id);
-    });
-    return true;
+    this.createRoom.failure.value = null;
+    try {
+      const doc = await this.api.send("/api/rooms", body);
+      await this.refreshRooms();
+      batch(() => {
+        this.creating.value = false;
+        if (typeof doc?.room_id === "string") this.rooms.select(doc.room_id);
+      });
+      return true;
+    } catch (err) {
+      this.createRoom.failure.value = err instanceof Error ? err.message : String(err);
+      return false;
+    }
   }
 
   /** @param {Screen} screen */

@@ -148,6 +148,8 @@ export class CreateRoomViewModel {
     this.direct = signal(false);
     this.invite = signal("");
     this.problem = signal(/** @type {"name_missing" | "invite_invalid" | "direct_needs_one" | null} */ (null));
+    /** The server's refusal, in its own words. */
+    this.failure = signal(/** @type {string | null} */ (null));
   }
 
   /** The request body, or null with `problem` set. */

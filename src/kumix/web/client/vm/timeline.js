@@ -41,12 +41,35 @@ import { signal, computed, batch } from "../vendor/signals-core.js";
  * @property {"sending" | "sent" | "failed" | null} sending  local echoes only
  */
 /** @typedef {{type: "day", key: string, ts: number}} DayTile */
-/** @typedef {{type: "notice", key: string, event: EventDoc}} NoticeTile */
+/**
+ * A room change worth a line: membership, and the state a person sees (name, topic,
+ * encryption). Other state events (power levels, join rules, ...) show nothing.
+ * @typedef {{type: "notice", key: string, event: EventDoc, change: NoticeChange, subject: string}} NoticeTile
+ */
+/** @typedef {"join" | "leave" | "invite" | "ban" | "name" | "topic" | "encryption" | "create"} NoticeChange */
 /** @typedef {MessageTile | DayTile | NoticeTile} Tile */
 
 /** @typedef {{txn: string, body: string, replyTo: string | null, ts: number, state: "sending" | "sent" | "failed", eventId: string | null, error: string | null}} Pending */
 
 export const RUN_MS = 5 * 60 * 1000;
+
+/** @type {Record<string, NoticeChange>} */
+const STATE_NOTICES = { "m.room.name": "name", "m.room.topic": "topic", "m.room.encryption": "encryption", "m.room.create": "create" };
+const MEMBERSHIPS = new Set(["join", "leave", "invite", "ban"]);
+
+/**
+ * The notice line of a member or state event, or null when it shows nothing. The server
+ * writes a member event's body as "<user id> <membership>", a state event's as its type.
+ * @param {EventDoc} ev @returns {{change: NoticeChange, subject: string} | null}
+ */
+export function notice(ev) {
+  if (ev.kind === "member") {
+    const [subject, membership] = ev.body.split(" ");
+    return subject && MEMBERSHIPS.has(membership) ? { change: /** @type {NoticeChange} */ (membership), subject } : null;
+  }
+  const change = STATE_NOTICES[ev.body];
+  return change ? { change, subject: ev.sender } : null;
+}
 
 /** Local calendar day of a timestamp, the separator's key. @param {number} ts */
 export function dayOf(ts) {
@@ -120,11 +143,20 @@ export class TimelineViewModel {
       // A "changed" frame (a key arrived, a retry decrypted it) replaces the event in place.
       next.set(ev.event_id, had && had.cursor !== undefined && ev.cursor === undefined ? { ...ev, cursor: had.cursor } : ev);
     }
+    // Own messages that arrived: their echoes go. By event id when the send's answer named
+    // it; otherwise (the outbox had only queued it) the oldest echo with the same text.
+    const arrivedBodies = items.map(normalize)
+      .filter((ev) => ev && ev.sender === this.ownUserId && ev.kind === "text" && ev.room_id === this.roomId &&
+        !this.pending.value.some((p) => p.eventId === ev.event_id))
+      .map((ev) => ev.body);
     batch(() => {
       this.events.value = next;
-      // An echo whose event has arrived is no longer pending.
-      const arrived = this.pending.value.filter((p) => !(p.eventId && next.has(p.eventId)));
-      if (arrived.length !== this.pending.value.length) this.pending.value = arrived;
+      let left = this.pending.value.filter((p) => !(p.eventId && next.has(p.eventId)));
+      for (const body of arrivedBodies) {
+        const i = left.findIndex((p) => !p.eventId && p.state !== "failed" && p.body === body);
+        if (i >= 0) left = [...left.slice(0, i), ...left.slice(i + 1)];
+      }
+      if (left.length !== this.pending.value.length) this.pending.value = left;
     });
   }
 
@@ -262,12 +294,16 @@ export class TimelineViewModel {
     };
     for (const ev of all) {
       if (ev.kind === "edit" || ev.kind === "reaction" || ev.kind === "redaction" || ev.kind === "other") continue;
-      separate(ev.ts);
       if (ev.kind === "member" || ev.kind === "state") {
-        tiles.push({ type: "notice", key: ev.event_id, event: ev });
-        previous = null;
+        const line = notice(ev);
+        if (line) {
+          separate(ev.ts);
+          tiles.push({ type: "notice", key: ev.event_id, event: ev, ...line });
+          previous = null;
+        }
         continue;
       }
+      separate(ev.ts);
       const edit = latestEdit.get(ev.event_id);
       const isRedacted = redacted.has(ev.event_id);
       /** @type {Map<string, Reaction>} */
