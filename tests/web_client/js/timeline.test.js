@@ -160,3 +160,12 @@ test("member and visible state events become notices; the rest of the room's sta
   vm.add([ev({ kind: "member", body: "@bob:x join" })]);
   assert.deepEqual(vm.tiles.value.map((t) => t.type), ["day", "notice"]);
 });
+
+test("Up does not reach past an own message still being sent; a quote shows its target's latest text", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  vm.add([ev({ event_id: "$old", sender: ME, body: "old" }), ev({ kind: "edit", relates_to: "$old", sender: ME, body: "old, fixed" })]);
+  assert.equal(vm.lastOwnMessage.value?.body, "old, fixed");
+  vm.echo("t1", "new", "$old", Date.now());
+  assert.equal(vm.lastOwnMessage.value, null, "editing 'old' now would surprise: the newest is 'new'");
+  assert.equal(vm.byEventId.value.get("$old")?.body, "old, fixed");
+});

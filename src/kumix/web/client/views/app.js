@@ -1,4 +1,5 @@
 import { html } from "../lib/html.js";
+import { Icon } from "./icons.js";
 import { t } from "../lib/i18n.js";
 import { LoginView } from "./login.js";
 import { RoomList, Workspaces } from "./roomlist.js";
@@ -41,9 +42,9 @@ function RoomPane({ app }) {
   if (!room || !timeline) return html`<div class="room-pane empty muted"><h1 class="empty-title">${t("Choose a room.")}</h1></div>`;
   return html`<div class="room-pane">
     <header class="room-head">
-      <button class="icon back" aria-label=${t("Back to the room list")} onClick=${() => app.rooms.select(null)}>←</button>
+      <button class="icon back" aria-label=${t("Back to the room list")} onClick=${() => app.rooms.select(null)}><${Icon} name="back" /></button>
       <h1>${room.name || room.room_id}</h1>
-      ${room.encrypted && html`<span class="muted small">🔒︎ ${t("Encrypted")}</span>`}
+      ${room.encrypted && html`<span class="muted small"><${Icon} name="lock" /> ${t("Encrypted")}</span>`}
       ${room.topic && html`<p class="muted small topic">${room.topic}</p>`}
     </header>
     <${Timeline} app=${app} vm=${timeline} key=${room.room_id} />

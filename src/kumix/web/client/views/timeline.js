@@ -1,6 +1,7 @@
 // The timeline: @tanstack/virtual-core in chat mode (anchored to the end, following new
 // messages, stable keys so paging back does not jump), role="log" for screen readers.
 import { html } from "../lib/html.js";
+import { Icon } from "./icons.js";
 import { useEffect, useRef, useState, useLayoutEffect } from "../vendor/preact-hooks.js";
 import { Virtualizer, elementScroll, observeElementOffset, observeElementRect, measureElement } from "../vendor/virtual-core/index.js";
 import { t, tn, formatTime, formatDay, formatBytes } from "../lib/i18n.js";
@@ -23,11 +24,11 @@ function Body({ app, tile }) {
       return html`<a href=${src} target="_blank" rel="noopener noreferrer" class="image-link">
         <img src=${src} alt=${ev.file.name || t("Image")} loading="lazy" /></a>`;
     }
-    return html`<a class="file" href=${src} download=${ev.file.name}>📎︎ ${ev.file.name}${ev.file.size ? html` <span class="muted">(${formatBytes(ev.file.size)})</span>` : null}</a>`;
+    return html`<a class="file" href=${src} download=${ev.file.name}><${Icon} name="file" /> ${ev.file.name}${ev.file.size ? html` <span class="muted">(${formatBytes(ev.file.size)})</span>` : null}</a>`;
   }
-  const quoted = ev.reply_to ? app.timeline.value?.event(ev.reply_to) : undefined;
+  const quoted = ev.reply_to ? app.timeline.value?.byEventId.value.get(ev.reply_to) : undefined;
   return html`${ev.reply_to && html`<blockquote class="reply">${quoted
-      ? html`<strong>${shortName(quoted.sender)}</strong> ${quoted.body}`
+      ? html`<strong>${shortName(quoted.event.sender)}</strong> ${quoted.redacted ? t("Message deleted") : quoted.body}`
       : html`<span class="muted">${t("In reply to an earlier message")}</span>`}</blockquote>`}
     ${tile.html ? html`<div class="html" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>` : html`<p class="text">${tile.body}</p>`}
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;
@@ -52,7 +53,7 @@ function Row({ app, tile }) {
       data-event-id=${ev.event_id} tabindex="-1">
     ${!tile.continuation && html`<header><span class="avatar" aria-hidden="true">${shortName(ev.sender).slice(0, 1).toUpperCase()}</span>
       <strong class="sender">${shortName(ev.sender)}</strong> <time class="muted small">${formatTime(ev.ts)}</time>
-      ${ev.encrypted && html`<span class="lock small" aria-label=${t("Encrypted")} title=${t("Encrypted")}>🔒︎</span>`}</header>`}
+      ${ev.encrypted && html`<span class="lock small" title=${t("Encrypted")}><${Icon} name="lock" label=${t("Encrypted")} /></span>`}</header>`}
     <div class="content"><${Body} app=${app} tile=${tile} /></div>
     ${tile.reactions.length > 0 && html`<div class="reactions">${tile.reactions.map((r) => html`<button class=${r.mine ? "reaction mine" : "reaction"} aria-pressed=${!!r.mine}
         aria-label=${tn("{key}: {count} reaction", "{key}: {count} reactions", r.count, { key: r.key })}

@@ -121,14 +121,23 @@ export class TimelineViewModel {
     /** @type {import("../vendor/signals-core.js").ReadonlySignal<Tile[]>} */
     this.tiles = computed(() => this.build(this.events.value, this.pending.value, this.receipts.value));
     this.typingOthers = computed(() => this.typing.value.filter((u) => u !== this.ownUserId));
+    /** The message Up edits: the newest own message, unless that one is still being sent. */
     this.lastOwnMessage = computed(() => {
       const tiles = this.tiles.value;
       for (let i = tiles.length - 1; i >= 0; i--) {
         const tile = tiles[i];
-        if (tile.type === "message" && tile.sending === null && !tile.redacted && !tile.undecryptable &&
-            tile.event.sender === this.ownUserId && tile.event.kind === "text") return tile;
+        if (tile.type !== "message" || tile.event.sender !== this.ownUserId) continue;
+        if (tile.sending !== null) return null;
+        return !tile.redacted && !tile.undecryptable && tile.event.kind === "text" ? tile : null;
       }
       return null;
+    });
+    /** event id → its message tile (a reply's quote shows the latest text of its target). */
+    this.byEventId = computed(() => {
+      /** @type {Map<string, MessageTile>} */
+      const map = new Map();
+      for (const tile of this.tiles.value) if (tile.type === "message") map.set(tile.event.event_id, tile);
+      return map;
     });
   }
 
