@@ -52,6 +52,11 @@ class Api:
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.connections = 0
+        self.cut_off = 0
+        """Connections closed because their reader fell behind (CLOSE_TOO_SLOW)."""
+
+    def _too_slow(self) -> None:
+        self.cut_off += 1
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -365,7 +370,8 @@ class Api:
         await ws.accept()
         self.connections += 1
         try:
-            await EventStream(self.live, ws, SendQueue(self.queue_frames, self.queue_bytes), cursor).run()
+            await EventStream(self.live, ws, SendQueue(self.queue_frames, self.queue_bytes), cursor,
+                              on_too_slow=self._too_slow).run()
         finally:
             self.connections -= 1
 
@@ -374,25 +380,31 @@ class EventStream:
     """One WebSocket's feed: missed events from the store first, then live changes, each
     event at most once (by cursor), through the connection's bounded queue."""
 
-    def __init__(self, live: LiveAccount, ws: WebSocket, queue: SendQueue, cursor: int) -> None:
+    def __init__(self, live: LiveAccount, ws: WebSocket, queue: SendQueue, cursor: int,
+                 on_too_slow: Callable[[], None] = lambda: None) -> None:
         self.live = live
+        self.on_too_slow = on_too_slow
         self.ws = ws
         self.queue = queue
         self.sent = cursor
         self.wakeup = asyncio.Event()
         self.closed_by = 0
+        self.unsubscribe: Callable[[], None] = lambda: None
 
     def offer(self, frame: dict[str, Any]) -> None:
         if frame.get("type") == "event" and int(frame["cursor"]) <= self.sent:
             return
         data = json.dumps(frame).encode()
-        self.queue.offer(data)
+        if not self.queue.offer(data) and self.queue.state == "overflowed":
+            # Too slow: no more work for this connection; the writer closes it.
+            self.unsubscribe()
+            self.on_too_slow()
         self.wakeup.set()
 
     async def run(self) -> None:
         # Subscribed before the store is read: whatever arrives meanwhile is queued, and
         # the cursor check drops what the store page already carried.
-        unsubscribe = self.live.subscribe(self.offer)
+        self.unsubscribe = self.live.subscribe(self.offer)
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(self._read())
@@ -403,7 +415,7 @@ class EventStream:
                     reader.cancel()
                     beat.cancel()
         finally:
-            unsubscribe()
+            self.unsubscribe()
 
     async def _backlog(self) -> None:
         while True:
@@ -448,8 +460,7 @@ class EventStream:
     async def _heartbeat(self) -> None:
         while self.ws.application_state == WebSocketState.CONNECTED:
             await asyncio.sleep(APP_HEARTBEAT_SECONDS)
-            self.queue.offer(json.dumps({"type": "heartbeat", "cursor": self.sent}).encode())
-            self.wakeup.set()
+            self.offer({"type": "heartbeat", "cursor": self.sent})
 
 
 def _asset(name: str) -> bytes:
