@@ -114,8 +114,32 @@ export function Timeline({ app, vm }) {
     if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
   });
   const typing = vm.typingOthers.value;
+  /**
+   * Arrow keys move between messages (the rendered ones; the virtualizer keeps the focused one
+   * near the viewport), Home/End jump to the oldest loaded and the newest.
+   * @param {KeyboardEvent} e
+   */
+  const onKey = (e) => {
+    const box = scroller.current;
+    if (!box) return;
+    const messages = /** @type {HTMLElement[]} */ ([...box.querySelectorAll("article.message")])
+      .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+    const at = messages.findIndex((m) => m === document.activeElement);
+    if (e.key === "ArrowUp" || e.key === "ArrowDown") {
+      e.preventDefault();
+      const next = at < 0 ? messages.length - 1 : Math.max(0, Math.min(messages.length - 1, at + (e.key === "ArrowUp" ? -1 : 1)));
+      messages[next]?.focus();
+      messages[next]?.scrollIntoView({ block: "nearest" });
+    } else if (e.key === "End") {
+      e.preventDefault();
+      v.scrollToEnd();
+    } else if (e.key === "Home") {
+      e.preventDefault();
+      v.scrollToIndex(0, { align: "start" });
+    }
+  };
   return html`<div class="timeline-wrap">
-    <div class="timeline" ref=${scroller} role="log" aria-live="polite" aria-label=${t("Messages")} tabindex="0">
+    <div class="timeline" ref=${scroller} role="log" aria-live="polite" aria-label=${t("Messages")} tabindex="0" onKeyDown=${onKey}>
       ${vm.loading.value && html`<p class="muted small center">${t("Loading older messages…")}</p>`}
       ${!vm.hasMore.value && html`<p class="muted small center">${t("This is the start of the room.")}</p>`}
       <div class="timeline-inner" style=${{ height: `${v.getTotalSize()}px` }}>
