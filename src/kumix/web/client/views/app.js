@@ -60,7 +60,10 @@ export function App({ app, onLanguage }) {
   const screen = app.screen.value;
   /** @type {[import("../vm/app.js").Screen, string][]} */
   const tabs = [["rooms", t("Rooms")], ["search", t("Search")], ["extensions", t("Extensions")], ["settings", t("Settings")]];
-  return html`<div class=${app.rooms.selected.value ? "shell has-room" : "shell"}>
+  // On a phone the list and the main pane are separate views: the main pane shows when a
+  // room is open or another screen was chosen.
+  const mainShown = screen !== "rooms" || !!app.rooms.selected.value;
+  return html`<div class=${mainShown ? "shell has-room" : "shell"}>
     <${Workspaces} app=${app} />
     <aside class="sidebar" aria-label=${t("Rooms")}>
       <nav class="tabs" aria-label=${t("Sections")}>${tabs.map(([id, label]) => html`<button key=${id} aria-current=${screen === id ? "page" : undefined} onClick=${() => app.show(id)}>${label}</button>`)}</nav>
@@ -68,6 +71,7 @@ export function App({ app, onLanguage }) {
       <p class="muted small account">${account.user_id}${app.online.value ? "" : html` · <span class="error">${t("offline")}</span>`}</p>
     </aside>
     <main class="main">
+      ${screen !== "rooms" && html`<button class="icon back page-back" aria-label=${t("Back to the room list")} onClick=${() => app.show("rooms")}><${Icon} name="back" /></button>`}
       ${screen === "rooms" && html`<${RoomPane} app=${app} />`}
       ${screen === "search" && html`<${SearchPage} app=${app} />`}
       ${screen === "settings" && html`<${SettingsPage} app=${app} onLanguage=${onLanguage} />`}
