@@ -16,7 +16,7 @@ function RoomRow({ app, room }) {
   const vm = app.rooms;
   const selected = vm.selected.value === room.room_id;
   if (room.membership === "invite") {
-    return html`<li class="room invite" role="option" aria-selected="false">
+    return html`<li class="room invite">
       <span class="room-name">${room.name || room.room_id}</span>
       <span class="muted small">${room.inviter ? t("Invited by {user}", { user: room.inviter }) : t("Invitation")}</span>
       <span class="actions">
@@ -40,7 +40,9 @@ function Section({ app, title, rooms }) {
   if (!rooms.length) return null;
   return html`<section class="section">
     <h2 class="section-title">${title}</h2>
-    <ul role="listbox" aria-label=${title}>${rooms.map((r) => html`<${RoomRow} key=${r.room_id} app=${app} room=${r} />`)}</ul>
+    ${/* Invites hold buttons, so they are a plain list; joined rooms are a listbox of options. */ ""}
+    <ul role=${rooms.every((r) => r.membership === "invite") ? undefined : "listbox"} aria-label=${title}>
+      ${rooms.map((r) => html`<${RoomRow} key=${r.room_id} app=${app} room=${r} />`)}</ul>
   </section>`;
 }
 
