@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-from kumix.app.live_account import LiveAccount, open_live_account
+from kumix.app.kumix import Kumix
 from kumix.app.settings import Settings
 from kumix.web.routes import Api, build_app
 from kumix.web.security import ASGIApp, Checks
@@ -60,7 +60,7 @@ class WebServer:
         self._thread = threading.Thread(target=self._thread_main, name="kumix-web-test", daemon=True)
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.live: LiveAccount | None = None
+        self.kumix: Kumix | None = None
         self.api: Api | None = None
         self.app: ASGIApp | None = None
         self.sessions: Sessions | None = None
@@ -93,13 +93,15 @@ class WebServer:
             self._ready.set()
 
     async def _main(self) -> None:
-        async with open_live_account(self.settings, env=self.env) as live:
+        async with Kumix.open(self.settings, env=self.env, interactive=False, command="kumix web tests") as k:
+            if k.has_account():
+                await k.start_live()
             sock = bind(None)
             self.port = port_of(sock)
             self.sessions = Sessions(self.port)
-            self.app, self.api = build_app(live, self.sessions, checks=self.checks, queue_frames=self.queue[0],
+            self.app, self.api = build_app(k, self.sessions, checks=self.checks, queue_frames=self.queue[0],
                                            queue_bytes=self.queue[1])
-            self.live = live
+            self.kumix = k
             self.loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             self._ready.set()
@@ -109,7 +111,7 @@ class WebServer:
                 sock.close()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine in the server's loop (where the live account lives)."""
+        """Run a coroutine in the server's loop (where its Kumix lives)."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
 
