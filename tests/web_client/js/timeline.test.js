@@ -168,4 +168,27 @@ test("Up does not reach past an own message still being sent; a quote shows its 
   vm.echo("t1", "new", "$old", Date.now());
   assert.equal(vm.lastOwnMessage.value, null, "editing 'old' now would surprise: the newest is 'new'");
   assert.equal(vm.byEventId.value.get("$old")?.body, "old, fixed");
+  // Acknowledged with its event id (the event itself not synced yet): Up edits it.
+  vm.updateEcho("t1", { state: "sent", eventId: "$new" });
+  const editable = vm.lastOwnMessage.peek(); // peek: tsc narrowed .value to null above
+  assert.equal(editable && editable.event.event_id, "$new");
+});
+
+test("pages go on from the position the server's page names, and a changed event keeps its place", async () => {
+  /** @type {(number | undefined)[]} */
+  const asked = [];
+  const vm = new TimelineViewModel(ROOM, ME, async (before) => {
+    asked.push(before);
+    if (before === undefined) return { events: [{ cursor: 90, event: ev({ event_id: "$b", ts: 2000 }) }, { cursor: 91, event: ev({ event_id: "$c", ts: 3000 }) }], before: 40 };
+    if (before === 40) return { events: [{ cursor: 12, event: ev({ event_id: "$a", ts: 1000 }) }], before: 12 };
+    return { events: [], before: null };
+  });
+  await vm.loadOlder();
+  await vm.loadOlder();
+  await vm.loadOlder();
+  assert.deepEqual(asked, [undefined, 40, 12], "positions, not the events' change cursors");
+  assert.equal(vm.hasMore.value, false);
+  // $a changes (say its key arrived): a newer change cursor must not move it to the end.
+  vm.add([{ type: "event", cursor: 500, event: ev({ event_id: "$a", ts: 1000, body: "now readable" }) }]);
+  assert.deepEqual(messages(vm).map((t) => t.type === "message" && t.event.event_id), ["$a", "$b", "$c"]);
 });

@@ -88,17 +88,24 @@ export function normalize(item) {
   return item;
 }
 
-/** @param {EventDoc} a @param {EventDoc} b */
+/**
+ * Timeline order: by origin timestamp, then cursor, then id. The cursor is the store's change
+ * cursor, which moves when an event changes (a key arrives, a retry decrypts it), so it cannot
+ * be the order on its own.
+ * @param {EventDoc} a @param {EventDoc} b
+ */
 function order(a, b) {
+  if (a.ts !== b.ts) return a.ts - b.ts;
   if (a.cursor !== undefined && b.cursor !== undefined && a.cursor !== b.cursor) return a.cursor - b.cursor;
-  return a.ts - b.ts || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0);
+  return a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0;
 }
 
 export class TimelineViewModel {
   /**
    * @param {string} roomId
    * @param {string} ownUserId
-   * @param {(before: number | undefined) => Promise<any[]>} loadBefore  older items, newest first or last
+   * @param {(before: number | undefined) => Promise<any[] | {events: any[], before?: number | null}>} loadBefore
+   *   older items before a position; a page that names its own `before` position is paged on from there
    */
   constructor(roomId, ownUserId, loadBefore) {
     this.roomId = roomId;
@@ -113,6 +120,8 @@ export class TimelineViewModel {
     /** @type {import("../vendor/signals-core.js").Signal<string[]>} */
     this.typing = signal([]);
     this.hasMore = signal(true);
+    /** Where the next older page starts, as the server's last page said; undefined: the newest. */
+    this.position = /** @type {number | undefined} */ (undefined);
     this.loading = signal(false);
     this.error = signal(/** @type {string | null} */ (null));
     /** The message a search hit or a reply link asked to see; the view scrolls to it. */
@@ -121,13 +130,14 @@ export class TimelineViewModel {
     /** @type {import("../vendor/signals-core.js").ReadonlySignal<Tile[]>} */
     this.tiles = computed(() => this.build(this.events.value, this.pending.value, this.receipts.value));
     this.typingOthers = computed(() => this.typing.value.filter((u) => u !== this.ownUserId));
-    /** The message Up edits: the newest own message, unless that one is still being sent. */
+    /** The message Up edits: the newest own message, unless the server has not taken it yet. */
     this.lastOwnMessage = computed(() => {
       const tiles = this.tiles.value;
       for (let i = tiles.length - 1; i >= 0; i--) {
         const tile = tiles[i];
         if (tile.type !== "message" || tile.event.sender !== this.ownUserId) continue;
-        if (tile.sending !== null) return null;
+        // An echo the server acknowledged has its event id and can be edited already.
+        if (tile.sending !== null && !(tile.sending === "sent" && !tile.event.event_id.startsWith("txn:"))) return null;
         return !tile.redacted && !tile.undecryptable && tile.event.kind === "text" ? tile : null;
       }
       return null;
@@ -175,13 +185,16 @@ export class TimelineViewModel {
     this.loading.value = true;
     this.error.value = null;
     try {
-      let oldest;
-      for (const ev of this.events.value.values()) {
-        if (ev.cursor !== undefined && (oldest === undefined || ev.cursor < oldest)) oldest = ev.cursor;
+      let before = this.position;
+      if (before === undefined && this.events.value.size) {
+        for (const ev of this.events.value.values()) {
+          if (ev.cursor !== undefined && (before === undefined || ev.cursor < before)) before = ev.cursor;
+        }
       }
-      const before = this.events.value.size ? oldest : undefined;
-      const items = await this.loadBefore(before);
-      const fresh = items.map(normalize).filter((ev) => !this.events.value.has(ev.event_id));
+      const answer = await this.loadBefore(before);
+      const items = Array.isArray(answer) ? answer : answer.events ?? [];
+      if (!Array.isArray(answer) && typeof answer.before === "number") this.position = answer.before;
+      const fresh = items.map(normalize).filter((ev) => ev && !this.events.value.has(ev.event_id));
       batch(() => {
         this.add(fresh);
         if (!fresh.length) this.hasMore.value = false;
