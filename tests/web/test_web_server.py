@@ -139,7 +139,7 @@ def concrete_paths() -> list[tuple[str, str]]:
         concrete = (path.replace("{room_id}", "!r:x").replace("{event_id}", "$e").replace("{extension_id}", "x")
                     .replace("{action}", "enable"))
         out.extend((method.upper(), concrete) for method in ops)
-    return [*out, ("GET", "/"), ("GET", "/static/placeholder.js"), ("GET", "/static/nothing.js"),
+    return [*out, ("GET", "/"), ("GET", "/static/main.js"), ("GET", "/static/nothing.js"),
             ("GET", "/api/no-such-route")]
 
 
@@ -170,7 +170,7 @@ def test_page_token_exchange_and_redirect(server: WebServer) -> None:
             assert attr in cookie
         page = c.get("/")
         assert page.status_code == 200
-        assert '<script type="module" src="/static/placeholder.js">' in page.text
+        assert '<script type="module" src="/static/main.js">' in page.text
         assert c.get("/api/whoami").json()["logged_in"] is True
 
 
@@ -254,7 +254,7 @@ def assert_header_set(r: httpx.Response, csp: str = PAGE_CSP) -> None:
 
 
 def test_security_headers_on_every_answer(server: WebServer, browser: httpx.Client, room: str) -> None:
-    answers = [browser.get("/"), browser.get("/static/placeholder.js"), browser.get("/api/whoami"),
+    answers = [browser.get("/"), browser.get("/static/main.js"), browser.get("/api/whoami"),
                browser.get("/api/nothing"), browser.get("/static/../x.js"), browser.post("/api/whoami"),
                browser.get("/api/rooms/!nope:x/events"), browser.get("/api/whoami", headers={"host": "evil"}),
                browser.get("/", params={"token": "wrong"}), browser.get("/", params={"token": server.token})]
@@ -264,6 +264,27 @@ def test_security_headers_on_every_answer(server: WebServer, browser: httpx.Clie
     assert answers[3].json()["error"]["code"] == "not_found"
     assert answers[5].status_code == 405
     assert answers[1].headers["content-type"].startswith("text/javascript")
+
+
+@pytest.mark.parametrize("path", [
+    "/static/%2e%2e/routes.py", "/static/%2e%2e/%2e%2e/web/routes.py", "/static/vendor/%2e%2e/%2e%2e/routes.py",
+    "/static/.hidden.js", "/static/vm//app.js", "/static/vm%2f..%2f..%2frouter.js", "/static/..%5croutes.js",
+    "/static/index.html", "/static/i18n",
+])
+def test_static_files_never_leave_the_client_directory(browser: httpx.Client, path: str) -> None:
+    """Encoded dot segments reach the route unnormalised (httpx sends them as written): each
+    is refused, and so is any file type the client is not made of."""
+    r = browser.get(path)
+    assert r.status_code == 404, (path, r.text[:200])
+    assert r.json()["error"]["code"] == "not_found"
+
+
+def test_the_client_is_served_with_its_nested_modules(browser: httpx.Client) -> None:
+    page = browser.get("/")
+    assert '<script type="module" src="/static/main.js">' in page.text
+    for path in ("/static/vendor/preact.js", "/static/i18n/ja.json", "/static/css/app.css"):
+        r = browser.get(path)
+        assert r.status_code == 200, path
 
 
 # -- media --------------------------------------------------------------------------------

@@ -147,11 +147,13 @@ class Api:
 
     async def static(self, request: Request) -> Response:
         name = str(request.path_params["name"])
-        types = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
         kind = name.rsplit(".", 1)[-1]
-        if "/" in name or name.startswith(".") or kind not in types:
+        # Checked on the path as given, segment by segment: no empty, dot or dot-dot segment
+        # (so no traversal and no hidden file), and only the file types the page is made of.
+        parts = name.split("/")
+        if any(not part or part.startswith(".") or "\\" in part for part in parts) or kind not in STATIC_TYPES:
             raise NotFound(f"no static file {name[:100]}")
-        return Response(_asset(name), media_type=types[kind])
+        return Response(_asset(*parts), media_type=STATIC_TYPES[kind])
 
     async def openapi_doc(self, request: Request) -> Response:
         return self._json(openapi.document())
@@ -459,11 +461,19 @@ class EventStream:
             self.offer({"type": "heartbeat", "cursor": self.k.cursor()})
 
 
-def _asset(name: str) -> bytes:
+STATIC_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "json": "application/json",
+}
+"""What the client (`kumix/web/client/`) is made of; anything else there is not served."""
+
+
+def _asset(*parts: str) -> bytes:
     try:
-        return resources.files("kumix.web").joinpath("static", name).read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        raise NotFound(f"no static file {name[:100]}") from None
+        return resources.files("kumix.web").joinpath("client", *parts).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise NotFound(f"no static file {'/'.join(parts)[:100]}") from None
 
 
 def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
@@ -480,7 +490,7 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
 
     routes = [
         Route("/", g(api.index), methods=["GET"]),
-        Route("/static/{name}", g(api.static), methods=["GET"]),
+        Route("/static/{name:path}", g(api.static), methods=["GET"]),
         Route("/api/openapi.json", g(api.openapi_doc), methods=["GET"]),
         Route("/api/whoami", g(api.whoami), methods=["GET"]),
         Route("/api/login", g(api.login), methods=["POST"]),
