@@ -131,9 +131,11 @@ def test_csp_meta_comes_first_then_the_bootstrap(tmp_path: Path) -> None:
     srcdoc = build(tmp_path, "<!doctype html><html><head><title>t</title><script>var early = 1</script>"
                    "</head><body><p>hi</p></body></html>")
     head = head_children(srcdoc)
-    assert head[0].tag == "meta" and head[0].get("http-equiv") == "Content-Security-Policy"
+    assert head[0].tag == "meta"
+    assert head[0].get("http-equiv") == "Content-Security-Policy"
     assert head[0].get("content").startswith("default-src 'none'")
-    assert head[1].tag == "script" and "__KUMIX_UI_BOOTSTRAP__" in head[1].text
+    assert head[1].tag == "script"
+    assert "__KUMIX_UI_BOOTSTRAP__" in head[1].text
     assert head[1].get("nonce") == NONCE
     scripts = [e for e in head if e.tag == "script"]
     assert [s.get("nonce") for s in scripts] == [NONCE, NONCE]
@@ -172,7 +174,8 @@ def test_parser_differential_cannot_turn_style_text_into_markup(tmp_path: Path) 
               '<svg><style><img src="https://evil.example/s"></style><script>alert(1)</script></svg>')
     srcdoc = build(tmp_path, attack)
     body = srcdoc.split("<body", 1)[1]
-    assert "<style" not in body and "<script" not in body  # no raw text left in the body
+    assert "<style" not in body
+    assert "<script" not in body
     # What is left of the refresh is CSS text of a style in <head>, where every parser
     # reads raw text up to </style>: no element carries it.
     tags = all_tags(srcdoc)
@@ -190,7 +193,8 @@ def test_scripts_and_styles_move_into_head_with_the_nonce_and_lose_their_attribu
     assert kinds == [("script", "var a = 1"), ("style", "p{color:red}"), ("script", "var b = 2"), ("style", "b{x:y}")]
     for element in head[1:]:
         assert element.get("nonce") == NONCE
-        assert element.get("src") is None and element.get("integrity") is None
+        assert element.get("src") is None
+        assert element.get("integrity") is None
     assert head[4].get("type") == "module"
     assert "attacker" not in srcdoc
 
@@ -230,9 +234,11 @@ def test_fake_bootstrap_in_extension_html_stays_after_the_real_one(tmp_path: Pat
     fake = "<script>window.__KUMIX_UI_BOOTSTRAP__ = {widgetId: 'forged'}</script>"
     srcdoc = build(tmp_path, f"<head>{fake}</head>")
     head = head_children(srcdoc)
-    assert "forged" not in head[1].text and "forged" in head[2].text
+    assert "forged" not in head[1].text
+    assert "forged" in head[2].text
     # The real one defines the global read-only and non-configurable before any other script.
-    assert "writable: false" in head[1].text and "configurable: false" in head[1].text
+    assert "writable: false" in head[1].text
+    assert "configurable: false" in head[1].text
 
 
 def test_bootstrap_json_is_script_safe() -> None:

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kumix.app.ui_frames import egress_summary
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
 from kumix.core.errors import BadRequest
@@ -51,18 +52,31 @@ def cmd_check(ctx: CliContext) -> int:
     rows: list[dict[str, Any]] = []
     for s in statuses:
         allowed = s.decision.allowed if s.decision else False
-        rows.append({"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason})
+        row: dict[str, Any] = {"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason}
+        egress = egress_summary(ctx.policy, s)
+        if egress is not None:  # UI extensions: what their frame may reach over the network
+            row["egress"] = egress
+        rows.append(row)
     if ctx.json:
         emit_json({"policy": ctx.policy.name, "extensions": rows})
     else:
         emit_table(
             [
-                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100)]
+                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100),
+                 _egress_text(r.get("egress"))]
                 for r in rows
             ],
-            ["ID", "ALLOWED", "WHY"],
+            ["ID", "ALLOWED", "WHY", "EGRESS"],
         )
     return 0
+
+
+def _egress_text(egress: dict[str, Any] | None) -> str:
+    if egress is None:
+        return "-"
+    granted = [e["source"] for e in egress["connectSrc"]] or ["none"]
+    refused = [e["source"] for e in egress["refused"]]
+    return printable(" ".join(granted) + (f" (refused: {' '.join(refused)})" if refused else ""), 120)
 
 
 def cmd_schema_export(ctx: CliContext) -> int:

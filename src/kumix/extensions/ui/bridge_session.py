@@ -342,7 +342,8 @@ class BridgeSession:
                           "'org.matrix.msc2762.receive.state_event'", "org.matrix.msc2762.receive.state_event")
         if not isinstance(kind, str) or kind not in READABLE_TYPES:
             text = kind[:200] if isinstance(kind, str) else "?"
-            raise Refused("policy_denied", f"no capability reads events of type {text!r}", RECEIVE_EVENT + text)
+            raise Refused("policy_denied", f"Kumix never lets a frame read events of type {text!r}; missing "
+                          f"capability {RECEIVE_EVENT + text!r}", RECEIVE_EVENT + text)
         self._room_of(data, "room_ids")
         wanted = RECEIVE_EVENT + kind
         if isinstance(msgtype, str) and RECEIVE_EVENT + f"{kind}#{msgtype}" in self.negotiated:
@@ -363,7 +364,8 @@ class BridgeSession:
                           "'org.matrix.msc2762.send.state_event'", "org.matrix.msc2762.send.state_event")
         if not isinstance(kind, str) or kind not in SENDABLE_TYPES:
             text = kind[:200] if isinstance(kind, str) else "?"
-            raise Refused("policy_denied", f"no capability sends events of type {text!r}", SEND_EVENT + text)
+            raise Refused("policy_denied", f"Kumix never lets a frame send events of type {text!r}; missing "
+                          f"capability {SEND_EVENT + text!r}", SEND_EVENT + text)
         self._room_of(data, "room_id")
         if not isinstance(content, dict):
             raise Refused("bad_request", "content must be an object")
