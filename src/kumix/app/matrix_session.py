@@ -249,6 +249,7 @@ class Session:
         self._synced_full_state = False
         self._outbox_wakeup = asyncio.Event()
         self._listeners: list[Callable[[Event], None]] = []
+        self._batch_listeners: list[Callable[[SyncBatch], None]] = []
         self.outbox_backoff = Backoff()
         # One flusher at a time: the outbox loop and an interactive send may both try, and
         # two attempts of one entry in parallel would be two requests racing for one txn id.
@@ -290,6 +291,8 @@ class Session:
         for listener in list(self._listeners):
             for ev in batch.events:
                 listener(ev)
+        for batch_listener in list(self._batch_listeners):
+            batch_listener(batch)
         self._outbox_wakeup.set()
 
     def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
@@ -309,6 +312,10 @@ class Session:
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         self._listeners.append(listener)
+
+    def add_batch_listener(self, listener: Callable[[SyncBatch], None]) -> None:
+        """Called once per applied batch, after its events (room list changes, for the web)."""
+        self._batch_listeners.append(listener)
 
     async def run(self, stop: asyncio.Event, *, on_retry: Callable[[Unavailable, float], None] | None = None) -> None:
         """Sync and deliver the outbox until `stop` is set; both loops end together."""

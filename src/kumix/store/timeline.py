@@ -221,6 +221,31 @@ class TimelineStore:
             )
         return [_event(r) for r in reversed(rows)]
 
+    def events_after(self, seq: int, *, room_id: str | None = None, limit: int = 200) -> list[tuple[int, Event]]:
+        """Events stored after position `seq` (new ones count up across all rooms), oldest
+        first, each with its position: what a front end that last saw `seq` has missed."""
+        if room_id is None:
+            rows = self._db.query("SELECT * FROM matrix_events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        else:
+            rows = self._db.query("SELECT * FROM matrix_events WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                  (room_id, seq, limit))
+        return [(int(r["seq"]), _event(r)) for r in rows]
+
+    def events_with_seq(self, room_id: str, *, limit: int = 50,
+                        before_seq: int | None = None) -> list[tuple[int, Event]]:
+        """Like `events`, each with its position (a cursor for the next page)."""
+        if before_seq is None:
+            rows = self._db.query(
+                "SELECT * FROM matrix_events WHERE room_id = ? ORDER BY seq DESC LIMIT ?", (room_id, limit))
+        else:
+            rows = self._db.query(
+                "SELECT * FROM matrix_events WHERE room_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (room_id, before_seq, limit))
+        return [(int(r["seq"]), _event(r)) for r in reversed(rows)]
+
+    def last_seq(self) -> int:
+        return int(self._db.query("SELECT COALESCE(MAX(seq), 0) AS s FROM matrix_events")[0]["s"])
+
     def event(self, event_id: str) -> Event | None:
         rows = self._db.query("SELECT * FROM matrix_events WHERE event_id = ?", (event_id,))
         return _event(rows[0]) if rows else None
