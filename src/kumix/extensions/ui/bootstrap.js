@@ -1,7 +1,10 @@
 // Kumix UI frame bootstrap: the first script of every frame, before any extension code.
 // It publishes the frame's configuration and removes what a CSP cannot stop (web.md):
 // WebRTC (ICE/STUN ignores CSP), XSLT (sets srcdoc past Trusted Types) and every way to
-// make a nested frame, whose fresh realm would have those constructors back.
+// make a nested frame, whose fresh realm would have those constructors back: frame
+// elements cannot be created by name, and the Trusted Types default policy (the only one
+// the frame's CSP allows, taken here before anyone else can) refuses any markup that
+// names one, so innerHTML, DOMParser, document.write and srcdoc cannot make one either.
 "use strict";
 (() => {
   const freeze = (value) => {
@@ -58,6 +61,17 @@
     refuse(tag);
     return original.call(this, ns, tag, options);
   });
+  // A tag name can be neither escaped nor split in HTML or XML, so "<" or a namespace
+  // prefix's ":" directly before the name is the only way markup makes such an element.
+  const frameMarkup = /[<:](?:i?frame|object|embed|portal|fencedframe)/i;
+  try {
+    trustedTypes.createPolicy("default", {
+      createHTML: (html) => (frameMarkup.test(String(html)) ? null : String(html)),
+    });
+  } catch {
+    // The host page's CSP does not list "default": then no policy exists in this frame at
+    // all and every string-to-HTML sink throws, which is safe (only less convenient).
+  }
   lock(DOMImplementation.prototype, "createDocument", (original) => function createDocument(ns, name, doctype) {
     const tag = name === null || name === undefined ? "" : String(name);
     refuse(tag);

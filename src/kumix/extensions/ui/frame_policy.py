@@ -116,9 +116,12 @@ def frame_csp(grant: FrameGrant) -> str:
         # These two have no fallback to default-src: unnamed, they would allow everything.
         "form-action 'none'",
         "base-uri 'none'",
-        # No string may become HTML or script: a nested srcdoc frame would be a fresh
-        # realm where the deleted WebRTC constructors are back (web.md, measured).
+        # Every string that becomes HTML passes the bootstrap's default policy, which refuses
+        # frame markup (a nested srcdoc frame is a fresh realm where the deleted WebRTC
+        # constructors are back, web.md); no other policy can be made, and no string can
+        # ever become script. 'none' (web.md) would also stop every library that uses
+        # innerHTML, mermaid among them (measured).
         "require-trusted-types-for 'script'",
-        "trusted-types 'none'",
+        "trusted-types default",
     ]
     return "; ".join(directives)
