@@ -247,6 +247,12 @@ def test_pushed_events_only_for_negotiated_types_of_this_room() -> None:
     assert s.push_event({"type": "m.room.message", "room_id": ROOM, "content": {"body": "x"}}) == []
     assert s.push_event({"type": "m.poll.start", "room_id": "!other:localhost", "content": {}}) == []
     [push] = s.push_event({"type": "m.poll.start", "room_id": ROOM, "content": {}})
+    # The frame's acknowledgement is expected once, and a second one is dropped.
+    ack = json.dumps({**push.message, "response": {}})
+    assert s.receive(ack, now=0.0) == []
+    assert s.dropped["unexpected_response"] == 0
+    s.receive(ack, now=0.0)
+    assert s.dropped["unexpected_response"] == 1
     assert push.message["api"] == "toWidget"
     assert push.message["action"] == "send_event"
 

@@ -58,3 +58,20 @@ def test_mermaid_never_reaches_the_host_page() -> None:
         for path in client.rglob("*"):
             if path.is_file() and path.suffix in {".js", ".html", ".json"}:
                 assert "mermaid.min.js" not in path.read_text(errors="replace"), path
+
+
+def test_bootstrap_and_bundled_scripts_are_valid_javascript(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from kumix.extensions.ui.bootstrap import BootstrapConfig, bootstrap_script
+
+    node = shutil.which("node")
+    assert node is not None, "node is needed (Debian package nodejs)"
+    boot = tmp_path / "bootstrap.js"
+    boot.write_text(bootstrap_script(BootstrapConfig("x", "W" * 22, "http://127.0.0.1:1", ["theme.tokens"],
+                                                     {"a": "</script>\u2028"}, "en")))
+    scripts = [boot, *(p for ext in BUNDLED_UI for p in (UI_ROOT / ext).glob("*.js"))]
+    for script in scripts:
+        done = subprocess.run([node, "--check", str(script)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{script}: {done.stderr}"

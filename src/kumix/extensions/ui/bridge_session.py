@@ -50,6 +50,8 @@ MAX_PENDING = 32
 UNLOAD_AFTER_WINDOWS = 3
 """Seconds in a row over the message rate before the frame is unloaded."""
 CAPABILITIES_REQUEST = "kumix-capabilities"
+MAX_OPEN_TO_WIDGET = 256
+"""Host requests (pushed events) remembered for the frame's answer; older ones are forgotten."""
 MATRIX_TO = re.compile(
     r"https://matrix\.to/#/(?:[!#]|%21|%23)[A-Za-z0-9._=+/\-]{1,255}:[A-Za-z0-9.\-]{1,255}(?::[0-9]{1,5})?"
     r"(?:/\$[A-Za-z0-9._=+/\-:]{1,255})?(?:\?via=[A-Za-z0-9.\-:]{1,255}(?:&via=[A-Za-z0-9.\-:]{1,255}){0,8})?"
@@ -430,8 +432,12 @@ class BridgeSession:
         if kind not in READABLE_TYPES or not (wanted & self.negotiated):
             return []
         self._push_rounds += 1
+        request_id = f"kumix-event-{self._push_rounds}"
+        self._open_to_widget.add(request_id)
+        if len(self._open_to_widget) > MAX_OPEN_TO_WIDGET:  # a frame that never answers
+            self._open_to_widget.discard(f"kumix-event-{self._push_rounds - MAX_OPEN_TO_WIDGET}")
         return [Reply({"api": "toWidget", "widgetId": self.widget_id,
-                       "requestId": f"kumix-event-{self._push_rounds}", "action": "send_event", "data": dict(event)})]
+                       "requestId": request_id, "action": "send_event", "data": dict(event)})]
 
 
 def _capability_named_by(action: str) -> str:
