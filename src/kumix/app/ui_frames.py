@@ -10,14 +10,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kumix.app.extensions import ExtensionService, ExtensionStatus
-from kumix.core.errors import BadRequest, NotFound
+from kumix.core.errors import BadRequest, KumixError, NotFound, PolicyDenied
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
 from kumix.extensions.ui.bootstrap import BootstrapConfig
-from kumix.extensions.ui.bridge_session import BridgeSession, Effect, FrameRights, RememberSendApproval
+from kumix.extensions.ui.bridge_session import (
+    BridgeSession,
+    Effect,
+    FrameRights,
+    Perform,
+    RememberSendApproval,
+    Unload,
+)
 from kumix.extensions.ui.capabilities import UI_CAPABILITIES
 from kumix.extensions.ui.frame_document import FrameDocument, build_frame
 from kumix.extensions.ui.frame_policy import FrameGrant, frame_grant
@@ -53,6 +60,18 @@ class MountedFrame:
                 "maxMessagesPerSecond": self.session.max_messages_per_second,
             },
         }
+
+
+class BridgeActions(Protocol):
+    """What a frame's requests can make happen, carried out by the account's use cases
+    (the web server wires these to `kumix.app` for the signed-in account)."""
+
+    async def read_events(self, room_id: str, event_type: str, msgtype: str | None,
+                          limit: int) -> list[Mapping[str, Any]]: ...
+    async def send_event(self, room_id: str, event_type: str, content: Mapping[str, Any]) -> str: ...
+    async def navigate(self, room_link: str) -> None: ...
+    async def theme_tokens(self) -> Mapping[str, Any]: ...
+    async def proc_call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any: ...
 
 
 def frame_egress(policy: Policy, manifest: Manifest) -> FrameGrant:
@@ -161,6 +180,65 @@ class UiFrames:
                 status = self._extensions.get(effect.extension_id)
                 self._approvals.allow_always(effect.extension_id, _source_path(status))
         return effects
+
+    async def handle(self, widget_id: str, raw: str, now: float, actions: BridgeActions) -> list[Effect]:
+        """One message the page forwarded for a frame. Returns what the page must do:
+        `Reply` (post to that frame), `AskUser` (the confirmation dialog), `Unload`."""
+        frame = self.get(widget_id)
+        return await self._run(frame, frame.session.receive(raw, now), actions)
+
+    async def answer(self, widget_id: str, request_id: str, *, approved: bool, always: bool,
+                     actions: BridgeActions) -> list[Effect]:
+        """The user's answer to an AskUser of that frame."""
+        frame = self.get(widget_id)
+        return await self._run(frame, frame.session.confirm(request_id, approved=approved, always=always), actions)
+
+    async def _run(self, frame: MountedFrame, effects: list[Effect], actions: BridgeActions) -> list[Effect]:
+        out: list[Effect] = []
+        queue = list(effects)
+        while queue:
+            effect = queue.pop(0)
+            if isinstance(effect, Perform):
+                try:
+                    result = await self._perform(effect, actions)
+                except KumixError as exc:
+                    queue.extend(frame.session.complete(effect.request_id, exc))
+                else:
+                    queue.extend(frame.session.complete(effect.request_id, result))
+            elif isinstance(effect, RememberSendApproval):
+                self.remember([effect])
+            else:
+                if isinstance(effect, Unload):
+                    self.unload(frame.widget_id)
+                out.append(effect)
+        return out
+
+    async def _perform(self, effect: Perform, actions: BridgeActions) -> Mapping[str, Any]:
+        p = effect.params
+        if effect.action == "read_events":
+            events = await actions.read_events(p["room_id"], p["type"], p.get("msgtype"), p["limit"])
+            return {"events": list(events)}
+        if effect.action == "send_event":
+            event_id = await actions.send_event(p["room_id"], p["type"], p["content"])
+            return {"room_id": p["room_id"], "event_id": event_id}
+        if effect.action == "navigate":
+            await actions.navigate(p["uri"])
+            return {}
+        if effect.action == "theme_tokens":
+            return {"tokens": dict(await actions.theme_tokens())}
+        # proc_call: the target must be runnable and its method's capability allowed, on
+        # top of the frame's own proc.call.
+        target = self._extensions.require_runnable(p["extension"])
+        manifest = target.manifest
+        if manifest.kind != "proc":
+            raise BadRequest(f"{target.id!r} is not a proc extension")
+        capability = manifest.capability_for(p["method"])
+        if capability is None:
+            raise NotFound(f"{target.id!r} has no method {p['method']!r}")
+        if not self._extensions.policy.allows(capability):
+            raise PolicyDenied(f"the policy does not allow capability {capability!r}",
+                               details={"missing": [capability]})
+        return {"result": await actions.proc_call(target.id, p["method"], dict(p["params"]))}
 
     def revoke_send_approval(self, extension_id: str) -> bool:
         for frame in self._mounted.values():
