@@ -256,7 +256,7 @@ def test_bootstrap_removes_webrtc_xslt_and_frame_constructors() -> None:
     for name in ("RTCPeerConnection", "webkitRTCPeerConnection", "RTCDataChannel", "RTCIceCandidate",
                  "XSLTProcessor", "HTMLIFrameElement", "HTMLObjectElement", "HTMLEmbedElement"):
         assert f'"{name}"' in script
-    for hooked in ("createElement", "createElementNS", "createDocument"):
+    for hooked in ("createElement", "createElementNS", "createDocument", "execCommand", "responseXML"):
         assert f'"{hooked}"' in script
 
 

@@ -72,6 +72,29 @@
     // The host page's CSP does not list "default": then no policy exists in this frame at
     // all and every string-to-HTML sink throws, which is safe (only less convenient).
   }
+  // Markup that reaches the DOM without a Trusted Types sink: editing commands, and XHR's
+  // own document parser (only reachable with connectSrc, but then it would parse frames).
+  lock(Document.prototype, "execCommand", (original) => function execCommand(command, showUI, value) {
+    const text = value === undefined ? undefined : String(value);
+    if (String(command).toLowerCase() === "inserthtml" && text !== undefined && frameMarkup.test(text)) {
+      throw new DOMException("Kumix UI frames refuse markup that makes a nested frame", "NotSupportedError");
+    }
+    return original.call(this, command, showUI, text);
+  });
+  const responseType = Object.getOwnPropertyDescriptor(XMLHttpRequest.prototype, "responseType");
+  if (responseType && responseType.set && responseType.get) {
+    const { get, set } = responseType;
+    Object.defineProperty(XMLHttpRequest.prototype, "responseType", {
+      get() { return get.call(this); },
+      set(kind) {
+        const value = String(kind);
+        if (value === "document") throw new DOMException("Kumix UI frames do not parse documents from XHR", "NotSupportedError");
+        set.call(this, value);
+      },
+      configurable: false,
+    });
+  }
+  Object.defineProperty(XMLHttpRequest.prototype, "responseXML", { get() { return null; }, configurable: false });
   lock(DOMImplementation.prototype, "createDocument", (original) => function createDocument(ns, name, doctype) {
     const tag = name === null || name === undefined ? "" : String(name);
     refuse(tag);
