@@ -283,3 +283,14 @@ def test_duplicate_request_id_while_pending_is_refused() -> None:
     s.receive(request("io.kumix.theme_tokens"), now=0.0)
     error = error_of(s.receive(request("io.kumix.theme_tokens"), now=0.0))
     assert "already" in error["message"]
+
+
+def test_theme_change_only_for_frames_that_negotiated_theme_tokens() -> None:
+    s = session()
+    negotiate(s, ["org.matrix.msc2762.receive.event:m.room.message"])
+    assert s.push_theme("dark", {"bg": "#000"}) == []
+    t = session()
+    negotiate(t, ["io.kumix.theme_tokens"])
+    [push] = t.push_theme("dark", {"bg": "#000"})
+    assert push.message["action"] == "theme_change"
+    assert push.message["data"] == {"name": "dark", "io.kumix.tokens": {"bg": "#000"}}

@@ -288,6 +288,13 @@ def test_bad_nonce_language_and_kind_are_bad_requests(tmp_path: Path) -> None:
     bad_lang = BootstrapConfig(**{**CONFIG.__dict__, "language": 'en"><script>'})
     with pytest.raises(BadRequest):
         build_frame(**args, config=bad_lang, script_nonce=NONCE)
+    for origin in ("https://evil.example", "http://127.0.0.1.evil.example", "null", "*"):
+        with pytest.raises(BadRequest):
+            build_frame(**args, config=BootstrapConfig(**{**CONFIG.__dict__, "host_origin": origin}),
+                        script_nonce=NONCE)
+    with pytest.raises(BadRequest):
+        build_frame(**args, config=BootstrapConfig(**{**CONFIG.__dict__, "theme": {"x": "y" * 10_000}}),
+                    script_nonce=NONCE)
 
 
 def test_oversized_entry_is_refused(tmp_path: Path) -> None:

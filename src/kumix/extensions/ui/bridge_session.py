@@ -420,6 +420,17 @@ class BridgeSession:
             return [Reply({**message, "response": _error_response(result.code, result.message)})]
         return [Reply({**message, "response": dict(result)})]
 
+    def push_theme(self, name: str, tokens: Mapping[str, str]) -> list[Effect]:
+        """The user changed the theme: toWidget `theme_change` (Widget API) with Kumix's
+        tokens, for a frame that negotiated io.kumix.theme_tokens."""
+        if self.unloaded or THEME_TOKENS_CAP not in self.negotiated:
+            return []
+        self._push_rounds += 1
+        request_id = f"kumix-theme-{self._push_rounds}"
+        self._open_to_widget.add(request_id)
+        return [Reply({"api": "toWidget", "widgetId": self.widget_id, "requestId": request_id,
+                       "action": "theme_change", "data": {"name": name, "io.kumix.tokens": dict(tokens)}})]
+
     def push_event(self, event: Mapping[str, Any]) -> list[Effect]:
         """A new event of the frame's room: pushed (toWidget send_event) if negotiated."""
         kind = event.get("type")

@@ -28,6 +28,10 @@ MAX_DOCUMENT_BYTES = 16_777_216
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9+/_-]{22,128}={0,2}")
 """base64 or base64url of at least 128 bits: what `secrets.token_urlsafe(16)` gives."""
 LANGUAGE_PATTERN = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}")
+HOST_ORIGIN_PATTERN = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?")
+"""The page that mounts frames is Kumix's local server."""
+MAX_THEME_TOKENS = 512
+MAX_THEME_CHARS = 512
 ALLOWED_SUFFIXES = {".js": "script", ".mjs": "script", ".css": "style"}
 
 
@@ -108,6 +112,13 @@ def build_frame(
         raise BadRequest("the host page's script nonce must be base64 of at least 128 bits")
     if LANGUAGE_PATTERN.fullmatch(config.language) is None:
         raise BadRequest(f"{config.language[:40]!r} is not a language tag")
+    if HOST_ORIGIN_PATTERN.fullmatch(config.host_origin) is None:
+        raise BadRequest(f"{config.host_origin[:80]!r} is not the origin of a local Kumix page")
+    if len(config.theme) > MAX_THEME_TOKENS or any(
+        not isinstance(k, str) or not isinstance(v, str) or len(k) > MAX_THEME_CHARS or len(v) > MAX_THEME_CHARS
+        for k, v in config.theme.items()
+    ):
+        raise BadRequest(f"theme tokens must be at most {MAX_THEME_TOKENS} strings of {MAX_THEME_CHARS} characters")
     grant = frame_grant(policy, manifest)
     csp = frame_csp(grant)
     cleaned = clean_to_fixpoint(read_entry(extension_dir, manifest), _reader(extension_dir))
