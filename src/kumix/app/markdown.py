@@ -29,12 +29,17 @@ class ExtensionCalls(Protocol):
     async def call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any: ...
 
 
+async def render_with(caller: ExtensionCalls, source: str) -> str:
+    """Markdown source to (not yet sanitized) HTML through the governed extension."""
+    result = await caller.call(EXTENSION_ID, METHOD, {"source": source})
+    if not isinstance(result, dict) or not isinstance(result.get("html"), str):
+        raise ProtocolError(f"{EXTENSION_ID} answered {METHOD} without an html string")
+    return str(result["html"])
+
+
 def renderer_for(caller: ExtensionCalls) -> MarkdownRenderer:
     async def render(source: str) -> str:
-        result = await caller.call(EXTENSION_ID, METHOD, {"source": source})
-        if not isinstance(result, dict) or not isinstance(result.get("html"), str):
-            raise ProtocolError(f"{EXTENSION_ID} answered {METHOD} without an html string")
-        return str(result["html"])
+        return await render_with(caller, source)
 
     return render
 

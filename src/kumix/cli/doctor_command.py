@@ -15,7 +15,6 @@ from typing import Any
 
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, printable
-from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, probe_machine
 
 LAYER_PURPOSE = {
     "no_new_privs": "no privilege gain through exec (setuid, file capabilities)",
@@ -44,12 +43,16 @@ def _verdict(confined: bool, required: bool) -> tuple[str, str]:
 
 
 def cmd_doctor(ctx: CliContext) -> int:
+    from kumix.app.confinement_report import LAYERS, SIMULATE_ENV, probe_machine
+    from kumix.app.settings import load_policy
+
+    policy = load_policy(ctx.settings.policy)
     result = probe_machine()
     report = result.report
-    required = ctx.policy.proc.require_confinement
+    required = policy.proc.require_confinement
     verdict, explanation = _verdict(report.confined, required)
     doc: dict[str, Any] = {
-        "policy": ctx.policy.name,
+        "policy": policy.name,
         "requireConfinement": required,
         "verdict": verdict,
         **result.to_json(),
@@ -67,7 +70,7 @@ def cmd_doctor(ctx: CliContext) -> int:
         if result.checks:
             seen = ", ".join(f"{name}: {printable(value, 40)}" for name, value in result.checks.items())
             out.write(f"  confined probe tried: {seen}\n")
-        out.write(f"policy {printable(ctx.policy.name)} (requireConfinement: {str(required).lower()}): "
+        out.write(f"policy {printable(policy.name)} (requireConfinement: {str(required).lower()}): "
                   f"{explanation}\n")
         if any(SIMULATE_ENV in p for p in report.problems.values()):
             out.write(f"  (layers marked simulated come from {SIMULATE_ENV})\n")

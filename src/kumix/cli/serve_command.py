@@ -35,9 +35,15 @@ def _announce(line: str) -> None:
     sys.stdout.flush()
 
 
+def _notice(line: str) -> None:
+    sys.stderr.write(f"kumix: {line}\n")
+    sys.stderr.flush()
+
+
 def cmd_serve(ctx: CliContext) -> int:
     from kumix.web.launch import run_serve
 
     ctx.settings.ensure_data_dir()
-    asyncio.run(run_serve(ctx.settings, port=ctx.args.port, open_browser=ctx.args.open, announce=_announce))
+    asyncio.run(run_serve(ctx.settings, port=ctx.args.port, open_browser=ctx.args.open, announce=_announce,
+                          notice=_notice))
     return 0

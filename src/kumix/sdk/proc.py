@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from kumix.core.errors import KumixError, ProtocolError
 from kumix.extensions.manifest import RESERVED_METHODS
 from kumix.extensions.proc.eventloop import new_event_loop
+from kumix.extensions.proc.protocol import EXIT_RESOURCE_LIMIT as EXIT_RESOURCE_LIMIT  # worker exit status
 from kumix.extensions.proc.protocol import Request, WorkerChannel
 from kumix.extensions.proc.spin_wait import WORKER_SPIN_NS, spin_until_readable
 from kumix.sdk.runtime_context import call_deadline
@@ -40,8 +41,6 @@ Handler = Callable[[dict[str, Any]], Any]
 HandlerT = TypeVar("HandlerT", bound=Handler)
 
 EXIT_OK = 0
-EXIT_RESOURCE_LIMIT = 3
-"""The worker ran out of memory under its RLIMIT_AS; the host reports `resource_limit`."""
 EXIT_PROTOCOL = 5
 """The host sent bytes the worker could not parse; should never happen."""
 

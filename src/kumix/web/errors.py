@@ -18,12 +18,15 @@ STATUS_OF_CODE: dict[str, int] = {
     "not_found": 404,
     "disabled": 409,
     "state_busy": 409,
+    "reload_required": 409,
     "input_too_large": 413,
     "invalid_manifest": 422,
     "invalid_policy": 422,
     "wasm_rejected": 422,
     "internal": 500,
     "state_corrupt": 500,
+    "vault_corrupt": 500,
+    "homeserver_failed": 502,
     "output_too_large": 502,
     "crashed": 502,
     "protocol_error": 502,
@@ -32,6 +35,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "resource_limit": 502,
     "unavailable": 503,
     "confinement_unavailable": 503,
+    "circuit_open": 503,
     "timeout": 504,
 }
 

@@ -5,7 +5,7 @@ server for the same data directory is refused before it prints a URL; then the p
 bound, the URL printed and written to the 0600 URL file, the browser (with `--open`)
 handed that file — never the token on a command line — and the server runs until Ctrl-C
 or SIGTERM. Stopping closes the server, then the Matrix session, then the extension host
-inside `open_live_account`; no task or worker process outlives `run_serve`.
+inside `Kumix.open`; no task or worker process outlives `run_serve`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from html import escape
 from pathlib import Path
 
-from kumix.app.live_account import open_live_account
+from kumix.app.kumix import Kumix
 from kumix.app.settings import Settings
 from kumix.web.routes import build_app
 from kumix.web.server import bind, port_of, serve
@@ -42,12 +42,16 @@ def write_url_file(data_dir: Path, url: str) -> Path:
 
 
 async def run_serve(settings: Settings, *, port: int | None, open_browser: bool,
-                    announce: Callable[[str], None], env: Mapping[str, str] | None = None) -> None:
-    async with open_live_account(settings, env=env) as live:
+                    announce: Callable[[str], None], notice: Callable[[str], None] | None = None,
+                    env: Mapping[str, str] | None = None) -> None:
+    async with Kumix.open(settings, env=env, interactive=False, notice=notice, command="kumix serve") as k:
+        if k.has_account():
+            # The device first: a second server for this account is refused before any URL.
+            await k.start_live()
         sock = bind(port)
         try:
             sessions = Sessions(port_of(sock))
-            app, _ = build_app(live, sessions)
+            app, _ = build_app(k, sessions)
             url = sessions.url()
             url_file = write_url_file(settings.data_dir, url)
             stop = asyncio.Event()

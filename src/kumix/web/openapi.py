@@ -33,9 +33,8 @@ NULLABLE_STR: S = {"type": ["string", "null"]}
 ACCOUNT: S = {"type": "object", "required": ["user_id", "device_id", "homeserver"],
               "properties": {k: {"type": "string"} for k in ("user_id", "device_id", "homeserver")}}
 
-WHOAMI: S = {"type": "object", "required": ["logged_in", "account", "syncing", "problem"], "properties": {
-    "logged_in": {"type": "boolean"}, "account": {"oneOf": [ACCOUNT, {"type": "null"}]},
-    "syncing": {"type": "boolean"}, "problem": NULLABLE_STR}}
+WHOAMI: S = {"type": "object", "required": ["logged_in", "account"], "properties": {
+    "logged_in": {"type": "boolean"}, "account": {"oneOf": [ACCOUNT, {"type": "null"}]}}}
 
 ROOM: S = {"type": "object",
            "required": ["room_id", "name", "encrypted", "membership", "unread", "highlights", "direct"],
@@ -56,9 +55,12 @@ EVENT: S = {"type": "object", "required": ["event_id", "room_id", "sender", "ts"
 ITEM: S = {"type": "object", "required": ["cursor", "event"],
            "properties": {"cursor": {"type": "integer"}, "event": EVENT}}
 
+NULLABLE_INT: S = {"type": ["integer", "null"]}
+
 OUTBOX: S = {"type": "object", "required": ["txn_id", "room_id", "state"], "properties": {
     "txn_id": {"type": "string"}, "room_id": {"type": "string"}, "state": {"type": "string"},
-    "event_id": NULLABLE_STR, "error": NULLABLE_STR}}
+    "event_id": NULLABLE_STR, "error": {"oneOf": [{"type": "null"}, {"type": "object"}]},
+    "handed_to": {"type": "object"}}}
 
 ROOM_ID: S = {"type": "object", "required": ["room_id"], "properties": {"room_id": {"type": "string"}}}
 
@@ -135,7 +137,8 @@ def document() -> S:
         "/api/rooms/{room_id}/invite": _room_post("invite a user", ROOM_ID, _obj({"user_id": text}, ["user_id"])),
         "/api/rooms/{room_id}/events": {"get": _op(
             "a timeline page: the newest events before a cursor (default) or the oldest after one",
-            _obj({"events": {"type": "array", "items": ITEM}}, ["events"]), errors=ROOM_ERRORS,
+            _obj({"events": {"type": "array", "items": ITEM}, "before": NULLABLE_INT, "after": NULLABLE_INT},
+                 ["events", "before", "after"]), errors=ROOM_ERRORS,
             params=[ROOM_PARAM, _query("before", {"type": "integer"}), _query("after", {"type": "integer"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})])},
         "/api/rooms/{room_id}/messages": _room_post("send text (markdown rendered by the markdown extension)",

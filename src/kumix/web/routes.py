@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
+import shutil
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -23,8 +25,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from kumix.app.live_account import LiveAccount, TimelineItem
+from kumix.app import client_settings
+from kumix.app.kumix import Kumix
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
+from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
 from kumix.web import openapi
 from kumix.web.errors import error_document, status_of
 from kumix.web.media_rules import media_answer
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 256 * 1024
 MAX_PAGE = 200
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+SUBSCRIPTION_QUEUE = 1000
 APP_HEARTBEAT_SECONDS = 15.0
 """An application-level heartbeat frame (with the current cursor) goes through each
 connection's send queue this often, so a reader that stopped is found even when the
@@ -45,13 +51,18 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Api:
-    def __init__(self, live: LiveAccount, sessions: Sessions, *, queue_frames: int = 256,
+    def __init__(self, k: Kumix, sessions: Sessions, *, queue_frames: int = 256,
                  queue_bytes: int = 4 * 1024 * 1024) -> None:
-        self.live = live
+        self.k = k
         self.sessions = sessions
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
         self.connections = 0
+        self.cut_off = 0
+        """Connections closed because their reader fell behind (CLOSE_TOO_SLOW)."""
+
+    def _too_slow(self) -> None:
+        self.cut_off += 1
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -127,9 +138,7 @@ class Api:
         return value
 
     def room_id(self, request: Request) -> str:
-        room_id = str(request.path_params["room_id"])
-        self.live.room(room_id)
-        return room_id
+        return self.k.known_room_id(str(request.path_params["room_id"]))
 
     # -- pages --------------------------------------------------------------------------
 
@@ -150,14 +159,11 @@ class Api:
     # -- account ------------------------------------------------------------------------
 
     def _whoami(self) -> dict[str, Any]:
-        account = self.live.account()
-        return {
-            "logged_in": account is not None,
-            "account": None if account is None else {
-                "user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver},
-            "syncing": self.live.logged_in and self.live.sync_problem is None,
-            "problem": self.live.sync_problem,
-        }
+        if not self.k.has_account():
+            return {"logged_in": False, "account": None}
+        account = self.k.account()
+        return {"logged_in": True, "account": {
+            "user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver}}
 
     async def whoami(self, request: Request) -> Response:
         return self._json(self._whoami())
@@ -167,21 +173,22 @@ class Api:
         homeserver = self.need(doc, "homeserver", max_len=2048)
         token = self.opt(doc, "access_token", max_len=4096)
         if token:
-            await self.live.login_token(homeserver, token)
+            await self.k.login_token(homeserver, token)
         else:
-            user = self.need(doc, "user", max_len=255)
-            password = self.need(doc, "password", max_len=4096)
-            await self.live.login_password(homeserver, user, password)
+            await self.k.login_password(homeserver, self.need(doc, "user", max_len=255),
+                                        self.need(doc, "password", max_len=4096))
+        # The server keeps the device from now on: sync and outbox run until it stops.
+        await self.k.start_live()
         return self._json(self._whoami())
 
     async def logout(self, request: Request) -> Response:
-        await self.live.logout()
+        await self.k.logout()
         return self._json(self._whoami())
 
     # -- rooms --------------------------------------------------------------------------
 
     async def rooms(self, request: Request) -> Response:
-        rooms = self.live.rooms()
+        rooms = await self.k.rooms() if self.k.has_account() else []
         return self._json({"rooms": [r.to_json() | {"inviter": r.inviter} for r in rooms]})
 
     async def create_room(self, request: Request) -> Response:
@@ -189,32 +196,29 @@ class Api:
         invite = doc.get("invite", [])
         if not isinstance(invite, list) or not all(isinstance(u, str) and u for u in invite) or len(invite) > 50:
             raise BadRequest("invite must be a list of up to 50 user ids")
-        s = self.live.session()
+        encrypted = self.flag(doc, "encrypted", True)
         if self.flag(doc, "direct", False):
             if len(invite) != 1:
                 raise BadRequest("a direct chat invites exactly one user")
-            room_id = await s.create_direct(invite[0], encrypted=self.flag(doc, "encrypted", True))
+            room_id = await self.k.create_room(encrypted=encrypted, direct_with=invite[0])
         else:
-            room_id = await s.create_room(
-                name=self.opt(doc, "name", max_len=255),
-                topic=self.opt(doc, "topic", max_len=4096),
-                encrypted=self.flag(doc, "encrypted", True), invite=tuple(invite))
+            room_id = await self.k.create_room(
+                name=self.opt(doc, "name", max_len=255), topic=self.opt(doc, "topic", max_len=4096),
+                encrypted=encrypted, invite=tuple(invite))
         return self._json({"room_id": room_id})
 
     async def join(self, request: Request) -> Response:
-        doc = await self.body(request)
-        room = self.need(doc, "room", max_len=255)
-        return self._json({"room_id": await self.live.session().join(room)})
+        room = self.need(await self.body(request), "room", max_len=255)
+        return self._json({"room_id": await self.k.join(room)})
 
     async def leave(self, request: Request) -> Response:
         room_id = self.room_id(request)
-        await self.live.session().leave(room_id)
+        await self.k.leave(room_id)
         return self._json({"room_id": room_id})
 
     async def invite(self, request: Request) -> Response:
         room_id = self.room_id(request)
-        user = self.need(await self.body(request), "user_id", max_len=255)
-        await self.live.session().invite(room_id, user)
+        await self.k.invite(room_id, self.need(await self.body(request), "user_id", max_len=255))
         return self._json({"room_id": room_id})
 
     async def events(self, request: Request) -> Response:
@@ -224,51 +228,46 @@ class Api:
         before = self.int_param(request, "before", None, -(2**62), 2**62)
         if after is not None and before is not None:
             raise BadRequest("give before or after, not both")
-        items: list[TimelineItem]
-        if after is not None:
-            items = self.live.page_after(room_id, after, limit)
-        else:
-            items = await self.live.page_before(room_id, before, limit)
-        return self._json({"events": [i.to_json() for i in items]})
+        page = await self.k.timeline(room_id, before=before, after=after, limit=limit)
+        return self._json({"events": [{"cursor": u.cursor, "event": u.event.to_json()} for u in page.updates],
+                           "before": page.before, "after": page.after})
 
     async def send(self, request: Request) -> Response:
         room_id = self.room_id(request)
         doc = await self.body(request)
-        text = self.need(doc, "text")
-        entry = await self.live.session().send_text(
-            room_id, text, markdown=self.flag(doc, "markdown", True),
-            reply_to=self.opt(doc, "reply_to", max_len=255))
-        return self._json(entry.to_json())
+        result = await self.k.send_text(room_id, self.need(doc, "text"), markdown=self.flag(doc, "markdown", True),
+                                        reply_to=self.opt(doc, "reply_to", max_len=255))
+        return self._json(result.to_json())
 
     async def edit(self, request: Request) -> Response:
         room_id = self.room_id(request)
         doc = await self.body(request)
-        event_id, text = self.need(doc, "event_id", max_len=255), self.need(doc, "text")
-        entry = await self.live.session().edit(room_id, event_id, text, markdown=self.flag(doc, "markdown", True))
-        return self._json(entry.to_json())
+        result = await self.k.edit(room_id, self.need(doc, "event_id", max_len=255), self.need(doc, "text"),
+                                   markdown=self.flag(doc, "markdown", True))
+        return self._json(result.to_json())
 
     async def react(self, request: Request) -> Response:
         room_id = self.room_id(request)
         doc = await self.body(request)
-        event_id, key = self.need(doc, "event_id", max_len=255), self.need(doc, "key", max_len=64)
-        return self._json((await self.live.session().react(room_id, event_id, key)).to_json())
+        result = await self.k.react(room_id, self.need(doc, "event_id", max_len=255),
+                                    self.need(doc, "key", max_len=64))
+        return self._json(result.to_json())
 
     async def redact(self, request: Request) -> Response:
         room_id = self.room_id(request)
         doc = await self.body(request)
-        event_id = self.need(doc, "event_id", max_len=255)
-        reason = self.opt(doc, "reason", max_len=1024)
-        return self._json((await self.live.session().redact(room_id, event_id, reason)).to_json())
+        result = await self.k.redact(room_id, self.need(doc, "event_id", max_len=255),
+                                     self.opt(doc, "reason", max_len=1024))
+        return self._json(result.to_json())
 
     async def typing(self, request: Request) -> Response:
         room_id = self.room_id(request)
-        await self.live.session().typing(room_id, self.flag(await self.body(request), "typing", True))
+        await self.k.typing(room_id, self.flag(await self.body(request), "typing", True))
         return self._json({"room_id": room_id})
 
     async def receipt(self, request: Request) -> Response:
         room_id = self.room_id(request)
-        event_id = self.need(await self.body(request), "event_id", max_len=255)
-        await self.live.session().read_receipt(room_id, event_id)
+        await self.k.read_receipt(room_id, self.need(await self.body(request), "event_id", max_len=255))
         return self._json({"room_id": room_id})
 
     async def search(self, request: Request) -> Response:
@@ -277,9 +276,9 @@ class Api:
             raise BadRequest("q must be 1 to 1024 characters")
         room = request.query_params.get("room") or None
         if room is not None:
-            self.live.room(room)
+            self.k.known_room_id(room)
         limit = self.int_param(request, "limit", 50, 1, MAX_PAGE) or 50
-        hits = self.live.session().search(q, room_id=room, limit=limit)
+        hits = await self.k.search(q, room=room, limit=limit) if self.k.has_account() else []
         return self._json({"hits": [h.to_json() for h in hits]})
 
     # -- media --------------------------------------------------------------------------
@@ -287,150 +286,161 @@ class Api:
     async def upload(self, request: Request) -> Response:
         room_id = self.room_id(request)
         name = request.query_params.get("name", "")
-        if not name or len(name) > 255 or "/" in name:
+        if not name or len(name) > 255 or "/" in name or name in (".", "..") or "\0" in name:
             raise BadRequest("name must be a file name of 1 to 255 characters")
-        limit = 50 * 1024 * 1024
-        data = b""
+        data = bytearray()
         async for chunk in request.stream():
             data += chunk
-            if len(data) > limit:
-                raise InputTooLarge(f"file larger than {limit} bytes")
-        mimetype = request.headers.get("content-type") or None
-        entry = await self.live.upload(room_id, data, name=name, mimetype=mimetype)
-        return self._json(entry.to_json())
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise InputTooLarge(f"file larger than {MAX_UPLOAD_BYTES} bytes")
+        # Kumix sends files by path: the upload goes through a private directory of the
+        # data directory, under the name the page gave, and is removed right after.
+        spool = self.k.settings.data_dir / "uploads" / secrets.token_hex(8)
+        spool.mkdir(parents=True, mode=0o700)
+        try:
+            path = spool / name
+            path.write_bytes(bytes(data))
+            result = await self.k.send_file(room_id, path)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+        return self._json(result.to_json())
 
     async def media(self, request: Request) -> Response:
-        event, data = await self.live.download(str(request.path_params["event_id"]))
-        assert event.attachment is not None
+        event = self.k.event(str(request.path_params["event_id"]))
+        if event.attachment is None:
+            raise NotFound(f"event {event.event_id[:255]} has no attachment")
+        data = await self.k.download(event)
         answer = media_answer(event.attachment.mimetype, event.attachment.name, data)
         return Response(data, media_type=answer.content_type, headers=dict(answer.headers))
 
     # -- extensions, policy, settings -------------------------------------------------------
 
     async def extensions(self, request: Request) -> Response:
-        ext = self.live.require_extensions()
-        figures = ext.stats_store
         rows = []
-        for s in ext.list():
-            row = s.to_json()
-            row["figures"] = figures.load(s.id) if figures is not None else None
+        for status in self.k.extensions():
+            row = status.to_json()
+            row["figures"] = self.k.figures(status.id)
             rows.append(row)
         return self._json({"extensions": rows})
 
     async def extension_action(self, request: Request) -> Response:
-        ext = self.live.require_extensions()
         extension_id = str(request.path_params["extension_id"])
         action = str(request.path_params["action"])
         if action == "enable":
-            status = ext.enable(extension_id)
+            status = await self.k.enable_extension(extension_id)
         elif action == "disable":
-            status = ext.disable(extension_id)
+            status = await self.k.disable_extension(extension_id)
         elif action == "grant":
-            capability = self.need(await self.body(request), "capability", max_len=255)
-            status = ext.grant(extension_id, capability)
+            status = self.k.grant(extension_id, self.need(await self.body(request), "capability", max_len=255))
         else:
             raise NotFound(f"no extension action {action[:64]}")
         return self._json(status.to_json())
 
     async def policy(self, request: Request) -> Response:
-        policy = self.live.require_extensions().policy
+        policy = self.k.policy()
         doc = policy.to_json()
         doc["source"] = policy.source
         return self._json(doc)
 
     async def policy_check(self, request: Request) -> Response:
-        ext = self.live.require_extensions()
         rows = [{"id": s.id, "allowed": bool(s.decision.allowed) if s.decision else False, "state": s.state,
-                 "reason": s.reason} for s in ext.list()]
-        return self._json({"policy": ext.policy.name, "extensions": rows})
+                 "reason": s.reason} for s in self.k.extensions()]
+        return self._json({"policy": self.k.policy().name, "extensions": rows})
 
     async def get_settings(self, request: Request) -> Response:
-        return self._json(self.live.client_settings())
+        return self._json(client_settings.load(self.k.settings.data_dir))
 
     async def put_settings(self, request: Request) -> Response:
         doc = await self.body(request)
-        theme = self.opt(doc, "theme", max_len=16)
-        language = self.opt(doc, "language", max_len=35)
-        return self._json(self.live.update_client_settings(theme=theme, language=language))
+        return self._json(client_settings.update(self.k.settings.data_dir, theme=self.opt(doc, "theme", max_len=16),
+                                                 language=self.opt(doc, "language", max_len=35)))
 
     # -- events -------------------------------------------------------------------------
 
     async def events_socket(self, ws: WebSocket) -> None:
         raw_cursor = ws.query_params.get("cursor")
         try:
-            cursor = int(raw_cursor) if raw_cursor is not None else self.live.cursor()
+            cursor = int(raw_cursor) if raw_cursor is not None else None
         except ValueError:
             await ws.close(code=1008)
             return
         await ws.accept()
         self.connections += 1
         try:
-            await EventStream(self.live, ws, SendQueue(self.queue_frames, self.queue_bytes), cursor).run()
+            stream = EventStream(self.k, ws, SendQueue(self.queue_frames, self.queue_bytes), on_too_slow=self._too_slow)
+            await stream.run(cursor)
         finally:
             self.connections -= 1
 
 
-class EventStream:
-    """One WebSocket's feed: missed events from the store first, then live changes, each
-    event at most once (by cursor), through the connection's bounded queue."""
+def update_frame(update: Update) -> dict[str, Any]:
+    if isinstance(update, TimelineUpdate):
+        return {"type": "event", "cursor": update.cursor, "event": update.event.to_json()}
+    if isinstance(update, RoomsUpdate):
+        return {"type": "rooms", "rooms": [r.to_json() | {"inviter": r.inviter} for r in update.rooms]}
+    return {"type": "resync", "cursor": update.cursor}
 
-    def __init__(self, live: LiveAccount, ws: WebSocket, queue: SendQueue, cursor: int) -> None:
-        self.live = live
+
+class EventStream:
+    """One WebSocket's feed. A pump moves the account's updates (missed ones replayed from
+    the store first, by cursor; each at most once) into the connection's bounded send
+    queue without ever waiting; a writer drains that queue as fast as the peer reads.
+    A peer that stops reading overflows the queue and is closed with CLOSE_TOO_SLOW."""
+
+    def __init__(self, k: Kumix, ws: WebSocket, queue: SendQueue,
+                 on_too_slow: Callable[[], None] = lambda: None) -> None:
+        self.k = k
         self.ws = ws
         self.queue = queue
-        self.sent = cursor
+        self.on_too_slow = on_too_slow
         self.wakeup = asyncio.Event()
-        self.closed_by = 0
+        self.sent = 0
 
-    def offer(self, frame: dict[str, Any]) -> None:
-        if frame.get("type") == "event" and int(frame["cursor"]) <= self.sent:
-            return
-        data = json.dumps(frame).encode()
-        self.queue.offer(data)
+    def offer(self, frame: dict[str, Any]) -> bool:
+        accepted = self.queue.offer(json.dumps(frame).encode())
+        if not accepted and self.queue.state == "overflowed":
+            self.on_too_slow()
         self.wakeup.set()
+        return accepted
 
-    async def run(self) -> None:
-        # Subscribed before the store is read: whatever arrives meanwhile is queued, and
-        # the cursor check drops what the store page already carried.
-        unsubscribe = self.live.subscribe(self.offer)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._read())
-                beat = tg.create_task(self._heartbeat())
-                try:
-                    await self._write()
-                finally:
-                    reader.cancel()
-                    beat.cancel()
-        finally:
-            unsubscribe()
+    async def run(self, cursor: int | None) -> None:
+        start = self.k.cursor() if cursor is None else cursor
+        self.sent = start
+        # The cursor the replay runs up to: frames with a cursor at or below it are catch-up.
+        self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start})
+        async with asyncio.TaskGroup() as tg:
+            pump = tg.create_task(self._pump(start))
+            reader = tg.create_task(self._read())
+            beat = tg.create_task(self._heartbeat())
+            try:
+                await self._write()
+            finally:
+                for task in (pump, reader, beat):
+                    task.cancel()
 
-    async def _backlog(self) -> None:
-        while True:
-            items = self.live.events_after(self.sent, limit=MAX_PAGE)
-            if not items:
-                return
-            for item in items:
-                await self.ws.send_text(json.dumps({"type": "event", **item.to_json()}))
-                self.sent = max(self.sent, item.cursor)
+    async def _pump(self, cursor: int) -> None:
+        while self.queue.state == "open":
+            async with self.k.subscribe(since=cursor, maxsize=SUBSCRIPTION_QUEUE) as sub:
+                async for update in sub:
+                    if isinstance(update, Resync):
+                        # This pump fell behind the account (not the peer): replay from the
+                        # store from the last cursor it handled, in a fresh subscription.
+                        cursor = update.cursor
+                        break
+                    if isinstance(update, TimelineUpdate):
+                        cursor = max(cursor, update.cursor)
+                    if not self.offer(update_frame(update)):
+                        return
 
     async def _write(self) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await self._backlog()
-            await self.ws.send_text(json.dumps({"type": "ready", "cursor": self.sent}))
             while True:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while (frame := self.queue.take()) is not None:
-                    doc = json.loads(frame)
-                    if doc.get("type") == "event":
-                        if int(doc["cursor"]) <= self.sent:
-                            continue
-                        self.sent = int(doc["cursor"])
                     await self.ws.send_text(frame.decode())
                 code = self.queue.close_code
                 if code is not None:
-                    self.closed_by = code
                     await self.ws.close(code=code)
                     return
 
@@ -448,8 +458,7 @@ class EventStream:
     async def _heartbeat(self) -> None:
         while self.ws.application_state == WebSocketState.CONNECTED:
             await asyncio.sleep(APP_HEARTBEAT_SECONDS)
-            self.queue.offer(json.dumps({"type": "heartbeat", "cursor": self.sent}).encode())
-            self.wakeup.set()
+            self.offer({"type": "heartbeat", "cursor": self.k.cursor()})
 
 
 def _asset(name: str) -> bytes:
@@ -459,10 +468,10 @@ def _asset(name: str) -> bytes:
         raise NotFound(f"no static file {name[:100]}") from None
 
 
-def build_app(live: LiveAccount, sessions: Sessions, *, checks: Checks | None = None,
+def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
               queue_frames: int = 256, queue_bytes: int = 4 * 1024 * 1024) -> tuple[ASGIApp, Api]:
     """The whole application, behind the guard."""
-    api = Api(live, sessions, queue_frames=queue_frames, queue_bytes=queue_bytes)
+    api = Api(k, sessions, queue_frames=queue_frames, queue_bytes=queue_bytes)
     g = api.guarded
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -48,12 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from kumix.core.errors import (
     BadRequest,
     CallTimeout,
     CapabilityNotDeclared,
+    CircuitOpen,
     ConfinementUnavailable,
     Crashed,
     Disabled,
@@ -68,12 +67,14 @@ from kumix.core.errors import (
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
 from kumix.extensions.proc.protocol import (
+    EXIT_RESOURCE_LIMIT,
     ChannelState,
     Failure,
     FrameTooLarge,
     Hello,
     HelloFailed,
     HostChannel,
+    RawParams,
     Reply,
     encode_params,
 )
@@ -82,7 +83,6 @@ from kumix.extensions.proc.spawner import ForkServer, SpawnedWorker
 from kumix.extensions.proc.spin_wait import HOST_SPIN_NS, spin_until_readable
 from kumix.extensions.proc.stats import CallStats
 from kumix.extensions.proc.worker import WorkerSpec
-from kumix.sdk.proc import EXIT_RESOURCE_LIMIT
 
 log = logging.getLogger("kumix.proc")
 
@@ -120,7 +120,7 @@ class _Call:
     """One accepted call: queued (worker None), then running on exactly one worker."""
 
     method: str
-    params: msgspec.Raw
+    params: RawParams
     deadline: float
     future: asyncio.Future[Any]
     timer: asyncio.TimerHandle | None = None
@@ -407,9 +407,10 @@ class ProcSession:
             raise fresh(self._disposed)()
         loop = asyncio.get_running_loop()
         if self._open_until > loop.time():
-            raise Unavailable(
+            raise CircuitOpen(
                 f"{self.extension_id} crashed {len(self._crashes)} times in {self.limits.crash_window_seconds} s; "
-                f"retry in {self._open_until - loop.time():.1f} s or re-enable it"
+                f"retry in {self._open_until - loop.time():.1f} s or re-enable it",
+                details={"retry_after_ms": int((self._open_until - loop.time()) * 1000)},
             )
 
     async def _round_trip(self, method: str, params: dict[str, Any], started: float) -> Any:
@@ -648,7 +649,7 @@ class ProcSession:
                 self.extension_id, len(self._crashes), window, self._open_until - now,
             )
             self._keep_warm = False
-            unavailable = Unavailable(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it")
+            unavailable = CircuitOpen(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it")
             queue, self._queue = self._queue, deque()
             for call in queue:
                 self._finish(call, None, fresh(unavailable)())
