@@ -300,3 +300,9 @@ def test_bad_nonce_language_and_kind_are_bad_requests(tmp_path: Path) -> None:
 def test_oversized_entry_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExtensionFailed, match="larger"):
         build(tmp_path, "<p>" + "x" * 1_100_000 + "</p>")
+
+
+def test_comments_are_removed_so_no_raw_text_is_left(tmp_path: Path) -> None:
+    srcdoc = build(tmp_path, "<math><!--<script>--></math><p><!-- --!><iframe> --></p>")
+    assert "<!--" not in srcdoc
+    assert "iframe" not in all_tags(srcdoc)

@@ -22,7 +22,7 @@ TOKENS = [
     "<textarea>", "</textarea>", "<title>", "<xmp>", "<plaintext>", "<img src=x>", "<a title='</a><iframe>'>",
     "&lt;iframe&gt;", "x", " ", "<frameset>", "<portal>", "<fencedframe>", "<desc>",
     "<annotation-xml encoding='text/html'>",
-    "<form>", "<td>", "<tr>", "</table>", "<![CDATA[", "]]>", "<?x?>", "<br/>", "<hr>", "<listing>",
+    "<form>", "<td>", "<tr>", "</table>", "<![CDATA[", "]]>", "<?x?>", "<br/>", "<hr>", "<listing>", "--!>", "<!-->",
 ]
 PARTS = FrameParts(csp="default-src 'none'", bootstrap_js="void 0", script_nonce="N" * 22, language="en")
 

@@ -54,15 +54,14 @@ def cmd_show(ctx: CliContext) -> int:
 
 
 def cmd_check(ctx: CliContext) -> int:
-    def use(k: Kumix) -> tuple[str, list[ExtensionStatus]]:
-        return k.policy().name, k.extensions()
+    def use(k: Kumix) -> tuple[str, list[tuple[ExtensionStatus, dict[str, Any] | None]]]:
+        return k.policy().name, [(s, egress_summary(k.policy(), s)) for s in k.extensions()]
 
-    policy_name, statuses = ctx.local(use)
+    policy_name, checked = ctx.local(use)
     rows: list[dict[str, Any]] = []
-    for s in statuses:
+    for s, egress in checked:
         allowed = s.decision.allowed if s.decision else False
         row: dict[str, Any] = {"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason}
-        egress = egress_summary(ctx.policy, s)
         if egress is not None:  # UI extensions: what their frame may reach over the network
             row["egress"] = egress
         rows.append(row)

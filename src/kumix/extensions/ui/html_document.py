@@ -123,6 +123,7 @@ def _clean_pass(html: str, read_file: ReadFile) -> str:
     document = _parse(html)
     head = _html_part(document, "head")
     body = _html_part(document, "body")
+    _drop_comments(document)
     for element in _elements(document):
         if element.parentNode is None or _is_detached(element):
             continue
@@ -143,6 +144,19 @@ def _clean_pass(html: str, read_file: ReadFile) -> str:
             _detach(element)
     del body  # the body keeps what is left: elements, attributes, escaped text
     return _serialize(document)
+
+
+def _drop_comments(document: minidom.Document) -> None:
+    """Comments serve no frame, and their text is the one raw text a body could still hold
+    (`<!--<script>-->`, a `--!>` that ends early in one parser but not in another)."""
+    stack: list[minidom.Document | minidom.Element] = [document]
+    while stack:
+        node = stack.pop()
+        for child in list(node.childNodes):
+            if isinstance(child, minidom.Comment):
+                node.removeChild(child)
+            elif isinstance(child, minidom.Element):
+                stack.append(child)
 
 
 def _is_detached(element: minidom.Element) -> bool:
