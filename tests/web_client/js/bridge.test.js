@@ -147,3 +147,12 @@ test("bridge: a short token or a missing window is refused at construction", () 
   assert.throws(() => new FrameBridge({ widgetId: "short", frameWindow: frame, limits }), TypeError);
   assert.throws(() => new FrameBridge({ widgetId: TOKEN, frameWindow: null, limits }), TypeError);
 });
+
+test("bridge: an oversized message with a huge action or requestId gets nothing echoed back", () => {
+  const b = bridge({ maxMessageBytes: 1024 });
+  const [out] = b.receive(fromFrame(request("ok", { action: "a".repeat(5000) })), 0);
+  assert.equal(out.kind, "post");
+  assert.equal(/** @type {{ message: { action: string } }} */ (/** @type {unknown} */ (out)).message.action, "");
+  assert.deepEqual(b.receive(fromFrame(request("r".repeat(5000))), 0), []);
+  assert.equal(b.dropped.too_large, 2);
+});

@@ -39,10 +39,13 @@ function isRecord(value) {
  */
 function errorReply(message, code, text) {
   if (message.api !== "fromWidget" || typeof message.requestId !== "string" || "response" in message) return [];
+  // Echo only a well-formed envelope: a 10 MB requestId or action is not sent back.
+  if (message.requestId.length > MAX_ID_CHARS) return [];
+  const action = typeof message.action === "string" && message.action.length <= MAX_ID_CHARS ? message.action : "";
   return [{
     kind: "post",
     message: {
-      api: "fromWidget", widgetId: message.widgetId, requestId: message.requestId, action: message.action,
+      api: "fromWidget", widgetId: message.widgetId, requestId: message.requestId, action,
       data: {}, response: { error: { message: text, "io.kumix.code": code } },
     },
   }];
