@@ -6,6 +6,8 @@ import each other; each third-party library that Kumix adapts sits behind one mo
 (or one package, a home ending in "/"); every
 declared dependency is used and every imported one declared. docs/architecture.md explains
 each rule.
+A library's home is one module, or one package (a home ending in "/") whose modules share
+that one job.
 """
 
 from __future__ import annotations

@@ -6,6 +6,6 @@ confinement code in `kumix.extensions.proc.confinement`.
 
 from __future__ import annotations
 
-from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, probe_machine
+from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, WEAKER_WITHOUT_NAMESPACES, probe_machine
 
-__all__ = ["LAYERS", "SIMULATE_ENV", "probe_machine"]
+__all__ = ["LAYERS", "SIMULATE_ENV", "WEAKER_WITHOUT_NAMESPACES", "probe_machine"]

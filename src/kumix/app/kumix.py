@@ -61,7 +61,7 @@ Notice = Callable[[str], None]
 """Where the core says what it does instead (offline, device held elsewhere) or how far
 a long operation is; a front end shows it (the CLI on stderr)."""
 
-HANDOFF_WAIT_SECONDS = 10.0
+HANDOFF_WAIT_SECONDS = 30.0
 """How long `send_text` waits for the process holding the device to deliver a handed-over message."""
 
 

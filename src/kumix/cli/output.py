@@ -24,7 +24,7 @@ MAX_ERROR_CHARS = 2_000
 HINTS = {
     "unauthorized": "log in with `kumix login`",
     "disabled": "enable it with `kumix ext enable ID`",
-    "not_granted": "grant it with `kumix ext grant ID CAPABILITY`",
+    "not_granted": "grant it with `kumix ext grant ID CAPABILITY` (details: missing)",
     "reload_required": "reload it with `kumix ext disable ID` and `kumix ext enable ID`",
     "circuit_open": "retry later, or re-enable it with `kumix ext enable ID`",
 }

@@ -1,5 +1,5 @@
 """Translation of nio's events into `kumix.core.models`: pure functions, no I/O and no
-client state, tested on events in the shape Synapse sends (tests/matrix/test_translate.py).
+client state, tested on events recorded from Synapse (tests/matrix/test_translate.py).
 
 Everything in an event is chosen by its sender; a field of the wrong type becomes None or
 empty here, never an exception later (one such event once made every later sync fail to store).

@@ -34,10 +34,6 @@ from kumix.core.errors import BadRequest, InputTooLarge, KumixError, ProtocolErr
 RawParams = msgspec.Raw
 """Request parameters already encoded (and size-checked) by `encode_params`."""
 
-EXIT_RESOURCE_LIMIT = 3
-"""Part of the contract between host and worker: a worker that ran out of memory under its
-RLIMIT_AS exits with this status, and the host reports `resource_limit`."""
-
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size
 
