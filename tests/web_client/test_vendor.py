@@ -87,3 +87,5 @@ def test_vendored_modules_import_only_by_relative_path(path: str) -> None:
     specifiers = re.findall(r"""\bfrom\s*["']([^"']+)["']""", text)
     assert all(s.startswith("./") for s in specifiers), specifiers
     assert "sourceMappingURL" not in text
+    # A browser has no Node globals: a leftover `process.env` throws when the code runs.
+    assert not re.search(r"\bprocess\.env\b", text)

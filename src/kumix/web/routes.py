@@ -394,7 +394,6 @@ class EventStream:
         self.queue = queue
         self.on_too_slow = on_too_slow
         self.wakeup = asyncio.Event()
-        self.sent = 0
 
     def offer(self, frame: dict[str, Any]) -> bool:
         accepted = self.queue.offer(json.dumps(frame).encode())
@@ -405,7 +404,6 @@ class EventStream:
 
     async def run(self, cursor: int | None) -> None:
         start = self.k.cursor() if cursor is None else cursor
-        self.sent = start
         # The cursor the replay runs up to: frames with a cursor at or below it are catch-up.
         self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start})
         async with asyncio.TaskGroup() as tg:

@@ -32,7 +32,10 @@ def bind(port: int | None) -> socket.socket:
     """A listening TCP socket on 127.0.0.1 (never another interface); port 0/None is a free one."""
     if port is not None and not 0 <= port <= 65535:
         raise BadRequest(f"--port must be between 0 and 65535, not {port}")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+    # they are TCP; with Nagle on, a response written as headers then body waited for the
+    # client's delayed ACK, 40 ms per request.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.bind((LOOPBACK, port or 0))
     except OSError as exc:

@@ -86,3 +86,14 @@ test("room creation checks its form before the server sees it", () => {
   vm.invite.value = "@a:x";
   assert.deepEqual(vm.request(), { direct: true, invite: ["@a:x"], encrypted: true });
 });
+
+test("a rooms frame carries only the rooms that changed; a left one drops out of the list", () => {
+  const vm = new RoomListViewModel();
+  vm.apply(sample());
+  const before = vm.order.value.length;
+  vm.merge([room({ room_id: "!c", name: "cooking", unread: 9 }), room({ room_id: "!new", name: "Zebra" })]);
+  assert.equal(vm.order.value.length, before + 1, "nothing else disappears");
+  assert.equal(vm.byId.value.get("!c")?.unread, 9);
+  vm.merge([room({ room_id: "!c", name: "cooking", membership: "leave" })]);
+  assert.ok(!vm.order.value.some((r) => r.room_id === "!c"));
+});

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TimelineViewModel, dayOf, RUN_MS } from "../../../src/kumix/web/client/vm/timeline.js";
+import { TimelineViewModel, dayOf, RUN_MS, notice } from "../../../src/kumix/web/client/vm/timeline.js";
 
 const ROOM = "!r:x";
 const ME = "@me:x";
@@ -136,4 +136,59 @@ test("10 000 messages build into tiles with unique keys", () => {
   const tiles = vm.tiles.value;
   assert.equal(tiles.filter((t) => t.type === "message").length, 10_000);
   assert.equal(new Set(tiles.map((t) => t.key)).size, tiles.length);
+});
+
+test("an echo the outbox only queued gives way to the own message with the same text", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  vm.echo("t1", "same", null, Date.now());
+  vm.echo("t2", "same", null, Date.now());
+  vm.echo("t3", "other", null, Date.now());
+  vm.add([ev({ sender: "@bob:x", body: "same" })]);
+  assert.equal(vm.pending.value.length, 3, "someone else's message replaces no echo");
+  vm.add([ev({ sender: ME, body: "same" })]);
+  assert.deepEqual(vm.pending.value.map((p) => p.txn), ["t2", "t3"], "one arrival, one echo: the oldest");
+});
+
+test("member and visible state events become notices; the rest of the room's state shows nothing", () => {
+  assert.deepEqual(notice(ev({ kind: "member", body: "@bob:x invite" })), { change: "invite", subject: "@bob:x" });
+  assert.deepEqual(notice(ev({ kind: "state", body: "m.room.name", sender: "@al:x" })), { change: "name", subject: "@al:x" });
+  assert.equal(notice(ev({ kind: "state", body: "m.room.power_levels" })), null);
+  assert.equal(notice(ev({ kind: "member", body: "@bob:x knock-knock" })), null);
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  vm.add([ev({ kind: "state", body: "m.room.join_rules" }), ev({ kind: "state", body: "m.room.guest_access" })]);
+  assert.equal(vm.tiles.value.length, 0, "no notice, and no date separator for nothing");
+  vm.add([ev({ kind: "member", body: "@bob:x join" })]);
+  assert.deepEqual(vm.tiles.value.map((t) => t.type), ["day", "notice"]);
+});
+
+test("Up does not reach past an own message still being sent; a quote shows its target's latest text", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  vm.add([ev({ event_id: "$old", sender: ME, body: "old" }), ev({ kind: "edit", relates_to: "$old", sender: ME, body: "old, fixed" })]);
+  assert.equal(vm.lastOwnMessage.value?.body, "old, fixed");
+  vm.echo("t1", "new", "$old", Date.now());
+  assert.equal(vm.lastOwnMessage.value, null, "editing 'old' now would surprise: the newest is 'new'");
+  assert.equal(vm.byEventId.value.get("$old")?.body, "old, fixed");
+  // Acknowledged with its event id (the event itself not synced yet): Up edits it.
+  vm.updateEcho("t1", { state: "sent", eventId: "$new" });
+  const editable = vm.lastOwnMessage.peek(); // peek: tsc narrowed .value to null above
+  assert.equal(editable && editable.event.event_id, "$new");
+});
+
+test("pages go on from the position the server's page names, and a changed event keeps its place", async () => {
+  /** @type {(number | undefined)[]} */
+  const asked = [];
+  const vm = new TimelineViewModel(ROOM, ME, async (before) => {
+    asked.push(before);
+    if (before === undefined) return { events: [{ cursor: 90, event: ev({ event_id: "$b", ts: 2000 }) }, { cursor: 91, event: ev({ event_id: "$c", ts: 3000 }) }], before: 40 };
+    if (before === 40) return { events: [{ cursor: 12, event: ev({ event_id: "$a", ts: 1000 }) }], before: 12 };
+    return { events: [], before: null };
+  });
+  await vm.loadOlder();
+  await vm.loadOlder();
+  await vm.loadOlder();
+  assert.deepEqual(asked, [undefined, 40, 12], "positions, not the events' change cursors");
+  assert.equal(vm.hasMore.value, false);
+  // $a changes (say its key arrived): a newer change cursor must not move it to the end.
+  vm.add([{ type: "event", cursor: 500, event: ev({ event_id: "$a", ts: 1000, body: "now readable" }) }]);
+  assert.deepEqual(messages(vm).map((t) => t.type === "message" && t.event.event_id), ["$a", "$b", "$c"]);
 });

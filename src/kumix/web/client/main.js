@@ -1,7 +1,9 @@
 // Start the page: the Trusted Types policy first, then the catalog, the view models and the
 // event feed. Loaded by <script type="module" src>; the page has no inline script.
 import { render } from "./vendor/preact.js";
-import { effect } from "./vendor/signals-core.js";
+// @preact/signals hooks into Preact's render: a component that reads a signal re-renders
+// when it changes. The view models use @preact/signals-core, the same instance.
+import { effect } from "./vendor/signals.js";
 import { html } from "./lib/html.js";
 import { installPolicy } from "./lib/trusted-html.js";
 import { loadLanguage, pickLanguage } from "./lib/i18n.js";

@@ -29,19 +29,42 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 /** @type {{createHTML: (input: string) => TrustedHTML | string} | null} */
 let policy = null;
 
-/** Create the policy once, at start; a second creation fails under the CSP (by design). */
+/**
+ * Create the policy once, at start; a second creation fails under the CSP (by design).
+ *
+ * DOMPurify parses its input with DOMParser, itself a Trusted Types sink: under the CSP a
+ * plain string there is refused (measured in Chromium: with TRUSTED_TYPES_POLICY null every
+ * message came out empty). So DOMPurify is given this same policy for its own parsing, and
+ * while one sanitize call runs, the policy passes DOMPurify's strings through as they are:
+ * DOMParser documents are inert (no script runs, nothing loads), and what leaves the policy
+ * is only ever DOMPurify's output. The pass-through lasts for one synchronous call, so no
+ * other code can reach it.
+ */
 export function installPolicy() {
   if (policy) return policy;
   const factory = typeof window === "undefined" ? undefined : window.trustedTypes;
-  const createHTML = (/** @type {string} */ input) => DOMPurify.sanitize(input, {
-    ...PURIFY,
-    // Called from inside this policy: DOMPurify must neither create its own policy (the CSP
-    // allows "kumix" only) nor call back into this one.
-    TRUSTED_TYPES_POLICY: null,
-    RETURN_TRUSTED_TYPE: false,
-  });
-  policy = factory ? factory.createPolicy(POLICY_NAME, { createHTML }) : { createHTML };
-  return policy;
+  let sanitizing = false;
+  /** @type {any} the policy itself, for DOMPurify's own parsing (its typings want a full policy) */
+  let trusted = null;
+  const createHTML = (/** @type {string} */ input) => {
+    if (sanitizing) return input; // DOMPurify parsing its input, inside the call below
+    sanitizing = true;
+    try {
+      return DOMPurify.sanitize(input, {
+        ...PURIFY,
+        // null: never try to create DOMPurify's own policy (the CSP allows "kumix" only).
+        TRUSTED_TYPES_POLICY: trusted ?? null,
+        RETURN_TRUSTED_TYPE: false,
+      });
+    } finally {
+      sanitizing = false;
+    }
+  };
+  /** @type {{createHTML: (input: string) => TrustedHTML | string}} */
+  const made = factory ? factory.createPolicy(POLICY_NAME, { createHTML }) : { createHTML };
+  trusted = factory ? made : null;
+  policy = made;
+  return made;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { html } from "../lib/html.js";
+import { Icon } from "./icons.js";
 import { t } from "../lib/i18n.js";
 import { LoginView } from "./login.js";
 import { RoomList, Workspaces } from "./roomlist.js";
@@ -27,6 +28,7 @@ function CreateRoomDialog({ app }) {
       <label>${t("Invite")}<input value=${vm.invite.value} onInput=${bind(vm.invite)} placeholder=${t("@alice:example.org")} /></label>
       <label><input type="checkbox" checked=${vm.encrypted.value} onChange=${() => { vm.encrypted.value = !vm.encrypted.value; }} /> ${t("Encrypted")}</label>
       ${vm.problem.value && html`<p class="error" role="alert">${problems[vm.problem.value]}</p>`}
+      ${vm.failure.value && html`<p class="error" role="alert">${t("The room could not be created.")} <span class="muted">${vm.failure.value}</span></p>`}
       <div class="buttons"><button type="button" onClick=${() => { app.creating.value = false; }}>${t("Cancel")}</button>
         <button class="primary" type="submit">${t("Create")}</button></div>
     </form>
@@ -37,12 +39,12 @@ function CreateRoomDialog({ app }) {
 function RoomPane({ app }) {
   const room = app.rooms.current.value;
   const timeline = app.timeline.value;
-  if (!room || !timeline) return html`<div class="room-pane empty muted"><p>${t("Choose a room.")}</p></div>`;
+  if (!room || !timeline) return html`<div class="room-pane empty muted"><h1 class="empty-title">${t("Choose a room.")}</h1></div>`;
   return html`<div class="room-pane">
     <header class="room-head">
-      <button class="icon back" aria-label=${t("Back to the room list")} onClick=${() => app.rooms.select(null)}>←</button>
+      <button class="icon back" aria-label=${t("Back to the room list")} onClick=${() => app.rooms.select(null)}><${Icon} name="back" /></button>
       <h1>${room.name || room.room_id}</h1>
-      ${room.encrypted && html`<span class="muted small">🔒︎ ${t("Encrypted")}</span>`}
+      ${room.encrypted && html`<span class="muted small"><${Icon} name="lock" /> ${t("Encrypted")}</span>`}
       ${room.topic && html`<p class="muted small topic">${room.topic}</p>`}
     </header>
     <${Timeline} app=${app} vm=${timeline} key=${room.room_id} />
@@ -58,7 +60,10 @@ export function App({ app, onLanguage }) {
   const screen = app.screen.value;
   /** @type {[import("../vm/app.js").Screen, string][]} */
   const tabs = [["rooms", t("Rooms")], ["search", t("Search")], ["extensions", t("Extensions")], ["settings", t("Settings")]];
-  return html`<div class=${app.rooms.selected.value ? "shell has-room" : "shell"}>
+  // On a phone the list and the main pane are separate views: the main pane shows when a
+  // room is open or another screen was chosen.
+  const mainShown = screen !== "rooms" || !!app.rooms.selected.value;
+  return html`<div class=${mainShown ? "shell has-room" : "shell"}>
     <${Workspaces} app=${app} />
     <aside class="sidebar" aria-label=${t("Rooms")}>
       <nav class="tabs" aria-label=${t("Sections")}>${tabs.map(([id, label]) => html`<button key=${id} aria-current=${screen === id ? "page" : undefined} onClick=${() => app.show(id)}>${label}</button>`)}</nav>
@@ -66,6 +71,7 @@ export function App({ app, onLanguage }) {
       <p class="muted small account">${account.user_id}${app.online.value ? "" : html` · <span class="error">${t("offline")}</span>`}</p>
     </aside>
     <main class="main">
+      ${screen !== "rooms" && html`<button class="icon back page-back" aria-label=${t("Back to the room list")} onClick=${() => app.show("rooms")}><${Icon} name="back" /></button>`}
       ${screen === "rooms" && html`<${RoomPane} app=${app} />`}
       ${screen === "search" && html`<${SearchPage} app=${app} />`}
       ${screen === "settings" && html`<${SettingsPage} app=${app} onLanguage=${onLanguage} />`}

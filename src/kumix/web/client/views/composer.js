@@ -1,4 +1,5 @@
 import { html } from "../lib/html.js";
+import { Icon } from "./icons.js";
 import { t, formatBytes } from "../lib/i18n.js";
 
 /** @param {{app: import("../vm/app.js").AppViewModel}} props */
@@ -37,7 +38,7 @@ export function Composer({ app }) {
       <textarea rows="1" aria-label=${t("Message")} placeholder=${t("Write a message…")} value=${vm.text.value}
         onInput=${(/** @type {Event} */ e) => { vm.text.value = /** @type {HTMLTextAreaElement} */ (e.currentTarget).value; app.typingNotice(!!vm.text.value); }}
         onKeyDown=${onKey} onPaste=${onPaste}></textarea>
-      <label class="button icon attach" title=${t("Attach a file")}>📎︎<input type="file" multiple class="visually-hidden" aria-label=${t("Attach a file")}
+      <label class="button icon attach" title=${t("Attach a file")}><${Icon} name="attach" /><input type="file" multiple class="visually-hidden" aria-label=${t("Attach a file")}
         onChange=${(/** @type {Event} */ e) => { const input = /** @type {HTMLInputElement} */ (e.currentTarget); for (const f of input.files ?? []) void app.attach(f); input.value = ""; }} /></label>
       <button class="primary" type="submit" disabled=${!vm.canSend.value}>${mode.kind === "edit" ? t("Save") : t("Send")}</button>
     </div>

@@ -2,6 +2,14 @@
 import { html } from "../lib/html.js";
 import { t, formatNumber, formatDateTime, LANGUAGES, catalog } from "../lib/i18n.js";
 
+/**
+ * The search index marks matches with [ and ]: odd parts are matches. Text, never HTML.
+ * @param {string} snippet
+ */
+export function snippetParts(snippet) {
+  return snippet.split(/\[([^\[\]]*)\]/);
+}
+
 /** @param {{app: import("../vm/app.js").AppViewModel}} props */
 export function SearchPage({ app }) {
   const vm = app.search;
@@ -17,7 +25,7 @@ export function SearchPage({ app }) {
     <ul class="results">${vm.results.value.map((ev) => html`<li key=${ev.event_id}>
       <button class="result" onClick=${() => void app.openHit(ev)}>
         <span class="muted small">${app.rooms.byId.value.get(ev.room_id)?.name ?? ev.room_id} · ${ev.sender} · ${formatDateTime(ev.ts)}</span>
-        <span>${ev.snippet}</span></button></li>`)}</ul>
+        <span>${snippetParts(ev.snippet).map((part, i) => (i % 2 ? html`<mark>${part}</mark>` : part))}</span></button></li>`)}</ul>
   </section>`;
 }
 
@@ -39,7 +47,7 @@ export function SettingsPage({ app, onLanguage }) {
     </fieldset>
     <h2>${t("Active policy")}</h2>
     <p class="muted small">${t("Read-only: the policy file decides what each extension may do.")}</p>
-    <pre class="policy">${app.policy.value ? JSON.stringify(app.policy.value, null, 2) : t("Loading…")}</pre>
+    <pre class="policy" tabindex="0" aria-label=${t("Active policy")}>${app.policy.value ? JSON.stringify(app.policy.value, null, 2) : t("Loading…")}</pre>
     <button onClick=${() => void app.logout()}>${t("Sign out")}</button>
   </section>`;
 }

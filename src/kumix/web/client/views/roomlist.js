@@ -1,4 +1,5 @@
 import { html } from "../lib/html.js";
+import { Icon } from "./icons.js";
 import { t, tn, formatNumber } from "../lib/i18n.js";
 
 /** @typedef {import("../vm/rooms.js").RoomSummary} RoomSummary */
@@ -15,7 +16,7 @@ function RoomRow({ app, room }) {
   const vm = app.rooms;
   const selected = vm.selected.value === room.room_id;
   if (room.membership === "invite") {
-    return html`<li class="room invite" role="option" aria-selected="false">
+    return html`<li class="room invite">
       <span class="room-name">${room.name || room.room_id}</span>
       <span class="muted small">${room.inviter ? t("Invited by {user}", { user: room.inviter }) : t("Invitation")}</span>
       <span class="actions">
@@ -29,7 +30,7 @@ function RoomRow({ app, room }) {
       onKeyDown=${(/** @type {KeyboardEvent} */ e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); vm.select(room.room_id); } }}>
     <span class="avatar" aria-hidden="true">${(room.name || "#").slice(0, 1).toUpperCase()}</span>
     <span class="room-name">${room.name || room.room_id}</span>
-    ${room.encrypted && html`<span class="lock" title=${t("Encrypted")} aria-label=${t("Encrypted")}>🔒︎</span>`}
+    ${room.encrypted && html`<span class="lock" title=${t("Encrypted")}><${Icon} name="lock" label=${t("Encrypted")} /></span>`}
     <${Badge} unread=${room.unread} highlights=${room.highlights} />
   </li>`;
 }
@@ -39,7 +40,9 @@ function Section({ app, title, rooms }) {
   if (!rooms.length) return null;
   return html`<section class="section">
     <h2 class="section-title">${title}</h2>
-    <ul role="listbox" aria-label=${title}>${rooms.map((r) => html`<${RoomRow} key=${r.room_id} app=${app} room=${r} />`)}</ul>
+    ${/* Invites hold buttons, so they are a plain list; joined rooms are a listbox of options. */ ""}
+    <ul role=${rooms.every((r) => r.membership === "invite") ? undefined : "listbox"} aria-label=${title}>
+      ${rooms.map((r) => html`<${RoomRow} key=${r.room_id} app=${app} room=${r} />`)}</ul>
   </section>`;
 }
 
@@ -53,7 +56,7 @@ export function Workspaces({ app }) {
       const current = vm.workspace.value === id;
       return html`<button key=${id ?? "home"} class=${current ? "workspace current" : "workspace"} aria-pressed=${current} title=${name}
           aria-label=${w.unread ? t("{name}, {count} unread", { name, count: w.unread }) : name} onClick=${() => vm.chooseWorkspace(id)}>
-        <span aria-hidden="true">${w.space ? name.slice(0, 1).toUpperCase() : "⌂"}</span>
+        ${w.space ? html`<span aria-hidden="true">${name.slice(0, 1).toUpperCase()}</span>` : html`<${Icon} name="home" />`}
         ${w.highlights ? html`<span class="dot highlight" aria-hidden="true"></span>` : w.unread ? html`<span class="dot" aria-hidden="true"></span>` : null}
       </button>`;
     })}
@@ -69,7 +72,7 @@ export function RoomList({ app }) {
     <div class="roomlist-head">
       <input class="filter" type="search" id="room-filter" aria-label=${t("Filter rooms")} placeholder=${t("Filter rooms")}
         value=${vm.filter.value} onInput=${(/** @type {Event} */ e) => { vm.filter.value = /** @type {HTMLInputElement} */ (e.currentTarget).value; }} />
-      <button class="icon" aria-label=${t("Create a room")} title=${t("Create a room")} onClick=${() => { app.creating.value = true; }}>＋</button>
+      <button class="icon" aria-label=${t("Create a room")} title=${t("Create a room")} onClick=${() => { app.creating.value = true; }}><${Icon} name="plus" /></button>
     </div>
     <${Section} app=${app} title=${t("Invites")} rooms=${s.invites} />
     <${Section} app=${app} title=${t("Direct messages")} rooms=${s.direct} />

@@ -1,6 +1,7 @@
 // The timeline: @tanstack/virtual-core in chat mode (anchored to the end, following new
 // messages, stable keys so paging back does not jump), role="log" for screen readers.
 import { html } from "../lib/html.js";
+import { Icon } from "./icons.js";
 import { useEffect, useRef, useState, useLayoutEffect } from "../vendor/preact-hooks.js";
 import { Virtualizer, elementScroll, observeElementOffset, observeElementRect, measureElement } from "../vendor/virtual-core/index.js";
 import { t, tn, formatTime, formatDay, formatBytes } from "../lib/i18n.js";
@@ -23,11 +24,11 @@ function Body({ app, tile }) {
       return html`<a href=${src} target="_blank" rel="noopener noreferrer" class="image-link">
         <img src=${src} alt=${ev.file.name || t("Image")} loading="lazy" /></a>`;
     }
-    return html`<a class="file" href=${src} download=${ev.file.name}>📎︎ ${ev.file.name}${ev.file.size ? html` <span class="muted">(${formatBytes(ev.file.size)})</span>` : null}</a>`;
+    return html`<a class="file" href=${src} download=${ev.file.name}><${Icon} name="file" /> ${ev.file.name}${ev.file.size ? html` <span class="muted">(${formatBytes(ev.file.size)})</span>` : null}</a>`;
   }
-  const quoted = ev.reply_to ? app.timeline.value?.event(ev.reply_to) : undefined;
+  const quoted = ev.reply_to ? app.timeline.value?.byEventId.value.get(ev.reply_to) : undefined;
   return html`${ev.reply_to && html`<blockquote class="reply">${quoted
-      ? html`<strong>${shortName(quoted.sender)}</strong> ${quoted.body}`
+      ? html`<strong>${shortName(quoted.event.sender)}</strong> ${quoted.redacted ? t("Message deleted") : quoted.body}`
       : html`<span class="muted">${t("In reply to an earlier message")}</span>`}</blockquote>`}
     ${tile.html ? html`<div class="html" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>` : html`<p class="text">${tile.body}</p>`}
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;
@@ -36,14 +37,23 @@ function Body({ app, tile }) {
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: Tile}} props */
 function Row({ app, tile }) {
   if (tile.type === "day") return html`<div class="day" role="separator"><span>${formatDay(tile.ts)}</span></div>`;
-  if (tile.type === "notice") return html`<p class="notice muted small">${shortName(tile.event.sender)} · ${t("changed the room")}</p>`;
+  if (tile.type === "notice") {
+    const who = { user: shortName(tile.subject) };
+    /** @type {Record<string, string>} */
+    const lines = {
+      join: t("{user} joined", who), leave: t("{user} left", who), invite: t("{user} was invited", who), ban: t("{user} was banned", who),
+      name: t("{user} renamed the room", who), topic: t("{user} changed the topic", who),
+      encryption: t("{user} turned on encryption", who), create: t("{user} created the room", who),
+    };
+    return html`<p class="notice muted small">${lines[tile.change]}</p>`;
+  }
   const ev = tile.event;
   const focused = app.timeline.value?.focused.value === ev.event_id;
   return html`<article class=${`message${tile.continuation ? " continuation" : ""}${focused ? " focused" : ""}`} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}
       data-event-id=${ev.event_id} tabindex="-1">
     ${!tile.continuation && html`<header><span class="avatar" aria-hidden="true">${shortName(ev.sender).slice(0, 1).toUpperCase()}</span>
       <strong class="sender">${shortName(ev.sender)}</strong> <time class="muted small">${formatTime(ev.ts)}</time>
-      ${ev.encrypted && html`<span class="lock small" aria-label=${t("Encrypted")} title=${t("Encrypted")}>🔒︎</span>`}</header>`}
+      ${ev.encrypted && html`<span class="lock small" title=${t("Encrypted")}><${Icon} name="lock" label=${t("Encrypted")} /></span>`}</header>`}
     <div class="content"><${Body} app=${app} tile=${tile} /></div>
     ${tile.reactions.length > 0 && html`<div class="reactions">${tile.reactions.map((r) => html`<button class=${r.mine ? "reaction mine" : "reaction"} aria-pressed=${!!r.mine}
         aria-label=${tn("{key}: {count} reaction", "{key}: {count} reactions", r.count, { key: r.key })}
@@ -104,8 +114,32 @@ export function Timeline({ app, vm }) {
     if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
   });
   const typing = vm.typingOthers.value;
+  /**
+   * Arrow keys move between messages (the rendered ones; the virtualizer keeps the focused one
+   * near the viewport), Home/End jump to the oldest loaded and the newest.
+   * @param {KeyboardEvent} e
+   */
+  const onKey = (e) => {
+    const box = scroller.current;
+    if (!box) return;
+    const messages = /** @type {HTMLElement[]} */ ([...box.querySelectorAll("article.message")])
+      .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+    const at = messages.findIndex((m) => m === document.activeElement);
+    if (e.key === "ArrowUp" || e.key === "ArrowDown") {
+      e.preventDefault();
+      const next = at < 0 ? messages.length - 1 : Math.max(0, Math.min(messages.length - 1, at + (e.key === "ArrowUp" ? -1 : 1)));
+      messages[next]?.focus();
+      messages[next]?.scrollIntoView({ block: "nearest" });
+    } else if (e.key === "End") {
+      e.preventDefault();
+      v.scrollToEnd();
+    } else if (e.key === "Home") {
+      e.preventDefault();
+      v.scrollToIndex(0, { align: "start" });
+    }
+  };
   return html`<div class="timeline-wrap">
-    <div class="timeline" ref=${scroller} role="log" aria-live="polite" aria-label=${t("Messages")} tabindex="0">
+    <div class="timeline" ref=${scroller} role="log" aria-live="polite" aria-label=${t("Messages")} tabindex="0" onKeyDown=${onKey}>
       ${vm.loading.value && html`<p class="muted small center">${t("Loading older messages…")}</p>`}
       ${!vm.hasMore.value && html`<p class="muted small center">${t("This is the start of the room.")}</p>`}
       <div class="timeline-inner" style=${{ height: `${v.getTotalSize()}px` }}>

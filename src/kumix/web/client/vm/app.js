@@ -88,7 +88,7 @@ export class AppViewModel {
     if (!vm) {
       vm = new TimelineViewModel(roomId, me, async (before) => {
         const doc = await this.api.get(`${roomPath(roomId)}/events`, { limit: 50, before });
-        return doc.events ?? [];
+        return { events: doc.events ?? [], before: typeof doc.before === "number" ? doc.before : null };
       });
       this.timelines.set(roomId, vm);
       void vm.loadOlder();
@@ -127,7 +127,15 @@ export class AppViewModel {
 
   /** @param {import("../lib/events.js").Frame} frame */
   onFrame(frame) {
-    if (frame.type === "rooms" && Array.isArray(frame.rooms)) this.rooms.apply(frame.rooms);
+    if (frame.type === "rooms" && Array.isArray(frame.rooms)) this.rooms.merge(frame.rooms);
+    else if (frame.type === "resync") {
+      // The feed dropped updates while this page was behind: read the room list again and
+      // each open timeline's newest page (known events are merged, not repeated).
+      void this.refreshRooms().catch(() => undefined);
+      for (const [roomId, vm] of this.timelines) {
+        void this.api.get(`${roomPath(roomId)}/events`, { limit: 50 }).then((doc) => vm.add(doc.events ?? []), () => undefined);
+      }
+    }
     else if ((frame.type === "event" || frame.type === "changed") && frame.event && typeof frame.event === "object") {
       const ev = normalize(frame);
       this.timelines.get(ev.room_id)?.add([ev]);
@@ -236,21 +244,36 @@ export class AppViewModel {
     await this.timeline.value?.jumpTo(hit.event_id);
   }
 
+  /** The room list again, after a change made here (the feed's next "rooms" frame would too). */
+  async refreshRooms() {
+    const doc = await this.api.get("/api/rooms");
+    this.rooms.apply(doc.rooms ?? []);
+  }
+
   /** @param {string} roomId @param {boolean} accept */
   async answerInvite(roomId, accept) {
     if (accept) await this.api.send("/api/join", { room: roomId });
     else await this.api.send(`${roomPath(roomId)}/leave`, {});
+    await this.refreshRooms();
+    if (accept) this.rooms.select(roomId);
   }
 
   async submitCreateRoom() {
     const body = this.createRoom.request();
     if (!body) return false;
-    const doc = await this.api.send("/api/rooms", body);
-    batch(() => {
-      this.creating.value = false;
-      if (typeof doc?.room_id === "string") this.rooms.select(doc.room_id);
-    });
-    return true;
+    this.createRoom.failure.value = null;
+    try {
+      const doc = await this.api.send("/api/rooms", body);
+      await this.refreshRooms();
+      batch(() => {
+        this.creating.value = false;
+        if (typeof doc?.room_id === "string") this.rooms.select(doc.room_id);
+      });
+      return true;
+    } catch (err) {
+      this.createRoom.failure.value = err instanceof Error ? err.message : String(err);
+      return false;
+    }
   }
 
   /** @param {Screen} screen */

@@ -100,12 +100,23 @@ export class RoomListViewModel {
     this.current = computed(() => (this.selected.value ? this.byId.value.get(this.selected.value) ?? null : null));
   }
 
-  /** @param {RoomSummary[]} rooms  a full list: the server always sends all of them */
+  /** @param {RoomSummary[]} rooms  the full list (GET /api/rooms) */
   apply(rooms) {
     batch(() => {
       this.all.value = rooms.map((r) => ({ ...r, unread: Math.max(0, r.unread | 0), highlights: Math.max(0, r.highlights | 0) }));
       if (this.workspace.value && !this.byId.value.has(this.workspace.value)) this.workspace.value = null;
     });
+  }
+
+  /**
+   * Rooms that changed (the WebSocket's "rooms" frames carry only those, left ones included):
+   * each replaces its old entry or is added.
+   * @param {RoomSummary[]} changed
+   */
+  merge(changed) {
+    const byId = new Map(this.all.value.map((r) => [r.room_id, r]));
+    for (const room of changed) byId.set(room.room_id, room);
+    this.apply([...byId.values()]);
   }
 
   /** @param {string | null} roomId */
@@ -148,6 +159,8 @@ export class CreateRoomViewModel {
     this.direct = signal(false);
     this.invite = signal("");
     this.problem = signal(/** @type {"name_missing" | "invite_invalid" | "direct_needs_one" | null} */ (null));
+    /** The server's refusal, in its own words. */
+    this.failure = signal(/** @type {string | null} */ (null));
   }
 
   /** The request body, or null with `problem` set. */

@@ -41,12 +41,35 @@ import { signal, computed, batch } from "../vendor/signals-core.js";
  * @property {"sending" | "sent" | "failed" | null} sending  local echoes only
  */
 /** @typedef {{type: "day", key: string, ts: number}} DayTile */
-/** @typedef {{type: "notice", key: string, event: EventDoc}} NoticeTile */
+/**
+ * A room change worth a line: membership, and the state a person sees (name, topic,
+ * encryption). Other state events (power levels, join rules, ...) show nothing.
+ * @typedef {{type: "notice", key: string, event: EventDoc, change: NoticeChange, subject: string}} NoticeTile
+ */
+/** @typedef {"join" | "leave" | "invite" | "ban" | "name" | "topic" | "encryption" | "create"} NoticeChange */
 /** @typedef {MessageTile | DayTile | NoticeTile} Tile */
 
 /** @typedef {{txn: string, body: string, replyTo: string | null, ts: number, state: "sending" | "sent" | "failed", eventId: string | null, error: string | null}} Pending */
 
 export const RUN_MS = 5 * 60 * 1000;
+
+/** @type {Record<string, NoticeChange>} */
+const STATE_NOTICES = { "m.room.name": "name", "m.room.topic": "topic", "m.room.encryption": "encryption", "m.room.create": "create" };
+const MEMBERSHIPS = new Set(["join", "leave", "invite", "ban"]);
+
+/**
+ * The notice line of a member or state event, or null when it shows nothing. The server
+ * writes a member event's body as "<user id> <membership>", a state event's as its type.
+ * @param {EventDoc} ev @returns {{change: NoticeChange, subject: string} | null}
+ */
+export function notice(ev) {
+  if (ev.kind === "member") {
+    const [subject, membership] = ev.body.split(" ");
+    return subject && MEMBERSHIPS.has(membership) ? { change: /** @type {NoticeChange} */ (membership), subject } : null;
+  }
+  const change = STATE_NOTICES[ev.body];
+  return change ? { change, subject: ev.sender } : null;
+}
 
 /** Local calendar day of a timestamp, the separator's key. @param {number} ts */
 export function dayOf(ts) {
@@ -65,17 +88,24 @@ export function normalize(item) {
   return item;
 }
 
-/** @param {EventDoc} a @param {EventDoc} b */
+/**
+ * Timeline order: by origin timestamp, then cursor, then id. The cursor is the store's change
+ * cursor, which moves when an event changes (a key arrives, a retry decrypts it), so it cannot
+ * be the order on its own.
+ * @param {EventDoc} a @param {EventDoc} b
+ */
 function order(a, b) {
+  if (a.ts !== b.ts) return a.ts - b.ts;
   if (a.cursor !== undefined && b.cursor !== undefined && a.cursor !== b.cursor) return a.cursor - b.cursor;
-  return a.ts - b.ts || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0);
+  return a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0;
 }
 
 export class TimelineViewModel {
   /**
    * @param {string} roomId
    * @param {string} ownUserId
-   * @param {(before: number | undefined) => Promise<any[]>} loadBefore  older items, newest first or last
+   * @param {(before: number | undefined) => Promise<any[] | {events: any[], before?: number | null}>} loadBefore
+   *   older items before a position; a page that names its own `before` position is paged on from there
    */
   constructor(roomId, ownUserId, loadBefore) {
     this.roomId = roomId;
@@ -90,6 +120,8 @@ export class TimelineViewModel {
     /** @type {import("../vendor/signals-core.js").Signal<string[]>} */
     this.typing = signal([]);
     this.hasMore = signal(true);
+    /** Where the next older page starts, as the server's last page said; undefined: the newest. */
+    this.position = /** @type {number | undefined} */ (undefined);
     this.loading = signal(false);
     this.error = signal(/** @type {string | null} */ (null));
     /** The message a search hit or a reply link asked to see; the view scrolls to it. */
@@ -98,14 +130,24 @@ export class TimelineViewModel {
     /** @type {import("../vendor/signals-core.js").ReadonlySignal<Tile[]>} */
     this.tiles = computed(() => this.build(this.events.value, this.pending.value, this.receipts.value));
     this.typingOthers = computed(() => this.typing.value.filter((u) => u !== this.ownUserId));
+    /** The message Up edits: the newest own message, unless the server has not taken it yet. */
     this.lastOwnMessage = computed(() => {
       const tiles = this.tiles.value;
       for (let i = tiles.length - 1; i >= 0; i--) {
         const tile = tiles[i];
-        if (tile.type === "message" && tile.sending === null && !tile.redacted && !tile.undecryptable &&
-            tile.event.sender === this.ownUserId && tile.event.kind === "text") return tile;
+        if (tile.type !== "message" || tile.event.sender !== this.ownUserId) continue;
+        // An echo the server acknowledged has its event id and can be edited already.
+        if (tile.sending !== null && !(tile.sending === "sent" && !tile.event.event_id.startsWith("txn:"))) return null;
+        return !tile.redacted && !tile.undecryptable && tile.event.kind === "text" ? tile : null;
       }
       return null;
+    });
+    /** event id → its message tile (a reply's quote shows the latest text of its target). */
+    this.byEventId = computed(() => {
+      /** @type {Map<string, MessageTile>} */
+      const map = new Map();
+      for (const tile of this.tiles.value) if (tile.type === "message") map.set(tile.event.event_id, tile);
+      return map;
     });
   }
 
@@ -120,11 +162,20 @@ export class TimelineViewModel {
       // A "changed" frame (a key arrived, a retry decrypted it) replaces the event in place.
       next.set(ev.event_id, had && had.cursor !== undefined && ev.cursor === undefined ? { ...ev, cursor: had.cursor } : ev);
     }
+    // Own messages that arrived: their echoes go. By event id when the send's answer named
+    // it; otherwise (the outbox had only queued it) the oldest echo with the same text.
+    const arrivedBodies = items.map(normalize)
+      .filter((ev) => ev && ev.sender === this.ownUserId && ev.kind === "text" && ev.room_id === this.roomId &&
+        !this.pending.value.some((p) => p.eventId === ev.event_id))
+      .map((ev) => ev.body);
     batch(() => {
       this.events.value = next;
-      // An echo whose event has arrived is no longer pending.
-      const arrived = this.pending.value.filter((p) => !(p.eventId && next.has(p.eventId)));
-      if (arrived.length !== this.pending.value.length) this.pending.value = arrived;
+      let left = this.pending.value.filter((p) => !(p.eventId && next.has(p.eventId)));
+      for (const body of arrivedBodies) {
+        const i = left.findIndex((p) => !p.eventId && p.state !== "failed" && p.body === body);
+        if (i >= 0) left = [...left.slice(0, i), ...left.slice(i + 1)];
+      }
+      if (left.length !== this.pending.value.length) this.pending.value = left;
     });
   }
 
@@ -134,13 +185,16 @@ export class TimelineViewModel {
     this.loading.value = true;
     this.error.value = null;
     try {
-      let oldest;
-      for (const ev of this.events.value.values()) {
-        if (ev.cursor !== undefined && (oldest === undefined || ev.cursor < oldest)) oldest = ev.cursor;
+      let before = this.position;
+      if (before === undefined && this.events.value.size) {
+        for (const ev of this.events.value.values()) {
+          if (ev.cursor !== undefined && (before === undefined || ev.cursor < before)) before = ev.cursor;
+        }
       }
-      const before = this.events.value.size ? oldest : undefined;
-      const items = await this.loadBefore(before);
-      const fresh = items.map(normalize).filter((ev) => !this.events.value.has(ev.event_id));
+      const answer = await this.loadBefore(before);
+      const items = Array.isArray(answer) ? answer : answer.events ?? [];
+      if (!Array.isArray(answer) && typeof answer.before === "number") this.position = answer.before;
+      const fresh = items.map(normalize).filter((ev) => ev && !this.events.value.has(ev.event_id));
       batch(() => {
         this.add(fresh);
         if (!fresh.length) this.hasMore.value = false;
@@ -262,12 +316,16 @@ export class TimelineViewModel {
     };
     for (const ev of all) {
       if (ev.kind === "edit" || ev.kind === "reaction" || ev.kind === "redaction" || ev.kind === "other") continue;
-      separate(ev.ts);
       if (ev.kind === "member" || ev.kind === "state") {
-        tiles.push({ type: "notice", key: ev.event_id, event: ev });
-        previous = null;
+        const line = notice(ev);
+        if (line) {
+          separate(ev.ts);
+          tiles.push({ type: "notice", key: ev.event_id, event: ev, ...line });
+          previous = null;
+        }
         continue;
       }
+      separate(ev.ts);
       const edit = latestEdit.get(ev.event_id);
       const isRedacted = redacted.has(ev.event_id);
       /** @type {Map<string, Reaction>} */
