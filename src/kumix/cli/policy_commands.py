@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kumix.app.ui_frames import egress_summary
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
 from kumix.core.errors import BadRequest
@@ -53,25 +54,37 @@ def cmd_show(ctx: CliContext) -> int:
 
 
 def cmd_check(ctx: CliContext) -> int:
-    def use(k: Kumix) -> tuple[str, list[ExtensionStatus]]:
-        return k.policy().name, k.extensions()
+    def use(k: Kumix) -> tuple[str, list[tuple[ExtensionStatus, dict[str, Any] | None]]]:
+        return k.policy().name, [(s, egress_summary(k.policy(), s)) for s in k.extensions()]
 
-    policy_name, statuses = ctx.local(use)
+    policy_name, checked = ctx.local(use)
     rows: list[dict[str, Any]] = []
-    for s in statuses:
+    for s, egress in checked:
         allowed = s.decision.allowed if s.decision else False
-        rows.append({"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason})
+        row: dict[str, Any] = {"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason}
+        if egress is not None:  # UI extensions: what their frame may reach over the network
+            row["egress"] = egress
+        rows.append(row)
     if ctx.json:
         emit_json({"policy": policy_name, "extensions": rows})
     else:
         emit_table(
             [
-                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100)]
+                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100),
+                 _egress_text(r.get("egress"))]
                 for r in rows
             ],
-            ["ID", "ALLOWED", "WHY"],
+            ["ID", "ALLOWED", "WHY", "EGRESS"],
         )
     return 0
+
+
+def _egress_text(egress: dict[str, Any] | None) -> str:
+    if egress is None:
+        return "-"
+    granted = [e["source"] for e in egress["connectSrc"]] or ["none"]
+    refused = [e["source"] for e in egress["refused"]]
+    return printable(" ".join(granted) + (f" (refused: {' '.join(refused)})" if refused else ""), 120)
 
 
 def cmd_schema_export(ctx: CliContext) -> int:
