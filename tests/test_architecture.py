@@ -40,6 +40,7 @@ ONE_HOME = {
     "keyring": {"store/vault.py"},
     "argon2": {"store/vault.py"},
     "uvloop": {"extensions/proc/eventloop.py"},
+    "vodozemac": {"matrix/crypto_primitives.py"},
 }
 
 

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from kumix.app import trust
 from kumix.core.errors import BadRequest, KumixError, NotFound, Unauthorized, Unavailable
 from kumix.core.models import Account, Event, Room, SyncBatch
 from kumix.extensions.sanitize import sanitize_html
@@ -89,25 +90,27 @@ class MatrixService:
     # -- login / logout ----------------------------------------------------------------
 
     async def login_password(self, homeserver: str, user: str, password: str) -> Account:
-        return await self._login(homeserver, lambda c: c.login_password(user, password))
+        return await self._login(homeserver, lambda c: c.login_password(user, password), password=password)
 
     async def login_token(self, homeserver: str, access_token: str) -> Account:
         return await self._login(homeserver, lambda c: c.login_token(access_token))
 
-    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
+                     password: str | None = None) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how)
+            return await self._login_locked(homeserver, how, password)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
             # The user's request conflicts with local state: theirs to fix, not a Kumix bug.
             raise BadRequest("already logged in here; run `kumix logout` first (or use another --data-dir)")
 
-    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
+                            password: str | None = None) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an
         # earlier session (crash during login) would not open with the new key.
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
@@ -139,6 +142,9 @@ class MatrixService:
             # Keep this first batch and its token: an identical token-less /sync soon after
             # would be answered from the homeserver's response cache, missing what happened since.
             await Session(self, c).apply(first)
+            # Cross-signing (kumix.app.trust): a password login can publish the identity at once.
+            if password is not None:
+                await trust.bootstrap_at_login(c, self.vault, password, self.progress)
         return account
 
     @staticmethod

@@ -581,6 +581,63 @@ class MatrixClient:
         r = self._nio.rooms.get(room_id)
         return None if r is None else bool(r.encrypted)
 
+    # -- hooks for Kumix's own E2EE modules (kumix.matrix.cross_signing, secret_storage,
+    # key_backup; driven by kumix.app.trust): nio implements none of these, so they speak
+    # the client-server API directly, through this one authenticated request. -----------
+
+    async def request_json(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, action: str, accept: tuple[int, ...] = ()
+    ) -> tuple[int, dict[str, Any]]:
+        """One JSON request to `/_matrix/client/...`; the token goes in the header.
+
+        Answers 2xx and the statuses in `accept` (user-interactive auth's 401) with their
+        body; anything else becomes the Kumix error `_raise_for` would give."""
+        response = await _guard(
+            self._nio.send(method, path, None if body is None else json.dumps(body),
+                           headers={"Authorization": f"Bearer {self._nio.access_token}",
+                                    "Content-Type": "application/json"}),
+            action,
+        )
+        async with response:
+            status = int(response.status)
+            try:
+                parsed = await _guard(response.json(content_type=None), action)
+            except Unavailable:
+                parsed = {}
+        doc: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        if 200 <= status < 300 or status in accept:
+            return status, doc
+        errcode = str(doc.get("errcode", ""))
+        error = nio.ErrorResponse(str(doc.get("error", "")), errcode or None, doc.get("retry_after_ms"))
+        error.transport_response = response
+        _raise_for(error, action)
+        raise BadRequest(f"{action}: HTTP {status}")
+
+    def device_keys(self) -> dict[str, Any]:
+        """This device's identity keys as published (`/keys/upload` `device_keys`), self-signed."""
+        olm = self._olm()
+        keys: dict[str, Any] = {
+            "algorithms": list(olm._algorithms),
+            "device_id": self._nio.device_id,
+            "user_id": self._nio.user_id,
+            "keys": {
+                f"curve25519:{self._nio.device_id}": olm.account.identity_keys["curve25519"],
+                f"ed25519:{self._nio.device_id}": olm.account.identity_keys["ed25519"],
+            },
+        }
+        keys["signatures"] = {self._nio.user_id: {f"ed25519:{self._nio.device_id}": olm.sign_json(keys)}}
+        return keys
+
+    def sign_with_device(self, canonical: bytes) -> str:
+        """This device's Ed25519 signature of already-canonical JSON bytes."""
+        return str(self._olm().account.sign(canonical.decode("utf-8")))
+
+    def _olm(self) -> Any:
+        if self._nio.olm is None:
+            raise BadRequest("end-to-end encryption is not loaded for this session")
+        return self._nio.olm
+
+
     # -- keys ------------------------------------------------------------------------
 
     async def export_keys(self, path: Path, passphrase: str) -> None:
