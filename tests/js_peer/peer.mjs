@@ -1,0 +1,153 @@
+// An independent Matrix client for Kumix's interop tests: matrix-js-sdk with its Rust
+// crypto (the stack Element uses), in Node. It logs in with a password and then answers
+// one JSON request per stdin line with one JSON line on stdout prefixed "@@" (the SDK's
+// own logging goes to stderr, so stdout carries nothing else).
+//
+// usage: node peer.mjs HOMESERVER USER_ID PASSWORD
+
+import readline from "node:readline";
+
+for (const name of ["log", "info", "warn", "debug", "trace"]) console[name] = console.error;
+
+const sdk = await import("matrix-js-sdk");
+const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
+const { logger } = await import("matrix-js-sdk/lib/logger.js");
+logger.setLevel("warn");
+
+const [homeserver, userId, password] = process.argv.slice(2);
+const say = (doc) => process.stdout.write("@@" + JSON.stringify(doc) + "\n");
+
+const login = await sdk.createClient({ baseUrl: homeserver }).login("m.login.password", {
+  identifier: { type: "m.id.user", user: userId },
+  password,
+  initial_device_display_name: "js-peer",
+});
+
+// Secret storage keys this peer knows (by key id), for the getSecretStorageKey callback.
+const ssssKeys = new Map();
+const client = sdk.createClient({
+  baseUrl: homeserver,
+  userId: login.user_id,
+  accessToken: login.access_token,
+  deviceId: login.device_id,
+  cryptoCallbacks: {
+    getSecretStorageKey: async ({ keys }) => {
+      for (const id of Object.keys(keys)) if (ssssKeys.has(id)) return [id, ssssKeys.get(id)];
+      return null;
+    },
+    cacheSecretStorageKey: (id, _info, key) => ssssKeys.set(id, key),
+  },
+});
+await client.initRustCrypto({ useIndexedDB: false });
+const crypto = client.getCrypto();
+
+const verifications = []; // incoming verification requests, newest last
+crypto.on?.("crypto.verificationRequestReceived", (req) => verifications.push(req));
+client.on("crypto.verificationRequestReceived", (req) => verifications.push(req));
+
+await new Promise((resolve) => {
+  client.once("sync", (state) => resolve(state));
+  client.startClient({ initialSyncLimit: 50 });
+});
+
+const uia = async (makeRequest) => {
+  await makeRequest({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password });
+};
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs = 60000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await fn();
+    if (got !== undefined && got !== null && got !== false) return got;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(150);
+  }
+}
+
+function eventsOf(roomId) {
+  const room = client.getRoom(roomId);
+  return room ? room.getLiveTimeline().getEvents() : [];
+}
+
+function describe(ev) {
+  return {
+    event_id: ev.getId(),
+    sender: ev.getSender(),
+    type: ev.getType(),
+    body: ev.getContent()?.body ?? null,
+    encrypted: ev.isEncrypted(),
+    decryption_failure: ev.isDecryptionFailure() ? String(ev.decryptionFailureReason) : null,
+  };
+}
+
+let sas = null; // the verifier of the verification in progress
+
+const ops = {
+  async bootstrap_cross_signing() {
+    await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia });
+    return { ready: await crypto.isCrossSigningReady() };
+  },
+  async isolation({ mode }) {
+    crypto.setDeviceIsolationMode(
+      mode === "signed" ? new cryptoApi.OnlySignedDevicesIsolationMode() : new cryptoApi.AllDevicesIsolationMode(false),
+    );
+    return {};
+  },
+  async join({ room }) {
+    await until("the invite", () => client.getRoom(room));
+    await client.joinRoom(room);
+    return {};
+  },
+  async send({ room, body }) {
+    await until("the room", () => client.getRoom(room)?.getMyMembership() === "join");
+    const r = await client.sendMessage(room, { msgtype: "m.text", body });
+    return { event_id: r.event_id };
+  },
+  async wait_event({ room, body, failure }) {
+    // Waits for a decrypted event with `body`, or (with `failure`) for any undecryptable event.
+    const ev = await until(`event ${body ?? "failure"}`, async () => {
+      for (const e of eventsOf(room)) {
+        if (e.isBeingDecrypted?.()) continue;
+        if (failure && e.isDecryptionFailure()) return e;
+        if (body !== undefined && e.getContent()?.body === body) return e;
+      }
+      return null;
+    });
+    return describe(ev);
+  },
+  async device_status({ user, device }) {
+    await crypto.getUserDeviceInfo([user], true);
+    const st = await crypto.getDeviceVerificationStatus(user, device);
+    if (!st) return { known: false };
+    return { known: true, cross_signing_verified: st.crossSigningVerified, signed_by_owner: st.signedByOwner,
+             verified: st.isVerified() };
+  },
+  async user_status({ user }) {
+    await crypto.getUserDeviceInfo([user], true);
+    const st = await crypto.getUserVerificationStatus(user);
+    return { cross_signing_verified: st.isCrossSigningVerified(), verified: st.isVerified() };
+  },
+  async stop() {
+    client.stopClient();
+    setTimeout(() => process.exit(0), 10);
+    return {};
+  },
+};
+
+say({ ready: true, user_id: login.user_id, device_id: login.device_id });
+
+const rl = readline.createInterface({ input: process.stdin });
+for await (const line of rl) {
+  let req;
+  try {
+    req = JSON.parse(line);
+    const fn = ops[req.op];
+    if (!fn) throw new Error(`unknown op ${req.op}`);
+    say(await fn(req));
+  } catch (err) {
+    say({ error: String(err?.stack ?? err) });
+  }
+}
+process.exit(0);

@@ -1,0 +1,91 @@
+"""Interop with an independent implementation: matrix-js-sdk with its Rust crypto (Node),
+in "exclude insecure devices" mode (MSC4153), on the test Synapse.
+
+One peer process per module (its start-up, wasm included, takes seconds)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tests.matrix.conftest import make_service
+from tests.matrix.helpers import sync_until
+from tests.matrix.js_peer import JsPeer
+from tests.synapse_harness import SynapseHarness, TestUser
+
+from kumix.app import trust
+from kumix.app.matrix_session import MatrixService
+
+
+def fresh_token(synapse: SynapseHarness, user: TestUser) -> str:
+    """An access token of a brand-new device, from a plain password login."""
+    body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id},
+                       "password": user.password}).encode()
+    req = urllib.request.Request(f"{synapse.url}/_matrix/client/v3/login", body,
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        return str(json.load(resp)["access_token"])
+
+
+@pytest.fixture
+async def js_bob(synapse: SynapseHarness, bob: TestUser) -> AsyncIterator[JsPeer]:
+    peer = await JsPeer.start(synapse.url, bob)
+    try:
+        await peer.do("bootstrap_cross_signing")
+        await peer.do("isolation", mode="signed")
+        yield peer
+    finally:
+        await peer.stop()
+
+
+def _by_body(service: MatrixService, room_id: str) -> dict[str, object]:
+    return {e.body: e for e in service.timeline.events(room_id, limit=500)}
+
+
+async def test_messages_pass_both_ways_with_exclude_insecure_devices_once_kumix_is_cross_signed(
+    synapse: SynapseHarness, alice_user: TestUser, bob: TestUser, js_bob: JsPeer, tmp_path: Path,
+    vault_env: dict[str, str],
+) -> None:
+    # A Kumix device logged in with a token: no cross-signing yet (the insecure state).
+    alice = make_service(tmp_path / "alice", vault_env)
+    await alice.login_token(synapse.url, fresh_token(synapse, alice_user))
+    async with alice.session() as s:
+        await s.sync()
+        room_id = await s.create_room(name="Interop", encrypted=True, invite=(bob.user_id,))
+        await js_bob.do("join", room=room_id)
+        await sync_until(s, lambda: js_bob.device_id in s.client.known_devices(bob.user_id), what="bob's device")
+
+        # Protection check: while Kumix is not cross-signed the peer refuses its messages ...
+        await s.send_text(room_id, "before cross-signing")
+        refused = await js_bob.do("wait_event", room=room_id, failure=True)
+        assert refused["sender"] == alice_user.user_id
+        assert "UNSIGNED_SENDER_DEVICE" in str(refused["decryption_failure"])
+        # ... and withholds its room keys from Kumix.
+        await js_bob.do("send", room=room_id, body="peer before")
+        await sync_until(s, lambda: any(e.kind == "undecryptable" and e.sender == bob.user_id
+                                        for e in alice.timeline.events(room_id, limit=500)),
+                         what="bob's withheld message")
+
+        assert await trust.bootstrap(s.client, alice.vault, _password(alice_user))
+        status = await js_bob.do("device_status", user=alice_user.user_id, device=s.account.device_id)
+        assert status["signed_by_owner"] is True
+
+        # Once cross-signed, both ways work.
+        await s.send_text(room_id, "after cross-signing")
+        got = await js_bob.do("wait_event", room=room_id, body="after cross-signing")
+        assert got["decryption_failure"] is None
+        assert got["encrypted"] is True
+        await js_bob.do("send", room=room_id, body="peer after")
+        await sync_until(s, lambda: "peer after" in _by_body(alice, room_id), what="bob's message")
+        ev = _by_body(alice, room_id)["peer after"]
+        assert ev.encrypted  # type: ignore[attr-defined]
+        assert ev.kind == "text"  # type: ignore[attr-defined]
+
+
+def _password(user: TestUser):  # type: ignore[no-untyped-def]
+    async def give() -> str | None:
+        return user.password
+    return give
