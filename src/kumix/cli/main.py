@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 # start-up is "interrupted", exit 130, like one during the command, not a traceback.
 def command_modules() -> list[ModuleType]:
     """Each module has `register(subparsers, common)`; order is the order in --help."""
-    from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
+    from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands, trust_commands
 
-    return [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
+    # trust_commands after matrix_commands: it adds subcommands to `keys`.
+    return [ext_commands, policy_commands, matrix_commands, trust_commands, demo_command, doctor_command]
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

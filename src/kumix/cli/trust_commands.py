@@ -1,0 +1,131 @@
+"""Trust commands: `kumix keys cross-signing status|bootstrap`, `kumix keys recovery
+setup|show-status|use`, `kumix devices [USER]`.
+
+Importing this module imports neither nio nor the crypto libraries: the use cases
+(`kumix.app.trust`, `kumix.app.recovery`) and the session plumbing are imported inside each
+command. Secrets (the account password, the recovery key) come from stdin or a terminal
+prompt, never from argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from kumix.cli.output import emit_json, emit_table, printable
+
+if TYPE_CHECKING:
+    from kumix.cli.context import CliContext
+
+
+def _keys_subcommands(subparsers: Any) -> Any:
+    """The `keys` command's own subparsers (registered by the Matrix commands): cross-signing
+    and recovery are more things done with keys, so they live under it."""
+    keys = subparsers.choices["keys"]
+    for action in keys._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise AssertionError("the keys command has no subcommands")
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    ksub = _keys_subcommands(subparsers)
+    cs = ksub.add_parser("cross-signing", help="this account's cross-signing identity", parents=[common])
+    cssub = cs.add_subparsers(dest="cross_signing_command", metavar="COMMAND", required=True)
+    p = cssub.add_parser("status", help="show whether the account has an identity and this device is verified",
+                         parents=[common])
+    p.set_defaults(handler=cmd_cross_signing_status)
+    p = cssub.add_parser("bootstrap", help="create the identity if there is none and sign this device",
+                         parents=[common])
+    p.add_argument("--reset", action="store_true",
+                   help="replace the identity (every verification of it is lost; asks for the password)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the account password (if the homeserver asks for it) from stdin")
+    p.set_defaults(handler=cmd_cross_signing_bootstrap)
+
+    p = subparsers.add_parser("devices", help="list a user's devices and whether they are verified",
+                              parents=[common])
+    p.add_argument("user", nargs="?", help="whose devices (default: your own)")
+    p.set_defaults(handler=cmd_devices)
+
+
+def _password_source(ctx: CliContext) -> Any:
+    from kumix.cli.matrix_commands import _prompt_secret, _read_stdin_secret
+
+    async def give() -> str | None:
+        if ctx.args.password_stdin:
+            return _read_stdin_secret("password")
+        return _prompt_secret("Matrix password (the homeserver asks for it): ", "password", "--password-stdin")
+    return give
+
+
+def cmd_cross_signing_status(ctx: CliContext) -> int:
+    from kumix.app import trust
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            return await trust.status(s.client, s.service.vault)
+
+    st = _run(go())
+    if ctx.json:
+        emit_json(st.to_json())
+        return 0
+    lines = [f"user: {st.user_id}", f"device: {st.device_id}"]
+    if not st.has_identity:
+        lines.append("cross-signing: not set up (run `kumix keys cross-signing bootstrap`)")
+    else:
+        lines.append(f"master key: {st.master_key}")
+        lines.append(f"private keys on this device: {', '.join(st.private_keys) or 'none'}")
+        lines.append("this device: " + ("verified" if st.device_verified else
+                     "NOT verified — verify it from another device (`kumix verify`) or with the recovery key "
+                     "(`kumix keys recovery use`)"))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_cross_signing_bootstrap(ctx: CliContext) -> int:
+    from kumix.app import trust
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> tuple[bool, Any]:
+        async with _session(ctx) as s:
+            done = await trust.bootstrap(s.client, s.service.vault, _password_source(ctx), reset=ctx.args.reset)
+            return done, await trust.status(s.client, s.service.vault)
+
+    done, st = _run(go())
+    if ctx.json:
+        emit_json({"signed": done} | st.to_json())
+    elif done:
+        sys.stdout.write(f"cross-signing ready; this device is {'verified' if st.device_verified else 'signed'}\n")
+    else:
+        sys.stdout.write("this account already has a cross-signing identity that this device does not hold; "
+                         "verify this device (`kumix verify`) or use the recovery key (`kumix keys recovery use`); "
+                         "`--reset` replaces the identity\n")
+    return 0
+
+
+def cmd_devices(ctx: CliContext) -> int:
+    from kumix.app import trust
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            return await trust.devices(s.client, s.service.vault, ctx.args.user)
+
+    listing = _run(go())
+    if ctx.json:
+        emit_json(listing.to_json())
+        return 0
+    shields = {"verified": "verified", "cross_signed_unverified_identity": "identity not verified",
+               "not_cross_signed": "NOT cross-signed (insecure)"}
+    identity = "verified" if listing.identity_verified else "not verified" if listing.master_key else "none"
+    sys.stdout.write(f"{printable(listing.user_id, 255)}: identity {identity}\n")
+    emit_table([[printable(d.device_id, 40) + (" (this device)" if d.this_device else ""),
+                 printable(d.display_name or "", 40), d.ed25519 or "", shields[d.trust]] for d in listing.devices],
+               ["DEVICE", "NAME", "ED25519", "TRUST"])
+    return 0
+
+
+__all__ = ["register"]

@@ -1,0 +1,60 @@
+"""`kumix keys cross-signing status|bootstrap` and `kumix devices` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import run_kumix
+from tests.synapse_harness import SynapseHarness, TestUser
+
+
+def _login(synapse: SynapseHarness, user: TestUser, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    r = run_kumix("login", "--homeserver", synapse.url, "--user", user.localpart, "--password-stdin",
+                  env=env, input=user.password + "\n")
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_cross_signing_and_devices_commands(
+    synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path, vault_env: dict[str, str]
+) -> None:
+    one = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "one")}
+    r = _login(synapse, alice_user, one)
+    assert "this device is cross-signed" in r.stderr
+    assert alice_user.password not in r.stdout + r.stderr
+    st = json.loads(run_kumix("keys", "cross-signing", "status", "--json", env=one).stdout)
+    assert st["device_verified"] is True
+    assert st["private_keys"] == ["master", "self_signing", "user_signing"]
+
+    two = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "two")}
+    r = _login(synapse, alice_user, two)
+    assert "not verified yet" in r.stderr
+    text = run_kumix("keys", "cross-signing", "status", env=two)
+    assert "NOT verified" in text.stdout
+    boot = json.loads(run_kumix("keys", "cross-signing", "bootstrap", "--json", env=two).stdout)
+    assert boot["signed"] is False  # another device's identity is never replaced without --reset
+    assert boot["master_key"] == st["master_key"]
+
+    listing = json.loads(run_kumix("devices", "--json", env=one).stdout)
+    trust = {d["device_id"]: d["trust"] for d in listing["devices"]}
+    assert trust[st["device_id"]] == "verified"
+    assert trust[boot["device_id"]] == "not_cross_signed"
+    table = run_kumix("devices", env=one).stdout
+    assert "NOT cross-signed" in table
+    assert "(this device)" in table
+
+    # --reset with a wrong password: refused with a typed error, nothing replaced.
+    bad = run_kumix("keys", "cross-signing", "bootstrap", "--reset", "--password-stdin", "--json",
+                    env=one, input="wrong password\n")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["error"]["code"] == "unauthorized"
+    again = json.loads(run_kumix("keys", "cross-signing", "status", "--json", env=one).stdout)
+    assert again["master_key"] == st["master_key"]
+
+
+def test_the_trust_commands_module_does_not_import_nio() -> None:
+    code = "import sys, kumix.cli.trust_commands; assert 'nio' not in sys.modules and 'vodozemac' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
