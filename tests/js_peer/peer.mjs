@@ -89,6 +89,17 @@ const ops = {
     await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia });
     return { ready: await crypto.isCrossSigningReady() };
   },
+  async setup_recovery({ passphrase }) {
+    // Element's "set up recovery": a new secret storage key holding the cross-signing keys,
+    // and a new key backup whose key goes into secret storage too.
+    const key = await crypto.createRecoveryKeyFromPassphrase(passphrase);
+    await crypto.bootstrapSecretStorage({
+      createSecretStorageKey: async () => key,
+      setupNewSecretStorage: true,
+      setupNewKeyBackup: true,
+    });
+    return { recovery_key: key.encodedPrivateKey, ready: await crypto.isSecretStorageReady() };
+  },
   async isolation({ mode }) {
     crypto.setDeviceIsolationMode(
       mode === "signed" ? new cryptoApi.OnlySignedDevicesIsolationMode() : new cryptoApi.AllDevicesIsolationMode(false),

@@ -89,3 +89,54 @@ def _password(user: TestUser):  # type: ignore[no-untyped-def]
     async def give() -> str | None:
         return user.password
     return give
+
+
+async def test_a_recovery_key_set_up_by_the_peer_makes_a_kumix_device_trusted(
+    synapse: SynapseHarness, bob: TestUser, js_bob: JsPeer, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    from kumix.app import recovery
+    from kumix.core.errors import WrongRecoveryKey
+
+    made = await js_bob.do("setup_recovery", passphrase="a long enough passphrase for bob")
+    assert made["ready"] is True
+    kumix_bob = make_service(tmp_path / "bob", vault_env)
+    await kumix_bob.login_password(synapse.url, bob.user_id, bob.password)
+    async with kumix_bob.session() as s:
+        assert not (await trust.status(s.client, kumix_bob.vault)).device_verified
+        st = await recovery.status(s.client)
+        assert st.set_up
+        assert st.has_passphrase
+        assert set(st.stored_secrets) >= {"m.cross_signing.master", "m.cross_signing.self_signing",
+                                          "m.cross_signing.user_signing", "m.megolm_backup.v1"}
+
+        # Hostile: someone else's recovery key, and a wrong passphrase: refused, nothing kept.
+        from kumix.matrix.secret_storage import encode_recovery_key
+        with pytest.raises(WrongRecoveryKey):
+            await recovery.use(s.client, kumix_bob.vault, recovery_key=encode_recovery_key(b"\x07" * 32))
+        with pytest.raises(WrongRecoveryKey):
+            await recovery.use(s.client, kumix_bob.vault, passphrase="not the passphrase")
+        assert trust.held_keys(kumix_bob.vault).seeds() == {}
+        before = await js_bob.do("device_status", user=bob.user_id, device=s.account.device_id)
+        assert before["cross_signing_verified"] is False
+
+        await recovery.use(s.client, kumix_bob.vault, recovery_key=made["recovery_key"])
+        after = await trust.status(s.client, kumix_bob.vault)
+        assert after.device_verified
+        assert set(after.private_keys) == {"master", "self_signing", "user_signing"}
+        assert recovery.VAULT_BACKUP_KEY in kumix_bob.vault.load()
+        # The independent implementation now calls this Kumix device verified.
+        seen = await js_bob.do("device_status", user=bob.user_id, device=s.account.device_id)
+        assert seen["cross_signing_verified"] is True
+
+
+async def test_the_peers_passphrase_opens_its_secret_storage_in_kumix(
+    synapse: SynapseHarness, bob: TestUser, js_bob: JsPeer, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    from kumix.app import recovery
+
+    await js_bob.do("setup_recovery", passphrase="correct horse battery staple 42")
+    kumix_bob = make_service(tmp_path / "bob", vault_env)
+    await kumix_bob.login_password(synapse.url, bob.user_id, bob.password)
+    async with kumix_bob.session() as s:
+        await recovery.use(s.client, kumix_bob.vault, passphrase="correct horse battery staple 42")
+        assert (await trust.status(s.client, kumix_bob.vault)).device_verified

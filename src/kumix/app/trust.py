@@ -31,7 +31,7 @@ VAULT_PREFIX = "cross_signing."
 API = "/_matrix/client/v3"
 
 
-def _vault_keys(vault: Vault) -> CrossSigningKeys:
+def held_keys(vault: Vault) -> CrossSigningKeys:
     doc = vault.load()
     return CrossSigningKeys.from_seeds(
         {k[len(VAULT_PREFIX):]: v for k, v in doc.items() if k.startswith(VAULT_PREFIX)})
@@ -105,7 +105,7 @@ async def bootstrap(client: MatrixClient, vault: Vault, password: PasswordSource
     the user's identity behind their other devices' backs."""
     me = client.account.user_id
     identity = parse_own_identity(me, await query_keys(client, [me]))
-    held = _vault_keys(vault)
+    held = held_keys(vault)
     if identity is not None and not reset:
         if held.master is None or held.master.public_key != identity.master_key or held.self_signing is None \
                 or held.self_signing.public_key != identity.self_signing_key:
@@ -138,7 +138,7 @@ async def status(client: MatrixClient, vault: Vault) -> CrossSigningStatus:
     account = client.account
     query = await query_keys(client, [account.user_id])
     identity = parse_own_identity(account.user_id, query)
-    held = _vault_keys(vault)
+    held = held_keys(vault)
     mine = _device_list(query, account.user_id).get(account.device_id)
     return CrossSigningStatus(
         user_id=account.user_id,
@@ -158,7 +158,7 @@ async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None
     target = user_id or me.user_id
     query = await query_keys(client, sorted({me.user_id, target}))
     own = _safe_identity(me.user_id, query)
-    held = _vault_keys(vault)
+    held = held_keys(vault)
     own_trusted = own is not None and held.master is not None and held.master.public_key == own.master_key
     if target == me.user_id:
         identity, verified = own, own_trusted
