@@ -58,3 +58,38 @@ def test_cross_signing_and_devices_commands(
 def test_the_trust_commands_module_does_not_import_nio() -> None:
     code = "import sys, kumix.cli.trust_commands; assert 'nio' not in sys.modules and 'vodozemac' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_recovery_set_up_in_kumix_verifies_a_second_kumix_device(
+    synapse: SynapseHarness, tmp_path: Path, vault_env: dict[str, str]
+) -> None:
+    user = synapse.user("carol")
+    one = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "one")}
+    _login(synapse, user, one)
+    assert json.loads(run_kumix("keys", "recovery", "show-status", "--json", env=one).stdout)["set_up"] is False
+    made = run_kumix("keys", "recovery", "setup", "--json", env=one)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["recovery_key"]
+    assert key not in made.stderr
+    # Kept nowhere on disk: not in the vault (sealed anyway), the database or the crypto store.
+    compact = key.replace(" ", "").encode()
+    for f in (tmp_path / "one").rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert key.encode() not in data
+            assert compact not in data
+    st = json.loads(run_kumix("keys", "recovery", "show-status", "--json", env=one).stdout)
+    assert st["set_up"] is True
+    assert set(st["stored_secrets"]) == {"m.cross_signing.master", "m.cross_signing.self_signing",
+                                         "m.cross_signing.user_signing"}
+
+    two = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "two")}
+    _login(synapse, user, two)
+    wrong = run_kumix("keys", "recovery", "use", "--recovery-key-stdin", "--json", env=two,
+                      input=key[:-2] + ("1" if key[-1] != "1" else "2") + key[-1] + "\n")
+    assert wrong.returncode == 1
+    assert json.loads(wrong.stdout)["error"]["code"] == "wrong_recovery_key"
+    ok = run_kumix("keys", "recovery", "use", "--recovery-key-stdin", "--json", env=two, input=key + "\n")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["device_verified"] is True
+    assert key not in ok.stderr

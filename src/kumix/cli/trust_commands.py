@@ -44,6 +44,21 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="read the account password (if the homeserver asks for it) from stdin")
     p.set_defaults(handler=cmd_cross_signing_bootstrap)
 
+    rc = ksub.add_parser("recovery", help="secret storage and the recovery key", parents=[common])
+    rsub = rc.add_subparsers(dest="recovery_command", metavar="COMMAND", required=True)
+    p = rsub.add_parser("setup", help="create a recovery key and store this device's secrets under it "
+                        "(the key is shown once)", parents=[common])
+    p.set_defaults(handler=cmd_recovery_setup)
+    p = rsub.add_parser("show-status", help="show whether secret storage is set up and what it holds",
+                        parents=[common])
+    p.set_defaults(handler=cmd_recovery_status)
+    p = rsub.add_parser("use", help="verify this device with the recovery key (or its passphrase)", parents=[common])
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--recovery-key-stdin", action="store_true", help="read the recovery key from stdin")
+    how.add_argument("--passphrase-stdin", action="store_true",
+                     help="read the secret storage passphrase (set up in another client) from stdin")
+    p.set_defaults(handler=cmd_recovery_use)
+
     p = subparsers.add_parser("devices", help="list a user's devices and whether they are verified",
                               parents=[common])
     p.add_argument("user", nargs="?", help="whose devices (default: your own)")
@@ -104,6 +119,77 @@ def cmd_cross_signing_bootstrap(ctx: CliContext) -> int:
                          "verify this device (`kumix verify`) or use the recovery key (`kumix keys recovery use`); "
                          "`--reset` replaces the identity\n")
     return 0
+
+
+def cmd_recovery_setup(ctx: CliContext) -> int:
+    from kumix.app import recovery
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> str:
+        async with _session(ctx) as s:
+            return await recovery.setup(s.client, s.service.vault)
+
+    # Shown once, here, and kept nowhere: not in the vault, not in a log.
+    key = _run(go())
+    if ctx.json:
+        emit_json({"recovery_key": key})
+    else:
+        sys.stdout.write("Your recovery key (write it down and keep it safe; it is not shown again):\n\n"
+                         f"    {key}\n\n"
+                         "With it, a new device of this account becomes verified: `kumix keys recovery use`.\n")
+    return 0
+
+
+def cmd_recovery_status(ctx: CliContext) -> int:
+    from kumix.app import recovery
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            return await recovery.status(s.client)
+
+    st = _run(go())
+    if ctx.json:
+        emit_json(st.to_json())
+    elif not st.set_up:
+        sys.stdout.write("recovery: not set up (run `kumix keys recovery setup`)\n")
+    else:
+        sys.stdout.write(f"recovery: set up (key {printable(st.key_id or '', 64)}"
+                         f"{', with a passphrase' if st.has_passphrase else ''})\n"
+                         f"stored: {', '.join(st.stored_secrets) or 'nothing Kumix knows'}\n")
+    return 0
+
+
+def cmd_recovery_use(ctx: CliContext) -> int:
+    from kumix.app import recovery
+    from kumix.cli.matrix_commands import _prompt_secret, _read_stdin_secret, _run, _session
+
+    a = ctx.args
+    if a.passphrase_stdin:
+        secret_args: dict[str, str] = {"passphrase": _read_stdin_secret("passphrase")}
+    elif a.recovery_key_stdin:
+        secret_args = {"recovery_key": _read_stdin_secret("recovery key")}
+    else:
+        secret_args = {"recovery_key": _prompt_secret("Recovery key: ", "recovery key", "--recovery-key-stdin")}
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            await recovery.use(s.client, s.service.vault, **secret_args)
+            return await _status(s)
+
+    st = _run(go())
+    if ctx.json:
+        emit_json(st.to_json())
+    else:
+        sys.stdout.write("this device is verified\n" if st.device_verified else
+                         "the keys were recovered but this device is not verified yet\n")
+    return 0
+
+
+async def _status(s: Any) -> Any:
+    from kumix.app import trust
+
+    return await trust.status(s.client, s.service.vault)
 
 
 def cmd_devices(ctx: CliContext) -> int:
