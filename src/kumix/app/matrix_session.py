@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from kumix.app import trust
+from kumix.app import key_backup, trust
 from kumix.core.errors import BadRequest, KumixError, NotFound, Unauthorized, Unavailable
 from kumix.core.models import Account, Event, Room, SyncBatch
 from kumix.extensions.sanitize import sanitize_html
@@ -30,6 +30,7 @@ from kumix.matrix.backoff import Backoff
 from kumix.matrix.client import MatrixClient, homeserver_url
 from kumix.matrix.sync import SyncLoop, sleep_or_stop, until_stopped
 from kumix.store.database import Database
+from kumix.store.key_backup_state import KeyBackupState
 from kumix.store.outbox import Outbox, OutboxEntry
 from kumix.store.search import SearchHit, SearchIndex
 from kumix.store.session_lock import SessionLock
@@ -183,6 +184,7 @@ class MatrixService:
         self.timeline.forget_everything()
         self.search_index.forget_everything()
         self.outbox.forget_everything()
+        KeyBackupState(self.db).forget_everything()
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
 
     def account(self) -> Account:
@@ -322,6 +324,7 @@ class Session:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(loop.run(stop, first_full_state=not self._synced_full_state))
             tg.create_task(self._outbox_loop(stop))
+            tg.create_task(key_backup.backup_loop(self, KeyBackupState(self.service.db), stop))
 
     async def _outbox_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

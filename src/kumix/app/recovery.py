@@ -14,7 +14,8 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kumix.app import trust
+from kumix.app import key_backup, trust
+from kumix.app.key_backup import VAULT_BACKUP_KEY
 from kumix.core.errors import BadRequest, NotFound, SignatureInvalid, WrongRecoveryKey
 from kumix.matrix import secret_storage as ss
 from kumix.matrix.client import MatrixClient
@@ -22,7 +23,6 @@ from kumix.matrix.cross_signing import SECRET_NAMES, CrossSigningKeys
 from kumix.store.vault import Vault
 
 BACKUP_SECRET = "m.megolm_backup.v1"  # noqa: S105 (the name of a secret, not one)
-VAULT_BACKUP_KEY = "key_backup.private_key"
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,9 @@ async def setup(client: MatrixClient, vault: Vault) -> str:
     if not st.identity_trusted or keys.master is None or keys.self_signing is None or keys.user_signing is None:
         raise BadRequest("this device does not hold the account's cross-signing keys: verify it or use the existing "
                          "recovery key first (`kumix keys recovery use`)")
+    # Recovery covers history too: a key backup is created when the account has none.
+    if await key_backup.current_version(client) is None:
+        await key_backup.enable(client, vault)
     key = secrets.token_bytes(32)
     key_id = ss.new_key_id()
     await put_account_data(client, ss.KEY_EVENT_PREFIX + key_id, ss.key_description(key, name="Kumix recovery key"))

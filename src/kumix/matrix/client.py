@@ -632,6 +632,41 @@ class MatrixClient:
         """This device's Ed25519 signature of already-canonical JSON bytes."""
         return str(self._olm().account.sign(canonical.decode("utf-8")))
 
+    def room_key_exports(self) -> list[dict[str, Any]]:
+        """Every Megolm room key this device holds, in the key-export format plus
+        `first_known_index` (for key backup)."""
+        out: list[dict[str, Any]] = []
+        for session in self._olm().inbound_group_store:
+            out.append({
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "room_id": session.room_id,
+                "session_id": session.id,
+                "sender_key": session.sender_key,
+                "sender_claimed_keys": {"ed25519": session.ed25519},
+                "forwarding_curve25519_key_chain": list(session.forwarding_chain or []),
+                "session_key": session.export_session(session.first_known_index),
+                "first_known_index": int(session.first_known_index),
+            })
+        return out
+
+    def import_room_keys(self, exports: list[dict[str, Any]]) -> int:
+        """Add room keys (key-export format, already validated) to the crypto store; returns
+        how many were new or better (an earlier first index) than what was held."""
+        olm = self._olm()
+        added = 0
+        for e in exports:
+            session = olm._import_group_session(e["session_key"], e["sender_claimed_keys"]["ed25519"],
+                                                e["sender_key"], e["room_id"], e["forwarding_curve25519_key_chain"])
+            if session is None or session.id != e["session_id"]:
+                continue  # a key that does not decode, or filed under another session's id
+            held = olm.inbound_group_store.get(e["room_id"], e["sender_key"], session.id)
+            if held is not None and held.first_known_index <= session.first_known_index:
+                continue  # what we hold already decrypts at least as much
+            if olm.inbound_group_store.add(session):
+                olm.save_inbound_group_session(session)
+                added += 1
+        return added
+
     def _olm(self) -> Any:
         if self._nio.olm is None:
             raise BadRequest("end-to-end encryption is not loaded for this session")

@@ -137,9 +137,11 @@ class PkDecryptionKey:
     def decrypt(self, message: PkMessage) -> bytes:
         """`SignatureInvalid` when the MAC fails (a forged or corrupted entry)."""
         try:
-            msg = vodozemac.Message.from_base64(message.ciphertext, message.mac, message.ephemeral)
+            # Built from bytes: the bindings' base64 helpers disagree on the order of the parts.
+            msg = vodozemac.Message(b64decode(message.ciphertext), b64decode(message.mac),
+                                    b64decode(message.ephemeral))
             return bytes(self._pk.decrypt(msg))
-        except (vodozemac.PkDecodeException, vodozemac.KeyException, ValueError) as exc:
+        except (BadRequest, vodozemac.PkDecodeException, vodozemac.KeyException, ValueError) as exc:
             raise SignatureInvalid(f"the encrypted data does not authenticate ({type(exc).__name__})") from None
 
 
@@ -148,8 +150,9 @@ def pk_encrypt(public_key: str, plaintext: bytes) -> PkMessage:
         enc = vodozemac.PkEncryption.from_key(vodozemac.Curve25519PublicKey.from_base64(public_key))
     except (vodozemac.KeyException, ValueError):
         raise BadRequest("not a Curve25519 public key") from None
-    ciphertext, mac, ephemeral = enc.encrypt(plaintext).to_base64()
-    return PkMessage(ciphertext=ciphertext, mac=mac, ephemeral=ephemeral)
+    msg = enc.encrypt(plaintext)
+    return PkMessage(ciphertext=b64encode(bytes(msg.ciphertext)), mac=b64encode(bytes(msg.mac)),
+                     ephemeral=b64encode(bytes(msg.ephemeral_key)))
 
 
 # -- SAS -----------------------------------------------------------------------------------
