@@ -100,6 +100,20 @@ const ops = {
     });
     return { recovery_key: key.encodedPrivateKey, ready: await crypto.isSecretStorageReady() };
   },
+  async create_room({ name, invite }) {
+    const r = await client.createRoom({
+      name, invite: invite ?? [],
+      initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+    });
+    // Not before the encryption state has arrived: until then the SDK would send in clear.
+    await until("the new room, encrypted", () => client.getRoom(r.room_id)?.hasEncryptionStateEvent());
+    return { room_id: r.room_id };
+  },
+  async backup_info() {
+    const info = await crypto.checkKeyBackupAndEnable();
+    return { version: info?.backupInfo?.version ?? null, trusted: info?.trustInfo?.trusted ?? null,
+             active: await crypto.getActiveSessionBackupVersion() };
+  },
   async isolation({ mode }) {
     crypto.setDeviceIsolationMode(
       mode === "signed" ? new cryptoApi.OnlySignedDevicesIsolationMode() : new cryptoApi.AllDevicesIsolationMode(false),

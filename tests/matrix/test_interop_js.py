@@ -140,3 +140,44 @@ async def test_the_peers_passphrase_opens_its_secret_storage_in_kumix(
     async with kumix_bob.session() as s:
         await recovery.use(s.client, kumix_bob.vault, passphrase="correct horse battery staple 42")
         assert (await trust.status(s.client, kumix_bob.vault)).device_verified
+
+
+async def test_a_backup_written_by_the_peer_is_restored_by_kumix(
+    synapse: SynapseHarness, bob: TestUser, js_bob: JsPeer, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    from kumix.app import key_backup, recovery
+    from kumix.matrix import key_backup as kb
+
+    made = await js_bob.do("setup_recovery", passphrase="bob's passphrase for the backup test")
+    room_id = (await js_bob.do("create_room", name="Peer history"))["room_id"]
+    for i in range(2):
+        await js_bob.do("send", room=room_id, body=f"peer history {i}")
+    info = await js_bob.do("backup_info")
+    assert info["version"]
+
+    kumix_bob = make_service(tmp_path / "bob", vault_env)
+    await kumix_bob.login_password(synapse.url, bob.user_id, bob.password)
+    async with kumix_bob.session() as s:
+        def peer_messages() -> list[str]:
+            return [e.kind for e in kumix_bob.timeline.events(room_id, limit=50)
+                    if e.kind in ("undecryptable", "text")]
+        await sync_until(s, lambda: len(peer_messages()) >= 2, what=f"the peer's history ({peer_messages()})")
+        assert peer_messages() == ["undecryptable", "undecryptable"]
+        # The peer uploads its room keys in the background: wait until they are there.
+        query = f"/_matrix/client/v3/room_keys/keys?version={info['version']}"
+        for _ in range(100):
+            _, doc = await s.client.request_json("GET", query, action="test")
+            if any(r == room_id for r, _, _ in kb.entries(doc)):
+                break
+            await s.sync(timeout_ms=200)
+        await recovery.use(s.client, kumix_bob.vault, recovery_key=made["recovery_key"])
+        result = await key_backup.restore(s)
+        assert result.refused == ()
+        assert result.imported >= 1
+        assert result.decrypted_events >= 2
+        bodies = {e.body for e in kumix_bob.timeline.events(room_id, limit=50) if e.kind == "text"}
+        assert {"peer history 0", "peer history 1"} <= bodies
+        # Kumix trusts the peer's backup version (signed by bob's identity) and adds to it.
+        st = await key_backup.status(s.client, kumix_bob.vault, key_backup.KeyBackupState(kumix_bob.db))
+        assert st.trusted
+        assert st.have_key
