@@ -81,7 +81,11 @@ def test_recovery_set_up_in_kumix_verifies_a_second_kumix_device(
     st = json.loads(run_kumix("keys", "recovery", "show-status", "--json", env=one).stdout)
     assert st["set_up"] is True
     assert set(st["stored_secrets"]) == {"m.cross_signing.master", "m.cross_signing.self_signing",
-                                         "m.cross_signing.user_signing"}
+                                         "m.cross_signing.user_signing", "m.megolm_backup.v1"}
+    backup = json.loads(run_kumix("keys", "backup", "status", "--json", env=one).stdout)
+    assert backup["version"] is not None
+    assert backup["trusted"] is True
+    assert backup["have_key"] is True
 
     two = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "two")}
     _login(synapse, user, two)
@@ -93,3 +97,9 @@ def test_recovery_set_up_in_kumix_verifies_a_second_kumix_device(
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["device_verified"] is True
     assert key not in ok.stderr
+    backup2 = json.loads(run_kumix("keys", "backup", "status", "--json", env=two).stdout)
+    assert backup2["version"] == backup["version"]
+    assert backup2["have_key"] is True  # the backup key came out of secret storage
+    restored = run_kumix("keys", "backup", "restore", "--json", env=two)
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["refused"] == []

@@ -1,5 +1,5 @@
 """Trust commands: `kumix keys cross-signing status|bootstrap`, `kumix keys recovery
-setup|show-status|use`, `kumix devices [USER]`.
+setup|show-status|use`, `kumix keys backup status|enable|upload|restore`, `kumix devices [USER]`.
 
 Importing this module imports neither nio nor the crypto libraries: the use cases
 (`kumix.app.trust`, `kumix.app.recovery`) and the session plumbing are imported inside each
@@ -58,6 +58,20 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     how.add_argument("--passphrase-stdin", action="store_true",
                      help="read the secret storage passphrase (set up in another client) from stdin")
     p.set_defaults(handler=cmd_recovery_use)
+
+    bk = ksub.add_parser("backup", help="server-side key backup of room keys", parents=[common])
+    bsub = bk.add_subparsers(dest="backup_command", metavar="COMMAND", required=True)
+    p = bsub.add_parser("status", help="show the key backup and how many room keys are in it", parents=[common])
+    p.set_defaults(handler=cmd_backup_status)
+    p = bsub.add_parser("enable", help="create the key backup, or adopt the account's when this device holds its key",
+                        parents=[common])
+    p.set_defaults(handler=cmd_backup_enable)
+    p = bsub.add_parser("upload", help="upload the room keys not yet in the backup (a running session does this "
+                        "by itself)", parents=[common])
+    p.set_defaults(handler=cmd_backup_upload)
+    p = bsub.add_parser("restore", help="download room keys from the backup and decrypt the history they unlock",
+                        parents=[common])
+    p.set_defaults(handler=cmd_backup_restore)
 
     p = subparsers.add_parser("devices", help="list a user's devices and whether they are verified",
                               parents=[common])
@@ -190,6 +204,88 @@ async def _status(s: Any) -> Any:
     from kumix.app import trust
 
     return await trust.status(s.client, s.service.vault)
+
+
+def _backup_state(s: Any) -> Any:
+    from kumix.store.key_backup_state import KeyBackupState
+
+    return KeyBackupState(s.service.db)
+
+
+def cmd_backup_status(ctx: CliContext) -> int:
+    from kumix.app import key_backup
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            return await key_backup.status(s.client, s.service.vault, _backup_state(s))
+
+    st = _run(go())
+    if ctx.json:
+        emit_json(st.to_json())
+    elif st.version is None:
+        sys.stdout.write("key backup: none (run `kumix keys backup enable` or `kumix keys recovery setup`)\n")
+    else:
+        sys.stdout.write(f"key backup: version {printable(st.version, 40)}, "
+                         f"{'trusted' if st.trusted else 'NOT trusted (not signed by a key this device trusts)'}, "
+                         f"{'key held' if st.have_key else 'key not held (use the recovery key)'}; "
+                         f"{st.uploaded} of {st.held} room keys uploaded from this device\n")
+    return 0
+
+
+def cmd_backup_enable(ctx: CliContext) -> int:
+    from kumix.app import key_backup
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            version = await key_backup.enable(s.client, s.service.vault)
+            await key_backup.upload_pending(s.client, s.service.vault, _backup_state(s))
+            return version
+
+    version = _run(go())
+    if ctx.json:
+        emit_json({"version": version.version})
+    else:
+        sys.stdout.write(f"key backup version {printable(version.version, 40)} in use\n")
+    return 0
+
+
+def cmd_backup_upload(ctx: CliContext) -> int:
+    from kumix.app import key_backup
+    from kumix.cli.matrix_commands import _run, _session
+
+    async def go() -> int:
+        async with _session(ctx) as s:
+            return await key_backup.upload_pending(s.client, s.service.vault, _backup_state(s))
+
+    count = _run(go())
+    if ctx.json:
+        emit_json({"uploaded": count})
+    else:
+        sys.stdout.write(f"{count} room key(s) uploaded\n")
+    return 0
+
+
+def cmd_backup_restore(ctx: CliContext) -> int:
+    from kumix.app import key_backup
+    from kumix.cli.matrix_commands import _progress, _run, _session, _sync_or_cached
+
+    async def go() -> Any:
+        async with _session(ctx) as s:
+            await _sync_or_cached(s)
+            return await key_backup.restore(s, _progress)
+
+    result = _run(go())
+    if ctx.json:
+        emit_json(result.to_json())
+    else:
+        sys.stdout.write(f"{result.imported} of {result.total} room key(s) restored; "
+                         f"{result.decrypted_events} held event(s) decrypted\n")
+        for r in result.refused:
+            sys.stdout.write(f"refused {printable(r['session_id'], 64)} in {printable(r['room_id'], 255)}: "
+                             f"{r['code']}: {printable(r['message'], 200)}\n")
+    return 0
 
 
 def cmd_devices(ctx: CliContext) -> int:
