@@ -42,7 +42,6 @@ await client.initRustCrypto({ useIndexedDB: false });
 const crypto = client.getCrypto();
 
 const verifications = []; // incoming verification requests, newest last
-crypto.on?.("crypto.verificationRequestReceived", (req) => verifications.push(req));
 client.on("crypto.verificationRequestReceived", (req) => verifications.push(req));
 
 await new Promise((resolve) => {
@@ -82,7 +81,14 @@ function describe(ev) {
   };
 }
 
-let sas = null; // the verifier of the verification in progress
+let current = null; // the SAS verification in progress: { verifier, sas, done }
+
+function followSas(verifier) {
+  current = { verifier, sas: null, done: null };
+  const mine = current;
+  verifier.on("show_sas", (cb) => { mine.sas = cb; });
+  mine.done = verifier.verify().then(() => "done", (e) => `failed: ${e}`);
+}
 
 const ops = {
   async bootstrap_cross_signing() {
@@ -113,6 +119,35 @@ const ops = {
     const info = await crypto.checkKeyBackupAndEnable();
     return { version: info?.backupInfo?.version ?? null, trusted: info?.trustInfo?.trusted ?? null,
              active: await crypto.getActiveSessionBackupVersion() };
+  },
+  async request_verification({ user, device }) {
+    // Asks, and once the other side is ready starts SAS itself (in the background: the
+    // test drives the other side meanwhile).
+    const req = await crypto.requestDeviceVerification(user, device);
+    (async () => {
+      await until("ready", () => req.phase === 3 /* Ready */ || req.phase >= 5, 120000);
+      if (req.phase === 3) followSas(await req.startVerification("m.sas.v1"));
+    })().catch((e) => console.error("verification failed", e));
+    return { transaction_id: req.transactionId };
+  },
+  async accept_verification() {
+    const req = await until("a verification request", () => verifications.shift());
+    await req.accept();
+    const verifier = await until("the other side's start", () => req.verifier);
+    followSas(verifier);
+    return { transaction_id: req.transactionId };
+  },
+  async sas_show() {
+    const cb = await until("the SAS", () => current?.sas);
+    return { emoji: cb.sas.emoji.map(([e, name]) => name), decimal: cb.sas.decimal };
+  },
+  async sas_confirm() {
+    await current.sas.confirm();
+    return { result: await current.done };
+  },
+  async sas_mismatch() {
+    current.sas.mismatch();
+    return { result: await current.done };
   },
   async isolation({ mode }) {
     crypto.setDeviceIsolationMode(
@@ -149,9 +184,27 @@ const ops = {
     return { known: true, cross_signing_verified: st.crossSigningVerified, signed_by_owner: st.signedByOwner,
              verified: st.isVerified() };
   },
-  async user_status({ user }) {
+  async wait_device({ user, device }) {
     await crypto.getUserDeviceInfo([user], true);
-    const st = await crypto.getUserVerificationStatus(user);
+    // Then from the store alone, and with its verification status readable: that is
+    // where the Rust crypto looks up the sender of a verification request.
+    await until(`${user}'s device ${device}`, async () => {
+      const map = await crypto.getUserDeviceInfo([user], false);
+      return map.get(user)?.has(device) && (await crypto.getDeviceVerificationStatus(user, device)) !== null;
+    });
+    return { known: true };
+  },
+  async user_status({ user, settle_ms }) {
+    // With settle_ms: give the SDK that long to upload and re-read its own signature of
+    // the user (it marks the identity verified once its user-signing signature is in).
+    const end = Date.now() + (settle_ms ?? 0);
+    let st;
+    for (;;) {
+      await crypto.getUserDeviceInfo([user], true);
+      st = await crypto.getUserVerificationStatus(user);
+      if (st.isCrossSigningVerified() || Date.now() >= end) break;
+      await sleep(200);
+    }
     return { cross_signing_verified: st.isCrossSigningVerified(), verified: st.isVerified() };
   },
   async stop() {

@@ -34,7 +34,8 @@ API = "/_matrix/client/v3"
 def held_keys(vault: Vault) -> CrossSigningKeys:
     doc = vault.load()
     return CrossSigningKeys.from_seeds(
-        {k[len(VAULT_PREFIX):]: v for k, v in doc.items() if k.startswith(VAULT_PREFIX)})
+        {k[len(VAULT_PREFIX):]: v for k, v in doc.items() if k[len(VAULT_PREFIX):] in cross_signing.USAGES
+         and k.startswith(VAULT_PREFIX)})
 
 
 def store_keys(vault: Vault, keys: CrossSigningKeys) -> None:
@@ -71,7 +72,7 @@ async def _upload_with_uia(client: MatrixClient, path: str, body: dict[str, Any]
         raise Unauthorized(f"{action}: the homeserver refused the password")
 
 
-async def _upload_signatures(client: MatrixClient, signed: dict[str, dict[str, Any]]) -> None:
+async def upload_signatures(client: MatrixClient, signed: dict[str, dict[str, Any]]) -> None:
     _, answer = await client.request_json("POST", f"{API}/keys/signatures/upload", signed, action="upload signatures")
     failures = answer.get("failures")
     if isinstance(failures, dict) and failures:
@@ -92,7 +93,7 @@ async def sign_this_device(client: MatrixClient, keys: CrossSigningKeys) -> None
         master["signatures"] = {account.user_id: {
             f"ed25519:{account.device_id}": client.sign_with_device(signing_payload(master))}}
         signed[account.user_id][keys.master.public_key] = master
-    await _upload_signatures(client, signed)
+    await upload_signatures(client, signed)
 
 
 async def bootstrap(client: MatrixClient, vault: Vault, password: PasswordSource, *, reset: bool = False) -> bool:
@@ -122,6 +123,21 @@ async def bootstrap(client: MatrixClient, vault: Vault, password: PasswordSource
     return True
 
 
+VAULT_VERIFIED_MASTER = "cross_signing.verified_master"
+"""The master key a verification with another of our devices confirmed (kumix.app.verification)."""
+
+
+def trusts_own_identity(vault: Vault, identity: Identity | None) -> bool:
+    """This device trusts the account's identity: it holds its master key, or verified it
+    with another of the user's devices."""
+    if identity is None:
+        return False
+    held = held_keys(vault)
+    if held.master is not None and held.master.public_key == identity.master_key:
+        return True
+    return vault.load().get(VAULT_VERIFIED_MASTER) == identity.master_key
+
+
 def parse_own_identity(user_id: str, query: dict[str, Any]) -> Identity | None:
     return cross_signing.parse_identity(user_id, query)
 
@@ -146,8 +162,7 @@ async def status(client: MatrixClient, vault: Vault) -> CrossSigningStatus:
         has_identity=identity is not None,
         master_key=identity.master_key if identity else None,
         private_keys=tuple(held.seeds()),
-        identity_trusted=identity is not None and held.master is not None
-        and held.master.public_key == identity.master_key,
+        identity_trusted=trusts_own_identity(vault, identity),
         device_signed=identity is not None and mine is not None and identity.signs_device(mine),
     )
 
@@ -158,8 +173,7 @@ async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None
     target = user_id or me.user_id
     query = await query_keys(client, sorted({me.user_id, target}))
     own = _safe_identity(me.user_id, query)
-    held = held_keys(vault)
-    own_trusted = own is not None and held.master is not None and held.master.public_key == own.master_key
+    own_trusted = trusts_own_identity(vault, own)
     if target == me.user_id:
         identity, verified = own, own_trusted
     else:

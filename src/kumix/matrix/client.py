@@ -156,6 +156,8 @@ class MatrixClient:
         self._nio = nio.AsyncClient(homeserver, "", store_path=str(store_dir), config=config)
         self.homeserver = homeserver
         self._direct_rooms: set[str] = set()
+        self.verification_events: list[dict[str, Any]] = []
+        """To-device `m.key.verification.*` events received, for kumix.app.verification to drain."""
 
     async def __aenter__(self) -> MatrixClient:
         return self
@@ -220,6 +222,7 @@ class MatrixClient:
     async def sync_once(self, since: str | None, *, timeout_ms: int = 30_000, full_state: bool = False) -> SyncBatch:
         """One /sync, then the E2EE upkeep nio's sync_forever would do: upload our keys,
         track changed device lists, claim one-time keys, flush queued to-device messages."""
+        self._mute_nio_verification()
         resp = await _guard(
             self._nio.sync(timeout=timeout_ms, since=since, full_state=full_state, set_presence="offline"),
             "sync",
@@ -243,6 +246,9 @@ class MatrixClient:
     def _translate_sync(self, resp: Any) -> SyncBatch:
         keys_arrived: set[str] = set()
         for td in resp.to_device_events:
+            source = getattr(td, "source", None)
+            if isinstance(source, dict) and str(source.get("type", "")).startswith("m.key.verification."):
+                self.verification_events.append(source)
             if isinstance(td, nio.RoomKeyEvent | nio.ForwardedRoomKeyEvent):
                 keys_arrived.add(td.session_id)
         for ad in resp.account_data_events:
@@ -667,6 +673,18 @@ class MatrixClient:
                 added += 1
         return added
 
+    def _mute_nio_verification(self) -> None:
+        """Verification is Kumix's own (kumix.matrix.sas): nio's older SAS code would answer
+        the same to-device events itself (cancelling what it does not support)."""
+        if self._nio.olm is not None:
+            self._nio.olm.handle_key_verification = _ignore_verification
+
+    async def send_to_device(self, event_type: str, messages: dict[str, dict[str, Any]], txn_id: str) -> None:
+        """`PUT /sendToDevice`: `messages` is user id -> device id (or "*") -> content."""
+        path = (f"/_matrix/client/v3/sendToDevice/{urllib.parse.quote(event_type, safe='')}/"
+                f"{urllib.parse.quote(txn_id, safe='')}")
+        await self.request_json("PUT", path, {"messages": messages}, action="send to device")
+
     def _olm(self) -> Any:
         if self._nio.olm is None:
             raise BadRequest("end-to-end encryption is not loaded for this session")
@@ -699,6 +717,10 @@ class MatrixClient:
             raise BadRequest(f"import keys: {path} is a directory; give the path of a key export file") from None
         except (OSError, ValueError) as exc:
             raise BadRequest(f"import keys: {exc}") from None
+
+
+def _ignore_verification(event: Any) -> None:
+    pass
 
 
 @asynccontextmanager

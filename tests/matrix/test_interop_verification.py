@@ -1,0 +1,105 @@
+"""SAS verification between Kumix and matrix-js-sdk (Rust crypto), over to-device
+messages, both directions: each side ends showing the other verified. And the attack: a
+user who reports a mismatch leaves nothing verified on either side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from tests.matrix.js_peer import JsPeer
+from tests.synapse_harness import SynapseHarness, TestUser
+
+from kumix.app import trust
+from kumix.app.matrix_session import MatrixService, Session
+from kumix.app.verification import Verifier
+from kumix.core.errors import VerificationFailed
+
+
+@pytest.fixture
+async def js_bob(synapse: SynapseHarness, bob: TestUser) -> AsyncIterator[JsPeer]:
+    peer = await JsPeer.start(synapse.url, bob)
+    try:
+        await peer.do("bootstrap_cross_signing")
+        yield peer
+    finally:
+        await peer.stop()
+
+
+async def _shares_room(s: Session, alice: MatrixService, peer: JsPeer, bob: TestUser) -> None:
+    """A room in common, so each side tracks the other's devices."""
+    await s.sync()
+    room_id = await s.create_room(name="Verify", encrypted=True, invite=(bob.user_id,))
+    await peer.do("join", room=room_id)
+    for _ in range(30):
+        if peer.device_id in s.client.known_devices(bob.user_id):
+            break
+        await s.sync(timeout_ms=1000)
+    else:
+        raise AssertionError("bob's device never showed up")
+    # The Rust crypto ignores a verification request from a device it has not fetched yet.
+    await peer.do("wait_device", user=s.account.user_id, device=s.account.device_id)
+
+
+async def test_kumix_asks_and_the_peer_answers(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, js_bob: JsPeer,
+) -> None:
+    async with alice.session() as s:
+        await _shares_room(s, alice, js_bob, bob)
+        verifier = Verifier(s)
+        accepted = asyncio.create_task(js_bob.do("accept_verification"))
+        v = await verifier.request(bob.user_id, js_bob.device_id)
+        await accepted
+        await verifier.wait_for_sas(v)
+        shown = await js_bob.do("sas_show")
+        assert [name for _, name in v.emoji()] == shown["emoji"]
+        assert list(v.decimals()) == shown["decimal"]
+        peer_done = asyncio.create_task(js_bob.do("sas_confirm"))
+        await verifier.confirm(v)
+        assert (await peer_done)["result"] == "done"
+        assert v.done
+        listing = await trust.devices(s.client, alice.vault, bob.user_id)
+        assert listing.identity_verified
+        assert {d.device_id: d.trust for d in listing.devices}[js_bob.device_id] == "verified"
+        seen = await js_bob.do("user_status", user=alice_user.user_id, settle_ms=20000)
+        assert seen["cross_signing_verified"] is True
+
+
+async def test_the_peer_asks_and_kumix_answers(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, js_bob: JsPeer,
+) -> None:
+    async with alice.session() as s:
+        await _shares_room(s, alice, js_bob, bob)
+        verifier = Verifier(s)
+        before = await trust.devices(s.client, alice.vault, bob.user_id)
+        assert not before.identity_verified
+        await js_bob.do("request_verification", user=alice_user.user_id, device=s.account.device_id)
+        v = await verifier.wait_request(bob.user_id)
+        await verifier.wait_for_sas(v)
+        shown = await js_bob.do("sas_show")
+        assert [name for _, name in v.emoji()] == shown["emoji"]
+        peer_done = asyncio.create_task(js_bob.do("sas_confirm"))
+        await verifier.confirm(v)
+        assert (await peer_done)["result"] == "done"
+        assert (await trust.devices(s.client, alice.vault, bob.user_id)).identity_verified
+        assert (await js_bob.do("user_status", user=alice_user.user_id, settle_ms=20000))["cross_signing_verified"]
+
+
+async def test_a_reported_mismatch_verifies_nothing(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, js_bob: JsPeer,
+) -> None:
+    async with alice.session() as s:
+        await _shares_room(s, alice, js_bob, bob)
+        verifier = Verifier(s)
+        accepted = asyncio.create_task(js_bob.do("accept_verification"))
+        v = await verifier.request(bob.user_id, js_bob.device_id)
+        await accepted
+        await verifier.wait_for_sas(v)
+        await js_bob.do("sas_show")
+        peer_done = asyncio.create_task(js_bob.do("sas_mismatch"))
+        with pytest.raises(VerificationFailed):
+            await verifier.confirm(v)
+        assert (await peer_done)["result"].startswith("failed")
+        assert not (await trust.devices(s.client, alice.vault, bob.user_id)).identity_verified
+        assert (await js_bob.do("user_status", user=alice_user.user_id))["cross_signing_verified"] is False
