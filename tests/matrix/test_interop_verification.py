@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from tests.matrix.js_peer import JsPeer
@@ -103,3 +104,34 @@ async def test_a_reported_mismatch_verifies_nothing(
         assert (await peer_done)["result"].startswith("failed")
         assert not (await trust.devices(s.client, alice.vault, bob.user_id)).identity_verified
         assert (await js_bob.do("user_status", user=alice_user.user_id))["cross_signing_verified"] is False
+
+
+async def test_kumix_verify_on_the_command_line(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, js_bob: JsPeer,
+    data_dir: Path, vault_env: dict[str, str],
+) -> None:
+    import json
+    import os
+    import sys
+
+    async with alice.session() as s:
+        await _shares_room(s, alice, js_bob, bob)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | vault_env | {
+        "KUMIX_DATA_DIR": str(data_dir)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kumix", "verify", bob.user_id, js_bob.device_id, "--answer-stdin", "--json",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    await js_bob.do("accept_verification")
+    shown = await js_bob.do("sas_show")
+    assert proc.stdin is not None
+    proc.stdin.write(b"yes\n")
+    await proc.stdin.drain()
+    peer_done, (out, err) = await asyncio.gather(js_bob.do("sas_confirm"), proc.communicate())
+    assert proc.returncode == 0, err.decode()
+    assert peer_done["result"] == "done"
+    result = json.loads(out)
+    assert result["emoji"] == shown["emoji"]
+    for name in shown["emoji"]:
+        assert name in err.decode()  # the emoji were shown with their names
+    async with alice.session() as s:
+        assert (await trust.devices(s.client, alice.vault, bob.user_id)).identity_verified

@@ -1,5 +1,6 @@
 """Trust commands: `kumix keys cross-signing status|bootstrap`, `kumix keys recovery
-setup|show-status|use`, `kumix keys backup status|enable|upload|restore`, `kumix devices [USER]`.
+setup|show-status|use`, `kumix keys backup status|enable|upload|restore`, `kumix verify USER [DEVICE]`,
+`kumix devices [USER]`.
 
 Importing this module imports neither nio nor the crypto libraries: the use cases
 (`kumix.app.trust`, `kumix.app.recovery`) and the session plumbing are imported inside each
@@ -72,6 +73,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = bsub.add_parser("restore", help="download room keys from the backup and decrypt the history they unlock",
                         parents=[common])
     p.set_defaults(handler=cmd_backup_restore)
+
+    p = subparsers.add_parser("verify", help="verify a user or device by comparing emoji (SAS)", parents=[common])
+    p.add_argument("user", nargs="?", help="whom to verify (your own user id for another of your devices)")
+    p.add_argument("device", nargs="?", help="which of their devices (default: all of them are asked)")
+    p.add_argument("--wait", action="store_true", help="answer a verification request instead of sending one")
+    p.add_argument("--answer-stdin", action="store_true",
+                   help="read the answer to 'do the emoji match?' (yes/no) from stdin instead of the terminal")
+    p.set_defaults(handler=cmd_verify)
 
     p = subparsers.add_parser("devices", help="list a user's devices and whether they are verified",
                               parents=[common])
@@ -285,6 +294,60 @@ def cmd_backup_restore(ctx: CliContext) -> int:
         for r in result.refused:
             sys.stdout.write(f"refused {printable(r['session_id'], 64)} in {printable(r['room_id'], 255)}: "
                              f"{r['code']}: {printable(r['message'], 200)}\n")
+    return 0
+
+
+def _matches(ctx: CliContext) -> bool:
+    if ctx.args.answer_stdin:
+        answer = sys.stdin.readline().strip().lower()
+    elif sys.stdin.isatty():
+        answer = input("Do the emoji match on both devices? [y/N] ").strip().lower()
+    else:
+        from kumix.core.errors import BadRequest
+
+        raise BadRequest("no terminal to ask whether the emoji match: pass --answer-stdin and write yes or no")
+    return answer in ("y", "yes")
+
+
+def cmd_verify(ctx: CliContext) -> int:
+    from kumix.app.verification import Verifier
+    from kumix.cli.matrix_commands import _progress, _run, _session
+    from kumix.core.errors import BadRequest, VerificationFailed
+
+    a = ctx.args
+    if not a.wait and not a.user:
+        raise BadRequest("say whom to verify (USER [DEVICE]), or --wait to answer a request")
+
+    async def go() -> dict[str, Any]:
+        async with _session(ctx) as s:
+            verifier = Verifier(s)
+            if a.wait:
+                _progress("waiting for a verification request…")
+                v = await verifier.wait_request(a.user)
+            else:
+                _progress(f"asking {a.user} to verify…")
+                v = await verifier.request(a.user, a.device)
+            await verifier.wait_for_sas(v)
+            emoji = v.emoji()
+            # The prompt goes to stderr with the emoji, so stdout stays data (--json).
+            sys.stderr.write("Compare these with the other device:\n  " +
+                             "  ".join(f"{e} {name}" for e, name in emoji) +
+                             f"\n  (or the numbers {' '.join(map(str, v.decimals()))})\n")
+            sys.stderr.flush()
+            if not _matches(ctx):
+                await verifier.mismatch(v)
+                raise VerificationFailed("the emoji did not match: verification cancelled; nothing was trusted",
+                                         details={"reason": "m.mismatched_sas"})
+            await verifier.confirm(v)
+            return {"user_id": v.their_user, "device_id": v.their_device, "verified": sorted(v.verified),
+                    "emoji": [name for _, name in emoji]}
+
+    result = _run(go())
+    if ctx.json:
+        emit_json(result)
+    else:
+        sys.stdout.write(f"verified {printable(result['user_id'], 255)} "
+                         f"(device {printable(str(result['device_id']), 40)})\n")
     return 0
 
 
