@@ -181,3 +181,45 @@ async def test_a_backup_written_by_the_peer_is_restored_by_kumix(
         st = await key_backup.status(s.client, kumix_bob.vault, key_backup.KeyBackupState(kumix_bob.db))
         assert st.trusted
         assert st.have_key
+
+
+async def test_exclude_insecure_devices_keeps_room_keys_from_a_device_nobody_cross_signed(
+    synapse: SynapseHarness, alice: MatrixService, bob: TestUser,
+) -> None:
+    """MSC4153 on Kumix's side: with the setting on (the default of a new data directory)
+    a device its owner did not cross-sign gets no room key; off, it does (the protection
+    switched off); once its owner cross-signs it, it does with the setting on."""
+    from kumix.store.trust_settings import TrustSettings
+
+    settings = TrustSettings(alice.db)
+    assert settings.exclude_insecure_devices(had_account=True) is True  # fixed at the first login
+    peer = await JsPeer.start(synapse.url, bob)  # not cross-signed
+    try:
+        async with alice.session() as s:
+            await s.sync()
+            room_id = await s.create_room(name="MSC4153", encrypted=True, invite=(bob.user_id,))
+            await peer.do("join", room=room_id)
+            await sync_until(s, lambda: peer.device_id in s.client.known_devices(bob.user_id), what="bob's device")
+            await s.send_text(room_id, "not for insecure devices", markdown=False)
+            withheld = await peer.do("wait_event", room=room_id, failure=True)
+            assert withheld["decryption_failure"] is not None
+
+        settings.set_exclude_insecure_devices(False)
+        async with alice.session() as s:
+            await s.sync()
+            await s.send_text(room_id, "rule off: everyone", markdown=False)
+            got = await peer.do("wait_event", room=room_id, body="rule off: everyone")
+            assert got["decryption_failure"] is None
+            # The first message's key never went out: it stays undecryptable for good.
+            still = await peer.do("wait_event", room=room_id, failure=True)
+            assert still["event_id"] == withheld["event_id"]
+
+        settings.set_exclude_insecure_devices(True)
+        await peer.do("bootstrap_cross_signing")
+        async with alice.session() as s:
+            await s.sync()
+            await s.send_text(room_id, "cross-signed now", markdown=False)
+            got = await peer.do("wait_event", room=room_id, body="cross-signed now")
+            assert got["decryption_failure"] is None
+    finally:
+        await peer.stop()

@@ -103,3 +103,13 @@ def test_recovery_set_up_in_kumix_verifies_a_second_kumix_device(
     restored = run_kumix("keys", "backup", "restore", "--json", env=two)
     assert restored.returncode == 0, restored.stderr
     assert json.loads(restored.stdout)["refused"] == []
+
+
+def test_exclude_insecure_devices_setting(tmp_path: Path, vault_env: dict[str, str]) -> None:
+    env = {**vault_env, "KUMIX_DATA_DIR": str(tmp_path / "fresh")}
+    assert json.loads(run_kumix("keys", "exclude-insecure-devices", "--json", env=env).stdout) == {
+        "exclude_insecure_devices": True}  # a new data directory: on
+    assert "off" in run_kumix("keys", "exclude-insecure-devices", "off", env=env).stdout
+    assert json.loads(run_kumix("keys", "exclude-insecure-devices", "--json", env=env).stdout) == {
+        "exclude_insecure_devices": False}
+    assert run_kumix("keys", "exclude-insecure-devices", "maybe", env=env).returncode == 2

@@ -223,3 +223,8 @@ async def backup_loop(session: Session, state: KeyBackupState, stop: asyncio.Eve
                 held = count
                 delay = PAUSE_AFTER_REFUSAL_SECONDS
         await sleep_or_stop(delay, stop)
+
+
+def state_of(session: Session) -> KeyBackupState:
+    """What this data directory uploaded to which backup version."""
+    return KeyBackupState(session.service.db)

@@ -35,6 +35,7 @@ from kumix.store.outbox import Outbox, OutboxEntry
 from kumix.store.search import SearchHit, SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
+from kumix.store.trust_settings import TrustSettings
 from kumix.store.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ class MatrixService:
                 # could never be used again, so the device it created is removed too.
                 await self._abandon(c)
                 raise
+            # A data directory's first login: "exclude insecure devices" defaults to on.
+            TrustSettings(self.db).exclude_insecure_devices(had_account=False)
             self.timeline.set_account(account)
             # Keep this first batch and its token: an identical token-less /sync soon after
             # would be answered from the homeserver's response cache, missing what happened since.
@@ -202,6 +205,7 @@ class MatrixService:
                                     sanitize=sanitize_html) as client:
                 client.restore(account, secrets_doc["access_token"])
                 del secrets_doc
+                trust.install_sharing_rules(client, TrustSettings(self.db).exclude_insecure_devices(had_account=True))
                 # Safe only because no other process holds the device: an entry marked
                 # "sending" is one this data directory's last holder never finished.
                 recovered = self.outbox.recover()

@@ -19,6 +19,9 @@ from kumix.matrix import cross_signing
 from kumix.matrix.client import MatrixClient
 from kumix.matrix.cross_signing import CrossSigningKeys, Identity
 from kumix.matrix.signing import signing_payload
+from kumix.store.database import Database
+from kumix.store.timeline import TimelineStore
+from kumix.store.trust_settings import TrustSettings
 from kumix.store.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -226,3 +229,46 @@ async def bootstrap_at_login(client: MatrixClient, vault: Vault, password: str,
 
 def quote(user_id: str) -> str:
     return urllib.parse.quote(user_id, safe="")
+
+
+# -- sharing rules (MSC4153) -------------------------------------------------------------------
+
+
+class SharingRules:
+    """Before each encrypted send: with "exclude insecure devices" on, the room key goes
+    only to devices their owner cross-signed (a device of a user without any identity is
+    insecure too); off, to every device (the pre-MSC4153 behaviour). Installed on the
+    client by `MatrixService.session()`."""
+
+    def __init__(self, client: MatrixClient, exclude_insecure: bool) -> None:
+        self.client = client
+        self.exclude_insecure = exclude_insecure
+
+    async def __call__(self, room_id: str) -> None:
+        members = self.client.room_members(room_id)
+        if not members:
+            return
+        excluded: set[tuple[str, str]] = set()
+        if self.exclude_insecure:
+            query = await query_keys(self.client, members)
+            for user_id in members:
+                identity = _safe_identity(user_id, query)
+                for device_id, keys in _device_list(query, user_id).items():
+                    if identity is None or not identity.signs_device(keys):
+                        excluded.add((user_id, device_id))
+        self.client.set_excluded_devices(room_id, members, excluded)
+
+
+def install_sharing_rules(client: MatrixClient, exclude_insecure: bool) -> SharingRules:
+    rules = SharingRules(client, exclude_insecure)
+    client.before_encrypted_send = rules
+    return rules
+
+
+def exclude_insecure_devices(db: Database, value: bool | None = None) -> bool:
+    """The data directory's "exclude insecure devices" setting, set first when `value` is given."""
+    settings = TrustSettings(db)
+    if value is not None:
+        settings.set_exclude_insecure_devices(value)
+    # Not fixed yet: a data directory without an account is a new one (default on).
+    return settings.exclude_insecure_devices(had_account=TimelineStore(db).account() is not None)

@@ -74,6 +74,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         parents=[common])
     p.set_defaults(handler=cmd_backup_restore)
 
+    p = ksub.add_parser("exclude-insecure-devices", help="show or set whether room keys go only to cross-signed "
+                        "devices (MSC4153; on by default for a new data directory)", parents=[common])
+    p.add_argument("value", nargs="?", choices=["on", "off"], help="the new setting (default: show it)")
+    p.set_defaults(handler=cmd_exclude_insecure)
+
     p = subparsers.add_parser("verify", help="verify a user or device by comparing emoji (SAS)", parents=[common])
     p.add_argument("user", nargs="?", help="whom to verify (your own user id for another of your devices)")
     p.add_argument("device", nargs="?", help="which of their devices (default: all of them are asked)")
@@ -216,9 +221,9 @@ async def _status(s: Any) -> Any:
 
 
 def _backup_state(s: Any) -> Any:
-    from kumix.store.key_backup_state import KeyBackupState
+    from kumix.app.key_backup import state_of
 
-    return KeyBackupState(s.service.db)
+    return state_of(s)
 
 
 def cmd_backup_status(ctx: CliContext) -> int:
@@ -348,6 +353,18 @@ def cmd_verify(ctx: CliContext) -> int:
     else:
         sys.stdout.write(f"verified {printable(result['user_id'], 255)} "
                          f"(device {printable(str(result['device_id']), 40)})\n")
+    return 0
+
+
+def cmd_exclude_insecure(ctx: CliContext) -> int:
+    from kumix.app import trust
+
+    value = None if ctx.args.value is None else ctx.args.value == "on"
+    on = trust.exclude_insecure_devices(ctx.database, value)
+    if ctx.json:
+        emit_json({"exclude_insecure_devices": on})
+    else:
+        sys.stdout.write(f"exclude insecure devices: {'on' if on else 'off'}\n")
     return 0
 
 

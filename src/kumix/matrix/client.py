@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -156,7 +156,11 @@ class MatrixClient:
         self._nio = nio.AsyncClient(homeserver, "", store_path=str(store_dir), config=config)
         self.homeserver = homeserver
         self._direct_rooms: set[str] = set()
+        self.before_encrypted_send: Callable[[str], Awaitable[None]] | None = None
+        """Called with the room id before a message to an encrypted room is encrypted: where
+        kumix.app.trust applies the sharing rules (which devices get the room key)."""
         self.verification_events: list[dict[str, Any]] = []
+        self._excluded_by_room: dict[str, set[tuple[str, str]]] = {}
         """To-device `m.key.verification.*` events received, for kumix.app.verification to drain."""
 
     async def __aenter__(self) -> MatrixClient:
@@ -534,6 +538,9 @@ class MatrixClient:
         same id with the first event's id instead of creating a second event."""
         if room_id not in self._nio.rooms and self._nio.olm is not None:
             raise Unavailable(f"send: room {room_id} not synced yet", details={"retry_after_ms": None})
+        mroom = self._nio.rooms.get(room_id)
+        if self.before_encrypted_send is not None and mroom is not None and mroom.encrypted:
+            await self.before_encrypted_send(room_id)
         resp = await _guard(
             self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
             "send",
@@ -672,6 +679,28 @@ class MatrixClient:
                 olm.save_inbound_group_session(session)
                 added += 1
         return added
+
+    def room_members(self, room_id: str) -> list[str]:
+        mroom = self._nio.rooms.get(room_id)
+        return sorted(mroom.users) if mroom is not None else []
+
+    def set_excluded_devices(self, room_id: str, users: list[str], excluded: set[tuple[str, str]]) -> None:
+        """Keep the room key from exactly the `excluded` (user, device) pairs of `users`'
+        devices (nio's blacklist, which its key sharing skips); the others are allowed again.
+        When the set changed since the room's last message, its outbound session is dropped:
+        nio shares a session once, so a newly allowed device would never get it, and a newly
+        excluded one would keep reading it."""
+        olm = self._olm()
+        previous = self._excluded_by_room.get(room_id)
+        if previous is not None and previous != excluded:
+            olm.outbound_group_sessions.pop(room_id, None)
+        self._excluded_by_room[room_id] = set(excluded)
+        for user_id in users:
+            for device in self._nio.device_store.active_user_devices(user_id):
+                if (user_id, device.id) in excluded:
+                    olm.blacklist_device(device)
+                elif olm.is_device_blacklisted(device):
+                    olm.unblacklist_device(device)
 
     def _mute_nio_verification(self) -> None:
         """Verification is Kumix's own (kumix.matrix.sas): nio's older SAS code would answer
