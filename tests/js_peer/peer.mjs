@@ -95,6 +95,10 @@ const ops = {
     await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia });
     return { ready: await crypto.isCrossSigningReady() };
   },
+  async reset_cross_signing() {
+    await crypto.bootstrapCrossSigning({ setupNewCrossSigning: true, authUploadDeviceSigningKeys: uia });
+    return { ready: await crypto.isCrossSigningReady() };
+  },
   async setup_recovery({ passphrase }) {
     // Element's "set up recovery": a new secret storage key holding the cross-signing keys,
     // and a new key backup whose key goes into secret storage too.

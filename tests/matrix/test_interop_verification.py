@@ -135,3 +135,42 @@ async def test_kumix_verify_on_the_command_line(
         assert name in err.decode()  # the emoji were shown with their names
     async with alice.session() as s:
         assert (await trust.devices(s.client, alice.vault, bob.user_id)).identity_verified
+
+
+async def test_a_verified_users_changed_identity_is_refused_until_looked_at(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, js_bob: JsPeer,
+) -> None:
+    """Verify bob, then his identity is replaced behind our back (the server, or someone
+    with his password): Kumix says so, holds messages to him back with `identity_changed`,
+    and sends again only after the new identity is accepted."""
+    async with alice.session() as s:
+        await _shares_room(s, alice, js_bob, bob)
+        room_id = next(r.room_id for r in s.rooms() if r.name == "Verify")
+        verifier = Verifier(s)
+        accepted = asyncio.create_task(js_bob.do("accept_verification"))
+        v = await verifier.request(bob.user_id, js_bob.device_id)
+        await accepted
+        await verifier.wait_for_sas(v)
+        await js_bob.do("sas_show")
+        peer_done = asyncio.create_task(js_bob.do("sas_confirm"))
+        await verifier.confirm(v)
+        await peer_done
+        settings = trust.settings_of(alice.db)
+        assert (await trust.devices(s.client, alice.vault, bob.user_id, settings)).identity_verified
+
+        await js_bob.do("reset_cross_signing")
+        changed = await trust.devices(s.client, alice.vault, bob.user_id, settings)
+        assert changed.identity_changed
+        assert not changed.identity_verified
+        entry = await s.send_text(room_id, "to a changed identity", markdown=False)
+        assert entry.state == "failed"
+        assert "identity_changed" in str(entry.to_json())
+
+        await trust.accept_new_identity(s.client, alice.db, bob.user_id)
+        after = await trust.devices(s.client, alice.vault, bob.user_id, settings)
+        assert not after.identity_changed
+        assert not after.identity_verified  # accepted, not verified
+        ok = await s.send_text(room_id, "to the accepted identity", markdown=False)
+        assert ok.state == "sent"
+        got = await js_bob.do("wait_event", room=room_id, body="to the accepted identity")
+        assert got["decryption_failure"] is None

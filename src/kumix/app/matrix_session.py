@@ -205,7 +205,9 @@ class MatrixService:
                                     sanitize=sanitize_html) as client:
                 client.restore(account, secrets_doc["access_token"])
                 del secrets_doc
-                trust.install_sharing_rules(client, TrustSettings(self.db).exclude_insecure_devices(had_account=True))
+                trust_settings = TrustSettings(self.db)
+                trust.install_sharing_rules(client, trust_settings.exclude_insecure_devices(had_account=True),
+                                            trust_settings)
                 # Safe only because no other process holds the device: an entry marked
                 # "sending" is one this data directory's last holder never finished.
                 recovered = self.outbox.recover()

@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kumix.core.errors import BadRequest, KumixError, SignatureInvalid, Unauthorized
+from kumix.core.errors import BadRequest, IdentityChanged, KumixError, NotFound, SignatureInvalid, Unauthorized
 from kumix.core.trust import CrossSigningStatus, DeviceInfo, DeviceTrust, UserDevices
 from kumix.matrix import cross_signing
 from kumix.matrix.client import MatrixClient
@@ -170,19 +170,24 @@ async def status(client: MatrixClient, vault: Vault) -> CrossSigningStatus:
     )
 
 
-async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None) -> UserDevices:
+async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None,
+                  settings: TrustSettings | None = None) -> UserDevices:
     """The devices of `user_id` (default: ourselves) and how far each is trusted."""
     me = client.account
     target = user_id or me.user_id
     query = await query_keys(client, sorted({me.user_id, target}))
     own = _safe_identity(me.user_id, query)
     own_trusted = trusts_own_identity(vault, own)
+    changed = False
     if target == me.user_id:
         identity, verified = own, own_trusted
     else:
         identity = _safe_identity(target, query)
         verified = bool(identity is not None and own_trusted and own is not None and own.user_signing_key
                         and identity.master_signed_by(me.user_id, own.user_signing_key))
+        pinned = settings.pinned(target) if settings is not None else None
+        changed = pinned is not None and (identity is None or identity.master_key != pinned)
+        verified = verified and not changed
     out: list[DeviceInfo] = []
     for device_id, keys in sorted(_device_list(query, target).items()):
         signed = identity is not None and identity.signs_device(keys)
@@ -195,7 +200,8 @@ async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None
                               ed25519=ed if isinstance(ed, str) else None, trust=trust,
                               this_device=target == me.user_id and device_id == me.device_id))
     return UserDevices(user_id=target, master_key=identity.master_key if identity else None,
-                       identity_verified=verified, devices=tuple(out))
+                       identity_verified=verified, devices=tuple(out),
+                       identity_changed=target != me.user_id and changed)
 
 
 def _safe_identity(user_id: str, query: dict[str, Any]) -> Identity | None:
@@ -240,17 +246,29 @@ class SharingRules:
     insecure too); off, to every device (the pre-MSC4153 behaviour). Installed on the
     client by `MatrixService.session()`."""
 
-    def __init__(self, client: MatrixClient, exclude_insecure: bool) -> None:
+    def __init__(self, client: MatrixClient, exclude_insecure: bool, settings: TrustSettings | None = None) -> None:
         self.client = client
         self.exclude_insecure = exclude_insecure
+        self.settings = settings
 
     async def __call__(self, room_id: str) -> None:
         members = self.client.room_members(room_id)
         if not members:
             return
         excluded: set[tuple[str, str]] = set()
-        if self.exclude_insecure:
+        pinned = {u: k for u in members if (k := self.settings.pinned(u)) is not None} if self.settings else {}
+        if self.exclude_insecure or pinned:
             query = await query_keys(self.client, members)
+            for user_id, master in pinned.items():
+                now = _safe_identity(user_id, query)
+                if now is None or now.master_key != master:
+                    # A verified user's identity changed: nothing is encrypted for the new
+                    # one until the user looks at it (re-verifies, or accepts it).
+                    raise IdentityChanged(
+                        f"{user_id}'s cross-signing identity changed since you verified them; verify them again "
+                        f"(`kumix verify {user_id}`) or accept the new identity (`kumix devices {user_id} "
+                        "--accept-new-identity`)", details={"user_id": user_id})
+        if self.exclude_insecure:
             for user_id in members:
                 identity = _safe_identity(user_id, query)
                 for device_id, keys in _device_list(query, user_id).items():
@@ -259,8 +277,9 @@ class SharingRules:
         self.client.set_excluded_devices(room_id, members, excluded)
 
 
-def install_sharing_rules(client: MatrixClient, exclude_insecure: bool) -> SharingRules:
-    rules = SharingRules(client, exclude_insecure)
+def install_sharing_rules(client: MatrixClient, exclude_insecure: bool,
+                          settings: TrustSettings | None = None) -> SharingRules:
+    rules = SharingRules(client, exclude_insecure, settings)
     client.before_encrypted_send = rules
     return rules
 
@@ -272,3 +291,17 @@ def exclude_insecure_devices(db: Database, value: bool | None = None) -> bool:
         settings.set_exclude_insecure_devices(value)
     # Not fixed yet: a data directory without an account is a new one (default on).
     return settings.exclude_insecure_devices(had_account=TimelineStore(db).account() is not None)
+
+
+async def accept_new_identity(client: MatrixClient, db: Database, user_id: str) -> str:
+    """The user looked at a changed identity and accepts it: pin the current master key
+    (it is not *verified* by this; `kumix verify` does that)."""
+    identity = _safe_identity(user_id, await query_keys(client, [user_id]))
+    if identity is None:
+        raise NotFound(f"{user_id} has no cross-signing identity")
+    TrustSettings(db).pin(user_id, identity.master_key)
+    return identity.master_key
+
+
+def settings_of(db: Database) -> TrustSettings:
+    return TrustSettings(db)

@@ -21,6 +21,7 @@ from kumix.app import trust
 from kumix.core.errors import NotFound, VerificationFailed
 from kumix.matrix import cross_signing
 from kumix.matrix.sas import Outgoing, Party, SasVerification
+from kumix.store.trust_settings import TrustSettings
 
 if TYPE_CHECKING:
     from kumix.app.matrix_session import Session
@@ -147,6 +148,8 @@ class Verifier:
         master_verified = identity is not None and f"ed25519:{identity.master_key}" in v.verified
         signed: dict[str, dict[str, Any]] = {}
         if v.their_user != me.user_id:
+            if master_verified and identity is not None:
+                TrustSettings(self.session.service.db).pin(v.their_user, identity.master_key)
             if master_verified and held.user_signing is not None and identity is not None:
                 signed[v.their_user] = {identity.master_key: cross_signing.sign_master_of(
                     me.user_id, identity.master_object, held.user_signing)}

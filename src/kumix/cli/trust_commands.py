@@ -90,6 +90,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("devices", help="list a user's devices and whether they are verified",
                               parents=[common])
     p.add_argument("user", nargs="?", help="whose devices (default: your own)")
+    p.add_argument("--accept-new-identity", action="store_true",
+                   help="accept USER's changed identity (messages to them are refused until then; it is not "
+                   "verified by this: run `kumix verify` for that)")
     p.set_defaults(handler=cmd_devices)
 
 
@@ -372,9 +375,16 @@ def cmd_devices(ctx: CliContext) -> int:
     from kumix.app import trust
     from kumix.cli.matrix_commands import _run, _session
 
+    if ctx.args.accept_new_identity and not ctx.args.user:
+        from kumix.core.errors import BadRequest
+
+        raise BadRequest("--accept-new-identity needs the USER whose identity changed")
+
     async def go() -> Any:
         async with _session(ctx) as s:
-            return await trust.devices(s.client, s.service.vault, ctx.args.user)
+            if ctx.args.accept_new_identity:
+                await trust.accept_new_identity(s.client, s.service.db, ctx.args.user)
+            return await trust.devices(s.client, s.service.vault, ctx.args.user, trust.settings_of(s.service.db))
 
     listing = _run(go())
     if ctx.json:
@@ -383,6 +393,9 @@ def cmd_devices(ctx: CliContext) -> int:
     shields = {"verified": "verified", "cross_signed_unverified_identity": "identity not verified",
                "not_cross_signed": "NOT cross-signed (insecure)"}
     identity = "verified" if listing.identity_verified else "not verified" if listing.master_key else "none"
+    if listing.identity_changed:
+        identity = ("CHANGED since you verified it — messages to this user are held back; verify again or "
+                    "--accept-new-identity")
     sys.stdout.write(f"{printable(listing.user_id, 255)}: identity {identity}\n")
     emit_table([[printable(d.device_id, 40) + (" (this device)" if d.this_device else ""),
                  printable(d.display_name or "", 40), d.ed25519 or "", shields[d.trust]] for d in listing.devices],

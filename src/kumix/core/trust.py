@@ -56,7 +56,9 @@ class UserDevices:
     master_key: str | None
     identity_verified: bool
     devices: tuple[DeviceInfo, ...] = field(default_factory=tuple)
+    identity_changed: bool = False
+    """We verified this user, and their master key is no longer the one we verified."""
 
     def to_json(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "master_key": self.master_key, "identity_verified": self.identity_verified,
-                "devices": [d.to_json() for d in self.devices]}
+                "identity_changed": self.identity_changed, "devices": [d.to_json() for d in self.devices]}

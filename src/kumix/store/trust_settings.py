@@ -1,5 +1,6 @@
-"""The data directory's end-to-end trust settings. One for now: "exclude insecure devices"
-(MSC4153): room keys are shared only with devices their owner cross-signed.
+"""The data directory's end-to-end trust settings: "exclude insecure devices" (MSC4153: room
+keys are shared only with devices their owner cross-signed), and the master key of each user
+this device verified (pinned: a later change is an identity change, never silently trusted).
 
 Default: on for a new data directory (the direction Element has taken); a data directory
 that already had an account when this setting appeared keeps the old behaviour (off) until
@@ -17,7 +18,13 @@ MIGRATIONS = Migrations(
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
+        """,
         """
+        CREATE TABLE pinned_identities (
+            user_id TEXT PRIMARY KEY,
+            master_key TEXT NOT NULL
+        );
+        """,
     ],
 )
 
@@ -42,3 +49,12 @@ class TrustSettings:
             tx.execute("INSERT INTO trust_settings (name, value) VALUES (?, ?) "
                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                        (EXCLUDE_INSECURE, "on" if on else "off"))
+
+    def pinned(self, user_id: str) -> str | None:
+        rows = self._db.query("SELECT master_key FROM pinned_identities WHERE user_id = ?", (user_id,))
+        return str(rows[0]["master_key"]) if rows else None
+
+    def pin(self, user_id: str, master_key: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO pinned_identities (user_id, master_key) VALUES (?, ?) "
+                       "ON CONFLICT (user_id) DO UPDATE SET master_key = excluded.master_key", (user_id, master_key))
