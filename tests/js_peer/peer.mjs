@@ -134,6 +134,14 @@ const ops = {
     })().catch((e) => console.error("verification failed", e));
     return { transaction_id: req.transactionId };
   },
+  async request_verification_dm({ user, room }) {
+    const req = await crypto.requestVerificationDM(user, room);
+    (async () => {
+      await until("ready", () => req.phase === 3 /* Ready */ || req.phase >= 5, 120000);
+      if (req.phase === 3) followSas(await req.startVerification("m.sas.v1"));
+    })().catch((e) => console.error("verification failed", e));
+    return { transaction_id: req.transactionId };
+  },
   async accept_verification() {
     const req = await until("a verification request", () => verifications.shift());
     await req.accept();

@@ -174,3 +174,39 @@ async def test_a_verified_users_changed_identity_is_refused_until_looked_at(
         assert ok.state == "sent"
         got = await js_bob.do("wait_event", room=room_id, body="to the accepted identity")
         assert got["decryption_failure"] is None
+
+
+async def test_in_room_verification_both_ways(
+    synapse: SynapseHarness, alice: MatrixService, alice_user: TestUser, bob: TestUser, js_bob: JsPeer,
+) -> None:
+    """`m.key.verification.request` as a message in an (encrypted) DM, each side asking once."""
+    async with alice.session() as s:
+        await _shares_room(s, alice, js_bob, bob)
+        dm = await s.create_direct(bob.user_id)
+        await js_bob.do("join", room=dm)
+        await s.sync()
+        verifier = Verifier(s)
+
+        # Kumix asks in the room.
+        accepted = asyncio.create_task(js_bob.do("accept_verification"))
+        v = await verifier.request_in_room(bob.user_id, dm)
+        await accepted
+        await verifier.wait_for_sas(v)
+        shown = await js_bob.do("sas_show")
+        assert [name for _, name in v.emoji()] == shown["emoji"]
+        peer_done = asyncio.create_task(js_bob.do("sas_confirm"))
+        await verifier.confirm(v)
+        assert (await peer_done)["result"] == "done"
+        assert (await trust.devices(s.client, alice.vault, bob.user_id)).identity_verified
+
+        # The peer asks in the room.
+        await js_bob.do("request_verification_dm", user=alice_user.user_id, room=dm)
+        w = await verifier.wait_request_in_room(bob.user_id)
+        await verifier.wait_for_sas(w)
+        shown = await js_bob.do("sas_show")
+        assert [name for _, name in w.emoji()] == shown["emoji"]
+        peer_done = asyncio.create_task(js_bob.do("sas_confirm"))
+        await verifier.confirm(w)
+        assert (await peer_done)["result"] == "done"
+        assert w.done
+        assert (await js_bob.do("user_status", user=alice_user.user_id, settle_ms=20000))["cross_signing_verified"]

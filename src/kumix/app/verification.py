@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kumix.app import trust
 from kumix.core.errors import NotFound, VerificationFailed
 from kumix.matrix import cross_signing
-from kumix.matrix.sas import Outgoing, Party, SasVerification
+from kumix.matrix.sas import Outgoing, Party, SasVerification, room_request_content
 from kumix.store.trust_settings import TrustSettings
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ class Verifier:
             identity = None
         return query, identity
 
-    async def _new(self, their_user: str, transaction_id: str, *, requester: bool) -> SasVerification:
+    async def _new(self, their_user: str, transaction_id: str, *, requester: bool,
+                   room_id: str | None = None) -> SasVerification:
         me = self.client.account
         query, identity = await self._keys_of(their_user)
         devices = query.get("device_keys", {}).get(their_user, {})
@@ -66,17 +67,24 @@ class Verifier:
             ours[f"ed25519:{st.master_key}"] = st.master_key
         return SasVerification(us=Party(me.user_id, me.device_id), their_user=their_user,
                                transaction_id=transaction_id, our_keys=ours, their_keys=their_keys,
-                               requester=requester)
+                               requester=requester, room_id=room_id)
 
     async def _send(self, v: SasVerification, out: Outgoing, *, device: str | None = None) -> None:
         for event_type, content in out:
+            if v.room_id is not None:
+                # In a room: a timeline event, encrypted like any other in an encrypted room.
+                await self.client.send(v.room_id, event_type, content, f"kumix-{secrets.token_hex(8)}")
+                continue
             target = device or v.their_device or "*"
             await self.client.send_to_device(event_type, {v.their_user: {target: content}},
                                              f"kumix-{secrets.token_hex(8)}")
 
     async def _next_events(self) -> list[dict[str, Any]]:
         await self.session.sync(timeout_ms=1000)
-        got, self.client.verification_events[:] = list(self.client.verification_events), []
+        got = list(self.client.verification_events)
+        got += [_as_verification(e) for e in self.client.room_verification_events]
+        self.client.verification_events[:] = []
+        self.client.room_verification_events[:] = []
         return got
 
     async def request(self, user_id: str, device_id: str | None = None) -> SasVerification:
@@ -107,6 +115,36 @@ class Verifier:
                 return v
         raise NotFound("no verification request arrived")
 
+    async def request_in_room(self, user_id: str, room_id: str) -> SasVerification:
+        """Ask `user_id` to verify in a room (a DM, as the spec suggests): the request is a
+        message there, and its event id is the transaction id."""
+        me = self.client.account
+        event_id = await self.client.send(room_id, "m.room.message",
+                                          room_request_content(Party(me.user_id, me.device_id), user_id),
+                                          f"kumix-{secrets.token_hex(8)}")
+        v = await self._new(user_id, event_id, requester=True, room_id=room_id)
+        await self.advance(v, lambda: v.state != "requested")
+        return v
+
+    async def wait_request_in_room(self, from_user: str | None = None) -> SasVerification:
+        """Answer the next in-room verification request addressed to us."""
+        me = self.client.account
+        for _ in range(MAX_SYNCS):
+            for ev in await self._next_events():
+                content, sender, room_id = ev.get("content"), ev.get("sender"), ev.get("room_id")
+                if ev.get("type") != "m.key.verification.request" or not isinstance(content, dict) \
+                        or not isinstance(room_id, str) or not isinstance(sender, str) or sender == me.user_id \
+                        or content.get("to") != me.user_id or (from_user and sender != from_user):
+                    continue
+                event_id = ev.get("event_id")
+                if not isinstance(event_id, str):
+                    continue
+                v = await self._new(sender, event_id, requester=False, room_id=room_id)
+                await self._send(v, v.receive("m.key.verification.request", content))
+                self._check(v)
+                return v
+        raise NotFound("no verification request arrived")
+
     def _check(self, v: SasVerification) -> None:
         if v.cancelled:
             code, reason = v.cancel_reason or ("m.user", "")
@@ -120,7 +158,8 @@ class Verifier:
                 return
             for ev in await self._next_events():
                 content = ev.get("content")
-                if ev.get("sender") != v.their_user or not isinstance(content, dict):
+                if ev.get("sender") != v.their_user or not isinstance(content, dict) \
+                        or ev.get("room_id") != v.room_id:
                     continue
                 await self._send(v, v.receive(str(ev.get("type")), content))
         self._check(v)
@@ -162,3 +201,12 @@ class Verifier:
                 vault.update({trust.VAULT_VERIFIED_MASTER: identity.master_key})
         if signed:
             await trust.upload_signatures(self.client, signed)
+
+
+def _as_verification(event: dict[str, Any]) -> dict[str, Any]:
+    """An in-room request is an `m.room.message`; the state machine knows it by its own type."""
+    content = event.get("content")
+    if event.get("type") == "m.room.message" and isinstance(content, dict) \
+            and content.get("msgtype") == "m.key.verification.request":
+        return {**event, "type": "m.key.verification.request"}
+    return event

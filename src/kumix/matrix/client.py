@@ -160,6 +160,7 @@ class MatrixClient:
         """Called with the room id before a message to an encrypted room is encrypted: where
         kumix.app.trust applies the sharing rules (which devices get the room key)."""
         self.verification_events: list[dict[str, Any]] = []
+        self.room_verification_events: list[dict[str, Any]] = []
         self._excluded_by_room: dict[str, set[tuple[str, str]]] = {}
         """To-device `m.key.verification.*` events received, for kumix.app.verification to drain."""
 
@@ -273,6 +274,8 @@ class MatrixClient:
             if info.timeline.limited:
                 limited.add(room_id)
             events.extend(self._event(room_id, ev) for ev in info.timeline.events)
+            for ev in info.timeline.events:
+                self._collect_room_verification(room_id, ev)
         for room_id, iinfo in resp.rooms.invite.items():
             for st in iinfo.invite_state:
                 content = getattr(st, "content", None)
@@ -701,6 +704,20 @@ class MatrixClient:
                     olm.blacklist_device(device)
                 elif olm.is_device_blacklisted(device):
                     olm.unblacklist_device(device)
+
+    def _collect_room_verification(self, room_id: str, ev: Any) -> None:
+        """In-room verification events (decrypted when the room is encrypted), for
+        kumix.app.verification: the request is an `m.room.message`, the rest their own types."""
+        source = getattr(ev, "source", None)
+        if not isinstance(source, dict) or isinstance(ev, nio.MegolmEvent):
+            return
+        content = source.get("content")
+        kind = source.get("type")
+        if not isinstance(content, dict) or not isinstance(kind, str):
+            return
+        if kind.startswith("m.key.verification.") or (
+                kind == "m.room.message" and content.get("msgtype") == "m.key.verification.request"):
+            self.room_verification_events.append({**source, "room_id": room_id})
 
     def _mute_nio_verification(self) -> None:
         """Verification is Kumix's own (kumix.matrix.sas): nio's older SAS code would answer

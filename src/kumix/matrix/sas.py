@@ -64,7 +64,11 @@ class Party:
 
 class SasVerification:
     def __init__(self, *, us: Party, their_user: str, transaction_id: str, our_keys: dict[str, str],
-                 their_keys: KeysOf, requester: bool) -> None:
+                 their_keys: KeysOf, requester: bool, room_id: str | None = None) -> None:
+        self.room_id = room_id
+        self.in_room = room_id is not None
+        """In-room verification: `transaction_id` is the request event's id, and every
+        later event refers to it with an `m.reference` relation instead of a transaction id."""
         self.us = us
         self.their_user = their_user
         self.their_device: str | None = None
@@ -89,7 +93,19 @@ class SasVerification:
     # -- helpers -----------------------------------------------------------------------
 
     def _c(self, **fields: Any) -> dict[str, Any]:
+        if self.in_room:
+            return {**fields, "m.relates_to": {"rel_type": "m.reference", "event_id": self.transaction_id}}
         return {"transaction_id": self.transaction_id, **fields}
+
+    def _ours(self, event_type: str, content: dict[str, Any]) -> bool:
+        """Whether an event belongs to this transaction."""
+        if not self.in_room:
+            return content.get("transaction_id") == self.transaction_id
+        if event_type == "m.key.verification.request":
+            return True  # the request itself: the caller matched it by its event id
+        rel = content.get("m.relates_to")
+        return isinstance(rel, dict) and rel.get("rel_type") == "m.reference" \
+            and rel.get("event_id") == self.transaction_id
 
     def _fail(self, code: str, reason: str) -> Outgoing:
         """Cancel: the event to send, and the error raised to the caller after sending it."""
@@ -131,7 +147,7 @@ class SasVerification:
         A protocol violation cancels (the cancel is returned; `cancelled` becomes true)."""
         if self.state in ("cancelled", "done"):
             return []
-        if content.get("transaction_id") != self.transaction_id:
+        if not self._ours(event_type, content):
             return []
         handler = {
             "m.key.verification.request": self._on_request,
@@ -340,3 +356,10 @@ class SasVerification:
         self.state = "cancelled"
         self.cancel_reason = (str(content.get("code", "m.user"))[:64], str(content.get("reason", ""))[:200])
         return []
+
+
+def room_request_content(us: Party, their_user: str) -> dict[str, Any]:
+    """The `m.room.message` that asks for an in-room verification (its event id becomes the
+    transaction id)."""
+    return {"msgtype": "m.key.verification.request", "from_device": us.device_id, "methods": [METHOD],
+            "to": their_user, "body": f"{us.user_id} is asking to verify your key, with SAS (m.sas.v1)."}
