@@ -91,20 +91,24 @@ class MatrixService:
 
     # -- login / logout ----------------------------------------------------------------
 
-    async def login_password(self, homeserver: str, user: str, password: str) -> Account:
-        return await self._login(homeserver, lambda c: c.login_password(user, password), password=password)
+    async def login_password(self, homeserver: str, user: str, password: str, *,
+                             reset_cross_signing: bool = False) -> Account:
+        """`reset_cross_signing`: replace an identity this device cannot use (only for
+        accounts no other client uses, like the demo's: it undoes their verifications)."""
+        return await self._login(homeserver, lambda c: c.login_password(user, password), password=password,
+                                 reset_cross_signing=reset_cross_signing)
 
     async def login_token(self, homeserver: str, access_token: str) -> Account:
         return await self._login(homeserver, lambda c: c.login_token(access_token))
 
     async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
-                     password: str | None = None) -> Account:
+                     password: str | None = None, reset_cross_signing: bool = False) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how, password)
+            return await self._login_locked(homeserver, how, password, reset_cross_signing)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
@@ -112,7 +116,7 @@ class MatrixService:
             raise BadRequest("already logged in here; run `kumix logout` first (or use another --data-dir)")
 
     async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
-                            password: str | None = None) -> Account:
+                            password: str | None = None, reset_cross_signing: bool = False) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an
         # earlier session (crash during login) would not open with the new key.
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
@@ -148,7 +152,7 @@ class MatrixService:
             await Session(self, c).apply(first)
             # Cross-signing (kumix.app.trust): a password login can publish the identity at once.
             if password is not None:
-                await trust.bootstrap_at_login(c, self.vault, password, self.progress)
+                await trust.bootstrap_at_login(c, self.vault, password, self.progress, reset=reset_cross_signing)
         return account
 
     @staticmethod

@@ -214,13 +214,15 @@ def _safe_identity(user_id: str, query: dict[str, Any]) -> Identity | None:
 
 
 async def bootstrap_at_login(client: MatrixClient, vault: Vault, password: str,
-                             progress: Callable[[str], None]) -> None:
+                             progress: Callable[[str], None], *, reset: bool = False) -> None:
     """The login hook: a fresh account gets its identity at once; a failure here does not
     undo the login (the device works, only unverified), it is reported instead."""
     async def give() -> str | None:
         return password
     try:
         done = await bootstrap(client, vault, give)
+        if not done and reset:
+            done = await bootstrap(client, vault, give, reset=True)
     except KumixError as exc:
         progress(f"cross-signing not set up ({exc.code}: {exc.message}); "
                  "run `kumix keys cross-signing bootstrap` to retry")

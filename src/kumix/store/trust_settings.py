@@ -18,13 +18,11 @@ MIGRATIONS = Migrations(
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
-        """,
-        """
         CREATE TABLE pinned_identities (
             user_id TEXT PRIMARY KEY,
             master_key TEXT NOT NULL
         );
-        """,
+        """
     ],
 )
 
