@@ -13,7 +13,8 @@ Not a test: nothing here asserts a threshold.
 Layers: `rlimits` (hygiene.apply_rlimits with the strict policy's values), `uid` (switch to
 65534 with every capability dropped, as for a root host), `traversal` (the O_PATH descriptors
 and the sys.path rewrite of runtime_access), `landlock` (the worker's read set), `seccomp`
-(the worker's filter as built by seccomp_filter.build_filter), `seccomp-ssb` (same, loaded with
+(the worker's two filters as built by seccomp_filter.build_filters), `namespaces` (the worker's
+own user/mount/IPC/net namespaces and its pivoted root), `seccomp-ssb` (same, loaded with
 SCMP_FLTATR_CTL_SSB = SECCOMP_FILTER_FLAG_SPEC_ALLOW), `seccomp-tree` (same, with libseccomp's
 binary-tree layout, SCMP_FLTATR_CTL_OPTIMIZE = 2), `seccomp-allow` (a filter with no rule
 at all: the cost of having a filter), `full` (confine_worker exactly as a worker runs it),
@@ -34,7 +35,15 @@ from pathlib import Path
 
 import pyseccomp as seccomp
 
-from kumix.extensions.proc import confinement, hygiene, landlock_rules, privileges, runtime_access, seccomp_filter
+from kumix.extensions.proc import (
+    confinement,
+    hygiene,
+    landlock_rules,
+    namespaces,
+    privileges,
+    runtime_access,
+    seccomp_filter,
+)
 
 PR_GET_SPECULATION_CTRL = 52
 PR_SPEC_STORE_BYPASS = 0
@@ -67,18 +76,25 @@ def _landlock(ext_dir: Path) -> None:
 
 def _seccomp(ssb: bool) -> Callable[[Path], None]:
     def apply(ext_dir: Path) -> None:
-        flt, _ = seccomp_filter.build_filter(os.getpid())
-        if ssb:
-            flt.set_attr(seccomp.Attr.CTL_SSB, 1)
-        flt.load()
+        filters, _ = seccomp_filter.build_filters(os.getpid())
+        for flt in filters:
+            if ssb:
+                flt.set_attr(seccomp.Attr.CTL_SSB, 1)
+            flt.load()
 
     return apply
 
 
 def _seccomp_tree(ext_dir: Path) -> None:
-    flt, _ = seccomp_filter.build_filter(os.getpid())
-    flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
-    flt.load()
+    filters, _ = seccomp_filter.build_filters(os.getpid())
+    for flt in filters:
+        flt.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
+        flt.load()
+
+
+def _namespaces(ext_dir: Path) -> None:
+    exposures = [namespaces.Exposure(p) for p in (ext_dir, *runtime_access.python_runtime_paths())]
+    namespaces.enter(exposures, new_user_namespace=not privileges.running_as_root())
 
 
 def _seccomp_allow(ext_dir: Path) -> None:
@@ -101,6 +117,7 @@ LAYERS: dict[str, Callable[[Path], None]] = {
     "uid": _uid,
     "traversal": _traversal,
     "landlock": _landlock,
+    "namespaces": _namespaces,
     "seccomp": _seccomp(False),
     "seccomp-ssb": _seccomp(True),
     "seccomp-allow": _seccomp_allow,
@@ -115,6 +132,7 @@ CASES: dict[str, tuple[str, ...]] = {
     "uid": ("uid",),
     "traversal+uid": ("traversal", "uid"),
     "landlock": ("landlock",),
+    "namespaces": ("namespaces",),
     "seccomp-allow": ("seccomp-allow",),
     "seccomp": ("seccomp",),
     "seccomp-ssb": ("seccomp-ssb",),

@@ -8,7 +8,11 @@ Measured in one run: per-call medians over three rounds in which the cases take 
 - Kumix in-process: `WasmInstance.call` on the same export (fuel refill, epoch deadline,
   ticker, lock) and `call_bytes` into the wasm-demo module for a 100 B and a 10 KB message;
 - worker: a plain Python proc handler, the same handler calling WASM, and wasm-demo's
-  `text.stats` next to the same statistics computed in Python in the worker.
+  `text.stats` next to the same statistics computed in Python in the worker;
+- fuel rate: fuel units per second of three loops (a counter, arithmetic, memory traffic)
+  and the wall time one call takes to use up the default fuel in a loop of nothing but a
+  branch (the slowest fuel a runaway can burn), the figures behind `DEFAULT_FUEL_PER_CALL`
+  (docs/wasm.md, "Limits of every call").
 
 Ratios are printed next to each figure. Not a test: nothing here asserts a threshold.
 """
@@ -34,15 +38,38 @@ sys.path.insert(0, str(ROOT / "src"))
 # The raw baseline needs wasmtime itself; Kumix code reaches it only through kumix.extensions.wasm.
 import wasmtime  # noqa: E402
 
+from kumix.core.errors import ResourceLimit  # noqa: E402
 from kumix.extensions.manifest import load_manifest  # noqa: E402
 from kumix.extensions.policy import load_policy  # noqa: E402
 from kumix.extensions.proc.host import ProcHost  # noqa: E402
 from kumix.extensions.wasm import WasmLimits, WasmLoader, wat_to_wasm  # noqa: E402
+from kumix.extensions.wasm.limits import DEFAULT_FUEL_PER_CALL  # noqa: E402
 
 DEMO_DIR = ROOT / "src/kumix/bundled/extensions/proc/wasm-demo"
 ADD_WAT = '(module (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))'
 SMALL = ("hello wasm " * 10)[:100]
 LARGE = ("The quick brown fox jumps over the lazy dog. " * 250)[:10_000]
+
+# Three loops of different instruction mixes; each takes the iteration count.
+FUEL_WAT = """
+(module
+  (memory 1)
+  (func (export "count") (param $n i64)
+    (loop $l (local.set $n (i64.sub (local.get $n) (i64.const 1))) (br_if $l (i64.ne (local.get $n) (i64.const 0)))))
+  (func (export "arith") (param $n i64) (local $x i64)
+    (loop $l
+      (local.set $x (i64.xor (i64.mul (local.get $x) (i64.const 0x100000001b3)) (local.get $n)))
+      (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+      (br_if $l (i64.ne (local.get $n) (i64.const 0)))))
+  (func (export "memory") (param $n i64) (local $p i32)
+    (loop $l
+      (local.set $p (i32.and (i32.wrap_i64 (local.get $n)) (i32.const 0xfff8)))
+      (i64.store (local.get $p) (i64.add (i64.load (local.get $p)) (local.get $n)))
+      (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+      (br_if $l (i64.ne (local.get $n) (i64.const 0)))))
+  (func (export "spin") (loop $l (br $l))))
+"""
+FUEL_EXPORTS = ("count", "arith", "memory", "spin")
 
 BENCH_WORKER = '''
 from __future__ import annotations
@@ -112,13 +139,16 @@ async def interleaved_async(cases: dict[str, Callable[[], Awaitable[object]]], i
 def bench_extension(root: Path) -> Path:
     ext_dir = root / "wasm-bench"
     ext_dir.mkdir(parents=True)
-    data = wat_to_wasm(ADD_WAT)
-    (ext_dir / "add.wasm").write_bytes(data)
+    entries = []
+    for name, source, exports in (("add.wasm", ADD_WAT, ["add"]), ("fuel.wasm", FUEL_WAT, list(FUEL_EXPORTS))):
+        data = wat_to_wasm(source)
+        (ext_dir / name).write_bytes(data)
+        entries.append({"path": name, "sha256": hashlib.sha256(data).hexdigest(), "exports": exports})
     manifest = {
         "id": "wasm-bench", "name": "WASM bench", "version": "1.0.0", "kind": "proc",
         "capabilities": ["bench.run"], "entry": "worker.py",
         "methods": dict.fromkeys(("bench.plain", "bench.wasm", "bench.stats"), "bench.run"),
-        "wasm": [{"path": "add.wasm", "sha256": hashlib.sha256(data).hexdigest(), "exports": ["add"]}],
+        "wasm": entries,
     }
     (ext_dir / "manifest.json").write_text(json.dumps(manifest))
     (ext_dir / "worker.py").write_text(BENCH_WORKER)
@@ -166,6 +196,29 @@ def in_process(iterations: int) -> dict[str, float]:
         )
 
 
+def fuel_rate() -> dict[str, float]:
+    """Fuel units per second of each loop (median of 3 calls), and the default fuel's run-out time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ext_dir = bench_extension(Path(tmp))
+        loader = WasmLoader(ext_dir, load_manifest(ext_dir).wasm, WasmLimits.for_worker(512),
+                            deadline=lambda: time.monotonic() + 120)
+        module = loader.load("fuel.wasm")
+        figures: dict[str, float] = {}
+        for export in ("count", "arith", "memory"):
+            rates = []
+            for _ in range(3):
+                start = time.perf_counter()
+                module.call(export, 200_000_000)
+                rates.append(module.last_fuel_used / (time.perf_counter() - start))
+            figures[export] = statistics.median(rates)
+        start = time.perf_counter()
+        try:
+            module.call("spin")
+        except ResourceLimit:
+            figures["default_run_out"] = time.perf_counter() - start
+        return figures
+
+
 async def through_worker(policy_name: str, iterations: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -199,6 +252,7 @@ def main() -> None:
     args = parser.parse_args()
     local = in_process(args.iterations)
     worker = asyncio.run(through_worker(args.policy, args.iterations))
+    fuel = fuel_rate()
 
     def row(name: str, value: float, baseline_name: str, baseline: float) -> None:
         print(f"  {name:<44} {value:9.1f} µs   {value / baseline:6.2f}x {baseline_name}")
@@ -220,6 +274,15 @@ def main() -> None:
     row("wasm-demo text.stats, 10 KB", worker["demo_large"], "Python 10 KB", worker["py_large"])
     row("  same statistics in Python, 10 KB", worker["py_large"], "Python 10 KB", worker["py_large"])
     print(f"WASM and Python statistics agree: {worker['agree']}")
+    print("fuel rate, in process (median of 3 calls of 2·10⁸ iterations each):")
+    loops = (("count", "counter loop"), ("arith", "multiply-xor loop"), ("memory", "load-add-store loop"))
+    for export, label in loops:
+        seconds = DEFAULT_FUEL_PER_CALL / fuel[export]
+        print(f"  {label:<44} {fuel[export] / 1e9:9.2f} G units/s   default fuel = {seconds:5.1f} s"
+              f"   {fuel[export] / fuel['count']:6.2f}x counter loop")
+    run_out = fuel.get("default_run_out")
+    measured = f"{run_out:.1f} s" if run_out is not None else "did not run out"
+    print(f"  one call spinning until the default {DEFAULT_FUEL_PER_CALL:.0e} fuel runs out: {measured}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,12 @@
 Modes:
 - "none": no confinement at all: the baseline that shows an attack really works here (we run
   as root, so a refusal in this mode would be worthless as evidence).
-- "full": `confine_worker` with `required=True`, exactly as the worker does.
+- "full": `confine_worker` with `required=True`, exactly as the worker does (extension id
+  "hostile", so a root host gives it that extension's own uid).
+- "weaker": "full" on a machine without namespaces, accepted by the policy value
+  `proc.allowWithoutNamespaces` (namespaces simulated unavailable): every other layer.
+- "namespaces": the worker's own user/mount/IPC/network namespaces alone (still root when the
+  tests run as root), to show what the view itself hides.
 - "landlock" / "seccomp" / "unprivileged": one layer alone (plus no_new_privs, which the kernel
   demands for the first two), to show *which* mechanism stops an attack, not merely that
   something does.
@@ -27,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kumix.extensions.proc import landlock_rules, privileges, runtime_access, seccomp_filter
+from kumix.extensions.proc import landlock_rules, namespaces, privileges, runtime_access, seccomp_filter
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "confinement"
 HARNESS_TIMEOUT_S = 60.0
 """Only a hang ends here; attacks finish in milliseconds or hit a CPU rlimit of a second."""
 
-MODES = ("none", "full", "landlock", "seccomp", "unprivileged")
+MODES = ("none", "full", "weaker", "namespaces", "landlock", "seccomp", "unprivileged")
 
 
 @dataclass
@@ -66,8 +71,13 @@ def _apply(mode: str, ext_dir: Path, scratch: Path | None) -> tuple[Path, Path |
     """Apply `mode`; return how the extension and scratch directories are reached now."""
     if mode == "none":
         return ext_dir, scratch, None
-    if mode == "full":
-        report = confine_worker(ConfinementSpec(extension_dir=ext_dir, scratch_dir=scratch, required=True))
+    if mode in ("full", "weaker"):
+        weaker = mode == "weaker"
+        report = confine_worker(ConfinementSpec(
+            extension_dir=ext_dir, scratch_dir=scratch, required=True, extension_id="hostile",
+            simulate_unavailable=frozenset({"namespaces"}) if weaker else frozenset(),
+            accept_without_namespaces=weaker,
+        ))
         assert report.confined, report
         assert report.extension_dir is not None
         return report.extension_dir, report.scratch_dir, report.to_json()
@@ -76,6 +86,13 @@ def _apply(mode: str, ext_dir: Path, scratch: Path | None) -> tuple[Path, Path |
         prepared = landlock_rules.prepare(read, [scratch.resolve()] if scratch else [])
         privileges.set_no_new_privs()
         prepared.enforce()
+        return ext_dir, scratch, None
+    if mode == "namespaces":
+        read = [ext_dir.resolve(), *runtime_access.python_runtime_paths()]
+        exposures = [namespaces.Exposure(p) for p in read]
+        if scratch is not None:
+            exposures.append(namespaces.Exposure(scratch.resolve(), writable=True))
+        namespaces.enter(exposures, new_user_namespace=not privileges.running_as_root())
         return ext_dir, scratch, None
     if mode == "seccomp":
         seccomp_filter.install()

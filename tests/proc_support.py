@@ -28,6 +28,8 @@ TEST_LIMITS: dict[str, Any] = {
     "maxCrashes": 50,
     "crashWindowSeconds": 60,
     "requireConfinement": False,
+    # The pool tests count workers exactly; spares have tests of their own that ask for them.
+    "spareWorkers": 0,
 }
 
 

@@ -13,6 +13,7 @@ The same hostile extension is driven through the real host in test_confinement_h
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import socket
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from kumix.core.errors import ConfinementUnavailable
-from kumix.extensions.proc import confinement
+from kumix.extensions.proc import confinement, privileges
 from kumix.extensions.proc.confinement import SIMULATE_ENV, ConfinementSpec, confine_worker
 from kumix.store.database import Database
 from tests.confinement_harness import FIXTURES, run_attack
@@ -77,13 +78,20 @@ def test_confined_worker_has_every_layer_and_no_capability_left(hostile: Path) -
     report = result.report
     assert report is not None
     assert report["confined"] is True
-    assert report["layers"] == {"no_new_privs": True, "unprivileged": True, "landlock": True, "seccomp": True}
+    assert report["layers"] == {"no_new_privs": True, "unprivileged": True, "namespaces": True,
+                                "task_limit": True, "landlock": True, "seccomp": True}
+    assert sorted(report["details"]["namespaces"]) == ["ipc", "mount", "net", "user"]
+    assert report["details"]["task_limit_scope"] == "worker"
+    # The parent-death signal was set again after each identity and namespace change.
+    assert report["details"]["parent_death_checked_after"] == ["namespaces", "uid switch", "user namespace"]
     # The kernel's own view (/proc/self/status, read after every layer was applied).
     assert set(report["details"]["capabilities"].values()) == {"0" * 16}
     assert report["details"]["landlock_tcp"] is True
     assert report["details"]["landlock_scoped"] is True
-    assert answer["uid"] == answer["euid"] == 65534
-    assert answer["gid"] == 65534
+    # The extension's own uid and gid, not nobody's (which every extension used to share).
+    own = privileges.extension_identity("hostile")
+    assert answer["uid"] == answer["euid"] == own
+    assert answer["gid"] == own
     assert answer["groups"] == []
 
 
@@ -92,10 +100,13 @@ def test_confined_worker_cannot_become_root_again(hostile: Path) -> None:
     _blocked(run_attack("become_root", mode="full", ext_dir=hostile), "EPERM")
 
 
-def test_runtime_imports_still_work_confined_through_traversal_fds(hostile: Path) -> None:
-    """As nobody the interpreter under /root is unreachable by path; the worker still imports
-    stdlib C extensions and pure modules it had not loaded, and the bundled extensions'
-    libraries, through the descriptors kept across the uid switch."""
+@pytest.mark.parametrize("mode", ["full", "weaker"])
+def test_runtime_imports_still_work_confined(hostile: Path, mode: str) -> None:
+    """As the extension's uid the interpreter under /root (0700) is unreachable by path; the
+    worker still imports stdlib C extensions and pure modules it had not loaded, and the bundled
+    extensions' libraries: in its own view by their real paths (the directories around them are
+    the view's own 0755 tmpfs directories), and without namespaces through the descriptors kept
+    across the uid switch."""
     not_loaded = [m for m in ("colorsys", "wave", "_lzma", "_bz2", "fractions") if m not in sys.modules]
     assert not_loaded, "pick modules the test process has not imported"
     (hostile / "attacks.py").write_text(
@@ -106,11 +117,15 @@ def test_runtime_imports_still_work_confined_through_traversal_fds(hostile: Path
         "ATTACKS['import_modules'] = import_modules\n"
     )
     result = run_attack("import_modules", {"names": [*not_loaded, "markdown_it", "linkify_it"]},
-                        mode="full", ext_dir=hostile)
+                        mode=mode, ext_dir=hostile)
     files = _succeeded(result)["files"]
     assert set(files) == {*not_loaded, "markdown_it", "linkify_it"}
-    # Pure-python and C stdlib modules came in through /proc/self/fd/N (the traversal fd).
-    assert all(files[name].startswith("/proc/self/fd/") for name in not_loaded), files
+    if mode == "weaker":
+        # Pure-python and C stdlib modules came in through /proc/self/fd/N (the traversal fd).
+        assert all(files[name].startswith("/proc/self/fd/") for name in not_loaded), files
+    else:
+        expected = {name: getattr(importlib.util.find_spec(name), "origin", None) for name in not_loaded}
+        assert all(files[name] == expected[name] for name in not_loaded), files
 
 
 def test_landlock_alone_stops_root_reading_outside_the_read_set(hostile: Path, host_data: Path) -> None:
@@ -202,23 +217,29 @@ def test_user_namespace_is_refused(hostile: Path) -> None:
 def test_host_data_directory_is_unreadable(hostile: Path, host_data: Path, name: str, marker: str) -> None:
     target = {"path": str(host_data / name)}
     assert marker in _succeeded(run_attack("read_file", target, mode="none", ext_dir=hostile))["text"]
-    _blocked(run_attack("read_file", target, mode="full", ext_dir=hostile), "EACCES")
+    # In its own view the data directory does not exist; without the view Landlock refuses.
+    _blocked(run_attack("read_file", target, mode="full", ext_dir=hostile), "ENOENT")
+    _blocked(run_attack("read_file", target, mode="weaker", ext_dir=hostile), "EACCES")
+    _blocked(run_attack("read_file", target, mode="namespaces", ext_dir=hostile), "ENOENT")
     _blocked(run_attack("read_file", target, mode="landlock", ext_dir=hostile), "EACCES")
     _blocked(run_attack("read_file", target, mode="unprivileged", ext_dir=hostile), "EACCES")
-    _blocked(run_attack("list_dir", {"path": str(host_data)}, mode="full", ext_dir=hostile), "EACCES")
+    _blocked(run_attack("list_dir", {"path": str(host_data)}, mode="full", ext_dir=hostile), "ENOENT")
+    _blocked(run_attack("list_dir", {"path": str(host_data)}, mode="weaker", ext_dir=hostile), "EACCES")
 
 
 def test_host_environ_is_unreadable(hostile: Path) -> None:
     target = {"path": f"/proc/{os.getpid()}/environ"}
     assert "PATH=" in _succeeded(run_attack("read_file", target, mode="none", ext_dir=hostile))["text"]
-    _blocked(run_attack("read_file", target, mode="full", ext_dir=hostile), "EACCES")
+    _blocked(run_attack("read_file", target, mode="full", ext_dir=hostile), "ENOENT")
+    _blocked(run_attack("read_file", target, mode="weaker", ext_dir=hostile), "EACCES")
     _blocked(run_attack("read_file", target, mode="landlock", ext_dir=hostile), "EACCES")
 
 
 def test_host_memory_is_unreadable(hostile: Path) -> None:
     params = {"pid": os.getpid()}
     assert _succeeded(run_attack("read_memory", params, mode="none", ext_dir=hostile))["bytes"] == 16
-    _blocked(run_attack("read_memory", params, mode="full", ext_dir=hostile), "EACCES")
+    _blocked(run_attack("read_memory", params, mode="full", ext_dir=hostile), "ENOENT")
+    _blocked(run_attack("read_memory", params, mode="weaker", ext_dir=hostile), "EACCES")
     _blocked(run_attack("read_memory", params, mode="landlock", ext_dir=hostile), "EACCES")
     buffer = ctypes.create_string_buffer(b"host secret bytes")
     vm = {"pid": os.getpid(), "address": ctypes.addressof(buffer)}
@@ -244,15 +265,19 @@ def test_host_cannot_be_signalled(hostile: Path) -> None:
 def test_traversal_fds_do_not_open_the_directories_around_the_runtime(hostile: Path) -> None:
     """The descriptor kept for the interpreter under /root reaches what it names, and `..` from
     it leads into directories Landlock never granted."""
-    report = run_attack("identity", mode="full", ext_dir=hostile).report
+    report = run_attack("identity", mode="weaker", ext_dir=hostile).report
     assert report is not None
     names = report["details"]["traversal_fds"]
     assert names, "expected the runtime under /root to need a traversal fd"
     for original, reachable in names.items():
-        assert _succeeded(run_attack("list_dir", {"path": reachable}, mode="full", ext_dir=hostile))["entries"]
+        assert _succeeded(run_attack("list_dir", {"path": reachable}, mode="weaker", ext_dir=hostile))["entries"]
         assert sorted(os.listdir(original)) == sorted(
-            _succeeded(run_attack("list_dir", {"path": reachable}, mode="full", ext_dir=hostile))["entries"])
-        _blocked(run_attack("list_dir", {"path": reachable + "/.."}, mode="full", ext_dir=hostile), "EACCES")
+            _succeeded(run_attack("list_dir", {"path": reachable}, mode="weaker", ext_dir=hostile))["entries"])
+        _blocked(run_attack("list_dir", {"path": reachable + "/.."}, mode="weaker", ext_dir=hostile), "EACCES")
+    # With namespaces the worker needs no descriptor at all: the runtime has its own path.
+    full = run_attack("identity", mode="full", ext_dir=hostile).report
+    assert full is not None
+    assert "traversal_fds" not in full["details"]
 
 
 # --- writes ----------------------------------------------------------------------------------
@@ -262,7 +287,10 @@ def test_extension_directory_is_read_only(hostile: Path) -> None:
     target = {"path": str(hostile / "planted.py")}
     _succeeded(run_attack("write_file", target, mode="none", ext_dir=hostile))
     (hostile / "planted.py").unlink()
-    _blocked(run_attack("write_file", target, mode="full", ext_dir=hostile), "EACCES")
+    # A read-only bind mount in the worker's view, and Landlock's refusal beneath it.
+    _blocked(run_attack("write_file", target, mode="full", ext_dir=hostile), "EROFS")
+    _blocked(run_attack("write_file", target, mode="namespaces", ext_dir=hostile), "EROFS")
+    _blocked(run_attack("write_file", target, mode="weaker", ext_dir=hostile), "EACCES")
     _blocked(run_attack("write_file", target, mode="landlock", ext_dir=hostile), "EACCES")
     assert not (hostile / "planted.py").exists()
 
@@ -272,7 +300,9 @@ def test_tmp_is_not_writable(hostile: Path) -> None:
     try:
         _succeeded(run_attack("write_file", {"path": str(path)}, mode="none", ext_dir=hostile))
         path.unlink()
-        _blocked(run_attack("write_file", {"path": str(path)}, mode="full", ext_dir=hostile), "EACCES")
+        # /tmp in the view is a directory of the read-only root (the fixture lies under /tmp).
+        _blocked(run_attack("write_file", {"path": str(path)}, mode="full", ext_dir=hostile), "EROFS")
+        _blocked(run_attack("write_file", {"path": str(path)}, mode="weaker", ext_dir=hostile), "EACCES")
         _blocked(run_attack("write_file", {"path": str(path)}, mode="landlock", ext_dir=hostile), "EACCES")
         assert not path.exists()
     finally:
@@ -315,7 +345,9 @@ def test_symlink_planted_in_the_extension_directory_does_not_escape(hostile: Pat
     link.symlink_to(host_data / "credentials.json")
     target = {"path": str(link)}
     assert SECRET in _succeeded(run_attack("read_file", target, mode="none", ext_dir=hostile))["text"]
-    _blocked(run_attack("read_file", target, mode="full", ext_dir=hostile), "EACCES")
+    # The link's target is not in the worker's view; without the view Landlock refuses it.
+    _blocked(run_attack("read_file", target, mode="full", ext_dir=hostile), "ENOENT")
+    _blocked(run_attack("read_file", target, mode="weaker", ext_dir=hostile), "EACCES")
     _blocked(run_attack("read_file", target, mode="landlock", ext_dir=hostile), "EACCES")
 
 
@@ -399,7 +431,8 @@ def test_unrequired_confinement_reports_the_missing_layer_and_applies_the_rest(
                 "socket": sock, "uid": os.geteuid()}
 
     answer = _in_child(attempt)
-    assert answer["layers"] == {"no_new_privs": True, "unprivileged": True, "landlock": False, "seccomp": True}
+    assert answer["layers"] == {"no_new_privs": True, "unprivileged": True, "namespaces": True,
+                                "task_limit": True, "landlock": False, "seccomp": True}
     assert "landlock" in answer["warning"]
     assert SIMULATE_ENV in answer["warning"]
     assert answer["socket"] == "EPERM"
@@ -411,7 +444,10 @@ def test_unrequired_confinement_reports_the_missing_layer_and_applies_the_rest(
 def test_probe_reports_active_layers_without_confining_the_caller() -> None:
     result = confinement.probe_machine()
     assert result.report.confined, result.report.problems
-    assert result.checks == {"socket": "EPERM", "fork": "EPERM", "read_etc": "EACCES", "write_tmp": "EACCES"}
+    # /etc/hostname is not in the probe's view at all, and /tmp is a directory of its read-only
+    # root; SysV IPC is refused by name, listmount (unknown to the allowlist) as no such call.
+    assert result.checks == {"socket": "EPERM", "fork": "EPERM", "read_etc": "ENOENT", "write_tmp": "EROFS",
+                             "sysv_msgget": "EPERM", "listmount": "ENOSYS", "mounts_visible": "ENOENT"}
     # This process is untouched.
     assert _root_listable()
     assert os.geteuid() == 0

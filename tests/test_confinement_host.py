@@ -16,6 +16,7 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -30,12 +31,14 @@ from kumix.app.settings import Settings
 from kumix.core.errors import ConfinementUnavailable, KumixError
 from kumix.extensions.manifest import load_manifest
 from kumix.extensions.policy import load_policy
+from kumix.extensions.proc import privileges
 from kumix.extensions.proc.confinement import SIMULATE_ENV
 from kumix.extensions.proc.host import ProcHost
 from kumix.store.database import Database
 from kumix.store.extension_state import ExtensionStateStore
 from tests.confinement_harness import FIXTURES
 from tests.conftest import REPO_ROOT
+from tests.proc_support import proc_pids_of, wait_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux confinement")
 
@@ -109,7 +112,8 @@ async def test_every_attack_fails_inside_the_confined_worker(
 ) -> None:
     kumix, caller = strict
     identity = await attack(caller, "identity")
-    assert identity["uid"] == 65534
+    # The extension's own identity (a root host), not a uid shared with other extensions.
+    assert identity["uid"] == privileges.extension_identity("hostile")
     assert identity["groups"] == []
     session = await caller.session("hostile")
     pid_before = session.current_pid
@@ -131,28 +135,33 @@ async def test_every_attack_fails_inside_the_confined_worker(
     blocked(await attack(caller, "unshare_user_namespace"), "EPERM")
     blocked(await attack(caller, "become_root"), "EPERM")
 
+    # Outside its own view (runtime, extension dir, scratch dir) nothing exists for the worker.
     data = kumix.settings.data_dir
     for target in (kumix.settings.state_db, data / "vault.json", Path(f"/proc/{os.getpid()}/environ")):
-        blocked(await attack(caller, "read_file", path=str(target)), "EACCES")
+        blocked(await attack(caller, "read_file", path=str(target)), "ENOENT")
+    # The data dir is only a mount-point stub of the view (scratch lies beneath it): Landlock
+    # refuses listing it.
     blocked(await attack(caller, "list_dir", path=str(data)), "EACCES")
-    blocked(await attack(caller, "read_memory", pid=os.getpid()), "EACCES")
+    blocked(await attack(caller, "read_memory", pid=os.getpid()), "ENOENT")
     buffer = ctypes.create_string_buffer(SECRET.encode())
     blocked(await attack(caller, "process_vm_readv", pid=os.getpid(), address=ctypes.addressof(buffer)), "EPERM")
     blocked(await attack(caller, "signal_process", pid=os.getpid()), "EPERM")
 
-    blocked(await attack(caller, "write_file", path=str(kumix.hostile_dir / "planted.py")), "EACCES")
-    blocked(await attack(caller, "write_file", path=f"/tmp/kumix-attack-{os.getpid()}"), "EACCES")  # noqa: S108
+    # The extension dir is a read-only bind mount; /tmp is a directory of the read-only root.
+    blocked(await attack(caller, "write_file", path=str(kumix.hostile_dir / "planted.py")), "EROFS")
+    blocked(await attack(caller, "write_file", path=f"/tmp/kumix-attack-{os.getpid()}"), "EROFS")  # noqa: S108
     assert not (kumix.hostile_dir / "planted.py").exists()
     assert not Path(f"/tmp/kumix-attack-{os.getpid()}").exists()  # noqa: S108
 
     # Made after the extension was discovered and its worker started.
     (kumix.hostile_dir / "innocent.txt").symlink_to(data / "vault.json")
-    blocked(await attack(caller, "read_file", path=str(kumix.hostile_dir / "innocent.txt")), "EACCES")
+    blocked(await attack(caller, "read_file", path=str(kumix.hostile_dir / "innocent.txt")), "ENOENT")
 
     # Resources: the worker's rlimits (strict policy) stop these inside the worker.
     scratch = data / "scratch" / "hostile"
     home = (await attack(caller, "read_env"))["env"]
-    assert home["HOME"].startswith("/proc/self/fd/")
+    # The scratch directory keeps its own path inside the view (no descriptor needed).
+    assert home["HOME"] == str(scratch)
     fill = await attack(caller, "fill_disk", path=home["HOME"] + "/fill.bin", max_mb=64)
     blocked(fill, "EFBIG")
     assert (scratch / "fill.bin").stat().st_size == load_policy(str(kumix.settings.policy)).proc.max_log_bytes
@@ -237,3 +246,33 @@ async def test_bundled_extensions_work_confined_under_the_strict_policy(tmp_path
         assert await theme.call("theme.tokens.provide", {})
     for name in ("markdown-renderer", "theme-default"):
         assert "started, confined" in (logs / f"{name}.log").read_text()
+
+
+async def test_worker_at_its_thread_limit_fails_only_its_own_call(strict: tuple[Kumix, ExtensionCaller]) -> None:
+    """2049 tiny-stack threads held at once worked before; now the worker's own call fails at
+    the policy's maxTasksPerWorker, the neighbour answers and the same worker serves on."""
+    kumix, caller = strict
+    session = await caller.session("hostile")
+    assert (await attack(caller, "identity"))["outcome"] == "succeeded"
+    pid_before = session.current_pid
+    answer = await attack(caller, "many_threads", count=2049)
+    blocked(answer, "EAGAIN")
+    limit = load_policy(str(kumix.settings.policy)).proc.max_tasks_per_worker
+    assert int(answer["message"].rsplit("after ", 1)[1].split()[0]) < limit
+    assert (await attack(caller, "many_threads", count=4))["threads"] == 4
+    assert session.current_pid == pid_before
+    assert caller.stats("hostile")["crashes"] == 0
+
+
+async def test_worker_dies_when_its_fork_server_is_sigkilled(strict: tuple[Kumix, ExtensionCaller]) -> None:
+    """The worker switched to its extension's uid and entered its namespaces after PDEATHSIG was
+    first set; it still dies with the fork server (it used to live on as an orphan)."""
+    _kumix, caller = strict
+    assert (await attack(caller, "identity"))["outcome"] == "succeeded"
+    worker = (await caller.session("hostile")).current_pid
+    assert worker is not None
+    status = Path(f"/proc/{worker}/status").read_text()
+    server = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    assert worker in proc_pids_of(server)
+    os.kill(server, signal.SIGKILL)
+    assert await wait_gone([worker]) == []

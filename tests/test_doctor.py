@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,10 @@ def test_doctor_reports_every_layer_active_under_strict() -> None:
     assert doc["layers"] == dict.fromkeys(LAYERS, True)
     assert doc["landlock_abi"] >= 1
     # The probe child really was confined: it tried and was refused.
-    assert doc["checks"] == {"socket": "EPERM", "fork": "EPERM", "read_etc": "EACCES", "write_tmp": "EACCES"}
+    assert doc["checks"] == {"socket": "EPERM", "fork": "EPERM", "read_etc": "ENOENT", "write_tmp": "EROFS",
+                             "sysv_msgget": "EPERM", "listmount": "ENOSYS", "mounts_visible": "ENOENT"}
+    assert sorted(doc["details"]["namespaces"]) == ["ipc", "mount", "net", "user"]
+    assert doc["details"]["max_tasks"] == 32
 
 
 def test_doctor_text_names_each_layer() -> None:
@@ -65,3 +69,29 @@ def test_doctor_does_not_confine_the_cli_process(capsys: pytest.CaptureFixture[s
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
+
+
+def test_strict_policy_without_namespaces_refuses_unless_the_policy_accepts_the_weaker_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = run_kumix("doctor", "--json", env={SIMULATE_ENV: "namespaces"})
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "refused"
+    assert doc["layers"]["namespaces"] is False
+    # Without the view the probe's reads meet Landlock instead: the file exists for it.
+    assert doc["checks"]["read_etc"] == "EACCES"
+
+    policy = json.loads((Path(__file__).resolve().parents[1] / "src/kumix/bundled/policies/strict.json").read_text())
+    policy["name"] = "strict-weaker"
+    policy["proc"]["allowWithoutNamespaces"] = True
+    path = tmp_path / "weaker.json"
+    path.write_text(json.dumps(policy))
+    done = run_kumix("--policy", str(path), "doctor", "--json", env={SIMULATE_ENV: "namespaces"})
+    assert done.returncode == 0, done.stdout
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "weaker"
+    assert doc["allowWithoutNamespaces"] is True
+    assert {name for name, on in doc["layers"].items() if not on} == {"namespaces"}
+    # Only the namespaces layer is accepted missing: any other one still refuses.
+    done = run_kumix("--policy", str(path), "doctor", "--json", env={SIMULATE_ENV: "namespaces,seccomp"})
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["verdict"] == "refused"

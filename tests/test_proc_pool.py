@@ -10,6 +10,8 @@ safety nets; no assertion depends on how long anything took.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -231,3 +233,34 @@ async def test_idle_workers_beyond_the_first_retire_without_counting_as_crashes(
             assert (await probe.call("probe.echo", {}))["pid"] == kept, "one warm worker stays"
         stats = probe.stats.snapshot()
         assert (stats["crashes"], stats["restarts"], stats["errors"]) == (0, 0, {})
+
+
+async def test_a_spare_worker_takes_over_at_once_when_the_warm_one_dies(tmp_path: Path) -> None:
+    async with probe_host(tmp_path, maxConcurrency=2, spareWorkers=1) as (host, probe, _):
+        async with asyncio.timeout(SAFETY_S):
+            warm = (await probe.call("probe.echo", {}))["pid"]
+            # The spare is started, confined and past its hello before anything needs it.
+            await until(lambda: len(probe.live_pids) == 2)
+            (spare,) = [pid for pid in probe.live_pids if pid != warm]
+            os.kill(warm, signal.SIGKILL)
+            await until(lambda: probe.current_pid != warm)
+            started_before_the_answer = list(probe.worker_pids)
+            answer = await probe.call("probe.echo", {"after": "crash"})
+            assert answer["pid"] == spare, "the spare answered, no fork stood between crash and answer"
+            assert spare in started_before_the_answer
+            # The spare became the warm worker; a new spare takes its place.
+            await until(lambda: warm not in probe.live_pids and len(probe.live_pids) == 2)
+        stats = probe.stats.snapshot()
+        assert (stats["crashes"], stats["restarts"], stats["errors"]) == (1, 1, {})
+        assert len(probe.worker_pids) == 3
+
+
+async def test_spares_count_against_max_concurrency(tmp_path: Path) -> None:
+    async with probe_host(tmp_path, maxConcurrency=2, spareWorkers=1) as (host, probe, _):
+        async with asyncio.timeout(SAFETY_S):
+            tag = uuid.uuid4().hex
+            results = await asyncio.gather(*(start(probe, "probe.gather", tag=tag, peers=2) for _ in range(2)))
+            assert len({r["pid"] for r in results}) == 2
+            await until(lambda: probe.busy_workers == 0)
+            assert probe.stats.snapshot()["workers"] == 2
+        assert len(probe.worker_pids) == 2, "both slots served calls; no third process for a spare"

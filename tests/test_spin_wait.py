@@ -1,10 +1,20 @@
-"""Spin-then-block: the bounded poll that keeps a vCPU awake for a fast answer."""
+"""Spin-then-block: the bounded poll that keeps a vCPU awake for a fast answer, and the
+governor that stops it when it does not pay or the peer shares the CPU."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
-from kumix.extensions.proc.spin_wait import spin_until_readable
+from kumix.extensions.proc.spin_wait import (
+    CREDIT_MAX,
+    PROBE_EVERY,
+    AdaptiveSpin,
+    SpinGovernor,
+    runnable_tasks,
+    spin_until_readable,
+)
 
 
 def test_readable_pipe_is_seen_without_consuming_data() -> None:
@@ -36,3 +46,93 @@ def test_closed_writer_counts_as_readable_so_the_reader_sees_eof() -> None:
         assert os.read(read_fd, 16) == b""
     finally:
         os.close(read_fd)
+
+
+def test_governor_spins_while_spinning_pays() -> None:
+    governor = SpinGovernor()
+    for _ in range(100):
+        assert governor.should_spin()
+        governor.record(success=True)
+    assert governor.credit == CREDIT_MAX
+
+
+def test_governor_stops_when_spins_mostly_fail_and_probes_now_and_then() -> None:
+    governor = SpinGovernor()
+    failures = 0
+    while governor.credit > 0:
+        assert governor.should_spin()
+        governor.record(success=False)
+        failures += 1
+    assert failures == 2, "the optimistic start survives two failed spins"
+    decisions = [governor.should_spin() for _ in range(PROBE_EVERY * 4)]
+    assert decisions.count(True) == 4, "one probe in every PROBE_EVERY waits"
+    assert decisions[PROBE_EVERY - 1] is True
+    # A probe that pays resumes spinning; one failure then stops it again.
+    governor.record(success=True)
+    assert governor.should_spin()
+    governor.record(success=False)
+    assert not governor.should_spin()
+
+
+def test_governor_gives_up_on_a_one_in_two_success_rate() -> None:
+    governor = SpinGovernor()
+    spun = 0
+    for i in range(1000):
+        if governor.should_spin():
+            spun += 1
+            governor.record(success=i % 2 == 0)
+    assert spun < 1000 // PROBE_EVERY * 3, "alternating outcomes cost more than they win"
+
+
+def test_a_peer_on_this_cpu_is_never_spun_for() -> None:
+    # Our own pid is, by definition, last seen on the CPU we run on.
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, b"reply")
+        beside = AdaptiveSpin(1_000_000, peer_pid=os.getpid())
+        assert beside.wait(read_fd) is False, "blocking gives the CPU to the peer"
+        assert beside.shares_cpu
+        assert beside.governor.spins == 0
+        apart = AdaptiveSpin(1_000_000)
+        assert apart.wait(read_fd) is True
+        assert apart.governor.successes == 1
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_silent_peer_teaches_the_spin_to_block() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        spin = AdaptiveSpin(50_000)
+        results = [spin.wait(read_fd) for _ in range(PROBE_EVERY)]
+        assert results == [False] * PROBE_EVERY
+        assert spin.governor.spins <= 3, "two failures stop the spinning, a probe may follow"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_saturated_machine_is_never_spun_on() -> None:
+    # More runnable tasks than CPUs: no vCPU idles, so no halt to avoid, only a neighbour's
+    # time slice to lose. Burners make the machine saturated whatever else runs.
+    cpus = len(os.sched_getaffinity(0))
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cpus + 1)
+    ]
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, b"reply")
+        # Ask until the burners run (they are runnable from their first instruction on).
+        spin = AdaptiveSpin(1_000_000, peer_pid=burners[0].pid)
+        while (runnable_tasks() or 0) <= cpus:
+            pass
+        assert spin.wait(read_fd) is False
+        assert spin.machine_busy
+        assert spin.governor.spins == 0
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        os.close(read_fd)
+        os.close(write_fd)

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from kumix.core.errors import BadRequest, CallTimeout, ResourceLimit, WasmRejected, WasmTrap
-from kumix.extensions import wasm as wasm_module
-from kumix.extensions.wasm import MAX_TABLE_ELEMENTS, WasmInstance, wat_to_wasm
+from kumix.extensions.wasm import MAX_TABLE_ELEMENTS, WasmInstance, clock, engine, loader, wat_to_wasm
 from tests.wasm_fixtures import FRIENDLY, FRIENDLY_EXPORTS, MiB, Module, loader_for, make_wasm_extension
 
 SPIN = '(module (func (export "spin") (loop (br 0))) (func (export "ok") (result i32) (i32.const 7)))'
@@ -41,7 +40,7 @@ def test_deadline_holds_in_wall_time_when_the_ticker_oversleeps(
     real_sleep = time.sleep
     slow_time = SimpleNamespace(monotonic=time.monotonic, sleep=lambda seconds: real_sleep(3 * seconds))
     instance = load(tmp_path, SPIN, ("spin", "ok"), deadline=None)
-    monkeypatch.setattr(wasm_module, "time", slow_time)
+    monkeypatch.setattr(clock, "time", slow_time)
     deadline = time.monotonic() + 1.0
     instance._deadline = lambda: deadline
     with pytest.raises(CallTimeout):
@@ -92,21 +91,21 @@ def test_compiled_bytes_are_the_hashed_bytes_even_if_the_file_changes(
 ) -> None:
     ext_dir, manifest = make_wasm_extension(tmp_path, [Module("m.wasm", FRIENDLY, FRIENDLY_EXPORTS)])
     evil = wat_to_wasm(FRIENDLY.replace("(i32.add (local.get 0) (local.get 1))", "(i32.const 666)"))
-    real_read = wasm_module._read_module_file
+    real_read = loader.read_module_file
     compiled: list[bytes] = []
-    real_compile = wasm_module._compile
+    real_compile = loader.compile_module
 
     def read_then_swap(directory: Path, path: str) -> bytes:
         data = real_read(directory, path)
         (directory / path).write_bytes(evil)  # swapped between reading and compiling
         return data
 
-    def recording_compile(engine: Any, data: bytes, path: str) -> Any:
+    def recording_compile(engine: Any, data: bytes, *rest: Any) -> Any:
         compiled.append(data)
-        return real_compile(engine, data, path)
+        return real_compile(engine, data, *rest)
 
-    monkeypatch.setattr(wasm_module, "_read_module_file", read_then_swap)
-    monkeypatch.setattr(wasm_module, "_compile", recording_compile)
+    monkeypatch.setattr(loader, "read_module_file", read_then_swap)
+    monkeypatch.setattr(loader, "compile_module", recording_compile)
     instance = loader_for(ext_dir, manifest).load("m.wasm")
     assert instance.call("add", 2, 3) == 5
     assert [hashlib.sha256(data).hexdigest() for data in compiled] == [manifest.wasm[0].sha256]
@@ -287,3 +286,64 @@ def test_numbers_that_do_not_fit_are_a_bad_request_not_a_silent_wrap(tmp_path: P
 
 def test_integers_are_accepted_for_float_parameters(tmp_path: Path) -> None:
     assert load(tmp_path, NUMERIC, ("idf",)).call("idf", 3) == 3.0
+
+
+# --- memory at the cap where Kumix could not see it -------------------------------------------
+
+START_GROW_BOMB = """
+(module
+  (memory {export} 1)
+  (func $grow
+    (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+    unreachable)
+  (start $grow)
+  (func (export "ok") (result i32) (i32.const 7)))
+"""
+
+
+@pytest.mark.parametrize("export", ['(export "memory")', ""], ids=["exported", "unexported"])
+def test_start_function_that_fills_memory_then_traps_is_a_memory_limit(
+    tmp_path: Path, export: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The start function runs inside instantiation, before any export is visible: the trap at
+    # the cap was reported as the module's own `wasm_trap` instead of `resource_limit`.
+    source = START_GROW_BOMB.format(export=export)
+    with pytest.raises(ResourceLimit) as info:
+        load(tmp_path / "on", source, ("ok",), memory=4 * MiB)
+    assert info.value.details["limit"] == "memory"
+    # Switched off (the pinned bytes compiled as they are, start section and all): the
+    # misreport this protection exists for.
+    monkeypatch.setattr(engine, "for_compiling", lambda data, shape: data)
+    with pytest.raises(WasmTrap) as trapped:
+        load(tmp_path / "off", source, ("ok",), memory=4 * MiB)
+    assert trapped.value.details["trap"] == "unreachable"
+
+
+def test_unexported_memory_at_the_cap_is_a_memory_limit(tmp_path: Path) -> None:
+    source = """
+    (module
+      (memory 1)
+      (func (export "bomb")
+        (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+        unreachable)
+      (func (export "ok") (result i32) (i32.const 7)))
+    """
+    instance = load(tmp_path, source, ("bomb", "ok"), memory=4 * MiB)
+    with pytest.raises(ResourceLimit) as info:
+        instance.call("bomb")
+    assert info.value.details["limit"] == "memory"
+    assert instance.call("ok") == 7
+
+
+def test_start_function_state_is_kept_for_the_first_call(tmp_path: Path) -> None:
+    # The start function still runs exactly once per instance, before any call.
+    source = """
+    (module
+      (global $n (mut i32) (i32.const 0))
+      (func $init (global.set $n (i32.add (global.get $n) (i32.const 41))))
+      (start $init)
+      (func (export "n") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n)))
+    """
+    instance = load(tmp_path, source, ("n",))
+    assert instance.call("n") == 42
+    assert instance.call("n") == 43

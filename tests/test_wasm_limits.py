@@ -7,6 +7,7 @@ grows), and the very next call on the same handle is served by a fresh instance.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,29 @@ def test_limits_can_be_lowered_never_raised() -> None:
     assert raised == ceiling
     lowered = ceiling.lowered(max_memory_bytes=8 * MiB, fuel_per_call=10)
     assert (lowered.max_memory_bytes, lowered.fuel_per_call) == (8 * MiB, 10)
+
+
+def test_calls_refused_before_the_module_runs_keep_the_instance(tmp_path: Path) -> None:
+    # docs/wasm.md promised that *every* failed call discards the instance; these never reach
+    # the module, so nothing in it can be poisoned, and the code has always kept it. The page
+    # now says so, and this pins each refusal it lists (state in a global survives them all).
+    ext_dir, manifest = make_wasm_extension(tmp_path, [Module("m.wasm", FRIENDLY, FRIENDLY_EXPORTS)])
+    instance = loader_for(ext_dir, manifest, max_input=16).load("m.wasm")
+    assert instance.call("bump") == 1
+    refusals: list[tuple[type[KumixError], Callable[[], object]]] = [
+        (KumixError, lambda: instance.call("add", 1)),  # wrong argument count
+        (KumixError, lambda: instance.call("add", 1, 2**40)),  # does not fit i32
+        (KumixError, lambda: instance.call("nope")),  # not declared
+        (InputTooLarge, lambda: instance.call_bytes("echo", b"x" * 17)),
+        (WasmTrap, lambda: instance.call_bytes("add", b"x")),  # not the bytes convention's signature
+    ]
+    for error, refused in refusals:
+        with pytest.raises(error):
+            refused()
+    now = time.monotonic()
+    instance._deadline = lambda: now - 1
+    with pytest.raises(CallTimeout, match="before the WASM call started"):
+        instance.call("bump")
+    instance._deadline = lambda: None
+    assert instance.call("bump") == 2
+    assert instance.instances_created == 1

@@ -75,6 +75,8 @@ def pid(params: dict[str, Any]) -> int:
     return os.getpid()
 '''
 
+OK_EXPORT = '(func (export "ok") (result i32) (i32.const 7))'
+
 HOSTILE_MODULES = [
     Module("friendly.wasm", FRIENDLY, FRIENDLY_EXPORTS),
     Module("loop.wasm", INFINITE_LOOP, ("spin", "ok")),
@@ -82,6 +84,15 @@ HOSTILE_MODULES = [
     Module("bomb.wasm", MEMORY_BOMB, ("memory", "bomb", "greedy", "ok")),
     Module("huge.wasm", HUGE_RESULT, ("memory", "alloc", "huge", "ok")),
     Module("wasi.wasm", WASI_IMPORT, ("ok",)),
+    # The second attack pass: each of these crashed the worker or answered `null`.
+    Module("v128.wasm", '(module (func (export "f") (param v128)) ' + OK_EXPORT + ")", ("ok",)),
+    Module("logv128.wasm", '(module (import "kumix" "log" (func (param v128))) ' + OK_EXPORT + ")",
+           ("ok",), imports=("kumix.log",)),
+    Module("nan.wasm", '(module (func (export "nan") (result f64) (f64.const nan)))', ("nan",)),
+    Module("typedref.wasm", '(module (type $t (func)) (func (export "f") (param (ref null $t))) ' + OK_EXPORT + ")",
+           ("ok",)),
+    Module("funcref.wasm", '(module (func $g) (elem declare func $g) '
+           '(func (export "f") (result funcref) (ref.func $g)) ' + OK_EXPORT + ")", ("f", "ok")),
 ]
 
 
@@ -93,7 +104,7 @@ def hostile_extension(root: Path) -> Path:
         data = item.binary()
         (ext_dir / item.path).write_bytes(data)
         entries.append({"path": item.path, "sha256": hashlib.sha256(data).hexdigest(),
-                        "exports": list(item.exports), "imports": []})
+                        "exports": list(item.exports), "imports": list(item.imports)})
     (root / "outside.wasm").write_bytes(wat_to_wasm(FRIENDLY))
     methods = dict.fromkeys(("wasm.call", "wasm.bytes", "wasm.pid"), "wasm.hostile")
     manifest = {"id": "wasm-hostile", "name": "Hostile WASM", "version": "1.0.0", "kind": "proc",
@@ -175,6 +186,11 @@ async def test_hostile_modules_end_in_typed_errors_and_the_worker_keeps_serving(
     trap = await attack(KumixError, "wasm.call", module="friendly.wasm", export="boom")
     assert "WASM trapped: unreachable" in trap.message
     assert trap.code == "wasm_trap"
+    for module in ("v128.wasm", "logv128.wasm", "typedref.wasm", "funcref.wasm"):
+        assert (await attack(WasmRejected, "wasm.call", module=module, export="ok")).code == "wasm_rejected"
+    nan = await attack(KumixError, "wasm.call", module="nan.wasm", export="nan")
+    assert nan.code == "wasm_trap"
+    assert "not finite" in nan.message  # details do not cross the wire; the message does
 
     assert await call(session, "wasm.pid") == pid, "the same worker process must still be serving"
     stats = host.stats("wasm-hostile")

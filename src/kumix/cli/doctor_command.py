@@ -3,8 +3,10 @@
 The layers are not guessed from kernel versions: a throwaway child is forked, confined exactly
 as a worker would be, and asked to try a few forbidden things; this process stays unconfined.
 The verdict follows the active policy: with `proc.requireConfinement` (strict) a missing layer
-means proc workers are refused with `confinement_unavailable`; without it they start unconfined
-and say so on every start. Exit status 1 when workers would be refused.
+means proc workers are refused with `confinement_unavailable` — except a missing namespaces
+layer when `proc.allowWithoutNamespaces` accepts the weaker mode ("weaker": every other layer
+holds); without requireConfinement they start without the missing layers and say so on every
+start. Exit status 1 when workers would be refused.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from typing import Any
 
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, printable
-from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, probe_machine
+from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, WEAKER_WITHOUT_NAMESPACES, probe_machine
 
 LAYER_PURPOSE = {
     "no_new_privs": "no privilege gain through exec (setuid, file capabilities)",
-    "unprivileged": "no capability left; as root host: worker runs as nobody",
+    "unprivileged": "no capability left; as root host: each extension runs as a uid of its own",
+    "namespaces": "own user, mount, IPC and network namespaces: a root holding only the runtime, "
+    "its extension dir (read-only) and its scratch dir",
+    "task_limit": "a cap on the threads a worker holds at once (RLIMIT_NPROC in its own user namespace)",
     "landlock": "reads only its extension dir and the Python runtime; writes only its scratch dir",
-    "seccomp": "no sockets, fork, exec, ptrace, mount, namespaces, bpf, io_uring …",
+    "seccomp": "an allowlist: no sockets, fork, exec, ptrace, mount, SysV IPC, xattrs, inotify, "
+    "and no syscall it does not know",
 }
 
 
@@ -35,9 +41,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
     p.set_defaults(handler=cmd_doctor)
 
 
-def _verdict(confined: bool, required: bool) -> tuple[str, str]:
-    if confined:
+def _verdict(layers: dict[str, bool], required: bool, accept_weaker: bool) -> tuple[str, str]:
+    missing = {name for name, on in layers.items() if not on}
+    if not missing:
         return "confined", "proc workers start fully confined"
+    if required and accept_weaker and missing <= WEAKER_WITHOUT_NAMESPACES:
+        return "weaker", ("proc workers start without their own namespaces, on every other layer "
+                          "(policy accepts it: allowWithoutNamespaces)")
     if required:
         return "refused", "proc workers are refused with confinement_unavailable (policy requires confinement)"
     return "unconfined", "proc workers start without the missing layers, with a warning on every start"
@@ -47,10 +57,12 @@ def cmd_doctor(ctx: CliContext) -> int:
     result = probe_machine()
     report = result.report
     required = ctx.policy.proc.require_confinement
-    verdict, explanation = _verdict(report.confined, required)
+    accept_weaker = ctx.policy.proc.allow_without_namespaces
+    verdict, explanation = _verdict(report.layers, required, accept_weaker)
     doc: dict[str, Any] = {
         "policy": ctx.policy.name,
         "requireConfinement": required,
+        "allowWithoutNamespaces": accept_weaker,
         "verdict": verdict,
         **result.to_json(),
     }
@@ -64,10 +76,15 @@ def cmd_doctor(ctx: CliContext) -> int:
             on = report.layers.get(layer, False)
             why = LAYER_PURPOSE[layer] if on else printable(report.problems.get(layer, "unavailable"), 200)
             out.write(f"  {'active     ' if on else 'UNAVAILABLE'}  {layer:<13} {why}\n")
+        if report.details.get("namespaces"):
+            out.write(f"  namespaces entered: {', '.join(map(str, report.details['namespaces']))}\n")
+        if "max_tasks" in report.details:
+            out.write(f"  task limit: {report.details['max_tasks']} per {report.details.get('task_limit_scope')}\n")
         if result.checks:
             seen = ", ".join(f"{name}: {printable(value, 40)}" for name, value in result.checks.items())
             out.write(f"  confined probe tried: {seen}\n")
-        out.write(f"policy {printable(ctx.policy.name)} (requireConfinement: {str(required).lower()}): "
+        out.write(f"policy {printable(ctx.policy.name)} (requireConfinement: {str(required).lower()}, "
+                  f"allowWithoutNamespaces: {str(accept_weaker).lower()}): "
                   f"{explanation}\n")
         if any(SIMULATE_ENV in p for p in report.problems.values()):
             out.write(f"  (layers marked simulated come from {SIMULATE_ENV})\n")

@@ -49,6 +49,17 @@ class ProcLimits:
     max_crashes: int = 5
     crash_window_seconds: int = 60
     require_confinement: bool = True
+    allow_without_namespaces: bool = False
+    """With requireConfinement: still start workers where the kernel gives no (unprivileged) user,
+    mount, IPC and network namespaces, on the other layers alone (docs/confinement.md)."""
+    max_tasks_per_worker: int = 32
+    """Threads a worker may hold at once (it cannot fork): RLIMIT_NPROC in its own user namespace.
+    The runtime needs 1 to 3 (main, asyncio's executor, wasmtime's epoch thread); an extension that
+    starts more fails to start the one over the limit, in its own call."""
+    spare_workers: int = 1
+    """Workers started ahead of need, already confined, to take over at once when a worker
+    crashes (ready after a crash in a few ms instead of a fork and confinement). They count
+    against max_concurrency, so against memory: a quiet extension keeps two processes."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,9 @@ class Policy:
                 "maxCrashes": p.max_crashes,
                 "crashWindowSeconds": p.crash_window_seconds,
                 "requireConfinement": p.require_confinement,
+                "allowWithoutNamespaces": p.allow_without_namespaces,
+                "maxTasksPerWorker": p.max_tasks_per_worker,
+                "spareWorkers": p.spare_workers,
             },
             "ui": {
                 "sandbox": list(u.sandbox),
@@ -179,6 +193,9 @@ _PROC_KEYS = {
     "maxCrashes": "max_crashes",
     "crashWindowSeconds": "crash_window_seconds",
     "requireConfinement": "require_confinement",
+    "allowWithoutNamespaces": "allow_without_namespaces",
+    "maxTasksPerWorker": "max_tasks_per_worker",
+    "spareWorkers": "spare_workers",
 }
 
 

@@ -8,8 +8,8 @@ packed = stats.call_bytes("text_stats", b"hello")  # bytes in, bytes out
 total = stats.call("add", 2, 3)                    # numbers in, numbers out
 ```
 
-The module is checked and instantiated by `kumix.extensions.wasm` (the loading rules, the
-import allowlist, the limits); this module only supplies the worker's context: the extension
+The module is checked and instantiated by the `kumix.extensions.wasm` package (the loading
+rules, the import allowlist, the limits); this module only supplies the worker's context: the extension
 directory and manifest pins, the memory cap derived from the policy's `maxMemoryMb`, and the
 current call's deadline (`call_deadline`, set by the worker runtime around each handler).
 Limits can be lowered here, never raised.

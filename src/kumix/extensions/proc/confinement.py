@@ -6,16 +6,23 @@ allowlisted environment, PDEATHSIG, own process group — is done, and before th
 entry file is imported; the worker must still be single-threaded unless the kernel has
 Landlock ABI 8):
 
-- `confine_worker(spec)` applies, in this order: the Landlock rules are prepared (paths are
-  opened while the worker can still reach them); when running as root, the switch to an
-  unprivileged uid/gid with every capability dropped (bounding set included); no_new_privs;
-  Landlock enforcement; the seccomp filter. It returns a `ConfinementReport` saying which
-  layers are active and by which paths the extension and scratch directories are reachable
-  from now on (use `report.extension_dir` / `report.scratch_dir` to import the entry file and to
-  fill the SDK's worker context: after the uid switch the original path may be unreachable).
+- `confine_worker(spec)` applies, in this order: the scratch directory handed to the worker's
+  uid (root host); the worker's own mount, IPC and network namespaces (and user namespace on a
+  non-root host) with a read-only root holding only the runtime, the extension directory and
+  the scratch directory; the Landlock rules prepared (paths are opened while the worker can
+  still reach them); when running as root, the switch to the extension's own unprivileged
+  uid/gid with every capability dropped (bounding set included) and then a user namespace of
+  its own; on a non-root host, every capability held in its user namespace dropped; after each
+  identity and namespace change PDEATHSIG set again and the parent checked (an orphan exits);
+  no_new_privs; the task limit (RLIMIT_NPROC); Landlock enforcement; the seccomp filters. It
+  returns a `ConfinementReport` saying which layers are active and by which paths the
+  extension and scratch directories are reachable from now on (use `report.extension_dir` /
+  `report.scratch_dir` to import the entry file and to fill the SDK's worker context: without
+  the namespaces, after the uid switch the original path may be unreachable).
   When `spec.required` is true and a layer cannot be applied it raises `ConfinementUnavailable`
-  naming the layer (the worker then reports that code and exits); when it is false the layer is
-  skipped, and `report.warning()` is the text the host shows on every start.
+  naming the layer (the worker then reports that code and exits) — except `namespaces` when
+  `spec.accept_without_namespaces` (the policy's `allowWithoutNamespaces`); when it is false
+  the layer is skipped, and `report.warning()` is the text the host shows on every start.
 - `probe()` / `probe_machine()` say which layers this machine supports, for `kumix doctor`,
   by confining a throwaway forked child, never the calling process.
 
@@ -31,9 +38,11 @@ into an unconfined start.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -46,11 +55,29 @@ from pathlib import Path
 from typing import Any
 
 from kumix.core.errors import ConfinementUnavailable
-from kumix.extensions.proc import landlock_rules, privileges, runtime_access, seccomp_filter
+from kumix.extensions.proc import (
+    hygiene,
+    landlock_rules,
+    namespaces,
+    privileges,
+    runtime_access,
+    seccomp_filter,
+)
 
-LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "landlock", "seccomp")
+LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "namespaces", "task_limit", "landlock", "seccomp")
 """Every layer a confined worker must have. `unprivileged`: no capability left and, when the
-host is root, a non-root uid/gid."""
+host is root, the extension's own non-root uid/gid. `namespaces`: own user (non-root host, and
+root host after the uid switch), mount (a root holding only the runtime, the extension and its
+scratch directory), IPC and network namespaces. `task_limit`: RLIMIT_NPROC counting this
+worker's tasks (in its own user namespace) or its extension uid's."""
+
+WEAKER_WITHOUT_NAMESPACES: frozenset[str] = frozenset({"namespaces"})
+"""What the policy value `proc.allowWithoutNamespaces` accepts missing: the namespaces layer
+only. Every other layer stays required."""
+
+DEFAULT_MAX_TASKS = 32
+"""Tasks (threads; a worker cannot fork) per worker when the caller names no limit; the policy's
+`proc.maxTasksPerWorker` is what the host passes."""
 
 SIMULATE_ENV = "KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE"
 
@@ -80,11 +107,28 @@ class ConfinementSpec:
     required: bool
     read_only_paths: tuple[Path, ...] = ()
     """Extra read-only paths (the Python runtime and its packages are added by this module)."""
-    worker_uid: int = privileges.NOBODY_ID
-    worker_gid: int = privileges.NOBODY_ID
-    """Identity the worker takes when the host runs as root (see docs/confinement.md)."""
+    worker_uid: int | None = None
+    worker_gid: int | None = None
+    """Identity the worker takes when the host runs as root; by default the extension's own
+    (`privileges.extension_identity(extension_id)`), else nobody (see docs/confinement.md)."""
     simulate_unavailable: frozenset[str] = frozenset()
     """Layers to treat as missing on this machine (testing aid; can only make things stricter)."""
+    extension_id: str | None = None
+    parent_pid: int | None = None
+    """The process this worker must not outlive (the fork server); by default the parent at the
+    time `confine_worker` starts. Checked after every identity and namespace change."""
+    max_tasks: int = DEFAULT_MAX_TASKS
+    accept_without_namespaces: bool = False
+    """The policy's `proc.allowWithoutNamespaces`: with `required`, a missing namespaces layer is
+    reported but does not refuse the worker."""
+
+    def identity(self) -> tuple[int, int]:
+        if self.worker_uid is not None:
+            return self.worker_uid, self.worker_gid if self.worker_gid is not None else self.worker_uid
+        if self.extension_id is not None:
+            ident = privileges.extension_identity(self.extension_id)
+            return ident, ident
+        return privileges.NOBODY_ID, privileges.NOBODY_ID
 
 
 @dataclass(frozen=True)
@@ -97,18 +141,20 @@ class ConfinementReport:
     """How the worker reaches its extension directory from now on."""
     scratch_dir: Path | None = None
     """How the worker reaches its scratch directory from now on (None without `fs.scratch`)."""
+    accepted_missing: tuple[str, ...] = ()
+    """Layers the policy accepts missing (`proc.allowWithoutNamespaces`)."""
 
     @property
     def confined(self) -> bool:
-        return bool(self.layers) and all(self.layers.values())
+        return bool(self.layers) and all(on or name in self.accepted_missing for name, on in self.layers.items())
 
     @property
     def missing(self) -> tuple[str, ...]:
         return tuple(name for name, on in self.layers.items() if not on)
 
     def warning(self) -> str | None:
-        """The line to show on every unconfined start, or None when fully confined."""
-        if self.confined:
+        """The line to show on every start without every layer, or None when all hold."""
+        if not self.missing:
             return None
         parts = [f"{name} ({self.problems.get(name, 'unavailable')})" for name in self.missing]
         return "proc worker runs without OS confinement layers: " + ", ".join(parts)
@@ -117,6 +163,7 @@ class ConfinementReport:
         return {
             "confined": self.confined,
             "layers": dict(self.layers),
+            "accepted_missing": list(self.accepted_missing),
             "problems": dict(self.problems),
             "details": _jsonable(self.details),
         }
@@ -145,11 +192,14 @@ class _Confiner:
     def fail(self, layer: str, reason: str) -> None:
         self.layers[layer] = False
         self.problems[layer] = reason
-        if self.spec.required:
+        if self.spec.required and not self.accepted(layer):
             raise ConfinementUnavailable(
                 f"OS confinement layer {layer!r} is required by the policy but unavailable: {reason}",
                 details={"layer": layer, "reason": reason},
             )
+
+    def accepted(self, layer: str) -> bool:
+        return self.spec.accept_without_namespaces and layer in WEAKER_WITHOUT_NAMESPACES
 
     def wanted(self, layer: str) -> bool:
         if layer in self.simulated:
@@ -158,8 +208,9 @@ class _Confiner:
         return True
 
     def report(self, extension_dir: Path | None, scratch_dir: Path | None) -> ConfinementReport:
+        accepted = tuple(n for n in LAYERS if not self.layers[n] and self.accepted(n))
         return ConfinementReport(
-            dict(self.layers), dict(self.problems), dict(self.details), extension_dir, scratch_dir
+            dict(self.layers), dict(self.problems), dict(self.details), extension_dir, scratch_dir, accepted
         )
 
 
@@ -201,6 +252,65 @@ def _status_fields(fd: int) -> dict[str, str]:
     return fields
 
 
+def _still_with_parent(c: _Confiner, parent: int, after: str) -> None:
+    """A uid switch (and a change of capabilities) clears the parent-death signal: set it again
+    and, because the parent may have died before it took effect, check that the parent is still
+    the expected one. An orphan exits at once: nobody is left to serve, and it must not live on."""
+    hygiene.die_with_parent(parent)
+    c.details.setdefault("parent_death_checked_after", []).append(after)
+
+
+def _exposures(read_paths: tuple[Path, ...], write_paths: tuple[Path, ...]) -> list[namespaces.Exposure]:
+    """Shallowest first, so a path nested in another one is mounted on top of it, not under."""
+    exposures = [namespaces.Exposure(p) for p in read_paths]
+    exposures += [namespaces.Exposure(p, writable=True) for p in write_paths]
+    return sorted(exposures, key=lambda e: len(e.path.parts))
+
+
+def _limit_tasks(c: _Confiner, max_tasks: int, own_user_namespace: bool, was_root: bool) -> None:
+    """RLIMIT_NPROC counts the tasks of the caller's uid in the caller's user namespace (Linux
+    5.14+). In the worker's own user namespace that is exactly its own threads; on a root host
+    without one it is every worker of the extension's uid. On a non-root host without one it
+    would be every process of the user, so the runtime's own thread limit stands in (weaker:
+    it counts threads started through Python's `threading`/`_thread`, not a raw pthread_create
+    through ctypes — docs/confinement.md)."""
+    if own_user_namespace:
+        scope = "worker"
+    elif was_root:
+        scope = "extension uid"
+    else:
+        runtime_thread_limit(max_tasks)
+        c.details["max_tasks"] = max_tasks
+        c.details["task_limit_scope"] = "runtime"
+        c.layers["task_limit"] = True
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_tasks, max_tasks))
+    except (OSError, ValueError) as exc:
+        c.fail("task_limit", f"setrlimit(RLIMIT_NPROC) failed: {exc}")
+        return
+    c.details["max_tasks"] = max_tasks
+    c.details["task_limit_scope"] = scope
+    c.layers["task_limit"] = True
+
+
+def runtime_thread_limit(max_tasks: int) -> None:
+    """Refuse a new Python thread once `max_tasks` threads run, the way the kernel refuses one
+    at RLIMIT_NPROC (RuntimeError "can't start new thread"): the extension's own call fails."""
+    import _thread
+    import threading
+
+    start = _thread.start_new_thread
+
+    def limited(function: Any, args: Any, kwargs: Any = None) -> int:
+        if threading.active_count() >= max_tasks:
+            raise RuntimeError(f"can't start new thread (the worker's limit is {max_tasks} threads)")
+        return start(function, args, kwargs) if kwargs is not None else start(function, args)
+
+    _thread.start_new_thread = limited
+    threading._start_new_thread = limited  # type: ignore[attr-defined]
+
+
 def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
     """Confine the calling process for good. See the module docstring for the contract."""
     c = _Confiner(spec)
@@ -215,6 +325,8 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
     c.details["threads"] = threads
     was_root = privileges.running_as_root()
     c.details["host_uid"] = os.geteuid()
+    parent = spec.parent_pid if spec.parent_pid is not None else os.getppid()
+    worker_uid, worker_gid = spec.identity()
 
     # 1. Decide what is possible before changing anything, so a required confinement fails
     #    cleanly with the first missing layer instead of half-way through.
@@ -229,16 +341,46 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
     if want_seccomp and seccomp_filter.api_level() < 1:
         c.fail("seccomp", "libseccomp reports no kernel seccomp filter support")
         want_seccomp = False
+    if want_seccomp:
+        # Compiled while files can still be written (a fork server has it cached already).
+        seccomp_filter.precompile()
     want_nnp = c.wanted("no_new_privs")
     want_unprivileged = c.wanted("unprivileged")
+    want_namespaces = c.wanted("namespaces")
+    if want_namespaces and (reason := namespaces.unavailable_reason()) is not None:
+        c.fail("namespaces", reason)
+        want_namespaces = False
+    if want_namespaces and threads > 1:
+        c.fail("namespaces", f"worker already has {threads} threads; unshare(CLONE_NEWUSER) needs a single thread")
+        want_namespaces = False
+    want_task_limit = c.wanted("task_limit")
 
     status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+    proc_dir_fd = namespaces.open_own_proc_dir()
+    own_user_namespace = False
     try:
-        # 2. Landlock rules are added now, while every path can still be opened.
         read_paths = _read_paths(spec)
         write_paths = (spec.scratch_dir.resolve(),) if spec.scratch_dir is not None else ()
         c.details["read_paths"] = read_paths
         c.details["write_paths"] = write_paths
+        if was_root and want_unprivileged and spec.scratch_dir is not None:
+            _hand_scratch_to_worker(spec.scratch_dir, worker_uid, worker_gid)
+
+        # 2. The view: from here on only the read and write paths exist (same names as before).
+        #    A root host enters the namespaces as root (it needs no user namespace for them) and
+        #    one of its own after the uid switch; a non-root host needs the user namespace first.
+        if want_namespaces:
+            try:
+                status = namespaces.enter(_exposures(read_paths, write_paths), new_user_namespace=not was_root)
+                own_user_namespace = status.user
+                c.layers["namespaces"] = True
+                c.details["namespaces"] = ["mount", "ipc", "net", *(["user"] if status.user else [])]
+                _still_with_parent(c, parent, "namespaces")
+            except OSError as exc:
+                c.fail("namespaces", f"could not enter the worker's namespaces: {exc}")
+                want_namespaces = False
+
+        # 3. Landlock rules are added now, while every path can still be opened.
         prepared: landlock_rules.PreparedRuleset | None = None
         if want_landlock:
             try:
@@ -246,26 +388,33 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
             except OSError as exc:
                 c.fail("landlock", f"could not build the ruleset: {exc}")
 
-        # 3. Privileges: become nobody (root host) or shed capabilities (other hosts).
+        # 4. Privileges: become the extension's uid (root host) or shed capabilities (the
+        #    capabilities a non-root host's worker holds inside its user namespace included).
         fds = runtime_access.TraversalFds()
         if want_unprivileged:
             try:
                 if was_root:
-                    fds = runtime_access.open_traversal_fds(
-                        [*read_paths, *write_paths], spec.worker_uid, spec.worker_gid
-                    )
-                    if spec.scratch_dir is not None:
-                        _hand_scratch_to_worker(spec.scratch_dir, spec.worker_uid, spec.worker_gid)
-                    identity = privileges.switch_to_unprivileged(spec.worker_uid, spec.worker_gid)
+                    if not c.layers["namespaces"]:
+                        # Without the view, paths under a 0700 /root stay reachable only by fd.
+                        fds = runtime_access.open_traversal_fds([*read_paths, *write_paths], worker_uid, worker_gid)
+                    privileges.switch_to_unprivileged(worker_uid, worker_gid)
+                    _still_with_parent(c, parent, "uid switch")
+                    if c.layers["namespaces"]:
+                        namespaces.enter_user_namespace(proc_dir_fd)
+                        own_user_namespace = True
+                        c.details["namespaces"].append("user")
+                        privileges.drop_capabilities()
+                        _still_with_parent(c, parent, "user namespace")
                 else:
                     privileges.drop_capabilities()
-                    identity = privileges.current_identity()
+                    _still_with_parent(c, parent, "capability drop")
+                identity = privileges.current_identity()
                 c.details["uid"], c.details["gid"] = identity.uid, identity.gid
                 c.layers["unprivileged"] = True
             except (OSError, ValueError) as exc:
                 c.fail("unprivileged", f"could not drop privileges: {exc}")
 
-        # 4. no_new_privs before the two kernel filters (both require it without CAP_SYS_ADMIN).
+        # 5. no_new_privs before the two kernel filters (both require it without CAP_SYS_ADMIN).
         if want_nnp:
             try:
                 privileges.set_no_new_privs()
@@ -273,30 +422,37 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
             except OSError as exc:
                 c.fail("no_new_privs", f"prctl(PR_SET_NO_NEW_PRIVS) failed: {exc}")
 
-        # 5. Landlock, then seccomp last (the filter would not stop the Landlock calls, but
+        # 6. The task limit, after the last identity change (a new user namespace starts a new
+        #    count, and a uid switch over the limit would mark the process).
+        if want_task_limit:
+            _limit_tasks(c, spec.max_tasks, own_user_namespace, was_root)
+
+        # 7. Landlock, then seccomp last (the filter would not stop the Landlock calls, but
         #    anything that fails after it would be harder to explain).
         if prepared is not None:
             try:
-                status = prepared.enforce()
-                c.details["landlock_tcp"] = status.tcp
-                c.details["landlock_scoped"] = status.scoped
-                c.layers["landlock"] = status.filesystem
+                ll_status = prepared.enforce()
+                c.details["landlock_tcp"] = ll_status.tcp
+                c.details["landlock_scoped"] = ll_status.scoped
+                c.layers["landlock"] = ll_status.filesystem
             except OSError as exc:
                 c.fail("landlock", f"landlock_restrict_self failed: {exc}")
         if want_seccomp:
             try:
                 result = seccomp_filter.install()
                 c.details["seccomp_denied"] = result.denied
+                c.details["seccomp_allowed"] = len(result.allowed)
                 if result.unknown:
                     c.details["seccomp_unknown_to_libseccomp"] = result.unknown
                 c.layers["seccomp"] = True
             except OSError as exc:
                 c.fail("seccomp", f"loading the seccomp filter failed: {exc}")
 
-        # 6. Trust but verify: the kernel's own view of this process.
+        # 8. Trust but verify: the kernel's own view of this process.
         _verify(c, _status_fields(status_fd), was_root)
     finally:
         os.close(status_fd)
+        os.close(proc_dir_fd)
 
     if fds.names:
         c.details["traversal_fds"] = {str(k): str(v) for k, v in fds.names.items()}
@@ -330,6 +486,9 @@ def _verify(c: _Confiner, status: dict[str, str], was_root: bool) -> None:
         c.fail("no_new_privs", "the kernel does not report NoNewPrivs: 1")
     if c.layers["seccomp"] and status.get("Seccomp") != "2":
         c.fail("seccomp", f"the kernel reports Seccomp: {status.get('Seccomp')} (2 = filter)")
+    # /proc is never part of the view: if it still resolves, the pivot did not happen.
+    if c.layers["namespaces"] and os.path.lexists("/proc/self"):
+        c.fail("namespaces", "/proc is still visible after the pivot into the worker's own root")
     if c.layers["landlock"]:
         # The root directory is never in the read set: opening it must be refused now.
         try:
@@ -394,7 +553,37 @@ def _probe_checks() -> dict[str, str]:
     attempt("fork", _fork_and_reap)
     attempt("read_etc", lambda: open("/etc/hostname", "rb").close())
     attempt("write_tmp", _write_and_remove_tmp_file)
+    attempt("sysv_msgget", _sysv_message_queue)
+    attempt("listmount", _listmount)
+    attempt("mounts_visible", lambda: os.stat("/proc/self/mountinfo"))
     return checks
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+IPC_PRIVATE = 0
+IPC_CREAT = 0o1000
+IPC_RMID = 0
+SYS_LISTMOUNT_X86_64 = 458
+"""listmount(2), Linux 6.8: newer than the allowlist (and this libseccomp), so refused by default."""
+
+
+def _sysv_message_queue() -> None:
+    qid = _libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600)
+    if qid < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    _libc.msgctl(qid, IPC_RMID, None)  # only reached when the attempt worked: leave nothing behind
+
+
+def _listmount() -> None:
+    if os.uname().machine != "x86_64":
+        raise OSError(errno.ENOSYS, "listmount probe is written for x86_64")
+    # A zeroed request is invalid (EINVAL) on a kernel that lets the call through at all.
+    request = ctypes.create_string_buffer(32)
+    out = (ctypes.c_uint64 * 4)()
+    if _libc.syscall(ctypes.c_long(SYS_LISTMOUNT_X86_64), request, out, ctypes.c_size_t(4), ctypes.c_uint(0)) < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def _write_and_remove_tmp_file() -> None:

@@ -2,16 +2,25 @@
 
 Starting Python and importing markdown-it-py, msgspec and the runtime costs tens of
 milliseconds; `fork()` from a process that already did costs about one. The host starts
-this process once (`python -I -m kumix.extensions.proc.forkserver`), it imports the runtime
-and `PRELOAD_MODULES`, freezes its heap for copy-on-write, and then forks one child per
-spawn request. It never runs extension code and never starts a thread, so a fork is always
-safe — which is also why the asyncio host never forks itself.
+this process once (`python -I -m kumix.extensions.proc.forkserver`), and it forks one child
+per spawn request. It never runs extension code and never starts a thread, so a fork is
+always safe — which is also why the asyncio host never forks itself.
+
+Start-up comes in two phases, so the first worker of a new process does not wait for
+modules it may never use: before saying ready the server imports only what every worker
+needs to become one (the bootstrap, confinement, the wire, the SDK's request loop, the
+manifest schema); then, whenever no request is waiting, it imports one more of
+`PRELOAD_MODULES` (asyncio, markdown-it-py, wasmtime …), and at the end collects and
+freezes its heap for copy-on-write. A spawn always goes first: a worker forked before the
+preload finished imports what its entry file needs itself, from the runtime files its
+confinement lets it read (runtime_access.py).
 
 Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
   {"op": "spawn", "token": N, "spec": {...}} with three fds attached (channel read end,
   channel write end, log file). Server → host: {"op": "ready", "pid"},
   {"op": "spawned", "token", "pid"}, {"op": "spawn_failed", "token", "message"},
-  {"op": "exited", "pid", "status"} (a raw wait status, for the host to classify).
+  {"op": "exited", "pid", "status"} (a raw wait status, for the host to classify),
+  {"op": "preloaded"} once every module of PRELOAD_MODULES is imported (for the figures).
 
 Lifetime: the server dies with the host (PDEATHSIG, checked against the expected parent pid
 right after it is set) and every worker dies with the server, so SIGKILL of the host
@@ -21,7 +30,6 @@ workers and exits.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import importlib
@@ -51,22 +59,48 @@ _WARM_MANIFEST = {
 }
 
 
-def _preload() -> None:
-    for name in PRELOAD_MODULES:
-        importlib.import_module(name)
+def _preload_essentials() -> None:
+    """What every worker needs before its entry file runs: imported before the server is ready."""
     # The worker bootstrap and its dependencies; importing them here is what makes a fork cheap.
     importlib.import_module("kumix.extensions.proc.worker")
     from kumix.extensions.manifest import manifest_from_document
 
     # Builds and caches the manifest schema validator, so no worker compiles it again.
     manifest_from_document(_WARM_MANIFEST, display="warm-up")
-    gc.collect()
+    # The seccomp allowlist is the same for every worker: compiled once here, loaded as bytes.
+    from kumix.extensions.proc import seccomp_filter
+
+    seccomp_filter.precompile()
+    # No collection yet (tens of ms with this many modules): freezing alone keeps the
+    # objects a worker inherits out of its collector's way.
     gc.freeze()
 
 
+class _Preloader:
+    """The rest of PRELOAD_MODULES, one module at a time between requests."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.pending = list(names)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def step(self) -> None:
+        name = self.pending.pop(0)
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a worker that needs it reports the failure itself
+            sys.stderr.write(f"kumix fork server: preloading {name} failed: {type(exc).__name__}: {exc}\n")
+        if not self.pending:
+            gc.collect()
+            gc.freeze()
+
+
 class _Server:
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, preloader: _Preloader) -> None:
         self.control = control
+        self.preloader = preloader
         self.children: set[int] = set()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
@@ -80,10 +114,18 @@ class _Server:
         poller.register(self.control.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         self.send({"op": "ready", "pid": os.getpid()})
+        preloader = self.preloader
         while True:
             try:
-                ready = poller.poll()
+                # While the preload is unfinished, look for requests without waiting and
+                # import one more module whenever none is there.
+                ready = poller.poll(None if preloader.done else 0)
             except InterruptedError:
+                continue
+            if not ready and not preloader.done:
+                preloader.step()
+                if preloader.done:
+                    self.send({"op": "preloaded"})
                 continue
             for fd, _event in ready:
                 if fd == self.wake_r:
@@ -137,7 +179,8 @@ class _Server:
         return True
 
     def _spawn(self, token: int, spec_doc: dict[str, Any], fds: Sequence[int]) -> None:
-        from kumix.extensions.proc.worker import EXIT_SETUP_FAILED, WorkerSpec, become_worker
+        from kumix.extensions.proc.worker import EXIT_SETUP_FAILED, become_worker
+        from kumix.extensions.proc.worker_spec import WorkerSpec
 
         spec = WorkerSpec.from_json(spec_doc)
         parent = os.getpid()
@@ -166,19 +209,24 @@ class _Server:
                 os.waitpid(pid, 0)
 
 
+def _arguments(argv: Sequence[str]) -> tuple[int, int]:
+    """`--control-fd N --parent-pid P`, exactly as `spawner.ForkServer` passes them (argparse
+    alone would cost a few ms of every cold start)."""
+    if len(argv) != 4 or argv[0] != "--control-fd" or argv[2] != "--parent-pid":
+        raise SystemExit("usage: kumix-forkserver --control-fd N --parent-pid P")
+    return int(argv[1]), int(argv[3])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kumix-forkserver")
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--parent-pid", type=int, required=True)
-    args = parser.parse_args(argv)
-    hygiene.die_with_parent(args.parent_pid)
+    control_fd, parent_pid = _arguments(sys.argv[1:] if argv is None else argv)
+    hygiene.die_with_parent(parent_pid)
     # Ctrl-C in a terminal reaches the host's whole process group; the host decides
     # when workers stop, not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    control = socket.socket(fileno=args.control_fd)
+    control = socket.socket(fileno=control_fd)
     control.setblocking(True)
-    _preload()
-    return _Server(control).serve()
+    _preload_essentials()
+    return _Server(control, _Preloader(PRELOAD_MODULES)).serve()
 
 
 if __name__ == "__main__":

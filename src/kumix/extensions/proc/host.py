@@ -35,6 +35,9 @@ class ProcHost:
         self._closed = False
 
     async def __aenter__(self) -> ProcHost:
+        # The fork server boots (Python start, imports) while the caller's own start-up
+        # goes on, instead of after its first call asks for a worker.
+        self._forkserver.start_soon()
         return self
 
     async def __aexit__(
@@ -45,6 +48,10 @@ class ProcHost:
     @property
     def forkserver_pid(self) -> int | None:
         return self._forkserver.pid
+
+    @property
+    def forkserver(self) -> ForkServer:
+        return self._forkserver
 
     def session(self, extension_id: str, extension_dir: Path, manifest: Manifest) -> ProcSession:
         """The session of a proc extension, created on first use (its worker starts lazily)."""

@@ -18,6 +18,7 @@ Why each step exists:
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 
 import pyprctl
@@ -32,6 +33,17 @@ NOBODY_ID = 65534
 files, so the worker reaches nothing through ordinary file permissions. Taken as a number so the
 switch needs no NSS lookup (which could read /etc or talk to a directory service)."""
 
+EXTENSION_ID_BASE = 0x5B00_0000
+EXTENSION_ID_SPAN = 1 << 24
+"""Root hosts give each extension a uid/gid of its own, `EXTENSION_ID_BASE + crc32(id) % SPAN`
+(1,526,726,656 … 1,543,503,871): above the ranges distributions hand out to people and system
+services (< 65536) and to systemd's dynamic users (61184-65519) and below systemd-nspawn's
+container ranges (from 0x80000 · 0x10000). No file outside the extension's own scratch
+directory is owned by such an id, so workers of different extensions cannot touch each other's
+files, processes or IPC objects through ordinary permissions. Two extension ids share a uid only
+on a crc32 collision in 2^24 values (kumix doctor and `ext info` could show it; see
+docs/confinement.md)."""
+
 STATUS_CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
@@ -40,6 +52,11 @@ class Identity:
     uid: int
     gid: int
     groups: tuple[int, ...]
+
+
+def extension_identity(extension_id: str) -> int:
+    """The uid (and gid) a root host's workers of `extension_id` run as (see EXTENSION_ID_BASE)."""
+    return EXTENSION_ID_BASE + zlib.crc32(extension_id.encode()) % EXTENSION_ID_SPAN
 
 
 def current_identity() -> Identity:

@@ -1,31 +1,46 @@
-"""The seccomp filter of a proc worker: which system calls it may no longer make.
+"""The seccomp filters of a proc worker: which system calls it may still make, and how.
 
 The only module that imports `pyseccomp` (a ctypes binding to libseccomp with the API of
 libseccomp's own Python bindings). Syscalls are named, never numbered: libseccomp resolves the
 names for the running architecture.
 
-Design: a denylist on top of a default of ALLOW. CPython, its extension modules and wasmtime
-use a wide and changing set of ordinary syscalls (memory, files, futexes, signals, threads), and
-an allowlist that misses one breaks an extension in ways that are hard to diagnose; the calls
-that let a process leave its box are few and well known, so those are refused. Refusals return
-EPERM (ENOSYS for clone3, see below) instead of killing the worker, so extension code sees an
-ordinary `OSError` it can handle, and the host gets a reply instead of a crash.
+Design: an ALLOWLIST. Two filters are stacked, and the kernel runs both and keeps the most
+restrictive verdict (for two errno verdicts, the one of the filter loaded last):
 
-What is refused and why is listed next to each group below and summarised in docs/confinement.md.
+1. the argument filter (loaded first): default ALLOW, with the argument checks that keep
+   allowed calls inside the worker (signals only to itself, clone only for threads, socketpair
+   only AF_UNIX stream, no fd-owner signalling, no PDEATHSIG change, resource calls only on
+   itself, no TIOCSTI);
+2. the allowlist (loaded last): default ERRNO(ENOSYS) — a syscall not listed in `ALLOWED`,
+   including every number this libseccomp or this module does not know (a newer kernel's
+   `listmount`, `statmount`, …), answers "no such system call", which is also what C libraries
+   expect before they fall back to an older call; the calls of `DENIED_GROUPS` answer EPERM
+   (a refusal the tests can tell from an unknown call); xattr calls answer ENOTSUP (see
+   `XATTR_SYSCALLS`).
+
+A single filter cannot say "allow ioctl except these commands": libseccomp drops conditional
+rules of a syscall that also has an unconditional one. Stacking keeps both rules exact.
+
+`ALLOWED` was measured, not guessed: `strace -f` of the real workers running the bundled
+extensions (markdown, mermaid, theme, the WASM demo), the WASM attack modules and the proc
+host tests, keeping the calls made after the filter was loaded (scripts in docs/confinement.md),
+plus what ordinary Python code in an extension does with its scratch directory (files,
+directories, times, locks), each with its reason below.
 
 Per-call cost: the kernel (5.11+) caches, per filter, the syscalls whose verdict is ALLOW no
-matter the arguments, and answers them without running the BPF program. Every syscall of a
-request round trip (`HOT_SYSCALLS`) therefore must have no rule at all here, not even an
-argument check: a rule on one of them would make the filter run on every call
-(tests/test_confinement_seccomp_shape.py walks the exported BPF like the kernel does).
-Measured (bench/confinement_layers.py): the filter adds ~10 ns to a cached syscall and ~40 ns
-to one with an argument rule, and nothing measurable to a pipe round trip; loading it changes
-no speculation control on a kernel whose SSB/IBPB/STIBP mitigations are off (see
-docs/confinement.md), so SECCOMP_FILTER_FLAG_SPEC_ALLOW (libseccomp CTL_SSB) is not set.
+matter the arguments, and answers them without running any BPF program when every stacked
+filter allows them constantly. Every syscall of a request round trip (`HOT_SYSCALLS`) therefore
+has no argument rule in either filter (tests/test_confinement_seccomp_shape.py walks both
+exported programs like the kernel does). Measured (bench/confinement_layers.py): a filter adds
+~10 ns to a cached syscall and ~40 ns to one with an argument rule, and nothing measurable to a
+pipe round trip; loading it changes no speculation control on a kernel whose SSB/IBPB/STIBP
+mitigations are off (see docs/confinement.md), so SECCOMP_FILTER_FLAG_SPEC_ALLOW (libseccomp
+CTL_SSB) is not set.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -38,6 +53,7 @@ from dataclasses import dataclass, field
 import pyseccomp as seccomp
 
 from kumix.extensions.proc.privileges import PR_SET_PDEATHSIG
+from kumix.extensions.proc.privileges import no_new_privs as privileges_no_new_privs
 
 CLONE_THREAD = 0x00010000
 """From linux/sched.h (Python 3.11's os module has no CLONE_* names). clone() with this flag
@@ -81,6 +97,73 @@ _LOW_32_BITS = 0xFFFF_FFFF
 """ioctl and prctl take an `unsigned int`/`int` command but seccomp sees 64-bit registers:
 compare only the low half, or garbage in the upper half slips a command past an EQ test."""
 
+ALLOWED: dict[str, tuple[tuple[str, ...], str]] = {
+    "round_trip": (HOT_SYSCALLS, "the request loop, allocation, the GIL, an async handler's event loop (measured)"),
+    "memory": (
+        ("mlock", "munlock", "msync", "mincore", "membarrier"),
+        "wasmtime maps, protects and publishes JIT code and linear memory; msync for mmap'd scratch files",
+    ),
+    "threads": (
+        ("clone", "set_robust_list", "rseq", "exit", "exit_group", "sched_getaffinity",
+         "get_robust_list", "set_tid_address", "arch_prctl", "futex_waitv"),
+        "threads of CPython, asyncio's executor and wasmtime (clone only with CLONE_THREAD, by the "
+        "argument filter; clone3 is left out: its ENOSYS makes glibc fall back to clone; measured)",
+    ),
+    "signals": (
+        ("rt_sigaction", "rt_sigpending", "rt_sigsuspend", "rt_sigtimedwait", "sigaltstack", "restart_syscall",
+         "kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "setitimer", "getitimer", "alarm"),
+        "CPython's signal module and wasmtime's trap handlers (sigaltstack, measured); signals only to "
+        "the worker itself (argument filter)",
+    ),
+    "time": (
+        ("clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "times"),
+        "time.sleep, time.monotonic, wasmtime's epoch thread (clock_nanosleep, measured)",
+    ),
+    "descriptors": (
+        ("pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "dup", "dup2", "dup3",
+         "fcntl", "ioctl", "pipe", "pipe2", "eventfd2", "epoll_create", "epoll_create1", "epoll_ctl",
+         "epoll_pwait2", "close_range", "fsync", "fdatasync", "ftruncate", "fallocate", "flock",
+         "copy_file_range", "sendfile", "fstatfs", "fchmod", "fchdir"),
+        "file objects, asyncio's loop and self-pipe, shutil's copies in the scratch directory "
+        "(ioctl and fcntl without the fd-owner and terminal commands: argument filter; measured: "
+        "ioctl TCGETS/FIONBIO, fcntl, pipe2, eventfd2, epoll_*)",
+    ),
+    "socketpair_ends": (
+        ("socketpair", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "getsockname",
+         "getpeername", "getsockopt", "setsockopt"),
+        "asyncio's self-pipe is a socketpair(AF_UNIX, SOCK_STREAM) (argument filter); these act only "
+        "on ends the worker holds — it can make no other socket (measured: socketpair, getsockname)",
+    ),
+    "paths": (
+        ("open", "openat", "openat2", "stat", "lstat", "statx", "access", "faccessat", "faccessat2",
+         "readlink", "readlinkat", "getdents", "getdents64", "getcwd", "chdir", "mkdir", "mkdirat",
+         "rmdir", "unlink", "unlinkat", "rename", "renameat", "renameat2", "truncate", "utimensat",
+         "utimes", "utime", "futimesat", "chmod", "fchmodat", "fchmodat2", "statfs", "umask"),
+        "imports and the extension's own files; every path resolves inside the worker's mount "
+        "namespace view and Landlock decides what may be opened or changed (measured: openat, "
+        "newfstatat, readlink, getdents64, utimensat)",
+    ),
+    "identity": (
+        ("getppid", "getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid",
+         "getpgrp", "getpgid", "getsid", "uname", "getrlimit", "prlimit64", "getrusage", "sysinfo",
+         "getpriority", "setpriority", "getcpu", "getrandom", "prctl", "capget", "sched_getparam",
+         "sched_getscheduler", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
+         "sched_getattr", "sched_get_priority_max", "sched_get_priority_min"),
+        "os and resource module queries about the worker itself, random numbers, os.nice, pinning "
+        "itself (prlimit64, setpriority, sched_set*, prctl: only on itself or by argument, argument "
+        "filter; measured: geteuid, getrandom, uname)"),
+}
+"""What a confined worker may call, by purpose, with the reason. Anything else is refused."""
+
+XATTR_SYSCALLS: tuple[str, ...] = (
+    "getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr",
+    "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    "getxattrat", "setxattrat", "listxattrat", "removexattrat",
+)
+"""Extended attributes are refused (Landlock governs none of them, and `user.*` names and
+values are data of their own). The answer is ENOTSUP, "this filesystem has no xattrs", which
+shutil.copy2/copytree already treat as nothing to copy: extension code keeps working."""
+
 DENIED_GROUPS: dict[str, tuple[str, ...]] = {
     # Network: a worker talks to its host only over the pipes it was given. It never owns a
     # socket but a socketpair's connected stream ends, so naming, accepting and connecting
@@ -96,6 +179,9 @@ DENIED_GROUPS: dict[str, tuple[str, ...]] = {
         "process_vm_writev",
         "process_madvise",
         "pidfd_getfd",
+        "pidfd_open",
+        "pidfd_send_signal",
+        "tkill",
         "kcmp",
         "move_pages",
         "migrate_pages",
@@ -162,6 +248,29 @@ DENIED_GROUPS: dict[str, tuple[str, ...]] = {
         "setdomainname",
         "nfsservctl",
     ),
+    # SysV IPC is a machine-wide world keyed by numbers that neither Landlock nor file permissions
+    # govern (the worker's own IPC namespace is empty besides; this holds without it too).
+    "sysv_ipc": (
+        "ipc", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop", "semctl",
+        "shmget", "shmat", "shmdt", "shmctl",
+    ),
+    # Watching files is a read Landlock does not govern: the names of files created in a
+    # directory the worker may not list would reach it as events.
+    "file_watching": (
+        "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "fanotify_init", "fanotify_mark",
+    ),
+    # Ownership, links and device nodes: an extension needs none of them, and Landlock (which
+    # grants no MAKE_SYM/MAKE_CHAR/MAKE_BLOCK) refuses most already.
+    "ownership_links": (
+        "chown", "fchown", "lchown", "fchownat", "link", "linkat", "symlink", "symlinkat", "mknod", "mknodat",
+    ),
+    # Identity changes: a confined worker holds no capability, so these could only fail or be
+    # no-ops; refusing them says so plainly (and keeps a worker from a setuid-to-self that would
+    # clear its parent-death signal).
+    "identity_changes": (
+        "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
+        "setfsuid", "setfsgid", "capset",
+    ),
     # Leaving the process group the host kills on shutdown.
     "process_group": ("setsid", "setpgid"),
     # I/O priority can name a whole user (IOPRIO_WHO_USER) or another process; an extension
@@ -182,8 +291,8 @@ _TARGETS_A_PROCESS: tuple[tuple[str, int], ...] = (
     ("sched_setattr", 0),
     ("get_robust_list", 0),
 )
-"""(syscall, index of its pid argument). All workers of a root host share one unprivileged
-uid, and a non-root host's workers share the user's uid, so the kernel's same-uid rule would
+"""(syscall, index of its pid argument). The workers of one extension share a uid on a root
+host, and every worker of a non-root host has the user's uid, so the kernel's same-uid rule would
 let one worker lower a sibling's (or the host's) rlimits, pin or starve it, or read its robust
 futex list. Each is allowed only with pid 0, i.e. the caller itself, which is what glibc's
 setrlimit/getrlimit and Python's resource module pass."""
@@ -203,7 +312,7 @@ SIGNAL_OWNER_COMMANDS: tuple[tuple[str, int], ...] = (
 )
 """(syscall, command) pairs that name the process or process group the kernel signals when an
 fd becomes ready (O_ASYNC). F_SETSIG then picks the signal, SIGKILL included, and the kernel
-only checks that the owner's uid matches the caller's: every worker of a root host is uid 65534
+only checks that the owner's uid matches the caller's: the workers of one extension share a uid
 and a non-root host's workers share the user's uid, so without Landlock's signal scope (ABI 6)
 a worker could kill a sibling worker, or a non-root host, with a pipe it writes to itself.
 An extension has no use for SIGIO, so these commands are refused whatever their target."""
@@ -212,11 +321,14 @@ An extension has no use for SIGIO, so these commands are refused whatever their 
 @dataclass(frozen=True)
 class SeccompResult:
     denied: tuple[str, ...]
-    """Syscall names a rule was added for (conditional ones included)."""
+    """Syscall names refused outright or by argument."""
     unknown: tuple[str, ...] = ()
-    """Names this libseccomp cannot resolve (newer than its tables): not filtered."""
+    """Names this libseccomp cannot resolve (newer than its tables): refused by the allowlist's
+    default like every other unlisted number."""
     absent: tuple[str, ...] = field(default=())
     """Names that do not exist on this architecture (nothing to filter)."""
+    allowed: tuple[str, ...] = field(default=())
+    """Syscall names the allowlist lets through (some still checked by argument)."""
 
 
 def _signal_only_self(add: Callable[..., None], deny: int, own_pid: int) -> None:
@@ -226,15 +338,13 @@ def _signal_only_self(add: Callable[..., None], deny: int, own_pid: int) -> None
     kill(-1, SIGKILL) every process of the user. (libseccomp cannot AND two tests of one
     argument, so kill(0, …) — the worker's own, single-member process group — is refused too.)
     The full 64-bit register is compared: the kernel reads the low 32 bits, so no value can
-    pass the test and still name another process."""
+    pass the test and still name another process. (pidfd_open and tkill, which the previous
+    denylist checked here, are refused outright by the allowlist.)"""
     ne = seccomp.NE
     add("kill", deny, seccomp.Arg(0, ne, own_pid))
     add("tgkill", deny, seccomp.Arg(0, ne, own_pid))
     add("rt_sigqueueinfo", deny, seccomp.Arg(0, ne, own_pid))
     add("rt_tgsigqueueinfo", deny, seccomp.Arg(0, ne, own_pid))
-    add("pidfd_open", deny, seccomp.Arg(0, ne, own_pid))
-    # tkill names a thread id with no process; glibc no longer uses it.
-    add("tkill", deny)
 
 
 def _resolve(name: str) -> int:
@@ -252,35 +362,51 @@ def _unconditional_names() -> Iterable[str]:
         yield from names
 
 
-def build_filter(own_pid: int | None = None) -> tuple[seccomp.SyscallFilter, SeccompResult]:
-    """The filter, not yet loaded (tests and `kumix doctor` export it without loading it).
+def allowed_names() -> tuple[str, ...]:
+    names: list[str] = []
+    for group, _reason in ALLOWED.values():
+        names += group
+    return tuple(dict.fromkeys(names))
+
+
+class _Rules:
+    """Adds rules to one filter by name, remembering which names this libseccomp does not know
+    (newer than its tables) and which do not exist on this architecture."""
+
+    def __init__(self, flt: seccomp.SyscallFilter) -> None:
+        self.flt = flt
+        self.named: list[str] = []
+        self.unknown: list[str] = []
+        self.absent: list[str] = []
+
+    def __call__(self, name: str, action: int, *args: seccomp.Arg) -> None:
+        nr = _resolve(name)
+        if nr == _NR_SCMP_ERROR:
+            self.unknown.append(name)
+            return
+        if nr < 0:
+            self.absent.append(name)
+            return
+        self.flt.add_rule(action, nr, *args)
+        self.named.append(name)
+
+
+def _new_filter(default: int) -> seccomp.SyscallFilter:
+    flt = seccomp.SyscallFilter(default)
+    # A syscall made through a foreign ABI (32-bit int 0x80 on x86_64) would bypass rules
+    # written for the native numbers; refuse the whole foreign ABI the same way.
+    flt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.ERRNO(errno.EPERM))
+    # Apply to every thread of the process, not only the calling one.
+    flt.set_attr(seccomp.Attr.CTL_TSYNC, 1)
+    return flt
+
+
+def build_argument_filter(own_pid: int | None = None) -> tuple[seccomp.SyscallFilter, _Rules]:
+    """Filter 1 (loaded first): default ALLOW, refusing allowed calls by their arguments.
 
     With `own_pid`, signals may only go to that process (see `_signal_only_self`)."""
     deny = seccomp.ERRNO(errno.EPERM)
-    flt = seccomp.SyscallFilter(seccomp.ALLOW)
-    # A syscall made through a foreign ABI (32-bit int 0x80 on x86_64) would bypass rules
-    # written for the native numbers; refuse the whole foreign ABI the same way.
-    flt.set_attr(seccomp.Attr.ACT_BADARCH, deny)
-    # Apply to every thread of the process, not only the calling one.
-    flt.set_attr(seccomp.Attr.CTL_TSYNC, 1)
-    denied: list[str] = []
-    unknown: list[str] = []
-    absent: list[str] = []
-
-    def add(name: str, action: int, *args: seccomp.Arg) -> None:
-        nr = _resolve(name)
-        if nr == _NR_SCMP_ERROR:
-            unknown.append(name)
-            return
-        if nr < 0:
-            absent.append(name)
-            return
-        flt.add_rule(action, nr, *args)
-        denied.append(name)
-
-    for name in _unconditional_names():
-        add(name, deny)
-
+    add = _Rules(_new_filter(seccomp.ALLOW))
     # clone() without CLONE_THREAD is fork in disguise; with it, a thread, which is allowed.
     add("clone", deny, seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
     # clone3 passes its flags in memory, which seccomp cannot read. ENOSYS makes glibc fall back
@@ -313,18 +439,102 @@ def build_filter(own_pid: int | None = None) -> tuple[seccomp.SyscallFilter, Sec
     add("prctl", deny, seccomp.Arg(0, seccomp.MASKED_EQ, _LOW_32_BITS, PR_SET_PDEATHSIG))
     if own_pid is not None:
         _signal_only_self(add, deny, own_pid)
+    return add.flt, add
 
-    return flt, SeccompResult(tuple(dict.fromkeys(denied)), tuple(unknown), tuple(absent))
+
+def build_allowlist_filter() -> tuple[seccomp.SyscallFilter, _Rules]:
+    """Filter 2 (loaded last): default ENOSYS; ALLOWED allowed, DENIED_GROUPS EPERM, xattrs ENOTSUP."""
+    add = _Rules(_new_filter(seccomp.ERRNO(errno.ENOSYS)))
+    for name in allowed_names():
+        add(name, seccomp.ALLOW)
+    for name in _unconditional_names():
+        add(name, seccomp.ERRNO(errno.EPERM))
+    for name in XATTR_SYSCALLS:
+        add(name, seccomp.ERRNO(errno.ENOTSUP))
+    return add.flt, add
+
+
+def build_filters(own_pid: int | None = None) -> tuple[tuple[seccomp.SyscallFilter, ...], SeccompResult]:
+    """Both filters in load order, not yet loaded (tests and the benchmark export them)."""
+    args_flt, args_rules = build_argument_filter(own_pid)
+    allow_flt, allow_rules = build_allowlist_filter()
+    allowed = set(allowed_names())
+    denied = [n for n in allow_rules.named if n not in allowed] + args_rules.named
+    result = SeccompResult(
+        denied=tuple(dict.fromkeys(denied)),
+        unknown=tuple(dict.fromkeys(args_rules.unknown + allow_rules.unknown)),
+        absent=tuple(dict.fromkeys(args_rules.absent + allow_rules.absent)),
+        allowed=tuple(n for n in allow_rules.named if n in allowed),
+    )
+    return (args_flt, allow_flt), result
+
+
+_PRECOMPILED: tuple[bytes, SeccompResult] | None = None
+"""The allowlist filter as BPF, with its names: it depends on nothing per worker, so the fork
+server compiles it once (`precompile`, ~2 ms) and every worker loads the bytes (µs)."""
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+_BPF_INSTRUCTION_BYTES = 8
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def precompile() -> tuple[bytes, SeccompResult]:
+    """The allowlist filter's BPF program and what it names (compiled on first use)."""
+    global _PRECOMPILED
+    if _PRECOMPILED is None:
+        flt, rules = build_allowlist_filter()
+        with tempfile.TemporaryFile(mode="w+b") as out:
+            flt.export_bpf(out)
+            out.seek(0)
+            program = out.read()
+        allowed = set(allowed_names())
+        _PRECOMPILED = program, SeccompResult(
+            denied=tuple(n for n in rules.named if n not in allowed),
+            unknown=tuple(rules.unknown),
+            absent=tuple(rules.absent),
+            allowed=tuple(n for n in rules.named if n in allowed),
+        )
+    return _PRECOMPILED
+
+
+def _load_program(program: bytes) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, TSYNC, prog): what libseccomp's load does with the same
+    bytes (no_new_privs must be set; the worker sets it before)."""
+    if not privileges_no_new_privs():
+        raise OSError(errno.EPERM, "no_new_privs must be set before loading a seccomp program")
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // _BPF_INSTRUCTION_BYTES, ctypes.addressof(buffer))
+    nr = _resolve("seccomp")
+    result = _libc.syscall(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+                           ctypes.c_uint(SECCOMP_FILTER_FLAG_TSYNC), ctypes.byref(prog))
+    if result != 0:
+        code = ctypes.get_errno() if result < 0 else errno.ESRCH  # TSYNC: a thread id that could not sync
+        raise OSError(code, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(code)}")
 
 
 def install() -> SeccompResult:
-    """Load the filter into the calling process (needs no_new_privs or CAP_SYS_ADMIN).
+    """Load both filters into the calling process (needs no_new_privs or CAP_SYS_ADMIN).
 
-    libseccomp sets no_new_privs itself when loading (its CTL_NNP default), so the filter can
-    never be installed without it."""
-    flt, result = build_filter(os.getpid())
-    flt.load()
-    return result
+    libseccomp sets no_new_privs itself when loading the argument filter (its CTL_NNP
+    default), so no filter is ever installed without it. The argument filter goes first, the
+    allowlist (precompiled) last, so its errno wins when both refuse."""
+    args_flt, args_rules = build_argument_filter(os.getpid())
+    program, allow_result = precompile()
+    args_flt.load()
+    _load_program(program)
+    return SeccompResult(
+        denied=tuple(dict.fromkeys([*allow_result.denied, *args_rules.named])),
+        unknown=tuple(dict.fromkeys([*args_rules.unknown, *allow_result.unknown])),
+        absent=tuple(dict.fromkeys([*args_rules.absent, *allow_result.absent])),
+        allowed=allow_result.allowed,
+    )
 
 
 def api_level() -> int:
@@ -342,19 +552,26 @@ def native_arch() -> int:
     return arch
 
 
-def export_bpf() -> bytes:
-    """The filter as the kernel receives it: an array of classic BPF `sock_filter` records."""
-    flt, _ = build_filter(os.getpid())
-    with tempfile.TemporaryFile(mode="w+b") as out:
-        flt.export_bpf(out)
-        out.seek(0)
-        return out.read()
+def export_bpf() -> tuple[bytes, ...]:
+    """The filters as the kernel receives them, in load order: arrays of classic BPF
+    `sock_filter` records."""
+    filters, _ = build_filters(os.getpid())
+    programs = []
+    for flt in filters:
+        with tempfile.TemporaryFile(mode="w+b") as out:
+            flt.export_bpf(out)
+            out.seek(0)
+            programs.append(out.read())
+    return tuple(programs)
 
 
 def export_rules() -> str:
-    """The filter in libseccomp's human-readable pseudo-filter-code form, for docs and tests."""
-    flt, _ = build_filter()
-    with tempfile.TemporaryFile(mode="w+") as out:
-        flt.export_pfc(out)
-        out.seek(0)
-        return out.read()
+    """The filters in libseccomp's human-readable pseudo-filter-code form, for docs and tests."""
+    filters, _ = build_filters()
+    texts = []
+    for flt in filters:
+        with tempfile.TemporaryFile(mode="w+") as out:
+            flt.export_pfc(out)
+            out.seek(0)
+            texts.append(out.read())
+    return "\n".join(texts)

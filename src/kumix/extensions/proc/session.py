@@ -1,11 +1,15 @@
 """One proc extension's session: its pool of worker processes, its call queue, limits and crash policy.
 
-A session is the thin asyncio layer around the sans-I/O `HostChannel`. A worker answers one
-call at a time, so the session runs up to `maxConcurrency` workers, started on demand from
-the fork server, and hands each call to an idle worker. A call is written to a worker only
-when that worker is idle: when a worker ends (deadline, crash, protocol violation, oversized
-output) exactly one call — the one it was running — fails, and every queued call goes to
-another worker or to the replacement.
+A session is the asyncio shell around three sans-I/O state machines: each worker's
+`HostChannel` (protocol.py: the frames), the `WorkerPool` (pool.py: which call runs where,
+when to start or retire a worker) and the `CrashCircuit` (circuit.py: crash counting,
+restart back-off, the open circuit). The session owns the processes, pipes, timers and
+futures, feeds those machines events with the loop's clock, and carries out what they
+decide. A worker answers one call at a time, so the session runs up to `maxConcurrency`
+workers, started on demand from the fork server, and hands each call to an idle worker. A
+call is written to a worker only when that worker is idle: when a worker ends (deadline,
+crash, protocol violation, oversized output) exactly one call — the one it was running —
+fails, and every queued call goes to another worker or to the replacement.
 
 Ownership (structured concurrency): the session owns one task, `_run`, which holds a
 TaskGroup; every worker has one task in it (`_slot`: start, serve until the process ends,
@@ -33,6 +37,10 @@ crash. The first replacement in a window starts immediately, so the next call fi
 worker; further starts within the window back off exponentially. After maxCrashes within
 crashWindowSeconds the session answers `unavailable` (queued calls too) until the oldest of
 those crashes leaves the window or the extension is re-enabled (`reset`).
+
+Spare workers (policy `spareWorkers`): once the extension is in use the pool keeps that many
+workers started — forked, confined and past their hello — beside the warm one, so a crashed
+or killed worker's successor is already there and the next call pays no start.
 """
 
 from __future__ import annotations
@@ -42,7 +50,6 @@ import contextlib
 import logging
 import os
 import signal
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +74,10 @@ from kumix.core.errors import (
 )
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
+from kumix.extensions.proc.circuit import CrashCircuit
+from kumix.extensions.proc.exit_codes import EXIT_RESOURCE_LIMIT
+from kumix.extensions.proc.pool import WorkerPool
 from kumix.extensions.proc.protocol import (
-    ChannelState,
     Failure,
     FrameTooLarge,
     Hello,
@@ -79,10 +88,9 @@ from kumix.extensions.proc.protocol import (
 )
 from kumix.extensions.proc.results import check_result
 from kumix.extensions.proc.spawner import ForkServer, SpawnedWorker
-from kumix.extensions.proc.spin_wait import HOST_SPIN_NS, spin_until_readable
+from kumix.extensions.proc.spin_wait import HOST_SPIN_NS, AdaptiveSpin
 from kumix.extensions.proc.stats import CallStats
-from kumix.extensions.proc.worker import WorkerSpec
-from kumix.sdk.proc import EXIT_RESOURCE_LIMIT
+from kumix.extensions.proc.worker_spec import WorkerSpec
 
 log = logging.getLogger("kumix.proc")
 
@@ -92,16 +100,13 @@ file on a loaded machine can take seconds. Beyond this the worker counts as cras
 EXIT_STATUS_WAIT_S = 2.0
 """After a kill, how long to wait for the fork server's exit report (normally well under a
 millisecond) before releasing the worker's resources anyway."""
-RESTART_BACKOFF_BASE_S = 0.05
-"""The second crash in a window delays the next start by 50 ms, the third 100 ms, then 200 ms …"""
-RESTART_BACKOFF_MAX_S = 5.0
-"""… up to 5 s, so a crash-looping extension costs at most one fork every few seconds."""
 CHANNEL_CLOSED_GRACE_S = 0.2
 """An exiting worker is reported by the fork server within microseconds of closing its
 channel; one still running this long after is hiding and gets killed."""
 IDLE_RETIRE_S = 60.0
-"""A worker beyond the first that stayed idle this long is stopped: a burst may need
-maxConcurrency processes, each up to maxMemoryMb, but a quiet extension keeps one warm."""
+"""A worker beyond the kept ones (the warm one and the policy's spares) that stayed idle
+this long is stopped: a burst may need maxConcurrency processes, each up to maxMemoryMb, but
+a quiet extension keeps few."""
 PING_METHOD = "ping"
 
 
@@ -117,14 +122,13 @@ def worker_error(code: str, message: str) -> KumixError:
 
 @dataclass(eq=False)
 class _Call:
-    """One accepted call: queued (worker None), then running on exactly one worker."""
+    """One accepted call: queued, then running on exactly one worker (the pool knows which)."""
 
     method: str
     params: msgspec.Raw
     deadline: float
-    future: asyncio.Future[Any]
-    timer: asyncio.TimerHandle | None = None
-    worker: _Worker | None = field(default=None, repr=False)
+    future: asyncio.Future[Any] = field(repr=False)
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class _ChannelReader(asyncio.Protocol):
@@ -149,26 +153,22 @@ class _Worker:
         self.pid = spawned.pid
         self.exited = spawned.exited
         self.channel = channel
-        self.current: _Call | None = None
         self.hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # A worker can fail before anyone awaits its hello (killed during start-up).
         self.hello.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.kill_reason: str | None = None
         self.stopped_by_host = False
         """Ended by the host's own choice (dispose, idle retirement): not a crash."""
-        self.idle_timer: asyncio.TimerHandle | None = None
         self._grace: asyncio.TimerHandle | None = None
         self.reply_fd: int | None = None
         self.read_transport: asyncio.ReadTransport | None = None
         self.write_transport: asyncio.WriteTransport | None = None
+        self.spin = AdaptiveSpin(HOST_SPIN_NS, peer_pid=spawned.pid)
+        """Learns whether waiting for this worker's replies by spinning pays."""
         try:
             self.pidfd: int | None = os.pidfd_open(spawned.pid)
         except ProcessLookupError:
             self.pidfd = None
-
-    @property
-    def usable(self) -> bool:
-        return self.kill_reason is None and self.channel.state is ChannelState.READY
 
     async def connect(self, read_fd: int, write_fd: int) -> None:
         loop = asyncio.get_running_loop()
@@ -179,19 +179,17 @@ class _Worker:
         self.write_transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, writer)
 
     def send(self, call: _Call) -> None:
-        """Write `call` to this idle worker; it is this worker's only call until answered."""
-        assert self.current is None
+        """Write `call` to this worker, which the pool just gave it (its only call until answered)."""
         assert self.write_transport is not None
         loop = asyncio.get_running_loop()
         remaining_ms = max(1, int((call.deadline - loop.time()) * 1000))
         _, frame = self.channel.send_request(call.method, call.params, remaining_ms)
-        self.current = call
-        call.worker = self
         self.write_transport.write(frame)
         if self.write_transport.get_write_buffer_size() == 0 and self.reply_fd is not None:
             # Keep this vCPU awake for a fast answer instead of sleeping in the event loop
-            # and paying a wake-up (spin_wait.py); the transport still reads the reply.
-            spin_until_readable(self.reply_fd, HOST_SPIN_NS)
+            # and paying a wake-up, while that pays (spin_wait.py); the transport still
+            # reads the reply.
+            self.spin.wait(self.reply_fd)
 
     def on_data(self, data: bytes) -> None:
         if self.kill_reason is not None:
@@ -207,11 +205,10 @@ class _Worker:
         for event in events:
             if isinstance(event, Reply | Failure):
                 # The channel accepts only the pending id, and a worker has one call at a time.
-                call, self.current = self.current, None
                 if isinstance(event, Reply):
-                    self.session.on_answer(self, call, event.result, None)
+                    self.session.on_answer(self, event.result, None)
                 else:
-                    self.session.on_answer(self, call, None, worker_error(event.code, event.message))
+                    self.session.on_answer(self, None, worker_error(event.code, event.message))
             elif isinstance(event, Hello):
                 if not self.hello.done():
                     self.hello.set_result(event.info)
@@ -243,14 +240,9 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
-    def take_call(self) -> _Call | None:
-        call, self.current = self.current, None
-        return call
-
     def close(self) -> None:
-        for timer in (self._grace, self.idle_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._grace is not None:
+            self._grace.cancel()
         for transport in (self.read_transport, self.write_transport):
             if transport is not None:
                 transport.close()
@@ -282,27 +274,25 @@ class ProcSession:
         self.limits = policy.proc
         self.timeout_ms = policy.effective_timeout_ms(manifest)
         self.stats = CallStats(gauges=self._gauges)
-        self.idle_retire_s = IDLE_RETIRE_S
         self._forkserver = forkserver
         self._log_path = logs_dir / f"{extension_id}.log"
         self._logs_dir = logs_dir
         self._scratch_dir = scratch_dir
         self._owner: asyncio.Task[None] | None = None
         self._tasks: asyncio.TaskGroup | None = None
-        self._queue: deque[_Call] = deque()
-        self._workers: list[_Worker] = []
-        """Every worker that said hello and is not reaped yet, oldest first."""
-        self._idle: list[_Worker] = []
-        """Usable workers with no call; the most recently used last (it is taken first)."""
-        self._slots = 0
-        """Worker tasks alive: starting, serving or being reaped. At most maxConcurrency."""
-        self._starting = 0
-        self._keep_warm = False
+        self._pool: WorkerPool[_Worker, _Call] = WorkerPool(
+            max_workers=self.limits.max_concurrency,
+            max_queue=self.limits.max_queue,
+            spare=self.limits.spare_workers,
+            idle_retire_s=IDLE_RETIRE_S,
+        )
+        self._circuit = CrashCircuit(
+            max_crashes=self.limits.max_crashes, window_s=self.limits.crash_window_seconds
+        )
+        self._retire_timer: asyncio.TimerHandle | None = None
         self._warmers: list[asyncio.Future[None]] = []
-        self._crashes: deque[float] = deque()
-        self._open_until = 0.0
-        self._next_start_at = 0.0
         self._unreplaced = 0
+        """Crashes whose replacement has not said hello yet (each hello counts a restart)."""
         self._disposed: KumixError | None = None
         self.worker_pids: list[int] = []
         """Every worker pid this session started, oldest first (tests check none survives)."""
@@ -310,22 +300,30 @@ class ProcSession:
     # ------------------------------------------------------------ public API
 
     @property
+    def idle_retire_s(self) -> float:
+        return self._pool.idle_retire_s
+
+    @idle_retire_s.setter
+    def idle_retire_s(self, seconds: float) -> None:
+        self._pool.idle_retire_s = seconds
+
+    @property
     def current_pid(self) -> int | None:
         """The pid of the oldest usable worker (the warm one), if any."""
-        return next((w.pid for w in self._workers if w.usable), None)
+        return next((w.pid for w in self._pool.usable_workers()), None)
 
     @property
     def live_pids(self) -> list[int]:
         """Pids of every worker not yet reaped."""
-        return [w.pid for w in self._workers]
+        return [w.pid for w in self._pool.workers]
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return self._pool.queued
 
     @property
     def busy_workers(self) -> int:
-        return sum(1 for w in self._workers if w.usable and w.current is not None)
+        return self._pool.busy
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         """Call `method` in a worker; governance first, then limits, then the call."""
@@ -355,13 +353,14 @@ class ProcSession:
         return loop.time() - started
 
     async def warm(self) -> None:
-        """Start a worker now, so the first call does not wait for it."""
+        """Start a worker now (and the policy's spares), so the first call does not wait for it."""
         self._check_open()
-        if any(w.usable for w in self._workers):
+        self._pool.keep_warm = True
+        if self._pool.has_usable():
+            self._dispatch()
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._warmers.append(waiter)
-        self._keep_warm = True
         self._dispatch()
         try:
             await waiter
@@ -371,22 +370,21 @@ class ProcSession:
 
     async def reset(self) -> None:
         """Re-enabled: forget the crash history, so the circuit closes."""
-        self._crashes.clear()
-        self._open_until = 0.0
-        self._next_start_at = 0.0
+        self._circuit.reset()
 
     async def dispose(self, error: KumixError | None = None) -> None:
         """Stop every worker; running and queued calls fail with `error` (default `disabled`)."""
         if self._disposed is None:
             self._disposed = error or Disabled(f"extension {self.extension_id!r} was disabled")
             make = fresh(self._disposed)
-            self._keep_warm = False
-            queue, self._queue = self._queue, deque()
-            for call in queue:
+            self._pool.keep_warm = False
+            if self._retire_timer is not None:
+                self._retire_timer.cancel()
+            for call in self._pool.drain_queue():
                 self._finish(call, None, make())
-            for worker in list(self._workers):
+            for worker in self._pool.workers:
                 worker.stopped_by_host = True
-                running = worker.take_call()
+                running = self._pool.take_call(worker)
                 if running is not None:
                     self._finish(running, None, make())
                 worker.kill("the session was disposed")
@@ -405,28 +403,27 @@ class ProcSession:
     def _check_open(self) -> None:
         if self._disposed is not None:
             raise fresh(self._disposed)()
-        loop = asyncio.get_running_loop()
-        if self._open_until > loop.time():
+        now = asyncio.get_running_loop().time()
+        if self._circuit.is_open(now):
             raise Unavailable(
-                f"{self.extension_id} crashed {len(self._crashes)} times in {self.limits.crash_window_seconds} s; "
-                f"retry in {self._open_until - loop.time():.1f} s or re-enable it"
+                f"{self.extension_id} crashed {self._circuit.crashes_in_window(now)} times in "
+                f"{self.limits.crash_window_seconds} s; retry in {self._circuit.open_for(now):.1f} s or re-enable it"
             )
 
     async def _round_trip(self, method: str, params: dict[str, Any], started: float) -> Any:
         self._check_open()
         raw = encode_params(params, self.limits.max_input_bytes)
         limits = self.limits
-        busy = self.busy_workers
-        if busy + len(self._queue) >= limits.max_concurrency + limits.max_queue:
+        pool = self._pool
+        if not pool.admits():
             raise Unavailable(
-                f"{self.extension_id} is busy: {busy} calls running and {len(self._queue)} queued "
+                f"{self.extension_id} is busy: {pool.busy} calls running and {pool.queued} queued "
                 f"(maxConcurrency {limits.max_concurrency}, maxQueue {limits.max_queue})"
             )
         loop = asyncio.get_running_loop()
         call = _Call(method, raw, started + self.timeout_ms / 1000, loop.create_future())
         call.timer = loop.call_at(call.deadline, self._on_deadline, call)
-        self._queue.append(call)
-        self._keep_warm = True
+        pool.submit(call)
         self._dispatch()
         try:
             return await call.future
@@ -435,8 +432,8 @@ class ProcSession:
                 # The caller went away. A queued call just leaves; a running one keeps its
                 # deadline timer, which still ends a worker that never answers.
                 call.future.cancel()
-                if call.worker is None:
-                    self._unqueue(call)
+                if pool.withdraw(call) and call.timer is not None:
+                    call.timer.cancel()
 
     def _finish(self, call: _Call, result: Any, error: KumixError | None) -> None:
         if call.timer is not None:
@@ -447,40 +444,32 @@ class ProcSession:
             else:
                 call.future.set_result(result)
 
-    def _unqueue(self, call: _Call) -> None:
-        with contextlib.suppress(ValueError):
-            self._queue.remove(call)
-        if call.timer is not None:
-            call.timer.cancel()
-
     def _on_deadline(self, call: _Call) -> None:
-        worker = call.worker
-        if worker is None:
-            self._unqueue(call)
+        if self._pool.withdraw(call):
             self._finish(
                 call, None,
                 CallTimeout(f"{self.extension_id}: no worker was free for {call.method} within {self.timeout_ms} ms"),
             )
             return
-        if worker.current is not call:
-            return
-        worker.current = None
+        worker = self._pool.worker_of(call)
+        if worker is None:
+            return  # answered meanwhile
+        self._pool.take_call(worker)
         self._finish(
             call, None, CallTimeout(f"{self.extension_id}: {call.method} did not answer within {self.timeout_ms} ms")
         )
         worker.kill(f"a call to {call.method} exceeded its deadline")
 
-    def on_answer(self, worker: _Worker, call: _Call | None, result: Any, error: KumixError | None) -> None:
+    def on_answer(self, worker: _Worker, result: Any, error: KumixError | None) -> None:
+        call = self._pool.answered(worker, asyncio.get_running_loop().time())
         if call is not None:
             self._finish(call, result, error)
-        if worker.usable:
-            self._make_idle(worker)
         self._dispatch()
 
     def on_protocol_violation(self, worker: _Worker, exc: ProtocolError) -> None:
         worker.kill(f"protocol violation: {exc.message}")
         log.warning("proc %s pid %d broke the protocol: %s", self.extension_id, worker.pid, exc.message)
-        call = worker.take_call()
+        call = self._pool.take_call(worker)
         if call is None:
             return
         if isinstance(exc, FrameTooLarge):
@@ -495,51 +484,48 @@ class ProcSession:
 
     def on_unusable(self, worker: _Worker) -> None:
         """A worker is on its way out: no call is sent to it from now on."""
-        with contextlib.suppress(ValueError):
-            self._idle.remove(worker)
-        if worker.idle_timer is not None:
-            worker.idle_timer.cancel()
+        self._pool.unusable(worker)
 
     # ------------------------------------------------------------ dispatch
 
-    def _make_idle(self, worker: _Worker) -> None:
-        self._idle.append(worker)
-        if len(self._workers) > 1:
-            worker.idle_timer = asyncio.get_running_loop().call_later(self.idle_retire_s, self._retire, worker)
-
-    def _retire(self, worker: _Worker) -> None:
-        if worker in self._idle and sum(1 for w in self._workers if w.usable) > 1:
-            worker.stopped_by_host = True
-            worker.kill("idle beyond the first worker")
-
     def _dispatch(self) -> None:
-        """Hand queued calls to idle workers, then start the workers the queue still needs."""
+        """Carry out the pool's plan: hand queued calls to idle workers, start workers."""
         if self._disposed is not None:
             return
-        while self._queue and self._idle:
-            worker = self._idle.pop()
-            if worker.idle_timer is not None:
-                worker.idle_timer.cancel()
-                worker.idle_timer = None
-            if not worker.usable:
-                continue
-            worker.send(self._queue.popleft())
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         tasks = self._tasks
+        plan = self._pool.plan(
+            now, may_start=tasks is not None and not self._circuit.is_open(now), warm_wanted=bool(self._warmers)
+        )
+        for worker, call in plan.sends:
+            worker.send(call)
         if tasks is None:
             if self._owner is None:
-                self._owner = asyncio.get_running_loop().create_task(
-                    self._run(), name=f"kumix-proc-{self.extension_id}"
-                )
-            return  # _run dispatches again once its task group is open
-        if self._open_until > asyncio.get_running_loop().time():
-            return
-        wanted = len(self._queue) - self._starting
-        if wanted <= 0 and self._slots == 0 and (self._keep_warm or self._warmers):
-            wanted = 1
-        for _ in range(min(wanted, self.limits.max_concurrency - self._slots)):
-            self._slots += 1
-            self._starting += 1
-            tasks.create_task(self._slot(), name=f"kumix-proc-{self.extension_id}-worker")
+                self._owner = loop.create_task(self._run(), name=f"kumix-proc-{self.extension_id}")
+            # _run dispatches again once its task group is open
+        else:
+            for _ in range(plan.starts):
+                tasks.create_task(self._slot(), name=f"kumix-proc-{self.extension_id}-worker")
+        self._schedule_retirement()
+
+    def _schedule_retirement(self) -> None:
+        at = self._pool.next_retire_at()
+        timer = self._retire_timer
+        if timer is not None and at is not None and timer.when() == at:
+            return  # asked on every dispatch: keep the timer that is already right
+        if timer is not None:
+            timer.cancel()
+            self._retire_timer = None
+        if at is not None and self._disposed is None:
+            self._retire_timer = asyncio.get_running_loop().call_at(at, self._retire)
+
+    def _retire(self) -> None:
+        self._retire_timer = None
+        for worker in self._pool.retire_due(asyncio.get_running_loop().time()):
+            worker.stopped_by_host = True
+            worker.kill("idle beyond the kept workers")
+        self._schedule_retirement()
 
     async def _run(self) -> None:
         """The session's one task: owns every worker task until dispose cancels it."""
@@ -552,14 +538,16 @@ class ProcSession:
             self._tasks = None
 
     async def _slot(self) -> None:
-        """One worker from start to reap. Never raises: a bug is logged and fails its calls."""
+        """One worker from start to reap (a start the pool reserved). Never raises: a bug is
+        logged and fails its calls."""
         worker: _Worker | None = None
         starting = True
+        loop = asyncio.get_running_loop()
         try:
-            delay = self._next_start_at - asyncio.get_running_loop().time()
+            delay = self._circuit.start_delay(loop.time())
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self._disposed is not None or self._open_until > asyncio.get_running_loop().time():
+            if self._disposed is not None or self._circuit.is_open(loop.time()):
                 return
             try:
                 worker = await self._start_worker()
@@ -570,9 +558,8 @@ class ProcSession:
             except KumixError as exc:
                 self._start_failed(exc, crash=True)
                 return
-            starting = False
-            self._starting -= 1
             self._on_ready(worker)
+            starting = False
             # Shielded: cancelling this task must not cancel the fork server's exit report,
             # which _stop still waits for.
             status = await asyncio.shield(worker.exited)
@@ -581,13 +568,12 @@ class ProcSession:
             log.exception("proc %s: worker task failed", self.extension_id)
             self._start_failed(Crashed(f"{self.extension_id}: host error {type(exc).__name__}"), crash=True)
         finally:
-            if starting:
-                self._starting -= 1
             if worker is not None:
-                with contextlib.suppress(ValueError):
-                    self._workers.remove(worker)
                 await self._stop(worker)
-            self._slots -= 1
+            if worker is not None and worker in self._pool.workers:
+                self._pool.gone(worker)
+            elif starting:
+                self._pool.start_failed()
             task = asyncio.current_task()
             if task is None or not task.cancelling():
                 # Cancelled means the task group is closing: it takes no new worker task.
@@ -597,18 +583,15 @@ class ProcSession:
         if self._unreplaced:
             self._unreplaced -= 1
             self.stats.restarts += 1
-        self._workers.append(worker)
-        self._make_idle(worker)
+        self._pool.ready(worker, asyncio.get_running_loop().time())
         for waiter in self._warmers:
             if not waiter.done():
                 waiter.set_result(None)
         self._dispatch()
 
     def _on_worker_end(self, worker: _Worker, status: int | None) -> None:
-        self.on_unusable(worker)
-        with contextlib.suppress(ValueError):
-            self._workers.remove(worker)
-        call = worker.take_call()
+        self._pool.unusable(worker)
+        call = self._pool.take_call(worker)
         if call is not None:
             self._finish(call, None, self._exit_error(worker, status))
         if not worker.stopped_by_host:
@@ -616,11 +599,10 @@ class ProcSession:
 
     def _start_failed(self, error: KumixError, *, crash: bool) -> None:
         """A worker could not start. With no other worker to wait for, waiting calls get the reason."""
-        self._keep_warm = False
-        if not any(w.usable for w in self._workers):
+        self._pool.keep_warm = False
+        if not self._pool.has_usable():
             make = fresh(error)
-            queue, self._queue = self._queue, deque()
-            for call in queue:
+            for call in self._pool.drain_queue():
                 self._finish(call, None, make())
             self._fail_warmers(error)
         if crash:
@@ -633,31 +615,22 @@ class ProcSession:
                 waiter.set_exception(make())
 
     def _record_crash(self) -> None:
-        """Count a crash; delay the next start, or open the circuit."""
+        """Count a crash with the circuit; when it opens, fail everything waiting."""
         now = asyncio.get_running_loop().time()
         self.stats.crashes += 1
         self._unreplaced += 1
-        self._crashes.append(now)
-        window = self.limits.crash_window_seconds
-        while self._crashes and self._crashes[0] < now - window:
-            self._crashes.popleft()
-        if len(self._crashes) >= self.limits.max_crashes:
-            self._open_until = self._crashes[0] + window
+        verdict = self._circuit.crash(now)
+        if verdict.opened:
+            window = self.limits.crash_window_seconds
             log.warning(
                 "proc %s crashed %d times within %d s; answering unavailable for %.1f s",
-                self.extension_id, len(self._crashes), window, self._open_until - now,
+                self.extension_id, verdict.crashes_in_window, window, verdict.start_at - now,
             )
-            self._keep_warm = False
+            self._pool.keep_warm = False
             unavailable = Unavailable(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it")
-            queue, self._queue = self._queue, deque()
-            for call in queue:
+            for call in self._pool.drain_queue():
                 self._finish(call, None, fresh(unavailable)())
             self._fail_warmers(unavailable)
-            return
-        crashes = len(self._crashes)
-        delay = 0.0 if crashes <= 1 else min(RESTART_BACKOFF_BASE_S * 2 ** (crashes - 2), RESTART_BACKOFF_MAX_S)
-        self._next_start_at = now + delay
-
     def _exit_error(self, worker: _Worker, status: int | None) -> KumixError:
         name = self.extension_id
         if status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_RESOURCE_LIMIT:
@@ -681,13 +654,14 @@ class ProcSession:
             worker.kill(worker.kill_reason or "stopped by the host")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(worker.exited), EXIT_STATUS_WAIT_S)
-        call = worker.take_call()
+        call = self._pool.take_call(worker)
         if call is not None:
             self._finish(call, None, fresh(self._disposed or Crashed(f"{self.extension_id}: worker stopped"))())
         worker.close()
 
     def _gauges(self) -> dict[str, int]:
-        return {"workers": len(self._workers), "busy": self.busy_workers, "queued": len(self._queue)}
+        pool = self._pool
+        return {"workers": len(pool.usable_workers()), "busy": pool.busy, "queued": pool.queued}
 
     def _open_log(self) -> int:
         """The extension's log, rotated once it passed half its cap: the workers may write up
@@ -711,6 +685,8 @@ class ProcSession:
             max_input_bytes=limits.max_input_bytes,
             max_output_bytes=limits.max_output_bytes,
             require_confinement=limits.require_confinement,
+            max_tasks=limits.max_tasks_per_worker,
+            allow_without_namespaces=limits.allow_without_namespaces,
             scratch_dir=str(self._scratch_dir) if self._scratch_dir is not None else None,
         )
 

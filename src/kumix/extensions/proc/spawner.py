@@ -2,8 +2,11 @@
 
 The fork server is a child of the host started with a fresh, minimal environment (no host
 secret ever reaches it or its workers). Its stderr goes to `forkserver.log` in the logs
-directory. If it dies, every worker dies with it (PDEATHSIG); pending spawns fail, every
-known worker is reported as ended, and the next spawn starts a new server.
+directory. `start_soon` launches it without waiting (the host does so when it opens), so its
+Python start and imports overlap the rest of the host process's start-up, on another CPU;
+the first spawn then waits only for whatever is left of that. If it dies, every worker dies
+with it (PDEATHSIG); pending spawns fail, every known worker is reported as ended, and the
+next spawn starts a new server.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from kumix.core.errors import Crashed, Unavailable
 from kumix.extensions.proc.confinement import SIMULATE_ENV
-from kumix.extensions.proc.worker import WorkerSpec
+from kumix.extensions.proc.worker_spec import WorkerSpec
 
 SERVER_START_TIMEOUT_S = 30.0
 """Start-up imports take ~0.1 s; a loaded CI machine can be a hundred times slower."""
@@ -59,6 +62,11 @@ class ForkServer:
         self._start_lock = asyncio.Lock()
         self._closed = False
         self.starts = 0
+        self.launched_at: float | None = None
+        self.ready_at: float | None = None
+        self.preloaded_at: float | None = None
+        """Loop times of the latest launch, its hello and the end of its preload (forkserver.py),
+        for the benchmarks' cold-start figures."""
 
     @property
     def pid(self) -> int | None:
@@ -84,16 +92,26 @@ class ForkServer:
         finally:
             self._spawns.pop(token, None)
 
+    async def wait_ready(self) -> None:
+        """Start the server if needed and wait for its hello."""
+        await self._running()
+
+    def start_soon(self) -> None:
+        """Launch the server now and return at once; the first spawn waits for its hello."""
+        if not self._closed and self._control is None:
+            self._launch()
+
     async def _running(self) -> socket.socket:
         if self._closed:
             raise Unavailable("the proc host is shutting down")
         async with self._start_lock:
             if self._control is None:
-                await self._start()
+                self._launch()
+            await self._until_ready()
             assert self._control is not None
             return self._control
 
-    async def _start(self) -> None:
+    def _launch(self) -> None:
         loop = asyncio.get_running_loop()
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -123,13 +141,20 @@ class ForkServer:
             os.close(log_fd)
             server_end.close()
         self.starts += 1
+        self.launched_at, self.ready_at, self.preloaded_at = loop.time(), None, None
         host_end.setblocking(False)
         self._control = host_end
         self._ready = loop.create_future()
         loop.add_reader(host_end.fileno(), self._on_readable)
+
+    async def _until_ready(self) -> None:
+        assert self._ready is not None
+        if self._ready.done():
+            self._ready.result()  # raises if the server was lost before its hello
+            return
         try:
             async with asyncio.timeout(SERVER_START_TIMEOUT_S):
-                await self._ready
+                await asyncio.shield(self._ready)
         except TimeoutError:
             self._lost("fork server did not start in time")
             raise Crashed(f"fork server did not start within {SERVER_START_TIMEOUT_S} s") from None
@@ -154,7 +179,10 @@ class ForkServer:
         op = doc.get("op")
         if op == "ready":
             if self._ready is not None and not self._ready.done():
+                self.ready_at = asyncio.get_running_loop().time()
                 self._ready.set_result(int(doc["pid"]))
+        elif op == "preloaded":
+            self.preloaded_at = asyncio.get_running_loop().time()
         elif op == "spawned":
             loop = asyncio.get_running_loop()
             pid = int(doc["pid"])
@@ -195,9 +223,14 @@ class ForkServer:
     async def aclose(self) -> None:
         self._closed = True
         process = self._process
+        # With no worker alive or on its way, there is nothing for the server to clean up:
+        # end it at once rather than wait for it to notice (it may still be importing).
+        idle = not self._exits and not self._spawns
         self._lost("the proc host is shutting down")
         if process is None:
             return
+        if idle and process.poll() is None:
+            process.kill()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SERVER_STOP_TIMEOUT_S
         while process.poll() is None and loop.time() < deadline:

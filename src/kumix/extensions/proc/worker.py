@@ -5,6 +5,8 @@ Order matters and is the contract with `confinement.py`:
    other fd closed, allowlisted environment, rlimits;
 2. `confine_worker` exactly once (strict policy: failure answers `confinement_unavailable`
    in the hello and the worker exits; dev policy: runs unconfined and says so in its log);
+   it sets PDEATHSIG again after every uid switch and namespace entry, and exits when the
+   fork server is no longer its parent;
 3. `set_worker_context`, then the extension's entry file is imported;
 4. the hello frame, then the SDK's request loop.
 """
@@ -15,45 +17,20 @@ import importlib.util
 import os
 import sys
 import traceback
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from kumix.core.errors import ConfinementUnavailable
 from kumix.extensions.manifest import manifest_from_document
 from kumix.extensions.proc import hygiene
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 from kumix.extensions.proc.protocol import WorkerChannel
+from kumix.extensions.proc.worker_spec import WorkerSpec
 from kumix.sdk import proc as sdk_proc
 from kumix.sdk.runtime_context import WorkerContext, set_worker_context
 
 EXIT_CONFINEMENT_UNAVAILABLE = 4
 EXIT_BAD_EXTENSION = 7
 EXIT_SETUP_FAILED = 70
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a forked child needs to become one extension's worker (sent as JSON)."""
-
-    extension_id: str
-    extension_dir: str
-    entry: str
-    manifest: dict[str, Any]
-    max_memory_mb: int
-    max_cpu_seconds: int
-    max_log_bytes: int
-    max_input_bytes: int
-    max_output_bytes: int
-    require_confinement: bool
-    scratch_dir: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> WorkerSpec:
-        return cls(**doc)
 
 
 def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, log: int, parent: int) -> int:
@@ -85,7 +62,15 @@ def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, lo
     extension_dir = Path(spec.extension_dir)
     try:
         report = confine_worker(
-            ConfinementSpec(extension_dir=extension_dir, scratch_dir=scratch, required=spec.require_confinement)
+            ConfinementSpec(
+                extension_dir=extension_dir,
+                scratch_dir=scratch,
+                required=spec.require_confinement,
+                extension_id=spec.extension_id,
+                parent_pid=parent,
+                max_tasks=spec.max_tasks,
+                accept_without_namespaces=spec.allow_without_namespaces,
+            )
         )
     except ConfinementUnavailable as exc:
         send(channel.hello_failed(exc.code, exc.message))
