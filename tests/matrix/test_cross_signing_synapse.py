@@ -80,3 +80,35 @@ async def test_password_login_bootstraps_cross_signing_and_signs_the_device(
         assert st3.master_key != master
         assert st3.device_verified
 
+
+
+async def test_a_new_device_verified_by_sas_with_an_old_one_becomes_verified(
+    synapse: SynapseHarness, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    """Two Kumix devices of one account, in one process: the old one (holding the keys)
+    asks, the new one answers; the old one signs the new device, the new one trusts the
+    identity it verified."""
+    import asyncio
+
+    from kumix.app.verification import Verifier
+
+    user = synapse.user("dora")
+    old = make_service(tmp_path / "old", vault_env)
+    await old.login_password(synapse.url, user.user_id, user.password)
+    new = make_service(tmp_path / "new", vault_env)
+    await new.login_password(synapse.url, user.user_id, user.password)
+    async with old.session() as s_old, new.session() as s_new:
+        await s_old.sync()
+        await s_new.sync()
+        assert not (await trust.status(s_new.client, new.vault)).device_verified
+        asking, answering = Verifier(s_old), Verifier(s_new)
+        v_old, v_new = await asyncio.gather(asking.request(user.user_id, s_new.account.device_id),
+                                            answering.wait_request(user.user_id))
+        await asyncio.gather(asking.wait_for_sas(v_old), answering.wait_for_sas(v_new))
+        assert v_old.emoji() == v_new.emoji()
+        await asyncio.gather(asking.confirm(v_old), answering.confirm(v_new))
+        st = await trust.status(s_new.client, new.vault)
+        assert st.device_signed
+        assert st.identity_trusted
+        assert st.device_verified
+        assert st.private_keys == ()  # trusted by verification, holding no private key
