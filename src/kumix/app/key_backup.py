@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kumix.app import trust
-from kumix.core.errors import BadRequest, KumixError, NotFound, SignatureInvalid, Unavailable
+from kumix.core.errors import BadRequest, KumixError, NotFound, SignatureInvalid, Transient
 from kumix.matrix import key_backup as kb
 from kumix.matrix.backoff import Backoff
 from kumix.matrix.client import MatrixClient
 from kumix.matrix.crypto_primitives import PkDecryptionKey
-from kumix.matrix.sync import sleep_or_stop
 from kumix.store.key_backup_state import KeyBackupState
 from kumix.store.vault import Vault
 
@@ -202,13 +201,13 @@ async def restore(session: Session, progress: Callable[[str], None] | None = Non
     return RestoreResult(total=len(found), imported=imported, decrypted_events=decrypted, refused=tuple(refused))
 
 
-async def backup_loop(session: Session, state: KeyBackupState, stop: asyncio.Event) -> None:
+async def backup_loop(session: Session, state: KeyBackupState) -> None:
     """Owned by `Session.run`: upload new room keys while the session runs. A homeserver
     that is down is retried with backoff; an untrusted or missing backup is looked at again
-    after a pause, and never stops the session."""
+    after a pause, and never stops the session. Runs until cancelled."""
     backoff = Backoff()
     held = -1
-    while not stop.is_set():
+    while True:
         delay = POLL_SECONDS
         count = len(session.client.room_key_exports())
         if count != held:
@@ -216,13 +215,13 @@ async def backup_loop(session: Session, state: KeyBackupState, stop: asyncio.Eve
                 await upload_pending(session.client, session.service.vault, state)
                 held = count
                 backoff.reset()
-            except Unavailable as exc:
+            except Transient as exc:
                 delay = backoff.next_delay(exc.details.get("retry_after_ms"))
             except KumixError as exc:
                 log.warning("key backup: %s", exc)
                 held = count
                 delay = PAUSE_AFTER_REFUSAL_SECONDS
-        await sleep_or_stop(delay, stop)
+        await asyncio.sleep(delay)
 
 
 def state_of(session: Session) -> KeyBackupState:

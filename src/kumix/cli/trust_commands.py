@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kumix.cli.output import emit_json, emit_table, printable
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from kumix.app.encryption import Encryption
+    from kumix.app.kumix import Kumix
     from kumix.cli.context import CliContext
+
+T = TypeVar("T")
+
+
+async def _enc(k: Kumix, use: Callable[[Encryption], Awaitable[T]], *, refresh: bool = False) -> T:
+    """Run one encryption use case of this device."""
+    return await use(await k.encryption(refresh=refresh))
 
 
 def _keys_subcommands(subparsers: Any) -> Any:
@@ -107,14 +118,7 @@ def _password_source(ctx: CliContext) -> Any:
 
 
 def cmd_cross_signing_status(ctx: CliContext) -> int:
-    from kumix.app import trust
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            return await trust.status(s.client, s.service.vault)
-
-    st = _run(go())
+    st = ctx.run(lambda k: _enc(k, lambda e: e.cross_signing_status()))
     if ctx.json:
         emit_json(st.to_json())
         return 0
@@ -132,15 +136,8 @@ def cmd_cross_signing_status(ctx: CliContext) -> int:
 
 
 def cmd_cross_signing_bootstrap(ctx: CliContext) -> int:
-    from kumix.app import trust
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> tuple[bool, Any]:
-        async with _session(ctx) as s:
-            done = await trust.bootstrap(s.client, s.service.vault, _password_source(ctx), reset=ctx.args.reset)
-            return done, await trust.status(s.client, s.service.vault)
-
-    done, st = _run(go())
+    done, st = ctx.run(lambda k: _enc(k, lambda e: e.bootstrap_cross_signing(_password_source(ctx),
+                                                                             reset=ctx.args.reset)))
     if ctx.json:
         emit_json({"signed": done} | st.to_json())
     elif done:
@@ -153,15 +150,8 @@ def cmd_cross_signing_bootstrap(ctx: CliContext) -> int:
 
 
 def cmd_recovery_setup(ctx: CliContext) -> int:
-    from kumix.app import recovery
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> str:
-        async with _session(ctx) as s:
-            return await recovery.setup(s.client, s.service.vault)
-
     # Shown once, here, and kept nowhere: not in the vault, not in a log.
-    key = _run(go())
+    key = ctx.run(lambda k: _enc(k, lambda e: e.set_up_recovery()))
     if ctx.json:
         emit_json({"recovery_key": key})
     else:
@@ -172,14 +162,7 @@ def cmd_recovery_setup(ctx: CliContext) -> int:
 
 
 def cmd_recovery_status(ctx: CliContext) -> int:
-    from kumix.app import recovery
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            return await recovery.status(s.client)
-
-    st = _run(go())
+    st = ctx.run(lambda k: _enc(k, lambda e: e.recovery_status()))
     if ctx.json:
         emit_json(st.to_json())
     elif not st.set_up:
@@ -192,8 +175,7 @@ def cmd_recovery_status(ctx: CliContext) -> int:
 
 
 def cmd_recovery_use(ctx: CliContext) -> int:
-    from kumix.app import recovery
-    from kumix.cli.matrix_commands import _prompt_secret, _read_stdin_secret, _run, _session
+    from kumix.cli.matrix_commands import _prompt_secret, _read_stdin_secret
 
     a = ctx.args
     if a.passphrase_stdin:
@@ -203,12 +185,7 @@ def cmd_recovery_use(ctx: CliContext) -> int:
     else:
         secret_args = {"recovery_key": _prompt_secret("Recovery key: ", "recovery key", "--recovery-key-stdin")}
 
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            await recovery.use(s.client, s.service.vault, **secret_args)
-            return await _status(s)
-
-    st = _run(go())
+    st = ctx.run(lambda k: _enc(k, lambda e: e.use_recovery(**secret_args)))
     if ctx.json:
         emit_json(st.to_json())
     else:
@@ -217,27 +194,8 @@ def cmd_recovery_use(ctx: CliContext) -> int:
     return 0
 
 
-async def _status(s: Any) -> Any:
-    from kumix.app import trust
-
-    return await trust.status(s.client, s.service.vault)
-
-
-def _backup_state(s: Any) -> Any:
-    from kumix.app.key_backup import state_of
-
-    return state_of(s)
-
-
 def cmd_backup_status(ctx: CliContext) -> int:
-    from kumix.app import key_backup
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            return await key_backup.status(s.client, s.service.vault, _backup_state(s))
-
-    st = _run(go())
+    st = ctx.run(lambda k: _enc(k, lambda e: e.backup_status()))
     if ctx.json:
         emit_json(st.to_json())
     elif st.version is None:
@@ -251,16 +209,7 @@ def cmd_backup_status(ctx: CliContext) -> int:
 
 
 def cmd_backup_enable(ctx: CliContext) -> int:
-    from kumix.app import key_backup
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            version = await key_backup.enable(s.client, s.service.vault)
-            await key_backup.upload_pending(s.client, s.service.vault, _backup_state(s))
-            return version
-
-    version = _run(go())
+    version = ctx.run(lambda k: _enc(k, lambda e: e.enable_backup()))
     if ctx.json:
         emit_json({"version": version.version})
     else:
@@ -269,14 +218,7 @@ def cmd_backup_enable(ctx: CliContext) -> int:
 
 
 def cmd_backup_upload(ctx: CliContext) -> int:
-    from kumix.app import key_backup
-    from kumix.cli.matrix_commands import _run, _session
-
-    async def go() -> int:
-        async with _session(ctx) as s:
-            return await key_backup.upload_pending(s.client, s.service.vault, _backup_state(s))
-
-    count = _run(go())
+    count = ctx.run(lambda k: _enc(k, lambda e: e.upload_backup()))
     if ctx.json:
         emit_json({"uploaded": count})
     else:
@@ -285,15 +227,7 @@ def cmd_backup_upload(ctx: CliContext) -> int:
 
 
 def cmd_backup_restore(ctx: CliContext) -> int:
-    from kumix.app import key_backup
-    from kumix.cli.matrix_commands import _progress, _run, _session, _sync_or_cached
-
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            await _sync_or_cached(s)
-            return await key_backup.restore(s, _progress)
-
-    result = _run(go())
+    result = ctx.run(lambda k: _enc(k, lambda e: e.restore_backup(), refresh=True))
     if ctx.json:
         emit_json(result.to_json())
     else:
@@ -318,39 +252,37 @@ def _matches(ctx: CliContext) -> bool:
 
 
 def cmd_verify(ctx: CliContext) -> int:
-    from kumix.app.verification import Verifier
-    from kumix.cli.matrix_commands import _progress, _run, _session
+    from kumix.cli.context import progress
     from kumix.core.errors import BadRequest, VerificationFailed
 
     a = ctx.args
     if not a.wait and not a.user:
         raise BadRequest("say whom to verify (USER [DEVICE]), or --wait to answer a request")
 
-    async def go() -> dict[str, Any]:
-        async with _session(ctx) as s:
-            verifier = Verifier(s)
-            if a.wait:
-                _progress("waiting for a verification request…")
-                v = await verifier.wait_request(a.user)
-            else:
-                _progress(f"asking {a.user} to verify…")
-                v = await verifier.request(a.user, a.device)
-            await verifier.wait_for_sas(v)
-            emoji = v.emoji()
-            # The prompt goes to stderr with the emoji, so stdout stays data (--json).
-            sys.stderr.write("Compare these with the other device:\n  " +
-                             "  ".join(f"{e} {name}" for e, name in emoji) +
-                             f"\n  (or the numbers {' '.join(map(str, v.decimals()))})\n")
-            sys.stderr.flush()
-            if not _matches(ctx):
-                await verifier.mismatch(v)
-                raise VerificationFailed("the emoji did not match: verification cancelled; nothing was trusted",
-                                         details={"reason": "m.mismatched_sas"})
-            await verifier.confirm(v)
-            return {"user_id": v.their_user, "device_id": v.their_device, "verified": sorted(v.verified),
-                    "emoji": [name for _, name in emoji]}
+    async def go(k: Kumix) -> dict[str, Any]:
+        verifier = (await k.encryption()).verifier()
+        if a.wait:
+            progress("waiting for a verification request…")
+            v = await verifier.wait_request(a.user)
+        else:
+            progress(f"asking {a.user} to verify…")
+            v = await verifier.request(a.user, a.device)
+        await verifier.wait_for_sas(v)
+        emoji = v.emoji()
+        # The prompt goes to stderr with the emoji, so stdout stays data (--json).
+        sys.stderr.write("Compare these with the other device:\n  " +
+                         "  ".join(f"{e} {name}" for e, name in emoji) +
+                         f"\n  (or the numbers {' '.join(map(str, v.decimals()))})\n")
+        sys.stderr.flush()
+        if not _matches(ctx):
+            await verifier.mismatch(v)
+            raise VerificationFailed("the emoji did not match: verification cancelled; nothing was trusted",
+                                     details={"reason": "m.mismatched_sas"})
+        await verifier.confirm(v)
+        return {"user_id": v.their_user, "device_id": v.their_device, "verified": sorted(v.verified),
+                "emoji": [name for _, name in emoji]}
 
-    result = _run(go())
+    result = ctx.run(go)
     if ctx.json:
         emit_json(result)
     else:
@@ -360,10 +292,8 @@ def cmd_verify(ctx: CliContext) -> int:
 
 
 def cmd_exclude_insecure(ctx: CliContext) -> int:
-    from kumix.app import trust
-
     value = None if ctx.args.value is None else ctx.args.value == "on"
-    on = trust.exclude_insecure_devices(ctx.database, value)
+    on = ctx.local(lambda k: k.exclude_insecure_devices(value))
     if ctx.json:
         emit_json({"exclude_insecure_devices": on})
     else:
@@ -372,21 +302,13 @@ def cmd_exclude_insecure(ctx: CliContext) -> int:
 
 
 def cmd_devices(ctx: CliContext) -> int:
-    from kumix.app import trust
-    from kumix.cli.matrix_commands import _run, _session
-
     if ctx.args.accept_new_identity and not ctx.args.user:
         from kumix.core.errors import BadRequest
 
         raise BadRequest("--accept-new-identity needs the USER whose identity changed")
 
-    async def go() -> Any:
-        async with _session(ctx) as s:
-            if ctx.args.accept_new_identity:
-                await trust.accept_new_identity(s.client, s.service.db, ctx.args.user)
-            return await trust.devices(s.client, s.service.vault, ctx.args.user, trust.settings_of(s.service.db))
-
-    listing = _run(go())
+    listing = ctx.run(lambda k: _enc(k, lambda e: e.devices(ctx.args.user,
+                                                              accept_new_identity=ctx.args.accept_new_identity)))
     if ctx.json:
         emit_json(listing.to_json())
         return 0
