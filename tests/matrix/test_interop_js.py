@@ -58,6 +58,9 @@ async def test_messages_pass_both_ways_with_exclude_insecure_devices_once_kumix_
         await js_bob.do("join", room=room_id)
         await sync_until(s, lambda: js_bob.device_id in s.client.known_devices(bob.user_id), what="bob's device")
 
+        # The peer must know the sending device first: otherwise it says UNKNOWN_SENDER_DEVICE,
+        # which is a race, not the refusal this test is about.
+        await js_bob.do("wait_device", user=alice_user.user_id, device=s.account.device_id)
         # Protection check: while Kumix is not cross-signed the peer refuses its messages ...
         await s.send_text(room_id, "before cross-signing")
         refused = await js_bob.do("wait_event", room=room_id, failure=True)
