@@ -59,6 +59,7 @@ ONE_HOME = {
     "html5lib": {"extensions/ui/html_document.py"},
     "starlette": {"web/routes.py"},
     "uvicorn": {"web/server.py"},
+    "vodozemac": {"matrix/crypto_primitives.py"},
     # The wire format: the host's protocol module is the only msgspec user on the host side.
     "msgspec": {"extensions/proc/protocol.py"},
 }

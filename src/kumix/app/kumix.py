@@ -49,6 +49,7 @@ from kumix.core.outbox import OutboxEntry, OutboxState
 if TYPE_CHECKING:
     import asyncio
 
+    from kumix.app.encryption import Encryption
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
     from kumix.app.matrix_session import MatrixService, Session
@@ -517,6 +518,26 @@ class Kumix:
             await self._refresh(session)
         room_id = (await self.room(room)).room_id if room else None
         return self._matrix().search_index.search(text, room_id=room_id, limit=limit)
+
+    # -- encryption trust (cross-signing, recovery, key backup, verification) ---------------
+
+    async def encryption(self, *, refresh: bool = False) -> Encryption:
+        """This device's encryption-trust use cases; needs the device (`state_busy` while
+        another process holds it). `refresh` first brings local state up to date (a restore
+        wants the room keys' events known)."""
+        from kumix.app.encryption import Encryption
+
+        session = await self._require_device()
+        if refresh:
+            await self._refresh(session)
+        return Encryption(session, self._notice)
+
+    def exclude_insecure_devices(self, value: bool | None = None) -> bool:
+        """The "exclude insecure devices" setting (MSC4153): set it when `value` is given;
+        the setting in force either way."""
+        from kumix.app import trust
+
+        return trust.exclude_insecure_devices(self.database, value)
 
     async def export_keys(self, path: Path, passphrase: str) -> None:
         self._notice("exporting room keys…")

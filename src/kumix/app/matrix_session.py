@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from kumix.app import key_backup, trust
 from kumix.app.events import EventHub
 from kumix.core.errors import BadRequest, KumixError, NotFound, Transient, Unauthorized, Unavailable
 from kumix.core.models import Account, Event, Room, RoomsUpdate, SearchHit, SyncBatch
@@ -32,10 +33,12 @@ from kumix.matrix.backoff import Backoff
 from kumix.matrix.client import MatrixClient, homeserver_url
 from kumix.matrix.sync import SyncLoop
 from kumix.store.database import Database
+from kumix.store.key_backup_state import KeyBackupState
 from kumix.store.outbox import Outbox
 from kumix.store.search import SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
+from kumix.store.trust_settings import TrustSettings
 from kumix.store.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -93,19 +96,24 @@ class MatrixService:
 
     # -- login / logout ----------------------------------------------------------------
 
-    async def login_password(self, homeserver: str, user: str, password: str) -> Account:
-        return await self._login(homeserver, lambda c: c.login_password(user, password))
+    async def login_password(self, homeserver: str, user: str, password: str, *,
+                             reset_cross_signing: bool = False) -> Account:
+        """`reset_cross_signing`: replace an identity this device cannot use (only for
+        accounts no other client uses, like the demo's: it undoes their verifications)."""
+        return await self._login(homeserver, lambda c: c.login_password(user, password), password=password,
+                                 reset_cross_signing=reset_cross_signing)
 
     async def login_token(self, homeserver: str, access_token: str) -> Account:
         return await self._login(homeserver, lambda c: c.login_token(access_token))
 
-    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
+                     password: str | None = None, reset_cross_signing: bool = False) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how)
+            return await self._login_locked(homeserver, how, password, reset_cross_signing)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
@@ -113,7 +121,8 @@ class MatrixService:
             raise BadRequest("already logged in with this data directory; log out first, or use another data "
                              "directory", details={"reason": "logged_in"})
 
-    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
+                            password: str | None = None, reset_cross_signing: bool = False) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an earlier
         # session (a crash during login) would not open with the new key. They are moved
         # aside, never deleted: keys are only ever removed by an explicit logout.
@@ -142,10 +151,15 @@ class MatrixService:
                 # could never be used again, so the device it created is removed too.
                 await self._abandon(c)
                 raise
+            # A data directory's first login: "exclude insecure devices" defaults to on.
+            TrustSettings(self.db).exclude_insecure_devices(had_account=False)
             self.timeline.set_account(account)
             # Keep this first batch and its token: an identical token-less /sync soon after
             # would be answered from the homeserver's response cache, missing what happened since.
             await Session(self, c).apply(first)
+            # Cross-signing (kumix.app.trust): a password login can publish the identity at once.
+            if password is not None:
+                await trust.bootstrap_at_login(c, self.vault, password, self.progress, reset=reset_cross_signing)
         return account
 
     @staticmethod
@@ -202,6 +216,7 @@ class MatrixService:
         self.timeline.forget_everything()
         self.search_index.forget_everything()
         self.outbox.forget_everything()
+        KeyBackupState(self.db).forget_everything()
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
 
     def account(self) -> Account:
@@ -219,6 +234,9 @@ class MatrixService:
                                     sanitize=sanitize_html) as client:
                 client.restore(account, secrets_doc["access_token"])
                 del secrets_doc
+                trust_settings = TrustSettings(self.db)
+                trust.install_sharing_rules(client, trust_settings.exclude_insecure_devices(had_account=True),
+                                            trust_settings)
                 # Safe only because no other process holds the device: an entry marked
                 # "sending" is one this data directory's last holder never finished.
                 recovered = self.outbox.recover()
@@ -362,6 +380,7 @@ class Session:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(loop.run())
                 tg.create_task(self._outbox_loop())
+                tg.create_task(key_backup.backup_loop(self, KeyBackupState(self.service.db)))
         finally:
             self._looping = False
 

@@ -33,9 +33,12 @@ def command_modules() -> list[ModuleType]:
         matrix_commands,
         policy_commands,
         serve_command,
+        trust_commands,
     )
 
-    return [ext_commands, policy_commands, matrix_commands, serve_command, demo_command, doctor_command]
+    # trust_commands after matrix_commands: it adds subcommands to `keys`.
+    return [ext_commands, policy_commands, matrix_commands, trust_commands, serve_command, demo_command,
+            doctor_command]
 
 
 MODULE_OF = {"ext": "ext_commands", "policy": "policy_commands", "schema": "policy_commands",

@@ -234,6 +234,33 @@ class StateCorrupt(KumixError):
     code = "state_corrupt"
 
 
+# -- end-to-end encryption trust (cross-signing, verification, secret storage, backup) -------
+
+
+class SignatureInvalid(KumixError):
+    """A signature or MAC over keys does not verify: forged, corrupted or for another key."""
+
+    code = "signature_invalid"
+
+
+class VerificationFailed(KumixError):
+    """A device or user verification was cancelled, mismatched or broke the protocol."""
+
+    code = "verification_failed"
+
+
+class WrongRecoveryKey(KumixError):
+    """The recovery key or passphrase given does not open the account's secret storage."""
+
+    code = "wrong_recovery_key"
+
+
+class IdentityChanged(KumixError):
+    """A verified user's cross-signing identity changed; it is not trusted until re-verified."""
+
+    code = "identity_changed"
+
+
 ALL_ERRORS: tuple[type[KumixError], ...] = (
     NotFound,
     InvalidManifest,
@@ -262,6 +289,10 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     VaultCorrupt,
     StateBusy,
     StateCorrupt,
+    SignatureInvalid,
+    VerificationFailed,
+    WrongRecoveryKey,
+    IdentityChanged,
 )
 
 _BY_CODE: dict[str, type[KumixError]] = {cls.code: cls for cls in ALL_ERRORS}

@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +31,7 @@ from kumix.core.errors import (
     Unavailable,
 )
 from kumix.core.models import Account, Attachment, Event, HtmlSanitizer, Page, Room, SyncBatch
-from kumix.matrix.funnel import REQUEST_TIMEOUT_S, call, close, guard, raise_for
+from kumix.matrix.funnel import REQUEST_TIMEOUT_S, call, close, guard, raise_for, raw_json
 from kumix.matrix.translate import text_or_none, translate_event, translate_room
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,13 @@ class MatrixClient:
         self._nio = nio.AsyncClient(homeserver, "", store_path=str(store_dir), config=config)
         self.homeserver = homeserver
         self._direct_rooms: set[str] = set()
+        self.before_encrypted_send: Callable[[str], Awaitable[None]] | None = None
+        """Called with the room id before a message to an encrypted room is encrypted: where
+        kumix.app.trust applies the sharing rules (which devices get the room key)."""
+        self.verification_events: list[dict[str, Any]] = []
+        self.room_verification_events: list[dict[str, Any]] = []
+        self._excluded_by_room: dict[str, set[tuple[str, str]]] = {}
+        """To-device `m.key.verification.*` events received, for kumix.app.verification to drain."""
 
     async def __aenter__(self) -> MatrixClient:
         return self
@@ -157,6 +164,7 @@ class MatrixClient:
     async def sync_once(self, since: str | None, *, timeout_ms: int = 30_000, full_state: bool = False) -> SyncBatch:
         """One /sync, then the E2EE upkeep nio's sync_forever would do: upload our keys,
         track changed device lists, claim one-time keys, flush queued to-device messages."""
+        self._mute_nio_verification()
         resp = await guard(
             self._nio.sync(timeout=timeout_ms, since=since, full_state=full_state, set_presence="offline"),
             "sync",
@@ -180,6 +188,9 @@ class MatrixClient:
     def _translate_sync(self, resp: Any) -> SyncBatch:
         keys_arrived: set[str] = set()
         for td in resp.to_device_events:
+            source = getattr(td, "source", None)
+            if isinstance(source, dict) and str(source.get("type", "")).startswith("m.key.verification."):
+                self.verification_events.append(source)
             if isinstance(td, nio.RoomKeyEvent | nio.ForwardedRoomKeyEvent):
                 keys_arrived.add(td.session_id)
         for ad in resp.account_data_events:
@@ -200,6 +211,8 @@ class MatrixClient:
             if info.timeline.limited:
                 limited.add(room_id)
             events.extend(translate_event(room_id, ev, self._sanitize) for ev in info.timeline.events)
+            for ev in info.timeline.events:
+                self._collect_room_verification(room_id, ev)
         for room_id, iinfo in resp.rooms.invite.items():
             for st in iinfo.invite_state:
                 content = getattr(st, "content", None)
@@ -375,6 +388,9 @@ class MatrixClient:
         same id with the first event's id instead of creating a second event."""
         if room_id not in self._nio.rooms and self._nio.olm is not None:
             raise Unavailable(f"send: room {room_id} not synced yet", details={"retry_after_ms": None})
+        mroom = self._nio.rooms.get(room_id)
+        if self.before_encrypted_send is not None and mroom is not None and mroom.encrypted:
+            await self.before_encrypted_send(room_id)
         resp = await guard(
             self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
             "send",
@@ -428,6 +444,135 @@ class MatrixClient:
         r = self._nio.rooms.get(room_id)
         return None if r is None else bool(r.encrypted)
 
+    # -- hooks for Kumix's own E2EE modules (kumix.matrix.cross_signing, secret_storage,
+    # key_backup; driven by kumix.app.trust): nio implements none of these, so they speak
+    # the client-server API directly, through this one authenticated request. -----------
+
+    async def request_json(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, action: str, accept: tuple[int, ...] = ()
+    ) -> tuple[int, dict[str, Any]]:
+        """One JSON request to `/_matrix/client/...`; the token goes in the header.
+
+        Answers 2xx and the statuses in `accept` (user-interactive auth's 401) with their
+        body; anything else becomes the Kumix error `raise_for` would give."""
+        status, parsed, response = await raw_json(self._nio, method, path, body, action)
+        doc: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        if 200 <= status < 300 or status in accept:
+            return status, doc
+        errcode = str(doc.get("errcode", ""))
+        error = nio.ErrorResponse(str(doc.get("error", "")), errcode or None, doc.get("retry_after_ms"))
+        error.transport_response = response
+        raise_for(error, action)
+        raise BadRequest(f"{action}: HTTP {status}")
+
+    def device_keys(self) -> dict[str, Any]:
+        """This device's identity keys as published (`/keys/upload` `device_keys`), self-signed."""
+        olm = self._olm()
+        keys: dict[str, Any] = {
+            "algorithms": list(olm._algorithms),
+            "device_id": self._nio.device_id,
+            "user_id": self._nio.user_id,
+            "keys": {
+                f"curve25519:{self._nio.device_id}": olm.account.identity_keys["curve25519"],
+                f"ed25519:{self._nio.device_id}": olm.account.identity_keys["ed25519"],
+            },
+        }
+        keys["signatures"] = {self._nio.user_id: {f"ed25519:{self._nio.device_id}": olm.sign_json(keys)}}
+        return keys
+
+    def sign_with_device(self, canonical: bytes) -> str:
+        """This device's Ed25519 signature of already-canonical JSON bytes."""
+        return str(self._olm().account.sign(canonical.decode("utf-8")))
+
+    def room_key_exports(self) -> list[dict[str, Any]]:
+        """Every Megolm room key this device holds, in the key-export format plus
+        `first_known_index` (for key backup)."""
+        out: list[dict[str, Any]] = []
+        for session in self._olm().inbound_group_store:
+            out.append({
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "room_id": session.room_id,
+                "session_id": session.id,
+                "sender_key": session.sender_key,
+                "sender_claimed_keys": {"ed25519": session.ed25519},
+                "forwarding_curve25519_key_chain": list(session.forwarding_chain or []),
+                "session_key": session.export_session(session.first_known_index),
+                "first_known_index": int(session.first_known_index),
+            })
+        return out
+
+    def import_room_keys(self, exports: list[dict[str, Any]]) -> int:
+        """Add room keys (key-export format, already validated) to the crypto store; returns
+        how many were new or better (an earlier first index) than what was held."""
+        olm = self._olm()
+        added = 0
+        for e in exports:
+            session = olm._import_group_session(e["session_key"], e["sender_claimed_keys"]["ed25519"],
+                                                e["sender_key"], e["room_id"], e["forwarding_curve25519_key_chain"])
+            if session is None or session.id != e["session_id"]:
+                continue  # a key that does not decode, or filed under another session's id
+            held = olm.inbound_group_store.get(e["room_id"], e["sender_key"], session.id)
+            if held is not None and held.first_known_index <= session.first_known_index:
+                continue  # what we hold already decrypts at least as much
+            if olm.inbound_group_store.add(session):
+                olm.save_inbound_group_session(session)
+                added += 1
+        return added
+
+    def room_members(self, room_id: str) -> list[str]:
+        mroom = self._nio.rooms.get(room_id)
+        return sorted(mroom.users) if mroom is not None else []
+
+    def set_excluded_devices(self, room_id: str, users: list[str], excluded: set[tuple[str, str]]) -> None:
+        """Keep the room key from exactly the `excluded` (user, device) pairs of `users`'
+        devices (nio's blacklist, which its key sharing skips); the others are allowed again.
+        When the set changed since the room's last message, its outbound session is dropped:
+        nio shares a session once, so a newly allowed device would never get it, and a newly
+        excluded one would keep reading it."""
+        olm = self._olm()
+        previous = self._excluded_by_room.get(room_id)
+        if previous is not None and previous != excluded:
+            olm.outbound_group_sessions.pop(room_id, None)
+        self._excluded_by_room[room_id] = set(excluded)
+        for user_id in users:
+            for device in self._nio.device_store.active_user_devices(user_id):
+                if (user_id, device.id) in excluded:
+                    olm.blacklist_device(device)
+                elif olm.is_device_blacklisted(device):
+                    olm.unblacklist_device(device)
+
+    def _collect_room_verification(self, room_id: str, ev: Any) -> None:
+        """In-room verification events (decrypted when the room is encrypted), for
+        kumix.app.verification: the request is an `m.room.message`, the rest their own types."""
+        source = getattr(ev, "source", None)
+        if not isinstance(source, dict) or isinstance(ev, nio.MegolmEvent):
+            return
+        content = source.get("content")
+        kind = source.get("type")
+        if not isinstance(content, dict) or not isinstance(kind, str):
+            return
+        if kind.startswith("m.key.verification.") or (
+                kind == "m.room.message" and content.get("msgtype") == "m.key.verification.request"):
+            self.room_verification_events.append({**source, "room_id": room_id})
+
+    def _mute_nio_verification(self) -> None:
+        """Verification is Kumix's own (kumix.matrix.sas): nio's older SAS code would answer
+        the same to-device events itself (cancelling what it does not support)."""
+        if self._nio.olm is not None:
+            self._nio.olm.handle_key_verification = _ignore_verification
+
+    async def send_to_device(self, event_type: str, messages: dict[str, dict[str, Any]], txn_id: str) -> None:
+        """`PUT /sendToDevice`: `messages` is user id -> device id (or "*") -> content."""
+        path = (f"/_matrix/client/v3/sendToDevice/{urllib.parse.quote(event_type, safe='')}/"
+                f"{urllib.parse.quote(txn_id, safe='')}")
+        await self.request_json("PUT", path, {"messages": messages}, action="send to device")
+
+    def _olm(self) -> Any:
+        if self._nio.olm is None:
+            raise BadRequest("end-to-end encryption is not loaded for this session")
+        return self._nio.olm
+
+
     # -- keys ------------------------------------------------------------------------
 
     async def export_keys(self, path: Path, passphrase: str) -> None:
@@ -454,6 +599,10 @@ class MatrixClient:
             raise BadRequest(f"import keys: {path} is a directory; give the path of a key export file") from None
         except (OSError, ValueError) as exc:
             raise BadRequest(f"import keys: {exc}") from None
+
+
+def _ignore_verification(event: Any) -> None:
+    pass
 
 
 @asynccontextmanager

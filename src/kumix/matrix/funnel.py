@@ -81,6 +81,25 @@ async def guard(awaitable: Awaitable[T], action: str, timeout: float | None = RE
 
 
 
+async def raw_json(client: nio.AsyncClient, method: str, path: str, body: dict[str, Any] | None,
+                   action: str) -> tuple[int, Any, Any]:
+    """One authenticated JSON request to an endpoint nio has no call for (cross-signing,
+    secret storage, key backup): the HTTP status, the parsed body (`{}` when it is not
+    JSON) and the transport response, for the caller to judge."""
+    response = await guard(
+        client.send(method, path, None if body is None else json.dumps(body),
+                    headers={"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"}),
+        action,
+    )
+    async with response:
+        status = int(response.status)
+        try:
+            parsed = await guard(response.json(content_type=None), action)
+        except Unavailable:
+            parsed = {}
+    return status, parsed, response
+
+
 async def call(awaitable: Awaitable[T], action: str, *, timeout: float | None = REQUEST_TIMEOUT_S,
                login: bool = False) -> T:
     """Run one nio request and judge its response: the response when it is not an error,

@@ -327,6 +327,18 @@ class Vault:
             raise VaultCorrupt("credential vault content is malformed")
         return doc
 
+    def update(self, changes: Mapping[str, str | None]) -> None:
+        """Add or replace entries (None removes one), re-sealed under the same key and
+        header: for secrets a session gains later (the cross-signing private keys)."""
+        doc = self.load()
+        header, _, _ = self._header()
+        for name, value in changes.items():
+            if value is None:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+        self._seal(header, doc)
+
     def destroy(self) -> None:
         """Remove the vault and, in keyring mode, its key from the keyring."""
         try:
