@@ -197,7 +197,7 @@ async def restore(session: Session, progress: Callable[[str], None] | None = Non
             say(f"{n}/{len(found)} room keys checked")
     imported = client.import_room_keys(good)
     say(f"{imported} room key(s) imported; retrying undecryptable events…")
-    decrypted = session.retry_undecryptable()
+    decrypted = await session.retry_undecryptable()
     return RestoreResult(total=len(found), imported=imported, decrypted_events=decrypted, refused=tuple(refused))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import html
 import logging
 import mimetypes
@@ -337,6 +338,7 @@ class Session:
         """Persist a batch atomically (events, rooms, search, token), then retry
         decryption of events whose keys just arrived."""
         self._synced_full_state = True
+        batch = dataclasses.replace(batch, events=await self.judge_senders(batch.events))
         before = self.timeline.last_change()
         with self.service.db.transaction() as tx:
             TimelineStore.put_rooms(tx, batch.rooms, batch.prev_batches, batch.left_rooms, batch.limited)
@@ -344,7 +346,7 @@ class Session:
             SearchIndex.index(tx, changed)
             TimelineStore.set_sync_token(tx, batch.next_batch)
         if batch.keys_arrived:
-            self.retry_undecryptable(batch.keys_arrived)
+            await self.retry_undecryptable(batch.keys_arrived)
         for ev in batch.events:
             if ev.kind == "undecryptable":
                 await self.client.request_key(ev)
@@ -358,7 +360,12 @@ class Session:
         async with self._batch_applied:
             self._batch_applied.notify_all()
 
-    def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
+    async def judge_senders(self, events: list[Event]) -> list[Event]:
+        """The shields: each decrypted event with its sending device's trust (and, with
+        "exclude insecure devices" on, insecure senders' events withheld)."""
+        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events)
+
+    async def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
         """Decrypt what can be decrypted now; returns how many events were recovered."""
         recovered: list[Event] = []
         before = self.timeline.last_change()
@@ -366,6 +373,7 @@ class Session:
             fixed = self.client.retry_decryption(ev)
             if fixed is not None:
                 recovered.append(fixed)
+        recovered = [e for e in await self.judge_senders(recovered) if e.kind != "undecryptable"]
         if recovered:
             with self.service.db.transaction() as tx:
                 SearchIndex.index(tx, TimelineStore.put_events(tx, recovered))
@@ -456,9 +464,10 @@ class Session:
         if token is None:
             return []
         page = await self.client.paginate(room_id, token, limit)
-        older = list(reversed(page.events))
+        events = await self.judge_senders(list(page.events))
+        older = list(reversed(events))
         with self.service.db.transaction() as tx:
-            SearchIndex.index(tx, TimelineStore.put_events(tx, list(page.events), older=True))
+            SearchIndex.index(tx, TimelineStore.put_events(tx, events, older=True))
             TimelineStore.set_prev_batch(tx, room_id, page.end if page.events else None)
         return older
 
@@ -598,4 +607,4 @@ class Session:
         self.service.progress("importing keys…")
         await self.client.import_keys(path, passphrase)
         self.service.progress("retrying undecryptable events…")
-        return self.retry_undecryptable()
+        return await self.retry_undecryptable()

@@ -8,14 +8,16 @@ The private cross-signing keys persist in the vault (sealed like the access toke
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kumix.core.errors import BadRequest, IdentityChanged, KumixError, NotFound, SignatureInvalid, Unauthorized
+from kumix.core.models import Event
 from kumix.core.trust import CrossSigningStatus, DeviceInfo, DeviceTrust, UserDevices
-from kumix.matrix import cross_signing
+from kumix.matrix import cross_signing, sender_trust
 from kumix.matrix.client import MatrixClient
 from kumix.matrix.cross_signing import CrossSigningKeys, Identity
 from kumix.matrix.signing import signing_payload
@@ -307,3 +309,43 @@ async def accept_new_identity(client: MatrixClient, db: Database, user_id: str) 
 
 def settings_of(db: Database) -> TrustSettings:
     return TrustSettings(db)
+
+
+# -- shields: the trust of the device each message came from -------------------------------
+
+
+WITHHELD_BODY = "** withheld: sent from a device its owner has not cross-signed **"
+
+
+async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSettings,
+                        events: list[Event]) -> list[Event]:
+    """Each decrypted event with the trust of its sending device, as of now (one
+    `/keys/query` for all their senders); the others unchanged.
+
+    With "exclude insecure devices" on (MSC4153), an event from a `not_cross_signed` or
+    `unknown_device` sender is withheld: it becomes an undecryptable event (its
+    plaintext is dropped here, before anything stores or shows it), marked with why."""
+    todo = [e for e in events if e.sender_keys is not None]
+    if not todo:
+        return events
+    me = client.account.user_id
+    query = await query_keys(client, sorted({me} | {e.sender for e in todo}))
+    own_trusted = trusts_own_identity(vault, _safe_identity(me, query))
+    exclude = settings.exclude_insecure_devices(had_account=True)
+    out: list[Event] = []
+    for ev in events:
+        if ev.sender_keys is None:
+            out.append(ev)
+            continue
+        curve, ed = ev.sender_keys
+        verdict = sender_trust.judge(query, me=me, sender=ev.sender, curve25519=curve, ed25519=ed,
+                                     own_identity_trusted=own_trusted,
+                                     pinned_master=settings.pinned(ev.sender) if ev.sender != me else None)
+        if exclude and verdict.trust in sender_trust.WITHHELD:
+            out.append(Event(event_id=ev.event_id, room_id=ev.room_id, sender=ev.sender, origin_ts=ev.origin_ts,
+                             kind="undecryptable", body=WITHHELD_BODY, encrypted=True,
+                             transaction_id=ev.transaction_id, sender_trust=verdict.trust,
+                             sender_device=verdict.device_id))
+        else:
+            out.append(dataclasses.replace(ev, sender_trust=verdict.trust, sender_device=verdict.device_id))
+    return out

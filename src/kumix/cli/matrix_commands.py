@@ -166,9 +166,17 @@ async def until_interrupted(work: Awaitable[None]) -> None:
             loop.remove_signal_handler(sig)
 
 
+SHIELD_MARKS = {"unverified_identity": "[unverified]", "not_cross_signed": "[not cross-signed]",
+                "unknown_device": "[unknown device]", "identity_changed": "[identity changed]"}
+"""The short mark after the sender of a decrypted message whose device is not verified
+(docs/encryption.md, "What the shields mean"); a verified sender has none."""
+
+
 def _event_line(ev: Event) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.origin_ts / 1000)) if ev.origin_ts else "--:--:--"
     sender = printable(ev.sender, 60)
+    if ev.sender_trust in SHIELD_MARKS:
+        sender = f"{sender} {SHIELD_MARKS[ev.sender_trust]}"
     # Relation targets are chosen by the sender (the homeserver does not check a redaction's
     # target it has never seen): escape sequences in them must not reach the terminal.
     target = printable(ev.relates_to or "", 100)
@@ -182,6 +190,9 @@ def _event_line(ev: Event) -> str:
         return f"[{stamp}] {sender} reacted {printable(ev.reaction_key or '', 20)} to {target}"
     if ev.kind == "redaction":
         return f"[{stamp}] {sender} redacted {target}"
+    if ev.kind == "undecryptable" and ev.sender_trust is not None:
+        return f"[{stamp}] {sender}: ** withheld: sent from a device its owner has not cross-signed " \
+               "(exclude insecure devices is on) **"
     if ev.kind == "undecryptable":
         return f"[{stamp}] {sender}: ** unable to decrypt yet (waiting for the key) **"
     return f"[{stamp}] {sender}: ({ev.kind}) {printable(ev.body, 200)}"

@@ -98,6 +98,13 @@ class Event:
     transaction_id: str | None = None
     source: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     """Raw encrypted event, kept only for undecryptable ones so they can be retried."""
+    sender_trust: str | None = None
+    """Of a decrypted event: the trust of its sending device when it was decrypted (a
+    `kumix.core.trust.SenderTrust`); of a withheld one (`kind` undecryptable), why."""
+    sender_device: str | None = None
+    sender_keys: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    """Of a decrypted event: the Megolm session's (Curve25519, claimed Ed25519) sender keys,
+    what the sender's trust is judged from (`kumix.matrix.sender_trust`); not stored."""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -122,6 +129,9 @@ class Event:
         if self.attachment:
             doc["file"] = {"url": self.attachment.url, "name": self.attachment.name,
                            "mimetype": self.attachment.mimetype, "size": self.attachment.size}
+        if self.sender_trust:
+            doc["sender_trust"] = self.sender_trust
+            doc["sender_device"] = self.sender_device
         return doc
 
 

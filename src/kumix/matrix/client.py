@@ -11,6 +11,7 @@ retry, with jitter, instead of nio sleeping inside a request nobody can cancel c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -210,7 +211,7 @@ class MatrixClient:
                 prev[room_id] = info.timeline.prev_batch
             if info.timeline.limited:
                 limited.add(room_id)
-            events.extend(translate_event(room_id, ev, self._sanitize) for ev in info.timeline.events)
+            events.extend(self._translate_event(room_id, ev) for ev in info.timeline.events)
             for ev in info.timeline.events:
                 self._collect_room_verification(room_id, ev)
         for room_id, iinfo in resp.rooms.invite.items():
@@ -231,6 +232,22 @@ class MatrixClient:
             keys_arrived=frozenset(keys_arrived),
             limited=frozenset(limited),
         )
+
+    def _translate_event(self, room_id: str, ev: Any) -> Event:
+        """`translate_event`, and for a decrypted event the sender keys of its Megolm
+        session: the Curve25519 key (authenticated by the Olm channel the room key came
+        over) and the Ed25519 key the room key claimed. The app judges the sender's trust
+        from these (`kumix.matrix.sender_trust`), never from nio's device trust."""
+        event = translate_event(room_id, ev, self._sanitize)
+        if not event.encrypted or event.kind == "undecryptable" or self._nio.olm is None:
+            return event
+        curve, session_id = getattr(ev, "sender_key", None), getattr(ev, "session_id", None)
+        session = self._olm().inbound_group_store.get(room_id, curve, session_id) \
+            if isinstance(curve, str) and isinstance(session_id, str) else None
+        ed = getattr(session, "ed25519", None)
+        if not isinstance(curve, str) or not isinstance(ed, str):
+            return event
+        return dataclasses.replace(event, sender_keys=(curve, ed))
 
     def _room(self, r: Any, membership: str) -> Room:
         return translate_room(r, membership, user_id=self._nio.user_id, direct_rooms=self._direct_rooms)
@@ -256,7 +273,7 @@ class MatrixClient:
             return None
         if isinstance(decrypted, nio.MegolmEvent) or not hasattr(decrypted, "event_id"):
             return None
-        return translate_event(event.room_id, decrypted, self._sanitize)
+        return self._translate_event(event.room_id, decrypted)
 
     async def request_key(self, event: Event) -> None:
         """Ask our other devices and the sender for the key of an undecryptable event."""
@@ -379,7 +396,7 @@ class MatrixClient:
             "room messages",
         )
         raise_for(resp, "room messages")
-        return Page(events=[translate_event(room_id, e, self._sanitize) for e in resp.chunk], end=resp.end)
+        return Page(events=[self._translate_event(room_id, e) for e in resp.chunk], end=resp.end)
 
     # -- sending ---------------------------------------------------------------------
 

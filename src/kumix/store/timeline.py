@@ -71,6 +71,12 @@ MIGRATIONS = Migrations(
         UPDATE matrix_events SET change = rowid;
         CREATE INDEX matrix_events_change ON matrix_events(change);
         """,
+        # The shield: the trust of a decrypted event's sending device when it was decrypted
+        # (kumix.matrix.sender_trust). Rows stored before have NULL: not judged.
+        """
+        ALTER TABLE matrix_events ADD COLUMN sender_trust TEXT;
+        ALTER TABLE matrix_events ADD COLUMN sender_device TEXT;
+        """,
     ],
 )
 
@@ -190,10 +196,11 @@ class TimelineStore:
                 if existing["kind"] == "undecryptable" and ev.kind != "undecryptable":
                     tx.execute(
                         "UPDATE matrix_events SET kind = ?, body = ?, html = ?, msgtype = ?, relates_to = ?,"
-                        " reply_to = ?, reaction_key = ?, attachment = ?, source = NULL, change = ?"
-                        " WHERE event_id = ?",
+                        " reply_to = ?, reaction_key = ?, attachment = ?, source = NULL, change = ?,"
+                        " sender_trust = ?, sender_device = ? WHERE event_id = ?",
                         (ev.kind, ev.body, ev.formatted_html, ev.msgtype, ev.relates_to, ev.reply_to,
-                         ev.reaction_key, _attachment_json(ev.attachment), _next_change(tx), ev.event_id),
+                         ev.reaction_key, _attachment_json(ev.attachment), _next_change(tx),
+                         ev.sender_trust, ev.sender_device, ev.event_id),
                     )
                     changed.extend(_apply_relation(tx, ev))
                     if ev.kind in TEXT_KINDS:
@@ -207,12 +214,13 @@ class TimelineStore:
                 seq, next_seq = next_seq, next_seq + 1
             tx.execute(
                 "INSERT INTO matrix_events(event_id, room_id, seq, sender, ts, kind, body, html, msgtype,"
-                " encrypted, relates_to, reply_to, reaction_key, attachment, session_id, txn_id, source, change)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " encrypted, relates_to, reply_to, reaction_key, attachment, session_id, txn_id, source, change,"
+                " sender_trust, sender_device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ev.event_id, ev.room_id, seq, ev.sender, ev.origin_ts, ev.kind, ev.body,
                  ev.formatted_html, ev.msgtype, int(ev.encrypted), ev.relates_to, ev.reply_to, ev.reaction_key,
                  _attachment_json(ev.attachment), ev.session_id, ev.transaction_id,
-                 json.dumps(ev.source) if ev.kind == "undecryptable" and ev.source else None, _next_change(tx)),
+                 json.dumps(ev.source) if ev.kind == "undecryptable" and ev.source else None, _next_change(tx),
+                 ev.sender_trust, ev.sender_device),
             )
             if ev.kind in TEXT_KINDS:
                 changed.append((ev, False))
@@ -346,6 +354,7 @@ def _event(r: Row) -> Event:
         relates_to=r["relates_to"], reply_to=r["reply_to"], reaction_key=r["reaction_key"], attachment=att,
         session_id=r["session_id"], transaction_id=r["txn_id"],
         source=json.loads(r["source"]) if r["source"] else None,
+        sender_trust=r["sender_trust"], sender_device=r["sender_device"],
     )
 
 
