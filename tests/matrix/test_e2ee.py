@@ -13,6 +13,7 @@ from tests.matrix.peer import NioPeer
 from tests.synapse_harness import SynapseHarness, TestUser
 
 from kumix.app.matrix_session import MatrixService
+from kumix.cli.matrix_commands import _event_line
 from kumix.core.errors import Unauthorized
 from kumix.store.trust_settings import TrustSettings
 
@@ -53,6 +54,11 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
             assert ev.encrypted
             assert ev.kind == "text"
             assert ev.sender == bob.user_id
+            # The shield: nio cannot cross-sign, so its device is an insecure one.
+            assert ev.sender_trust == "not_cross_signed"
+            assert ev.sender_device == peer.device_id
+            assert ev.to_json()["sender_trust"] == "not_cross_signed"
+            assert "[not cross-signed]" in _event_line(ev)  # type: ignore[arg-type]
 
             # Encrypted files both ways: the server only ever holds ciphertext.
             payload = bytes(range(256)) * 40
@@ -75,6 +81,22 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
             # Search works where the server cannot: over what Kumix decrypted.
             hits = s.search("encrypted nio")
             assert [h.room_id for h in hits] == [room_id]
+            before_rule = len(alice.timeline.events(room_id, limit=500))
+
+            # MSC4153 on the receiving side: with "exclude insecure devices" on, what the
+            # insecure device sends is withheld, its plaintext kept nowhere.
+            TrustSettings(alice.db).set_exclude_insecure_devices(True)
+            await peer.do("send", room=room_id, body="insecure with the rule on")
+            await sync_until(s, lambda: len(alice.timeline.events(room_id, limit=500)) > before_rule
+                             and alice.timeline.events(room_id, limit=1)[0].sender == bob.user_id,
+                             what="nio's message under the rule")
+            withheld = alice.timeline.events(room_id, limit=1)[0]
+            assert withheld.kind == "undecryptable"
+            assert withheld.sender_trust == "not_cross_signed"
+            assert "withheld" in _event_line(withheld)
+            assert "insecure with the rule on" not in str(alice.db.query("SELECT * FROM matrix_events"))
+            assert s.search("rule") == []
+            TrustSettings(alice.db).set_exclude_insecure_devices(False)
 
             keyfile = tmp_path / "keys.txt"
             await s.export_keys(keyfile, "export passphrase")
@@ -96,10 +118,23 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
             assert s2.search("encrypted nio") == []
             with pytest.raises(Unauthorized):
                 await s2.import_keys(keyfile, "wrong passphrase")
+            # A new data directory: exclude insecure devices is on, so the imported keys
+            # unlock the messages of alice's own devices but nio's stay withheld ...
             recovered = await s2.import_keys(keyfile, "export passphrase")
+            texts = _texts(second, room_id)
+            nios = [e for e in second.timeline.events(room_id, limit=500) if e.sender == bob.user_id
+                    and e.encrypted]
+            assert nios
+            assert all(e.kind == "undecryptable" and e.sender_trust == "not_cross_signed" for e in nios)
+            assert "from nio, encrypted" not in texts
+            assert s2.search("encrypted nio") == []
+            # ... and with the rule off (the protection switched off) they are readable.
+            TrustSettings(second.db).set_exclude_insecure_devices(False)
+            recovered += await s2.retry_undecryptable()
             assert recovered >= len(list(held))
             texts = _texts(second, room_id)
             assert texts["from nio, encrypted"].kind == "text"  # type: ignore[attr-defined]
+            assert texts["from nio, encrypted"].sender_trust == "not_cross_signed"  # type: ignore[attr-defined]
             assert [h.room_id for h in s2.search("encrypted nio")] == [room_id]
     finally:
         second.db.close()

@@ -86,6 +86,10 @@ async def test_messages_pass_both_ways_with_exclude_insecure_devices_once_kumix_
         ev = _by_body(alice, room_id)["peer after"]
         assert ev.encrypted  # type: ignore[attr-defined]
         assert ev.kind == "text"  # type: ignore[attr-defined]
+        # The shield: bob's device is cross-signed by bob, whom alice has not verified.
+        assert ev.sender_trust == "unverified_identity"  # type: ignore[attr-defined]
+        assert ev.sender_device == js_bob.device_id  # type: ignore[attr-defined]
+        assert ev.to_json()["sender_trust"] == "unverified_identity"  # type: ignore[attr-defined]
 
 
 def _password(user: TestUser):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.matrix.helpers import sync_until
 from tests.matrix.js_peer import JsPeer
 from tests.synapse_harness import SynapseHarness, TestUser
 
@@ -16,6 +17,7 @@ from kumix.app import trust
 from kumix.app.matrix_session import MatrixService, Session
 from kumix.app.verification import Verifier
 from kumix.core.errors import VerificationFailed
+from kumix.core.models import Event
 
 
 @pytest.fixture
@@ -41,6 +43,17 @@ async def _shares_room(s: Session, alice: MatrixService, peer: JsPeer, bob: Test
         raise AssertionError("bob's device never showed up")
     # The Rust crypto ignores a verification request from a device it has not fetched yet.
     await peer.do("wait_device", user=s.account.user_id, device=s.account.device_id)
+
+
+async def _message_from(s: Session, alice: MatrixService, peer: JsPeer, room_id: str, body: str) -> Event:
+    """`body` sent by the peer into `room_id`, as Kumix stored it."""
+    await peer.do("send", room=room_id, body=body)
+    await sync_until(s, lambda: any(e.body == body for e in alice.timeline.events(room_id, limit=200)), what=body)
+    ev = next(e for e in alice.timeline.events(room_id, limit=200) if e.body == body)
+    assert ev.kind == "text"
+    assert ev.encrypted
+    assert ev.sender_device == peer.device_id
+    return ev
 
 
 async def test_kumix_asks_and_the_peer_answers(
@@ -157,11 +170,17 @@ async def test_a_verified_users_changed_identity_is_refused_until_looked_at(
         await peer_done
         settings = trust.settings_of(alice.db)
         assert (await trust.devices(s.client, alice.vault, bob.user_id, settings)).identity_verified
+        # The shield of a message from the verified peer (cross-signed by bob, bob verified).
+        assert (await _message_from(s, alice, js_bob, room_id, "from verified bob")).sender_trust == "verified"
 
         await js_bob.do("reset_cross_signing")
         changed = await trust.devices(s.client, alice.vault, bob.user_id, settings)
         assert changed.identity_changed
         assert not changed.identity_verified
+        # Incoming messages after the change are marked too.
+        after_change = await _message_from(s, alice, js_bob, room_id, "from bob's new identity")
+        assert after_change.sender_trust == "identity_changed"
+        assert after_change.to_json()["sender_trust"] == "identity_changed"
         entry = await s.send_text(room_id, "to a changed identity", markdown=False)
         assert entry.state == "failed"
         assert "identity_changed" in str(entry.to_json())
@@ -174,6 +193,8 @@ async def test_a_verified_users_changed_identity_is_refused_until_looked_at(
         assert ok.state == "sent"
         got = await js_bob.do("wait_event", room=room_id, body="to the accepted identity")
         assert got["decryption_failure"] is None
+        accepted_msg = await _message_from(s, alice, js_bob, room_id, "from the accepted identity")
+        assert accepted_msg.sender_trust == "unverified_identity"  # accepted, not verified
 
 
 async def test_in_room_verification_both_ways(

@@ -373,12 +373,13 @@ class Session:
             fixed = self.client.retry_decryption(ev)
             if fixed is not None:
                 recovered.append(fixed)
-        recovered = [e for e in await self.judge_senders(recovered) if e.kind != "undecryptable"]
-        if recovered:
+        # Judged now: an insecure sender's event stays undecryptable (withheld), marked why.
+        judged = await self.judge_senders(recovered)
+        if judged:
             with self.service.db.transaction() as tx:
-                SearchIndex.index(tx, TimelineStore.put_events(tx, recovered))
+                SearchIndex.index(tx, TimelineStore.put_events(tx, judged))
             self.service.hub.publish(self.timeline.changes_since(before, limit=1_000_000))
-        return len(recovered)
+        return sum(1 for e in judged if e.kind != "undecryptable")
 
     async def run(self, *, on_retry: Callable[[Transient, float], None] | None = None) -> None:
         """Sync and deliver the outbox until cancelled; a fatal error in either loop ends both."""

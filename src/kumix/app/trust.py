@@ -332,6 +332,8 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
     query = await query_keys(client, sorted({me} | {e.sender for e in todo}))
     own_trusted = trusts_own_identity(vault, _safe_identity(me, query))
     exclude = settings.exclude_insecure_devices(had_account=True)
+    mine = client.device_keys()["keys"]
+    this_device = (mine[f"curve25519:{client.account.device_id}"], mine[f"ed25519:{client.account.device_id}"])
     out: list[Event] = []
     for ev in events:
         if ev.sender_keys is None:
@@ -341,7 +343,9 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
         verdict = sender_trust.judge(query, me=me, sender=ev.sender, curve25519=curve, ed25519=ed,
                                      own_identity_trusted=own_trusted,
                                      pinned_master=settings.pinned(ev.sender) if ev.sender != me else None)
-        if exclude and verdict.trust in sender_trust.WITHHELD:
+        # This device's own messages are never withheld from itself (it holds the Olm
+        # account that sent them); their mark still says whether it is cross-signed.
+        if exclude and verdict.trust in sender_trust.WITHHELD and ev.sender_keys != this_device:
             out.append(Event(event_id=ev.event_id, room_id=ev.room_id, sender=ev.sender, origin_ts=ev.origin_ts,
                              kind="undecryptable", body=WITHHELD_BODY, encrypted=True,
                              transaction_id=ev.transaction_id, sender_trust=verdict.trust,

@@ -188,7 +188,7 @@ class TimelineStore:
             if not ev.event_id:
                 continue
             existing = tx.execute(
-                "SELECT kind, body, redacted FROM matrix_events WHERE event_id = ?", (ev.event_id,)
+                "SELECT kind, body, redacted, sender_trust FROM matrix_events WHERE event_id = ?", (ev.event_id,)
             ).fetchone()
             if existing is not None:
                 # Seen before (a re-sent batch after a crash, or an overlap with pagination).
@@ -205,6 +205,13 @@ class TimelineStore:
                     changed.extend(_apply_relation(tx, ev))
                     if ev.kind in TEXT_KINDS:
                         changed.append((ev, False))
+                elif existing["kind"] == "undecryptable" and ev.sender_trust is not None \
+                        and existing["sender_trust"] != ev.sender_trust:
+                    # Decrypted now but withheld (exclude insecure devices): the row stays
+                    # undecryptable, with its source kept for a later retry, and says why.
+                    tx.execute("UPDATE matrix_events SET sender_trust = ?, sender_device = ?, change = ?"
+                               " WHERE event_id = ?",
+                               (ev.sender_trust, ev.sender_device, _next_change(tx), ev.event_id))
                 continue
             if older:
                 seq = int(tx.execute(
