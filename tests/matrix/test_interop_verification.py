@@ -177,10 +177,22 @@ async def test_a_verified_users_changed_identity_is_refused_until_looked_at(
         changed = await trust.devices(s.client, alice.vault, bob.user_id, settings)
         assert changed.identity_changed
         assert not changed.identity_verified
-        # Incoming messages after the change are marked too.
-        after_change = await _message_from(s, alice, js_bob, room_id, "from bob's new identity")
-        assert after_change.sender_trust == "identity_changed"
+        # Incoming messages after the change are marked too, and with "exclude insecure
+        # devices" on (this data directory's default) withheld until the change is looked at.
+        await js_bob.do("send", room=room_id, body="from bob's new identity")
+        await sync_until(s, lambda: any(e.sender_trust == "identity_changed"
+                                        for e in alice.timeline.events(room_id, limit=200)), what="the marked message")
+        after_change = next(e for e in alice.timeline.events(room_id, limit=200)
+                            if e.sender_trust == "identity_changed")
+        assert after_change.kind == "undecryptable"
+        assert after_change.sender_device == js_bob.device_id
         assert after_change.to_json()["sender_trust"] == "identity_changed"
+        assert "from bob's new identity" not in str(alice.db.query("SELECT body, html FROM matrix_events"))
+        # The protection switched off: the same kind of message is shown, marked.
+        settings.set_exclude_insecure_devices(False)
+        shown = await _message_from(s, alice, js_bob, room_id, "shown with the rule off")
+        assert shown.sender_trust == "identity_changed"
+        settings.set_exclude_insecure_devices(True)
         entry = await s.send_text(room_id, "to a changed identity", markdown=False)
         assert entry.state == "failed"
         assert "identity_changed" in str(entry.to_json())

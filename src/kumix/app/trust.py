@@ -314,7 +314,11 @@ def settings_of(db: Database) -> TrustSettings:
 # -- shields: the trust of the device each message came from -------------------------------
 
 
-WITHHELD_BODY = "** withheld: sent from a device its owner has not cross-signed **"
+WITHHELD_BODY = {
+    "not_cross_signed": "** withheld: sent from a device its owner has not cross-signed **",
+    "unknown_device": "** withheld: sent from an unknown device **",
+    "identity_changed": "** withheld: the sender's identity changed since you verified them **",
+}
 
 
 async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSettings,
@@ -322,9 +326,9 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
     """Each decrypted event with the trust of its sending device, as of now (one
     `/keys/query` for all their senders); the others unchanged.
 
-    With "exclude insecure devices" on (MSC4153), an event from a `not_cross_signed` or
-    `unknown_device` sender is withheld: it becomes an undecryptable event (its
-    plaintext is dropped here, before anything stores or shows it), marked with why."""
+    With "exclude insecure devices" on (MSC4153), an event whose verdict is in
+    `sender_trust.WITHHELD` is withheld: it becomes an undecryptable event (its plaintext
+    is dropped here, before anything stores or shows it), marked with why."""
     todo = [e for e in events if e.sender_keys is not None]
     if not todo:
         return events
@@ -347,7 +351,7 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
         # account that sent them); their mark still says whether it is cross-signed.
         if exclude and verdict.trust in sender_trust.WITHHELD and ev.sender_keys != this_device:
             out.append(Event(event_id=ev.event_id, room_id=ev.room_id, sender=ev.sender, origin_ts=ev.origin_ts,
-                             kind="undecryptable", body=WITHHELD_BODY, encrypted=True,
+                             kind="undecryptable", body=WITHHELD_BODY[verdict.trust], encrypted=True,
                              transaction_id=ev.transaction_id, sender_trust=verdict.trust,
                              sender_device=verdict.device_id))
         else:

@@ -172,6 +172,11 @@ SHIELD_MARKS = {"unverified_identity": "[unverified]", "not_cross_signed": "[not
 (docs/encryption.md, "What the shields mean"); a verified sender has none."""
 
 
+WITHHELD_WHY = {"not_cross_signed": "sent from a device its owner has not cross-signed",
+                "unknown_device": "sent from an unknown device",
+                "identity_changed": "the sender's identity changed since you verified them"}
+
+
 def _event_line(ev: Event) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.origin_ts / 1000)) if ev.origin_ts else "--:--:--"
     sender = printable(ev.sender, 60)
@@ -190,9 +195,8 @@ def _event_line(ev: Event) -> str:
         return f"[{stamp}] {sender} reacted {printable(ev.reaction_key or '', 20)} to {target}"
     if ev.kind == "redaction":
         return f"[{stamp}] {sender} redacted {target}"
-    if ev.kind == "undecryptable" and ev.sender_trust is not None:
-        return f"[{stamp}] {sender}: ** withheld: sent from a device its owner has not cross-signed " \
-               "(exclude insecure devices is on) **"
+    if ev.kind == "undecryptable" and ev.sender_trust in WITHHELD_WHY:
+        return f"[{stamp}] {sender}: ** withheld: {WITHHELD_WHY[ev.sender_trust]} (exclude insecure devices is on) **"
     if ev.kind == "undecryptable":
         return f"[{stamp}] {sender}: ** unable to decrypt yet (waiting for the key) **"
     return f"[{stamp}] {sender}: ({ev.kind}) {printable(ev.body, 200)}"

@@ -87,6 +87,9 @@ def judge(query: dict[str, Any], *, me: str, sender: str, curve25519: str | None
     return SenderVerdict("verified" if verified else "unverified_identity", device_id)
 
 
-WITHHELD: frozenset[SenderTrust] = frozenset({"not_cross_signed", "unknown_device"})
+WITHHELD: frozenset[SenderTrust] = frozenset({"not_cross_signed", "unknown_device", "identity_changed"})
 """With "exclude insecure devices" on (MSC4153), messages whose sending device has one of
-these verdicts are not shown: they are kept as undecryptable (withheld)."""
+these verdicts are not shown: they are kept as undecryptable (withheld). An insecure or
+unknown device is what MSC4153 excludes; a verified user's changed identity is what
+matrix-js-sdk's and the Rust crypto's MSC4153 mode refuses too (a verification violation),
+until the user verifies them again or accepts the new identity."""

@@ -7,9 +7,10 @@ with the stable codes of docs/errors.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from kumix.core.errors import ALL_ERRORS
+from kumix.core.trust import SenderTrust
 from kumix.web.errors import STATUS_OF_CODE
 
 S = dict[str, Any]
@@ -50,7 +51,10 @@ EVENT: S = {"type": "object", "required": ["event_id", "room_id", "sender", "ts"
                 "ts": {"type": "integer"}, "kind": {"type": "string"}, "body": {"type": "string"},
                 "encrypted": {"type": "boolean"}, "html": {"type": "string"}, "msgtype": {"type": "string"},
                 "relates_to": {"type": "string"}, "reply_to": {"type": "string"}, "key": {"type": "string"},
-                "file": {"type": "object"}}}
+                "file": {"type": "object"},
+                # The shield (docs/encryption.md): present on decrypted and withheld events.
+                "sender_trust": {"enum": list(get_args(SenderTrust))},
+                "sender_device": NULLABLE_STR}}
 
 ITEM: S = {"type": "object", "required": ["cursor", "event"],
            "properties": {"cursor": {"type": "integer"}, "event": EVENT}}
