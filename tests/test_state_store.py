@@ -154,3 +154,36 @@ def test_outbox_rows_of_the_first_schema_keep_their_error_as_fields(data_dir: Pa
         assert error.details == {"errcode": "M_NOT_FOUND"}
         assert again.to_json()["error"] == {"code": "not_found", "message": "no such room",
                                             "details": {"errcode": "M_NOT_FOUND"}}
+
+
+def test_timeline_rows_of_earlier_schemas_survive_the_shield_migration(data_dir: Path) -> None:
+    """Timeline migration 3 adds each event's shield: events stored before keep everything
+    and have none (not judged); new ones store and read theirs back, withheld ones too."""
+    from kumix.core.models import Event
+    from kumix.store.database import Migrations
+    from kumix.store.timeline import MIGRATIONS, TimelineStore
+
+    path = data_dir / "state.db"
+    with Database(path) as db:
+        db.migrate(Migrations("timeline", MIGRATIONS.steps[:2]))
+        with db.transaction() as tx:
+            tx.execute("INSERT INTO matrix_events(event_id, room_id, seq, sender, ts, kind, body, encrypted, change)"
+                       " VALUES ('$old', '!r:x', 1, '@a:x', 5, 'text', 'kept as it was', 1, 1)")
+    with Database(path) as db:
+        store = TimelineStore(db)
+        old = store.event("$old")
+        assert old is not None
+        assert (old.body, old.encrypted, old.sender_trust, old.sender_device) == ("kept as it was", True, None, None)
+        assert "sender_trust" not in old.to_json()
+        new = Event(event_id="$new", room_id="!r:x", sender="@b:x", origin_ts=6, kind="text", body="hi",
+                    encrypted=True, sender_trust="unverified_identity", sender_device="DEV")
+        held = Event(event_id="$held", room_id="!r:x", sender="@c:x", origin_ts=7, kind="undecryptable",
+                     body="** withheld **", encrypted=True, sender_trust="not_cross_signed", sender_device="NIO")
+        with db.transaction() as tx:
+            TimelineStore.put_events(tx, [new, held])
+        got, withheld = store.event("$new"), store.event("$held")
+        assert got is not None
+        assert withheld is not None
+        assert got.to_json()["sender_trust"] == "unverified_identity"
+        assert got.to_json()["sender_device"] == "DEV"
+        assert (withheld.kind, withheld.sender_trust) == ("undecryptable", "not_cross_signed")

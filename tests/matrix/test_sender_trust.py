@@ -163,3 +163,21 @@ def test_hostile_shapes_never_raise() -> None:
 
 def test_withheld_verdicts_are_the_insecure_ones() -> None:
     assert frozenset({"not_cross_signed", "unknown_device", "identity_changed"}) == WITHHELD
+
+
+def test_the_text_output_marks_every_sender_that_is_not_verified() -> None:
+    from kumix.cli.matrix_commands import _event_line
+    from kumix.core.models import Event
+
+    def line(trust: str | None, kind: str = "text") -> str:
+        return _event_line(Event(event_id="$e", room_id="!r:x", sender=BOB, origin_ts=0, kind=kind,  # type: ignore[arg-type]
+                                 body="hello", encrypted=True, sender_trust=trust))
+
+    assert line("verified") == line(None)
+    assert line("verified").endswith(f"{BOB}: hello")
+    for trust, mark in (("unverified_identity", "[unverified]"), ("not_cross_signed", "[not cross-signed]"),
+                        ("unknown_device", "[unknown device]"), ("identity_changed", "[identity changed]")):
+        assert f"{BOB} {mark}: hello" in line(trust)
+    assert "withheld" in line("not_cross_signed", "undecryptable")
+    assert "hello" not in line("identity_changed", "undecryptable")
+    assert "waiting for the key" in line(None, "undecryptable")
