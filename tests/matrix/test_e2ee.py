@@ -54,7 +54,11 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
             assert ev.encrypted
             assert ev.kind == "text"
             assert ev.sender == bob.user_id
-            # The shield: nio cannot cross-sign, so its device is an insecure one.
+            # The shields: this device's own message (cross-signed at login, identity held) is
+            # verified; nio cannot cross-sign, so its device is an insecure one.
+            own = _texts(alice, room_id)["from **kumix**"]
+            assert own.sender_trust == "verified"  # type: ignore[attr-defined]
+            assert own.sender_device == s.account.device_id  # type: ignore[attr-defined]
             assert ev.sender_trust == "not_cross_signed"
             assert ev.sender_device == peer.device_id
             assert ev.to_json()["sender_trust"] == "not_cross_signed"
