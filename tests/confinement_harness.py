@@ -100,9 +100,11 @@ def _apply(mode: str, ext_dir: Path, scratch: Path | None) -> tuple[Path, Path |
         exposures = [namespaces.Exposure(p) for p in read]
         if scratch is not None:
             exposures.append(namespaces.Exposure(scratch.resolve(), writable=True))
-        namespaces.enter(exposures, new_user_namespace=not privileges.running_as_root(), new_pid_namespace=True)
-        # pid 1 of its own PID namespace; the parent stays behind and ends the way this child does.
+        # pid 1 of its own PID namespace (with the user namespace on a non-root host); the parent
+        # stays behind and ends the way this child does.
+        namespaces.enter_pid_namespace(new_user_namespace=not privileges.running_as_root())
         hygiene.die_with_parent(0, pid_namespace.become_pid_one(None))
+        namespaces.enter(exposures, new_user_namespace=False)
         return ext_dir, scratch, None
     if mode == "seccomp":
         seccomp_filter.install()

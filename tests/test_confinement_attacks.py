@@ -84,7 +84,7 @@ def test_confined_worker_has_every_layer_and_no_capability_left(hostile: Path) -
     assert report["details"]["task_limit_scope"] == "worker"
     # The parent-death signal was set again after each identity and namespace change.
     assert report["details"]["parent_death_checked_after"] == [
-        "namespaces", "pid namespace", "uid switch", "user namespace"
+        "pid namespace", "namespaces", "uid switch", "user namespace"
     ]
     # The kernel's own view (/proc/self/status, read after every layer was applied).
     assert set(report["details"]["capabilities"].values()) == {"0" * 16}

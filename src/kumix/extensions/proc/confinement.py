@@ -365,12 +365,31 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
         want_namespaces = False
     want_task_limit = c.wanted("task_limit")
 
-    proc_root_fd = namespaces.open_proc_root()
-    status_fd = os.open("self/status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_root_fd)
-    proc_dir_fd = namespaces.open_own_proc_dir(proc_root_fd)
-    report_fd = spec.pid_report_fd
+    # 1b. Into the PID namespace first, before this process writes much memory (each page it
+    #     writes before the fork is copied once more by the worker): the parent stays behind as
+    #     the supervisor and never returns; this process goes on as pid 1, with a parent it
+    #     cannot name (getppid() is 0), so from here on a witness pipe stands in for the pid.
     own_user_namespace = False
     supervised = False
+    if want_namespaces:
+        try:
+            namespaces.enter_pid_namespace(new_user_namespace=not was_root)
+        except OSError as exc:
+            c.fail("namespaces", f"could not enter the worker's PID namespace: {exc}")
+            want_namespaces = False
+        else:
+            own_user_namespace = not was_root
+            hygiene.die_with_parent(parent)  # the supervisor-to-be, still in the host's PID namespace
+            c.parent_witness = pid_namespace.become_pid_one(spec.pid_report_fd)
+            supervised = True
+            _still_with_parent(c, parent, "pid namespace")
+            c.details["pid_in_namespace"] = os.getpid()
+    if spec.pid_report_fd is not None and not supervised:
+        # No PID namespace: this process is the worker itself; the fork server sees EOF.
+        os.close(spec.pid_report_fd)
+
+    status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+    proc_dir_fd = namespaces.open_own_proc_dir()
     try:
         read_paths = _read_paths(spec)
         write_paths = (spec.scratch_dir.resolve(),) if spec.scratch_dir is not None else ()
@@ -384,34 +403,13 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
         #    one of its own after the uid switch; a non-root host needs the user namespace first.
         if want_namespaces:
             try:
-                status = namespaces.enter(
-                    _exposures(read_paths, write_paths), new_user_namespace=not was_root, new_pid_namespace=True
-                )
-                own_user_namespace = status.user
+                namespaces.enter(_exposures(read_paths, write_paths), new_user_namespace=False)
                 c.layers["namespaces"] = True
-                c.details["namespaces"] = ["mount", "ipc", "net", *(["user"] if status.user else [])]
+                c.details["namespaces"] = ["mount", "ipc", "net", "pid", *(["user"] if own_user_namespace else [])]
                 _still_with_parent(c, parent, "namespaces")
             except OSError as exc:
                 c.fail("namespaces", f"could not enter the worker's namespaces: {exc}")
                 want_namespaces = False
-        if c.layers["namespaces"]:
-            # 2b. Into the PID namespace: the parent stays behind as the supervisor and never
-            #     returns; this process goes on as pid 1, with a parent it cannot name.
-            c.parent_witness = pid_namespace.become_pid_one(report_fd)
-            report_fd = None
-            supervised = True
-            _still_with_parent(c, parent, "pid namespace")
-            c.details["namespaces"].append("pid")
-            c.details["pid_in_namespace"] = os.getpid()
-            # The descriptors opened above name the supervisor's /proc files, not this process's.
-            os.close(status_fd)
-            status_fd = os.open("self/status", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_root_fd)
-            os.close(proc_dir_fd)
-            proc_dir_fd = namespaces.open_own_proc_dir(proc_root_fd)
-        if report_fd is not None:
-            # No PID namespace: this process is the worker itself; the fork server sees EOF.
-            os.close(report_fd)
-            report_fd = None
 
         # 3. Landlock rules are added now, while every path can still be opened.
         prepared: landlock_rules.PreparedRuleset | None = None
@@ -486,9 +484,6 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
     finally:
         os.close(status_fd)
         os.close(proc_dir_fd)
-        os.close(proc_root_fd)
-        if report_fd is not None:
-            os.close(report_fd)
         if c.parent_witness is not None:
             # PDEATHSIG stays set: no identity change can follow (no capability is left).
             os.close(c.parent_witness)

@@ -19,8 +19,9 @@ worker's view: a path outside those does not exist for it (ENOENT), whatever the
   user namespace since Linux 5.14 — counts exactly the worker's own tasks.
 - PID namespace: only the worker's own pid exists for it (it is pid 1), so `kill`, `pidfd_open`,
   `getppid` and any /proc name no other process. `unshare(CLONE_NEWPID)` moves only the
-  caller's future children, so the caller forks once more right after entering the namespaces
-  (pid_namespace.py): the child becomes the worker, the parent stays behind as its supervisor.
+  caller's future children, so the caller enters it first (`enter_pid_namespace`, with the user
+  namespace on a non-root host) and forks at once (pid_namespace.py): the child becomes the
+  worker and enters the other namespaces, the parent stays behind as its supervisor.
 
 The view is built from `/proc/self/fd/N` of O_PATH descriptors opened before the tmpfs covers
 its mount point, so the sources need not be reachable afterwards. Every directory keeps its own
@@ -125,7 +126,6 @@ class NamespaceStatus:
     mount: bool
     ipc: bool
     net: bool
-    pid: bool
     exposed: tuple[str, ...]
 
 
@@ -159,24 +159,37 @@ def _locked_flags(path: str) -> int:
     return flags
 
 
-def enter(
-    exposures: Iterable[Exposure], *, new_user_namespace: bool, new_pid_namespace: bool = False
-) -> NamespaceStatus:
-    """Enter new mount, IPC and network namespaces (and a user namespace when asked: always on a
-    non-root host, where it is what permits the others; and a PID namespace when asked, for the
-    caller's next child: pid_namespace.become_pid_one) and pivot into a root that holds only
-    `exposures`. Raises NamespaceError (an OSError) naming the failed step."""
+def _map_own_ids(uid: int, gid: int) -> None:
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+
+
+def enter_pid_namespace(*, new_user_namespace: bool) -> None:
+    """A PID namespace for the caller's next child (pid_namespace.become_pid_one), and on a
+    non-root host the user namespace that permits it and the others (uid and gid mapped to
+    themselves, `setgroups` denied). Done first and alone, so the process forks before it has
+    written much memory: every page it writes before the fork, the worker copies once more."""
+    uid, gid = os.geteuid(), os.getegid()
+    # The kernel handles CLONE_NEWUSER first, so the PID namespace is owned by the new user
+    # namespace, whose capabilities permit it on a non-root host.
+    _check(_libc.unshare(ctypes.c_int(CLONE_NEWPID | (CLONE_NEWUSER if new_user_namespace else 0))),
+           "unshare(CLONE_NEWPID)")
+    if new_user_namespace:
+        _map_own_ids(uid, gid)
+
+
+def enter(exposures: Iterable[Exposure], *, new_user_namespace: bool) -> NamespaceStatus:
+    """Enter new mount, IPC and network namespaces (and a user namespace when asked — on a
+    non-root host that did not enter one with its PID namespace, where it is what permits the
+    others) and pivot into a root that holds only `exposures`. Raises NamespaceError (an
+    OSError) naming the failed step."""
     wanted = list(dict.fromkeys(exposures))
     uid, gid = os.geteuid(), os.getegid()
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | (CLONE_NEWUSER if new_user_namespace else 0)
-    # The kernel handles CLONE_NEWUSER first, so the PID namespace is owned by the new user
-    # namespace, whose capabilities permit it on a non-root host.
-    flags |= CLONE_NEWPID if new_pid_namespace else 0
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
     if new_user_namespace:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+        _map_own_ids(uid, gid)
     # Nothing mounted from here on may propagate back to the host's mount namespace.
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None, "make / private")
     base = str(MOUNT_POINT)
@@ -209,24 +222,17 @@ def enter(
     _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None,
            "make the new root read-only")
     return NamespaceStatus(
-        user=new_user_namespace, mount=True, ipc=True, net=True, pid=new_pid_namespace,
-        exposed=tuple(str(e.path) for e in wanted),
+        user=new_user_namespace, mount=True, ipc=True, net=True, exposed=tuple(str(e.path) for e in wanted)
     )
 
 
-def open_proc_root() -> int:
-    """A descriptor of the host's /proc, opened while it is still in view: after the pivot the
-    worker (pid 1 of its own PID namespace, a process that did not exist before) opens its own
-    /proc directory through it (`open_own_proc_dir`)."""
-    return os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def open_own_proc_dir(proc_root_fd: int) -> int:
-    """A descriptor of this process's /proc directory: the user namespace a root host's worker
-    enters after the pivot (`enter_user_namespace`) has its id maps written through it. "self"
-    is resolved in the PID namespace of that /proc (the host's), so it names this task even as
-    pid 1 of a namespace of its own; the dentry names this task, not whoever reads it later."""
-    return os.open("self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc_root_fd)
+def open_own_proc_dir() -> int:
+    """A descriptor of this process's /proc directory, opened while /proc is still in view: the
+    user namespace a root host's worker enters after the pivot (`enter_user_namespace`) has its
+    id maps written through it. "self" is resolved in the PID namespace of that /proc (the
+    host's), so it names this task even as pid 1 of a namespace of its own (`getpid()` would
+    say 1 there); the dentry names this task, not whoever opens "self" later."""
+    return os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def _write_at(dir_fd: int, name: str, text: str) -> None:

@@ -80,17 +80,27 @@ def _report(report_fd: int | None, tag: bytes, value: int) -> None:
 def _supervise(child: int, report_fd: int | None, witness_w: int) -> NoReturn:
     _close_all_but({witness_w} | ({report_fd} if report_fd is not None else set()))
     _report(report_fd, REPORT_PID, child)
-    while True:
-        try:
-            _pid, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            continue
-        except ChildProcessError:  # pragma: no cover - nobody else can reap it
-            status = 0x7F00  # "exited 127": unknown
-            break
+    try:
+        _pid, status, usage = os.wait4(child, 0)
+    except ChildProcessError:  # pragma: no cover - nobody else can reap it
+        status, usage = 0x7F00, None  # "exited 127": unknown
+    if usage is not None:
+        status = _as_the_kernel_meant(status, usage.ru_utime + usage.ru_stime)
     _report(report_fd, REPORT_STATUS, status)
     _exit_like(status)
+
+
+def _as_the_kernel_meant(status: int, cpu_seconds: float) -> int:
+    """RLIMIT_CPU's SIGXCPU at the soft limit is ignored by pid 1 (default action, sent from
+    inside), so a worker over its CPU time runs on to the hard limit and dies of the kernel's
+    SIGKILL there. The supervisor shares the worker's rlimits (set before the fork): a SIGKILL
+    death past the soft limit is reported as the SIGXCPU the kernel sent first, so the host
+    still answers `resource_limit` rather than `crashed`."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_CPU)
+    over = soft != resource.RLIM_INFINITY and cpu_seconds >= soft
+    if over and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        return int(signal.SIGXCPU)
+    return status
 
 
 def _exit_like(status: int) -> NoReturn:
