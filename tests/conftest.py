@@ -6,8 +6,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.synapse_harness import SynapseHarness
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +41,16 @@ def run_kumix(*args: str, env: dict[str, str] | None = None, input: str | None =
         [sys.executable, "-m", "kumix", *args],
         capture_output=True, text=True, env=full_env, input=input, timeout=timeout, check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseHarness]:
+    """The session's one real Synapse (shared by the Matrix and the web tests)."""
+    from tests.synapse_harness import SynapseHarness
+
+    harness = SynapseHarness(tmp_path_factory.mktemp("synapse"))
+    harness.start()
+    try:
+        yield harness
+    finally:
+        harness.stop()

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from kumix.app.homeserver import Homeserver, HomeserverConfig, free_port
+from kumix.matrix.homeserver import Homeserver, HomeserverConfig, free_port
 
 _counter = itertools.count()
 

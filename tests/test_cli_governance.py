@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import run_kumix
+from tests.conftest import REPO_ROOT, run_kumix
 from tests.governance_fixtures import make_extension, proc_manifest, write_policy
 
 
@@ -33,6 +33,45 @@ def test_version_and_help() -> None:
     for command in ("ext", "policy", "schema"):
         assert command in result.stdout
     assert run_kumix("ext", "--help").returncode == 0
+
+
+HEAVY = ("nio", "aiohttp", "kumix.matrix", "kumix.app.matrix_session", "kumix.extensions.proc.session")
+
+
+def _modules_after(*argv: str, data_dir: Path | None = None) -> set[str]:
+    """The modules a real `kumix ARGV` run has imported when it finishes."""
+    probe = (
+        "import sys\n"
+        "from kumix.cli.main import main\n"
+        f"code = main({list(argv)!r})\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith({HEAVY!r}))\n"
+        "print('MODULES', *heavy)\n"
+    ).replace("{HEAVY!r}", repr(HEAVY))
+    env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)} if data_dir else None
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False)
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("MODULES"))
+    return set(line.split()[1:])
+
+
+def test_the_cli_imports_nio_and_the_matrix_side_only_for_matrix_commands(data_dir: Path) -> None:
+    """Start-up cost is paid per command: building the parser (every `--help`, `--version`)
+    and the governance commands never import nio or the Matrix adapter."""
+    probe = ("import sys; from kumix.cli.main import build_parser; build_parser(); "
+             f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))")
+    parser_only = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert parser_only.stdout.strip() == "[]"
+    for argv in (["ext", "list"], ["policy", "show"], ["policy", "check"]):
+        assert _modules_after(*argv, data_dir=data_dir) == set(), argv
+    # The probe sees imports: a Matrix command does load the Matrix side.
+    assert "nio" in _modules_after("whoami", data_dir=data_dir)
+
+
+def test_settings_name_the_policy_code_default() -> None:
+    from kumix.app.settings import DEFAULT_POLICY, Settings
+    from kumix.extensions import policy
+
+    assert DEFAULT_POLICY == policy.DEFAULT_POLICY
+    assert Settings.resolve(env={}).policy == policy.DEFAULT_POLICY
 
 
 def test_ctrl_c_while_kumix_starts_is_interrupted_not_a_traceback(tmp_path: Path) -> None:
@@ -303,3 +342,44 @@ def test_hostile_names_are_not_echoed_raw_to_the_terminal(data_dir: Path, tmp_pa
     result = run_kumix("--data-dir", str(data_dir), "--extensions-dir", str(root), "ext", "list")
     assert result.returncode == 0
     assert "\x1b" not in result.stdout
+
+
+def _shipped_documents() -> list[tuple[str, Path]]:
+    bundled = REPO_ROOT / "src" / "kumix" / "bundled"
+    return sorted([("manifest.schema.json", p) for p in bundled.glob("extensions/*/*/manifest.json")]
+                  + [("policy.schema.json", p) for p in bundled.glob("policies/*.json")])
+
+
+def test_the_shipped_valid_digests_are_exactly_the_shipped_documents_that_conform() -> None:
+    """`ext list` and `policy show` skip jsonschema for documents identical to the ones
+    Kumix ships; this keeps that list true. When it fails after a bundled manifest or
+    policy changed, write the `expected` list below into
+    src/kumix/extensions/schemas/shipped-valid.json."""
+    import jsonschema
+
+    from kumix.extensions.jsondoc import SHIPPED_VALID_FILE, document_digest, load_schema, parse_document
+
+    expected = []
+    for schema_name, path in _shipped_documents():
+        doc = parse_document(path.read_bytes(), display=str(path))
+        schema = load_schema(schema_name)
+        jsonschema.validators.validator_for(schema)(schema).validate(doc)  # it does conform
+        expected.append(document_digest(schema_name, doc))
+    listed = json.loads((REPO_ROOT / "src/kumix/extensions/schemas" / SHIPPED_VALID_FILE).read_text())
+    assert listed == sorted(expected), json.dumps(sorted(expected), indent=2)
+
+
+def test_a_document_that_differs_from_a_shipped_one_is_still_validated(tmp_path: Path) -> None:
+    from kumix.core.errors import InvalidPolicy
+    from kumix.extensions.policy import load_policy
+
+    strict = json.loads((REPO_ROOT / "src/kumix/bundled/policies/strict.json").read_text())
+    strict["proc"]["maxQueue"] = -1
+    path = tmp_path / "almost-strict.json"
+    path.write_text(json.dumps(strict))
+    try:
+        load_policy(str(path))
+    except InvalidPolicy as exc:
+        assert exc.details["pointer"] == "/proc/maxQueue", exc.details
+    else:
+        raise AssertionError("a changed copy of a shipped policy was not validated")

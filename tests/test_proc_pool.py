@@ -183,7 +183,7 @@ async def test_a_crash_mid_call_fails_only_that_call_and_the_circuit_still_opens
             assert (await probe.call("probe.echo", {"back": 1}))["back"] == 1
         stats = probe.stats.snapshot()
         assert stats["crashes"] == 3
-        assert stats["errors"] == {"crashed": 3, "unavailable": 2}
+        assert stats["errors"] == {"crashed": 3, "circuit_open": 2}
 
 
 async def test_dispose_fails_running_and_queued_calls_at_once_and_reaps_every_worker(tmp_path: Path) -> None:

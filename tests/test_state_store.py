@@ -111,3 +111,46 @@ def test_newer_schema_is_refused_not_downgraded(data_dir: Path) -> None:
     result = run_kumix("--data-dir", str(data_dir), "--json", "ext", "list")
     assert result.returncode == 1
     assert '"state_corrupt"' in result.stdout
+
+
+def test_outbox_rows_of_the_first_schema_keep_their_error_as_fields(data_dir: Path) -> None:
+    """Outbox migration 2: errors were stored as "code: message" (a failure) or the message
+    alone (a retry); existing rows get code, message and details fields, and nothing is lost."""
+    from kumix.core.errors import Forbidden, NotFound
+    from kumix.store.database import Migrations
+    from kumix.store.outbox import MIGRATIONS, Outbox
+
+    path = data_dir / "state.db"
+    with Database(path) as db:
+        db.migrate(Migrations("outbox", MIGRATIONS.steps[:1]))
+        with db.transaction() as tx:
+            for txn, state, error in (("t1", "failed", "forbidden: not allowed in this room"),
+                                      ("t2", "pending", "homeserver unreachable (ClientError)"),
+                                      ("t3", "sent", None), ("t4", "failed", "no code here")):
+                tx.execute("INSERT INTO outbox(txn_id, room_id, event_type, content, state, error, created_at,"
+                           " updated_at) VALUES (?, '!r:x', 'm.room.message', '{}', ?, ?, 0, 0)", (txn, state, error))
+    with Database(path) as db:
+        outbox = Outbox(db)
+        failed, retried, sent, odd = (outbox.get(t) for t in ("t1", "t2", "t3", "t4"))
+        assert failed is not None
+        assert retried is not None
+        assert sent is not None
+        assert odd is not None
+        assert (failed.error_code, failed.error_message) == ("forbidden", "not allowed in this room")
+        assert isinstance(failed.error(), Forbidden)
+        assert (retried.error_code, retried.error_message) == ("unavailable", "homeserver unreachable (ClientError)")
+        assert sent.error() is None
+        assert (odd.error_code, odd.error_message) == ("internal", "no code here")
+        assert db.query("SELECT error FROM outbox WHERE txn_id = 't1'")[0]["error"] == \
+            "forbidden: not allowed in this room"  # the original text is kept
+        # New failures are stored as fields, details included, and read back typed.
+        entry = outbox.enqueue("!r:x", "m.room.message", {"body": "x"})
+        outbox.mark_sending(entry.txn_id)
+        outbox.mark_failed(entry.txn_id, NotFound("no such room", details={"errcode": "M_NOT_FOUND"}))
+        again = outbox.get(entry.txn_id)
+        assert again is not None
+        error = again.error()
+        assert isinstance(error, NotFound)
+        assert error.details == {"errcode": "M_NOT_FOUND"}
+        assert again.to_json()["error"] == {"code": "not_found", "message": "no such room",
+                                            "details": {"errcode": "M_NOT_FOUND"}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from kumix.app.homeserver import free_port
+from kumix.matrix.homeserver import free_port
 
 
 class AckDroppingProxy:

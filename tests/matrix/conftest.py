@@ -14,16 +14,6 @@ from kumix.app.matrix_session import MatrixService
 from kumix.store.database import Database
 
 
-@pytest.fixture(scope="session")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseHarness]:
-    harness = SynapseHarness(tmp_path_factory.mktemp("synapse"))
-    harness.start()
-    try:
-        yield harness
-    finally:
-        harness.stop()
-
-
 @pytest.fixture(scope="module")
 def keyring_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyringSession]:
     """A real Secret Service (gnome-keyring-daemon) on a private D-Bus session bus."""

@@ -15,6 +15,11 @@ from pathlib import Path
 from tests.conftest import run_kumix
 from tests.synapse_harness import SynapseHarness, TestUser
 
+from kumix.core.models import Event
+from kumix.matrix.homeserver import free_port
+from kumix.store.database import Database
+from kumix.store.timeline import TimelineStore
+
 
 def test_cli_session_from_login_to_logout(
     synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path, vault_env: dict[str, str]
@@ -214,11 +219,13 @@ def test_cli_login_to_a_server_that_is_not_matrix_says_to_check_the_url(tmp_path
     assert "homeserver URL" in message
 
 
-def _run_demo_until_the_bot_answers(data: Path, *, write_as_alice: str | None = None) -> tuple[str, str, int]:
+def _run_demo_until_the_bot_answers(data: Path, *, write_as_alice: str | None = None,
+                                    port: int | None = None) -> tuple[str, str, int]:
     """Run `kumix demo` until the bot has answered (with `write_as_alice`: until it has
     answered that text, sent by `kumix send` from another process, as the demo tells users)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUMIX_")} | {"KUMIX_DATA_DIR": str(data)}
-    proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo"], env=env, text=True,
+    args = ["--port", str(port)] if port else []
+    proc = subprocess.Popen([sys.executable, "-m", "kumix", "demo", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[str] = []
     handed_over = False
@@ -264,20 +271,53 @@ def _synapse_alive(data: Path) -> bool:
     return True
 
 
+def _alice_state(data: Path) -> tuple[str, list[Event]]:
+    """Alice's device id and every event of the demo room her data directory holds."""
+    demo = data / "demo"
+    room = json.loads((demo / "seed.json").read_text())["rooms"]["demo"]
+    with Database(demo / "kumix-alice" / "state.db") as db:
+        timeline = TimelineStore(db)
+        account = timeline.account()
+        assert account is not None
+        return account.device_id, timeline.events(room, limit=1000)
+
+
+GREETING = "Hello bot, are you there?"
+SEEDED = ("Welcome to **Kumix**", "Markdown works", "Type in another client")
+
+
 def test_demo_runs_answers_stops_cleanly_and_reuses_its_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     out, err, code = _run_demo_until_the_bot_answers(data)
     assert code == 0, err
     assert "Welcome to **Kumix**" in out
-    assert "You said" in out
+    # The bot answers what was written after it started, and only that: its first answer
+    # is to the greeting, whatever the seeded messages' timing was.
+    first_answer = next(line for line in out.splitlines() if "You said" in line)
+    assert f"You said: *{GREETING}*" in first_answer, out
     assert "creating demo data" in err
     assert not _synapse_alive(data)
+    device, _ = _alice_state(data)
 
-    out, err, code = _run_demo_until_the_bot_answers(data, write_as_alice="written from another terminal")
+    # At once, and on another port: the same homeserver at a new address. The stored
+    # device is kept (pointed at the new address), so every earlier message stays readable.
+    out, err, code = _run_demo_until_the_bot_answers(data, write_as_alice="written from another terminal",
+                                                     port=free_port())
     assert code == 0, err
     assert "You said: *written from another terminal*" in out
     assert "to write as alice from another terminal" in err
     assert "reusing demo data" in err
     assert "seeding" not in err
     assert out.count("Welcome to **Kumix**") <= 1  # the seed was not repeated
+    assert "unable to decrypt" not in out
     assert not _synapse_alive(data)
+
+    again, events = _alice_state(data)
+    assert again == device, "the rerun replaced alice's device (and lost its keys)"
+    assert [e for e in events if e.kind == "undecryptable"] == []
+    texts = [e.body for e in events if e.kind == "text"]
+    for seeded in SEEDED:
+        assert any(t.startswith(seeded) for t in texts), (seeded, texts)
+    answers = sorted(t for t in texts if t.startswith("🤖 You said: "))
+    assert answers == sorted([f"🤖 You said: *{GREETING}*", f"🤖 You said: *{GREETING}*",
+                              "🤖 You said: *written from another terminal*"]), answers

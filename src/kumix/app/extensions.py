@@ -109,7 +109,7 @@ class ExtensionService:
         if enabled:
             reason = "enabled by the user" if choice else "bundled and allowed by the policy"
             return ExtensionStatus(record, "enabled", reason, decision, granted, timeout)
-        reason = "disabled by the user" if choice is False else "external: enable it with kumix ext enable"
+        reason = "disabled by the user" if choice is False else "external: disabled until the user enables it"
         return ExtensionStatus(record, "disabled", reason, decision, granted, timeout)
 
     def list(self) -> list[ExtensionStatus]:

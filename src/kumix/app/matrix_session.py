@@ -17,22 +17,28 @@ import logging
 import mimetypes
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from kumix.core.errors import BadRequest, KumixError, NotFound, Unauthorized, Unavailable
-from kumix.core.models import Account, Event, Room, SyncBatch
+from kumix.app import key_backup, trust
+from kumix.app.events import EventHub
+from kumix.core.errors import BadRequest, KumixError, NotFound, Transient, Unauthorized, Unavailable
+from kumix.core.models import Account, Event, Room, RoomsUpdate, SearchHit, SyncBatch
+from kumix.core.outbox import OutboxEntry
 from kumix.extensions.sanitize import sanitize_html
 from kumix.matrix.backoff import Backoff
 from kumix.matrix.client import MatrixClient, homeserver_url
-from kumix.matrix.sync import SyncLoop, sleep_or_stop, until_stopped
+from kumix.matrix.sync import SyncLoop
 from kumix.store.database import Database
-from kumix.store.outbox import Outbox, OutboxEntry
-from kumix.store.search import SearchHit, SearchIndex
+from kumix.store.key_backup_state import KeyBackupState
+from kumix.store.outbox import Outbox
+from kumix.store.search import SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
+from kumix.store.trust_settings import TrustSettings
 from kumix.store.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -85,32 +91,42 @@ class MatrixService:
         self.vault = Vault(self.paths.vault, env, interactive=interactive)
         self.renderer = renderer
         self.progress = progress or _no_progress
+        self.hub = EventHub()
+        """Where sessions publish what they store; `Kumix` replaces it with its own."""
 
     # -- login / logout ----------------------------------------------------------------
 
-    async def login_password(self, homeserver: str, user: str, password: str) -> Account:
-        return await self._login(homeserver, lambda c: c.login_password(user, password))
+    async def login_password(self, homeserver: str, user: str, password: str, *,
+                             reset_cross_signing: bool = False) -> Account:
+        """`reset_cross_signing`: replace an identity this device cannot use (only for
+        accounts no other client uses, like the demo's: it undoes their verifications)."""
+        return await self._login(homeserver, lambda c: c.login_password(user, password), password=password,
+                                 reset_cross_signing=reset_cross_signing)
 
     async def login_token(self, homeserver: str, access_token: str) -> Account:
         return await self._login(homeserver, lambda c: c.login_token(access_token))
 
-    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
+    async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
+                     password: str | None = None, reset_cross_signing: bool = False) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how)
+            return await self._login_locked(homeserver, how, password, reset_cross_signing)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
             # The user's request conflicts with local state: theirs to fix, not a Kumix bug.
-            raise BadRequest("already logged in here; run `kumix logout` first (or use another --data-dir)")
+            raise BadRequest("already logged in with this data directory; log out first, or use another data "
+                             "directory", details={"reason": "logged_in"})
 
-    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]]) -> Account:
-        # A fresh device gets a fresh crypto store and pickle key; leftovers of an
-        # earlier session (crash during login) would not open with the new key.
-        shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
+    async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
+                            password: str | None = None, reset_cross_signing: bool = False) -> Account:
+        # A fresh device gets a fresh crypto store and pickle key; leftovers of an earlier
+        # session (a crash during login) would not open with the new key. They are moved
+        # aside, never deleted: keys are only ever removed by an explicit logout.
+        self._set_aside_crypto_store()
         pickle_key = base64.b64encode(secrets.token_bytes(32)).decode()
         async with MatrixClient(homeserver, self.paths.crypto_dir, pickle_key=pickle_key, sanitize=sanitize_html) as c:
             account = await how(c)
@@ -135,10 +151,15 @@ class MatrixService:
                 # could never be used again, so the device it created is removed too.
                 await self._abandon(c)
                 raise
+            # A data directory's first login: "exclude insecure devices" defaults to on.
+            TrustSettings(self.db).exclude_insecure_devices(had_account=False)
             self.timeline.set_account(account)
             # Keep this first batch and its token: an identical token-less /sync soon after
             # would be answered from the homeserver's response cache, missing what happened since.
             await Session(self, c).apply(first)
+            # Cross-signing (kumix.app.trust): a password login can publish the identity at once.
+            if password is not None:
+                await trust.bootstrap_at_login(c, self.vault, password, self.progress, reset=reset_cross_signing)
         return account
 
     @staticmethod
@@ -160,7 +181,7 @@ class MatrixService:
                 # Already revoked elsewhere: the local cleanup below still has to happen.
                 with contextlib.suppress(Unauthorized):
                     await c.logout()
-            self.forget_local()
+            self._forget_after_logout()
 
     @contextlib.contextmanager
     def _device(self) -> Iterator[None]:
@@ -172,17 +193,36 @@ class MatrixService:
         finally:
             self.device_lock.release()
 
-    def forget_local(self) -> None:
+    def _set_aside_crypto_store(self) -> None:
+        crypto = self.paths.crypto_dir
+        if crypto.exists() and any(crypto.iterdir()):
+            aside = crypto.with_name(f"crypto.set-aside-{int(time.time())}-{secrets.token_hex(3)}")
+            crypto.rename(aside)
+            log.warning("a crypto store without a session was moved to %s", aside)
+            self.progress(f"keys left by an unfinished login were kept in {aside}")
+
+    def relocate(self, homeserver: str) -> Account:
+        """The same homeserver (same account, same device and keys) now answers at another
+        address, e.g. the local demo server on a new port. Nothing else changes."""
+        account = self.account()
+        url = homeserver_url(homeserver)
+        if url != account.homeserver:
+            self.timeline.set_homeserver(url)
+        return self.account()
+
+    def _forget_after_logout(self) -> None:
+        """Only `logout` calls this: it removes the device's keys, after revoking the token."""
         self.vault.destroy()
         self.timeline.forget_everything()
         self.search_index.forget_everything()
         self.outbox.forget_everything()
+        KeyBackupState(self.db).forget_everything()
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
 
     def account(self) -> Account:
         account = self.timeline.account()
         if account is None:
-            raise Unauthorized("not logged in (run `kumix login`)")
+            raise Unauthorized("not logged in: this data directory has no Matrix session")
         return account
 
     @asynccontextmanager
@@ -194,6 +234,9 @@ class MatrixService:
                                     sanitize=sanitize_html) as client:
                 client.restore(account, secrets_doc["access_token"])
                 del secrets_doc
+                trust_settings = TrustSettings(self.db)
+                trust.install_sharing_rules(client, trust_settings.exclude_insecure_devices(had_account=True),
+                                            trust_settings)
                 # Safe only because no other process holds the device: an entry marked
                 # "sending" is one this data directory's last holder never finished.
                 recovered = self.outbox.recover()
@@ -248,11 +291,17 @@ class Session:
         self.outbox = service.outbox
         self._synced_full_state = False
         self._outbox_wakeup = asyncio.Event()
-        self._listeners: list[Callable[[Event], None]] = []
         self.outbox_backoff = Backoff()
+        # One /sync at a time: two in flight would race to store their tokens. While the
+        # sync loop runs (`run`), a use case that needs fresh state waits for its next batch
+        # instead of asking on its own.
+        self._sync_lock = asyncio.Lock()
+        self._looping = False
+        self._batch_applied = asyncio.Condition()
         # One flusher at a time: the outbox loop and an interactive send may both try, and
         # two attempts of one entry in parallel would be two requests racing for one txn id.
         self._flush_lock = asyncio.Lock()
+        self._last_batch: SyncBatch | None = None
 
     @property
     def account(self) -> Account:
@@ -263,20 +312,32 @@ class Session:
     async def sync(self, *, timeout_ms: int = 0) -> SyncBatch:
         """One sync from the stored token, persisted. The first of a session asks for full
         state so nio knows every room's members and encryption again."""
-        since = self.timeline.sync_token()
-        if since is None:
-            self.service.progress("initial sync…")
-        full = not self._synced_full_state and since is not None
-        batch = await self.client.sync_once(since, timeout_ms=0 if full else timeout_ms, full_state=full)
-        await self.apply(batch)
-        if since is None:
-            self.service.progress(f"initial sync done: {len(batch.rooms)} rooms, {len(batch.events)} events")
-        return batch
+        if self._looping and timeout_ms == 0:
+            return await self._next_batch()
+        async with self._sync_lock:
+            since = self.timeline.sync_token()
+            if since is None:
+                self.service.progress("initial sync…")
+            full = not self._synced_full_state and since is not None
+            batch = await self.client.sync_once(since, timeout_ms=0 if full else timeout_ms, full_state=full)
+            await self.apply(batch)
+            if since is None:
+                self.service.progress(f"initial sync done: {len(batch.rooms)} rooms, {len(batch.events)} events")
+            return batch
+
+    async def _next_batch(self) -> SyncBatch:
+        """Wait for the sync loop's next batch (the homeserver answers its long poll as soon
+        as anything happens, such as the room a use case just created)."""
+        async with self._batch_applied:
+            await self._batch_applied.wait()
+            assert self._last_batch is not None
+            return self._last_batch
 
     async def apply(self, batch: SyncBatch) -> None:
         """Persist a batch atomically (events, rooms, search, token), then retry
         decryption of events whose keys just arrived."""
         self._synced_full_state = True
+        before = self.timeline.last_change()
         with self.service.db.transaction() as tx:
             TimelineStore.put_rooms(tx, batch.rooms, batch.prev_batches, batch.left_rooms, batch.limited)
             changed = TimelineStore.put_events(tx, batch.events)
@@ -287,14 +348,20 @@ class Session:
         for ev in batch.events:
             if ev.kind == "undecryptable":
                 await self.client.request_key(ev)
-        for listener in list(self._listeners):
-            for ev in batch.events:
-                listener(ev)
+        hub = self.service.hub
+        if batch.rooms or batch.left_rooms:
+            touched = {r.room_id for r in batch.rooms} | set(batch.left_rooms)
+            hub.publish([RoomsUpdate([r for r in self.timeline.rooms(include_left=True) if r.room_id in touched])])
+        hub.publish(self.timeline.changes_since(before, limit=1_000_000))
         self._outbox_wakeup.set()
+        self._last_batch = batch
+        async with self._batch_applied:
+            self._batch_applied.notify_all()
 
     def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
         """Decrypt what can be decrypted now; returns how many events were recovered."""
         recovered: list[Event] = []
+        before = self.timeline.last_change()
         for ev in self.timeline.undecryptable(session_ids):
             fixed = self.client.retry_decryption(ev)
             if fixed is not None:
@@ -302,38 +369,45 @@ class Session:
         if recovered:
             with self.service.db.transaction() as tx:
                 SearchIndex.index(tx, TimelineStore.put_events(tx, recovered))
-            for listener in list(self._listeners):
-                for ev in recovered:
-                    listener(ev)
+            self.service.hub.publish(self.timeline.changes_since(before, limit=1_000_000))
         return len(recovered)
 
-    def add_listener(self, listener: Callable[[Event], None]) -> None:
-        self._listeners.append(listener)
+    async def run(self, *, on_retry: Callable[[Transient, float], None] | None = None) -> None:
+        """Sync and deliver the outbox until cancelled; a fatal error in either loop ends both."""
+        loop = SyncLoop(self._sync_step, on_retry=on_retry)
+        self._looping = True
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(loop.run())
+                tg.create_task(self._outbox_loop())
+                tg.create_task(key_backup.backup_loop(self, KeyBackupState(self.service.db)))
+        finally:
+            self._looping = False
 
-    async def run(self, stop: asyncio.Event, *, on_retry: Callable[[Unavailable, float], None] | None = None) -> None:
-        """Sync and deliver the outbox until `stop` is set; both loops end together."""
-        loop = SyncLoop(self.client, load_token=self.timeline.sync_token, on_batch=self.apply, on_retry=on_retry)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(loop.run(stop, first_full_state=not self._synced_full_state))
-            tg.create_task(self._outbox_loop(stop))
+    async def _sync_step(self, long_poll_ms: int) -> None:
+        # The first request of a process asks for full state (in `sync`), because nio keeps
+        # room state (members, encryption) only in memory.
+        async with self._sync_lock:
+            since = self.timeline.sync_token()
+            full = not self._synced_full_state and since is not None
+            batch = await self.client.sync_once(since, timeout_ms=0 if full or since is None else long_poll_ms,
+                                                full_state=full)
+            await self.apply(batch)
 
-    async def _outbox_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _outbox_loop(self) -> None:
+        while True:
             self._outbox_wakeup.clear()
             try:
                 await self.flush_outbox()
-                delay: float | None = None
             except Unavailable as exc:
-                delay = self.outbox_backoff.next_delay(exc.details.get("retry_after_ms"))
-            if delay is not None:
-                await sleep_or_stop(delay, stop)
-            else:
-                # Woken by this process's own sends and syncs, and at least every
-                # OUTBOX_POLL_SECONDS for messages another process handed over (`kumix send`
-                # while this one holds the device) through the shared outbox table.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(OUTBOX_POLL_SECONDS):
-                        await until_stopped(self._outbox_wakeup.wait(), stop)
+                await asyncio.sleep(self.outbox_backoff.next_delay(exc.details.get("retry_after_ms")))
+                continue
+            # Woken by this process's own sends and syncs, and at least every
+            # OUTBOX_POLL_SECONDS for messages another process handed over (`kumix send`
+            # while this one holds the device) through the shared outbox table.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OUTBOX_POLL_SECONDS):
+                    await self._outbox_wakeup.wait()
 
     # -- rooms ---------------------------------------------------------------------------
 
@@ -489,8 +563,8 @@ class Session:
                 # A full sync lists every joined room: this one is not (a typo, a room we
                 # left or were never in). That is permanent; left pending as "not synced
                 # yet" it would be retried forever with every later message queued behind it.
-                self.outbox.mark_failed(entry.txn_id, f"not_found: not a joined room of this account: "
-                                                      f"{entry.room_id}")
+                self.outbox.mark_failed(entry.txn_id, NotFound(f"not a joined room of this account: "
+                                                               f"{entry.room_id}"))
                 continue
             try:
                 if entry.event_type == "m.room.redaction":
@@ -499,10 +573,10 @@ class Session:
                 else:
                     event_id = await self.client.send(entry.room_id, entry.event_type, entry.content, entry.txn_id)
             except Unavailable as exc:
-                self.outbox.mark_retry(entry.txn_id, exc.message)
+                self.outbox.mark_retry(entry.txn_id, exc)
                 raise
             except KumixError as exc:
-                self.outbox.mark_failed(entry.txn_id, f"{exc.code}: {exc.message}")
+                self.outbox.mark_failed(entry.txn_id, exc)
                 continue
             self.outbox.mark_sent(entry.txn_id, event_id)
             self.outbox_backoff.reset()

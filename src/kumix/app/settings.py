@@ -6,9 +6,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kumix.core.errors import BadRequest
-from kumix.extensions.policy import DEFAULT_POLICY
+
+if TYPE_CHECKING:
+    from kumix.extensions.policy import Policy
+
+DEFAULT_POLICY = "strict"
+"""`kumix.extensions.policy.DEFAULT_POLICY`, named here so resolving settings (every command,
+`--version` included) does not load the policy code; a test keeps the two equal."""
 
 ENV_DATA_DIR = "KUMIX_DATA_DIR"
 ENV_POLICY = "KUMIX_POLICY"
@@ -67,3 +74,20 @@ class Settings:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise BadRequest(f"data directory {str(self.data_dir)!r} cannot be used: {exc.strerror}") from None
+
+
+def load_policy(name_or_path: str) -> Policy:
+    """A bundled policy by name, or a policy file (`invalid_policy` when it is broken)."""
+    from kumix.extensions.policy import load_policy as load
+
+    return load(name_or_path)
+
+
+SCHEMA_FILES = ("manifest.schema.json", "policy.schema.json")
+
+
+def schema_bytes(name: str) -> bytes:
+    """The JSON Schema file of manifests or policies, as shipped."""
+    from importlib import resources
+
+    return resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()

@@ -1,6 +1,6 @@
 """`kumix ext call`: one call through the governed proc host, and the figures `ext info` shows.
 
-The call runs through `ExtensionCaller`, the same path every front end uses: governance,
+The call runs through `Kumix.call`, the same path every front end uses: governance,
 limits, a worker forked from a fresh fork server. `kumix ext info` shows the figures every
 Kumix process using this data directory saved when its sessions ended
 (`kumix.store.extension_stats`), with the limits that apply.
@@ -9,17 +9,12 @@ Kumix process using this data directory saved when its sessions ended
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
-from kumix.app.extension_calls import ExtensionCaller
-from kumix.app.extensions import ExtensionStatus
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json
 from kumix.core.errors import BadRequest
-from kumix.extensions.proc.eventloop import new_event_loop
-from kumix.extensions.proc.stats import latency_summary
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -36,34 +31,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.set_defaults(handler=cmd_call)
 
 
-def stats_for(ctx: CliContext, status: ExtensionStatus) -> dict[str, Any]:
-    manifest = status.record.manifest
-    if manifest is None or manifest.kind != "proc":
-        return {}
-    limits = ctx.policy.proc
-    store = ctx.extensions.stats_store
-    saved = store.load(status.id) if store is not None else {}
-    figures: dict[str, Any] = {key: saved.get(key, 0) for key in ("calls", "ok", "timeouts", "crashes", "restarts")}
-    figures["errors"] = dict(sorted(saved.get("errors", {}).items()))
-    if saved.get("latencies"):
-        figures["latency_ms"] = latency_summary(saved["latencies"])
-    return {
-        "scope": "saved by every kumix process using this data directory, when its sessions ended",
-        **figures,
-        "limits": {
-            "timeoutMs": ctx.policy.effective_timeout_ms(manifest),
-            "maxInputBytes": limits.max_input_bytes,
-            "maxOutputBytes": limits.max_output_bytes,
-            "maxMemoryMb": limits.max_memory_mb,
-            "maxConcurrency": limits.max_concurrency,
-            "maxQueue": limits.max_queue,
-            "maxCrashes": limits.max_crashes,
-            "crashWindowSeconds": limits.crash_window_seconds,
-            "requireConfinement": limits.require_confinement,
-        },
-    }
-
-
 def _parse_params(text: str) -> dict[str, Any]:
     try:
         params = json.loads(text)
@@ -74,14 +41,8 @@ def _parse_params(text: str) -> dict[str, Any]:
     return params
 
 
-async def _call(ctx: CliContext, params: dict[str, Any]) -> Any:
-    async with ExtensionCaller(ctx.extensions, ctx.settings) as caller:
-        return await caller.call(ctx.args.id, ctx.args.method, params)
-
-
 def cmd_call(ctx: CliContext) -> int:
     params = _parse_params(ctx.args.params)
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        result = runner.run(_call(ctx, params))
+    result = ctx.run(lambda k: k.call(ctx.args.id, ctx.args.method, params), fast_loop=True)
     emit_json(result)
     return 0

@@ -1,58 +1,62 @@
-"""What every command gets: resolved settings, and lazily opened state and services."""
+"""What every command gets: its arguments, the resolved settings, and a way to run a use
+case against `Kumix` (imported only when a command runs, so `kumix --version` and the
+help never pay for the Matrix client or the extension host)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
-from functools import cached_property
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
-from kumix.app.extensions import ExtensionService
 from kumix.app.settings import Settings
-from kumix.core.errors import KumixError
-from kumix.extensions.policy import Policy, load_policy
-from kumix.store.database import Database
-from kumix.store.extension_state import ExtensionStateStore
-from kumix.store.extension_stats import ExtensionStatsStore
+from kumix.cli.output import printable
+
+if TYPE_CHECKING:
+    from kumix.app.kumix import Kumix
+
+T = TypeVar("T")
+
+
+def progress(message: str) -> None:
+    """Notices of the core (offline, device held elsewhere, long operations) go to stderr;
+    they may quote another process's command line, so made printable."""
+    sys.stderr.write(f"kumix: {printable(message, 2000)}\n")
+    sys.stderr.flush()
 
 
 @dataclass
 class CliContext:
     args: argparse.Namespace
     settings: Settings
-    _closers: list[Database] = field(default_factory=list)
 
     @property
     def json(self) -> bool:
         return bool(getattr(self.args, "json", False))
 
-    @cached_property
-    def policy(self) -> Policy:
-        return load_policy(self.settings.policy)
+    @property
+    def command(self) -> str:
+        """Named to another process that finds the device in use."""
+        return f"kumix {self.args.command}"
 
-    @cached_property
-    def database(self) -> Database:
-        self.settings.ensure_data_dir()
-        db = Database(self.settings.state_db)
-        self._closers.append(db)
-        return db
+    def run(self, use: Callable[[Kumix], Awaitable[T]], *, live: bool = False, fast_loop: bool = False) -> T:
+        """Open `Kumix` for one command, run `use` in it, close everything."""
+        import asyncio
 
-    @cached_property
-    def extensions(self) -> ExtensionService:
-        return ExtensionService(
-            self.policy,
-            ExtensionStateStore(self.database),
-            self.settings.extension_roots,
-            stats_store=ExtensionStatsStore(self.database),
-        )
+        from kumix.app.kumix import Kumix, event_loop_factory
 
-    def extensions_if_loadable(self) -> ExtensionService | None:
-        """The extension service, or None when the policy or state cannot be loaded; for
-        commands whose main job (sending a message) must not fail because of extensions."""
-        try:
-            return self.extensions
-        except KumixError:
-            return None
+        async def main() -> T:
+            async with Kumix.open(self.settings, live=live, notice=progress, command=self.command) as k:
+                return await use(k)
 
-    def close(self) -> None:
-        for db in self._closers:
-            db.close()
+        with asyncio.Runner(loop_factory=event_loop_factory() if fast_loop else None) as runner:
+            return runner.run(main())
+
+    def local(self, use: Callable[[Kumix], T]) -> T:
+        """A use case that only reads or writes local state (extensions, policy): no event
+        loop to start, so `ext list` starts as fast as the interpreter allows."""
+        from kumix.app.kumix import Kumix
+
+        with Kumix.local(self.settings) as k:
+            return use(k)

@@ -17,7 +17,6 @@ from typing import Any
 
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, printable
-from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, WEAKER_WITHOUT_NAMESPACES, probe_machine
 
 LAYER_PURPOSE = {
     "no_new_privs": "no privilege gain through exec (setuid, file capabilities)",
@@ -42,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
 
 
 def _verdict(layers: dict[str, bool], required: bool, accept_weaker: bool) -> tuple[str, str]:
+    from kumix.app.confinement_report import WEAKER_WITHOUT_NAMESPACES
+
     missing = {name for name, on in layers.items() if not on}
     if not missing:
         return "confined", "proc workers start fully confined"
@@ -54,13 +55,17 @@ def _verdict(layers: dict[str, bool], required: bool, accept_weaker: bool) -> tu
 
 
 def cmd_doctor(ctx: CliContext) -> int:
+    from kumix.app.confinement_report import LAYERS, SIMULATE_ENV, probe_machine
+    from kumix.app.settings import load_policy
+
+    policy = load_policy(ctx.settings.policy)
     result = probe_machine()
     report = result.report
-    required = ctx.policy.proc.require_confinement
-    accept_weaker = ctx.policy.proc.allow_without_namespaces
+    required = policy.proc.require_confinement
+    accept_weaker = policy.proc.allow_without_namespaces
     verdict, explanation = _verdict(report.layers, required, accept_weaker)
     doc: dict[str, Any] = {
-        "policy": ctx.policy.name,
+        "policy": policy.name,
         "requireConfinement": required,
         "allowWithoutNamespaces": accept_weaker,
         "verdict": verdict,
@@ -86,7 +91,7 @@ def cmd_doctor(ctx: CliContext) -> int:
         if result.checks:
             seen = ", ".join(f"{name}: {printable(value, 40)}" for name, value in result.checks.items())
             out.write(f"  confined probe tried: {seen}\n")
-        out.write(f"policy {printable(ctx.policy.name)} (requireConfinement: {str(required).lower()}, "
+        out.write(f"policy {printable(policy.name)} (requireConfinement: {str(required).lower()}, "
                   f"allowWithoutNamespaces: {str(accept_weaker).lower()}): "
                   f"{explanation}\n")
         if any(SIMULATE_ENV in p for p in report.problems.values()):

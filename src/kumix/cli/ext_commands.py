@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kumix.app.extensions import ExtensionStatus, validate_extension_dir
 from kumix.cli import call_command
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
 from kumix.core.errors import InvalidManifest
+
+if TYPE_CHECKING:
+    from kumix.app.extensions import ExtensionStatus
+    from kumix.app.kumix import Kumix
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -63,20 +67,26 @@ def _status_row(status: ExtensionStatus) -> list[str]:
 
 
 def cmd_list(ctx: CliContext) -> int:
-    statuses = ctx.extensions.list()
+    def use(k: Kumix) -> tuple[str, list[ExtensionStatus]]:
+        return k.policy().name, k.extensions()
+
+    policy_name, statuses = ctx.local(use)
     if ctx.json:
-        emit_json({"policy": ctx.policy.name, "extensions": [s.to_json() for s in statuses]})
+        emit_json({"policy": policy_name, "extensions": [s.to_json() for s in statuses]})
     else:
         emit_table([_status_row(s) for s in statuses], ["ID", "KIND", "ORIGIN", "STATE", "REASON"])
     return 0
 
 
 def cmd_info(ctx: CliContext) -> int:
-    status = ctx.extensions.get(ctx.args.id)
+    def use(k: Kumix) -> tuple[ExtensionStatus, dict[str, object]]:
+        return k.extension(ctx.args.id), k.figures(ctx.args.id)
+
+    status, figures = ctx.local(use)
     doc = status.to_json()
     if status.record.manifest is not None:
         doc["manifest"] = status.record.manifest.to_json()
-    doc["stats"] = call_command.stats_for(ctx, status)
+    doc["stats"] = figures
     if ctx.json:
         emit_json(doc)
         return 0
@@ -116,19 +126,21 @@ def _changed(ctx: CliContext, status: ExtensionStatus, verb: str) -> int:
 
 
 def cmd_enable(ctx: CliContext) -> int:
-    return _changed(ctx, ctx.extensions.enable(ctx.args.id), "enabled")
+    return _changed(ctx, ctx.run(lambda k: k.enable_extension(ctx.args.id)), "enabled")
 
 
 def cmd_disable(ctx: CliContext) -> int:
-    return _changed(ctx, ctx.extensions.disable(ctx.args.id), "disabled")
+    return _changed(ctx, ctx.run(lambda k: k.disable_extension(ctx.args.id)), "disabled")
 
 
 def cmd_grant(ctx: CliContext) -> int:
-    status = ctx.extensions.grant(ctx.args.id, ctx.args.capability)
+    status = ctx.local(lambda k: k.grant(ctx.args.id, ctx.args.capability))
     return _changed(ctx, status, f"granted {ctx.args.capability}")
 
 
 def cmd_validate(ctx: CliContext) -> int:
+    from kumix.app.extensions import validate_extension_dir
+
     record = validate_extension_dir(ctx.args.path)
     if record.manifest is None:
         problem = record.problem

@@ -20,14 +20,60 @@ from kumix.core.errors import BadRequest, KumixError
 if TYPE_CHECKING:
     from kumix.cli.context import CliContext
 
-# The command modules (and through them nio, the crypto libraries, jsonschema) take about a
-# second to import. They are imported inside `run`'s Ctrl-C handling, so an interrupt during
-# start-up is "interrupted", exit 130, like one during the command, not a traceback.
+# The command modules import only argparse-level code: each handler imports what it uses
+# (the Matrix client, the extension host, jsonschema) when it runs, so `kumix --version`,
+# `--help`, `ext list` or `policy show` never pay for nio (tests/test_cli_governance.py
+# pins that). They are imported inside `run`'s Ctrl-C handling all the same.
 def command_modules() -> list[ModuleType]:
     """Each module has `register(subparsers, common)`; order is the order in --help."""
-    from kumix.cli import demo_command, doctor_command, ext_commands, matrix_commands, policy_commands
+    from kumix.cli import (
+        demo_command,
+        doctor_command,
+        ext_commands,
+        matrix_commands,
+        policy_commands,
+        serve_command,
+        trust_commands,
+    )
 
-    return [ext_commands, policy_commands, matrix_commands, demo_command, doctor_command]
+    # trust_commands after matrix_commands: it adds subcommands to `keys`.
+    return [ext_commands, policy_commands, matrix_commands, trust_commands, serve_command, demo_command,
+            doctor_command]
+
+
+MODULE_OF = {"ext": "ext_commands", "policy": "policy_commands", "schema": "policy_commands",
+             "demo": "demo_command", "doctor": "doctor_command"}
+"""Commands whose module is known without importing the others; every other command word
+is looked up in all modules (a Matrix command, or a typo that deserves the full usage)."""
+
+_VALUE_OPTIONS = {"--data-dir", "--policy", "--extensions-dir"}
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The command of a command line: the first word that is neither an option nor the
+    value of a global option."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif arg == "--":
+            return None
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _modules_for(argv: Sequence[str]) -> list[ModuleType] | None:
+    """Only the module of the command at hand: building every command's parser costs more
+    than the rest of `kumix ext list` (~35 parsers, each copying the global options)."""
+    name = MODULE_OF.get(command_word(argv) or "")
+    if name is None:
+        return None
+    import importlib
+
+    return [importlib.import_module(f"kumix.cli.{name}")]
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -88,7 +134,8 @@ _argv_in_use: list[str] = []
 """The arguments `main` is parsing (it can be called with a list other than sys.argv)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `modules` only (the command at hand)."""
     common = _common_options()
     parser = _Parser(
         prog="kumix",
@@ -98,14 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kumix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in command_modules():
+    for module in modules if modules is not None else command_modules():
         module.register(sub, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     _argv_in_use[:] = list(sys.argv[1:] if argv is None else argv)
+    if _argv_in_use == ["--version"]:
+        sys.stdout.write(f"kumix {__version__}\n")  # what argparse's version action prints
+        return EXIT_OK
+    parser = build_parser(_modules_for(_argv_in_use))
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     as_json = bool(getattr(args, "json", False))
@@ -118,11 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy=getattr(args, "policy", None),
             extension_roots=getattr(args, "extensions_dir", None) or (),
         )
-        ctx = CliContext(args=args, settings=settings)
-        try:
-            return handler(ctx)
-        finally:
-            ctx.close()
+        return handler(CliContext(args=args, settings=settings))
     except KumixError as exc:
         emit_error(exc, as_json=as_json)
         return EXIT_FAILED

@@ -8,23 +8,23 @@ through /proc). Progress of long operations goes to stderr, data to stdout.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import getpass
 import json
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from kumix.app.markdown import extension_renderer
-from kumix.app.matrix_session import MatrixService, Session
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable, usage_error
-from kumix.core.errors import ALL_ERRORS, BadRequest, KumixError, NotFound, StateBusy, Unavailable
-from kumix.core.models import Event
+from kumix.core.errors import BadRequest
+
+if TYPE_CHECKING:
+    import signal
+
+    from kumix.app.kumix import Kumix
+    from kumix.core.models import Event
 
 T = TypeVar("T")
 
@@ -121,24 +121,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
 # -- plumbing ------------------------------------------------------------------------------
 
 
-def _progress(message: str) -> None:
-    sys.stderr.write(f"kumix: {message}\n")
-    sys.stderr.flush()
-
-
-def _service(ctx: CliContext) -> MatrixService:
-    ctx.settings.ensure_data_dir()
-    return MatrixService(ctx.settings.data_dir, ctx.database, progress=_progress,
-                         command=f"kumix {ctx.args.command}")
-
-
-def _run(coro: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await coro
-
-    return asyncio.run(main())
-
-
 def _read_stdin_secret(what: str) -> str:
     line = sys.stdin.readline().rstrip("\r\n")
     if not line:
@@ -155,58 +137,33 @@ def _prompt_secret(prompt: str, what: str, stdin_option: str) -> str:
     try:
         return getpass.getpass(prompt)
     except EOFError:
-        raise BadRequest(f"no {what} entered") from None
+        raise BadRequest(f"no {what} given") from None
 
 
-@contextlib.asynccontextmanager
-async def _session(ctx: CliContext, *, markdown: bool = False) -> AsyncIterator[Session]:
-    service = _service(ctx)
-    # The device first: when another process holds it, no extension host is started for nothing.
-    async with service.session() as session:
-        if markdown:
-            async with extension_renderer(ctx.extensions_if_loadable(), ctx.settings) as renderer:
-                service.renderer = renderer
-                yield session
-        else:
-            yield session
+async def until_interrupted(work: Awaitable[None]) -> None:
+    """Run `work` until Ctrl-C or SIGTERM, which end it by cancellation (not an error: the
+    command exits 0, everything it owned closed)."""
+    import asyncio
+    import signal
 
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    interrupted: list[int] = []
 
-HANDOFF_WAIT_SECONDS = 30.0
-"""How long `send` waits for the process holding the device to deliver a handed-over message."""
+    def interrupt(sig: signal.Signals) -> None:
+        interrupted.append(sig)
+        task.cancel()
 
-
-def _busy_note(busy: StateBusy, doing: str) -> dict[str, Any]:
-    """Say on stderr who holds the device and what this command does instead. A `state_busy`
-    that is not the device lock (a database lock timeout) is raised as it is."""
-    if "holder" not in busy.details:
-        raise busy
-    holder: dict[str, Any] = busy.details["holder"] or {}
-    who = f"pid {holder['pid']}, {printable(str(holder['command']), 60)}" if holder else "another process"
-    _progress(f"another Kumix process ({who}) is using this account's device; {doing}")
-    return holder
-
-
-async def _hand_off(ctx: CliContext) -> dict[str, Any]:
-    """Put a text message in the outbox for the process that holds the device: its outbox
-    loop polls the shared table and sends it, encrypted with its own keys. Waits a while
-    to report the event id."""
-    a = ctx.args
-    service = _service(ctx)
-    room_id = service.known_room(a.room)
-    if a.plain:
-        content = await service.text_content(a.text, markdown=False, reply_to=a.reply_to)
-    else:
-        async with extension_renderer(ctx.extensions_if_loadable(), ctx.settings) as renderer:
-            service.renderer = renderer
-            content = await service.text_content(a.text, reply_to=a.reply_to)
-    entry = service.outbox.enqueue(room_id, "m.room.message", content)
-    deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
-    while True:
-        got = service.outbox.get(entry.txn_id)
-        assert got is not None
-        if got.state in ("sent", "failed") or time.monotonic() >= deadline:
-            return got.to_json()
-        await asyncio.sleep(0.1)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt, sig)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise  # cancelled by its owner (a failing background task), not by the user
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _event_line(ev: Event) -> str:
@@ -256,16 +213,15 @@ def _print_event(ev: Event, as_json: bool) -> None:
 
 def cmd_login(ctx: CliContext) -> int:
     a = ctx.args
-    service = _service(ctx)
     if a.access_token_stdin:
         token = _read_stdin_secret("access token")
-        account = _run(service.login_token(a.homeserver, token))
+        account = ctx.run(lambda k: k.login_token(a.homeserver, token))
     else:
         if not a.user:
             raise BadRequest("--user is needed to log in with a password")
         password = (_read_stdin_secret("password") if a.password_stdin
                     else _prompt_secret("Matrix password: ", "password", "--password-stdin"))
-        account = _run(service.login_password(a.homeserver, a.user, password))
+        account = ctx.run(lambda k: k.login_password(a.homeserver, a.user, password))
     if ctx.json:
         emit_json({"user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver})
     else:
@@ -274,7 +230,7 @@ def cmd_login(ctx: CliContext) -> int:
 
 
 def cmd_logout(ctx: CliContext) -> int:
-    _run(_service(ctx).logout())
+    ctx.run(lambda k: k.logout())
     if ctx.json:
         emit_json({"logged_out": True})
     else:
@@ -283,17 +239,8 @@ def cmd_logout(ctx: CliContext) -> int:
 
 
 def cmd_whoami(ctx: CliContext) -> int:
-    async def go() -> dict[str, str]:
-        async with _session(ctx) as s:
-            acc = await s.client.whoami()
-            return {"user_id": acc.user_id, "device_id": acc.device_id, "homeserver": acc.homeserver}
-
-    try:
-        doc = _run(go())
-    except StateBusy as busy:
-        _busy_note(busy, "answering from local state")
-        acc = _service(ctx).account()
-        doc = {"user_id": acc.user_id, "device_id": acc.device_id, "homeserver": acc.homeserver}
+    acc = ctx.run(lambda k: k.whoami())
+    doc = {"user_id": acc.user_id, "device_id": acc.device_id, "homeserver": acc.homeserver}
     if ctx.json:
         emit_json(doc)
     else:
@@ -302,27 +249,8 @@ def cmd_whoami(ctx: CliContext) -> int:
     return 0
 
 
-async def _sync_or_cached(s: Session) -> bool:
-    """Bring the cache up to date; offline, the cache still answers (said on stderr)."""
-    try:
-        await s.sync()
-        return True
-    except Unavailable as exc:
-        _progress(f"homeserver unreachable ({exc.message}); showing cached data")
-        return False
-
-
 def cmd_rooms(ctx: CliContext) -> int:
-    async def go() -> list[Any]:
-        async with _session(ctx) as s:
-            await _sync_or_cached(s)
-            return s.rooms()
-
-    try:
-        rooms = _run(go())
-    except StateBusy as busy:
-        _busy_note(busy, "showing the local state it keeps up to date")
-        rooms = _service(ctx).timeline.rooms()
+    rooms = ctx.run(lambda k: k.rooms())
     if ctx.json:
         emit_json([r.to_json() for r in rooms])
     else:
@@ -336,12 +264,7 @@ def cmd_rooms(ctx: CliContext) -> int:
 
 
 def cmd_join(ctx: CliContext) -> int:
-    async def go() -> str:
-        async with _session(ctx) as s:
-            await s.sync()
-            return await s.join(ctx.args.room)
-
-    return _report_room(ctx, "joined", _run(go()))
+    return _report_room(ctx, "joined", ctx.run(lambda k: k.join(ctx.args.room)))
 
 
 def _report_room(ctx: CliContext, verb: str, room_id: str) -> int:
@@ -355,16 +278,9 @@ def _report_room(ctx: CliContext, verb: str, room_id: str) -> int:
 
 def cmd_create_room(ctx: CliContext) -> int:
     a = ctx.args
-
-    async def go() -> str:
-        async with _session(ctx) as s:
-            await s.sync()
-            if a.direct:
-                return await s.create_direct(a.direct, encrypted=not a.unencrypted)
-            return await s.create_room(name=a.name, topic=a.topic, alias=a.alias, encrypted=not a.unencrypted,
-                                       invite=tuple(a.invite), public=a.public)
-
-    return _report_room(ctx, "created", _run(go()))
+    room_id = ctx.run(lambda k: k.create_room(name=a.name, topic=a.topic, alias=a.alias, encrypted=not a.unencrypted,
+                                              invite=tuple(a.invite), public=a.public, direct_with=a.direct))
+    return _report_room(ctx, "created", room_id)
 
 
 def cmd_send(ctx: CliContext) -> int:
@@ -372,44 +288,23 @@ def cmd_send(ctx: CliContext) -> int:
     if (a.text is None) == (a.file is None):
         return usage_error("kumix send", "give either TEXT or --file PATH", as_json=ctx.json)
 
-    async def go() -> dict[str, Any]:
-        async with _session(ctx, markdown=not a.plain) as s:
-            online = await _sync_or_cached(s)
-            room_id = await s.resolve(a.room)
-            if a.file is not None:
-                entry = await s.send_file(room_id, a.file)
-            else:
-                entry = await s.send_text(room_id, a.text, markdown=not a.plain, reply_to=a.reply_to,
-                                          deliver=online)
-            if online:
-                # Earlier messages still queued from an offline run go out too, in order.
-                with contextlib.suppress(Unavailable):
-                    await s.flush_outbox()
-            final = s.outbox.get(entry.txn_id)
-            assert final is not None
-            return final.to_json()
-
-    holder: dict[str, Any] | None = None
-    try:
-        doc = _run(go())
-    except StateBusy as busy:
+    async def use(k: Kumix) -> dict[str, object]:
         if a.file is not None:
-            # A file is encrypted and uploaded with the device's keys: only its holder can.
-            raise
-        holder = _busy_note(busy, "handing the message to it")
-        doc = _run(_hand_off(ctx))
-        doc["handed_to"] = holder
-    if doc["state"] == "failed":
-        # A failure is reported like every other one (`{"error": {code, message}}` with
-        # --json, exit 1), with the outbox entry in the details.
-        code, _, message = str(doc["error"] or "internal: unknown failure").partition(": ")
-        error_class = {cls.code: cls for cls in ALL_ERRORS}.get(code, KumixError)
-        raise error_class(f"not sent: {message or code}", details={"outbox": doc})
+            result = await k.send_file(a.room, a.file)
+        else:
+            result = await k.send_text(a.room, a.text, markdown=not a.plain, reply_to=a.reply_to)
+        doc = result.to_json()
+        doc["_sent"] = result.sent
+        doc["_handed"] = result.handed_to is not None
+        return doc
+
+    doc = ctx.run(use)
+    sent, handed = doc.pop("_sent"), doc.pop("_handed")
     if ctx.json:
         emit_json(doc)
-    elif doc["state"] == "sent":
+    elif sent:
         sys.stdout.write(f"sent {doc['event_id']}\n")
-    elif holder is not None:
+    elif handed:
         sys.stdout.write(f"queued for the Kumix process holding the device (or the next kumix run): {doc['txn_id']}\n")
     else:
         sys.stdout.write(f"queued (homeserver unreachable); it goes out on the next kumix run: {doc['txn_id']}\n")
@@ -419,56 +314,28 @@ def cmd_send(ctx: CliContext) -> int:
 def cmd_tail(ctx: CliContext) -> int:
     as_json = ctx.json
 
-    async def go() -> None:
-        async with _session(ctx, markdown=True) as s:
-            online = await _sync_or_cached(s)
-            room_id = await s.resolve(ctx.args.room) if online else ctx.args.room
-            if s.timeline.room(room_id) is None:
-                raise NotFound(f"not a room of this account: {room_id}")
-            for ev in s.timeline.events(room_id, limit=max(0, ctx.args.history)):
-                _print_event(ev, as_json)
+    async def use(k: Kumix) -> None:
+        from kumix.core.models import Resync, TimelineUpdate
 
-            def show(ev: Event) -> None:
-                if ev.room_id == room_id:
-                    _print_event(ev, as_json)
+        room = await k.room(ctx.args.room)
+        for ev in await k.history(room.room_id, limit=max(1, ctx.args.history)) if ctx.args.history else []:
+            _print_event(ev, as_json)
+        async with k.subscribe(rooms={room.room_id}) as updates:
+            await k.start_live()
+            async for update in updates:
+                if isinstance(update, TimelineUpdate):
+                    _print_event(update.event, as_json)
+                elif isinstance(update, Resync):
+                    for u in (await k.timeline(room.room_id, after=None)).updates:
+                        if u.cursor > update.cursor:
+                            _print_event(u.event, as_json)
 
-            s.add_listener(show)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            try:
-                await s.run(stop, on_retry=lambda exc, d: _progress(f"{exc.message}; retrying in {d:.1f} s"))
-            finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-
-    _run(go())
+    ctx.run(lambda k: until_interrupted(use(k)))
     return 0
 
 
 def cmd_history(ctx: CliContext) -> int:
-    async def go() -> list[Event]:
-        async with _session(ctx) as s:
-            await s.sync()
-            room_id = await s.resolve(ctx.args.room)
-            # Like tail: a room that is not ours is an error, not an empty history.
-            if s.timeline.room(room_id) is None:
-                raise NotFound(f"not a room of this account: {room_id}")
-            limit = ctx.args.limit
-            # The newest `limit` events: what the cache holds, topped up from the server by
-            # backward pagination when the cache has fewer.
-            missing = limit - len(s.service.timeline.events(room_id, limit=limit))
-            if missing > 0:
-                await s.paginate(room_id, missing)
-            return s.service.timeline.events(room_id, limit=limit)
-
-    try:
-        events = _run(go())
-    except StateBusy as busy:
-        _busy_note(busy, "showing the local state it keeps up to date")
-        service = _service(ctx)
-        events = service.timeline.events(service.known_room(ctx.args.room), limit=ctx.args.limit)
+    events = ctx.run(lambda k: k.history(ctx.args.room, limit=ctx.args.limit))
     if ctx.json:
         emit_json([e.to_json() for e in events])
     else:
@@ -478,22 +345,7 @@ def cmd_history(ctx: CliContext) -> int:
 
 
 def cmd_search(ctx: CliContext) -> int:
-    async def go() -> list[Any]:
-        async with _session(ctx) as s:
-            await _sync_or_cached(s)
-            room_id = await s.resolve(ctx.args.room) if ctx.args.room else None
-            # Like history and tail: a room that is not ours is an error, not "no hits".
-            if room_id is not None and s.timeline.room(room_id) is None:
-                raise NotFound(f"not a room of this account: {room_id}")
-            return s.search(ctx.args.query, room_id=room_id, limit=ctx.args.limit)
-
-    try:
-        hits = _run(go())
-    except StateBusy as busy:
-        _busy_note(busy, "searching the local state it keeps up to date")
-        service = _service(ctx)
-        room_id = service.known_room(ctx.args.room) if ctx.args.room else None
-        hits = service.search_index.search(ctx.args.query, room_id=room_id, limit=ctx.args.limit)
+    hits = ctx.run(lambda k: k.search(ctx.args.query, room=ctx.args.room, limit=ctx.args.limit))
     if ctx.json:
         emit_json([h.to_json() for h in hits])
     else:
@@ -515,13 +367,7 @@ def _key_file_passphrase(ctx: CliContext, confirm: bool) -> str:
 
 def cmd_keys_export(ctx: CliContext) -> int:
     passphrase = _key_file_passphrase(ctx, confirm=True)
-
-    async def go() -> None:
-        async with _session(ctx) as s:
-            _progress("exporting room keys…")
-            await s.export_keys(ctx.args.path, passphrase)
-
-    _run(go())
+    ctx.run(lambda k: k.export_keys(ctx.args.path, passphrase))
     if ctx.json:
         emit_json({"exported": str(ctx.args.path)})
     else:
@@ -531,13 +377,7 @@ def cmd_keys_export(ctx: CliContext) -> int:
 
 def cmd_keys_import(ctx: CliContext) -> int:
     passphrase = _key_file_passphrase(ctx, confirm=False)
-
-    async def go() -> int:
-        async with _session(ctx) as s:
-            await _sync_or_cached(s)
-            return await s.import_keys(ctx.args.path, passphrase)
-
-    recovered = _run(go())
+    recovered = ctx.run(lambda k: k.import_keys(ctx.args.path, passphrase))
     if ctx.json:
         emit_json({"imported": str(ctx.args.path), "decrypted_events": recovered})
     else:

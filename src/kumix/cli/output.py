@@ -21,12 +21,42 @@ def emit_json(doc: Any, stream: TextIO | None = None) -> None:
 MAX_ERROR_CHARS = 2_000
 
 
+HINTS = {
+    "unauthorized": "log in with `kumix login`",
+    "disabled": "enable it with `kumix ext enable ID`",
+    "not_granted": "grant it with `kumix ext grant ID CAPABILITY` (details: missing)",
+    "reload_required": "reload it with `kumix ext disable ID` and `kumix ext enable ID`",
+    "circuit_open": "retry later, or re-enable it with `kumix ext enable ID`",
+}
+"""The command to type, which the application core's messages never name (each front end
+has its own way of doing it); keyed by code, or by code and `details.reason`."""
+
+REASON_HINTS = {
+    ("bad_request", "logged_in"): "run `kumix logout` first, or use another --data-dir",
+}
+
+
+def hint_for(error: KumixError) -> str | None:
+    if error.code == "state_busy" and "holder" in error.details:
+        return "`kumix send` hands a text message to it"
+    reason = error.details.get("reason")
+    if isinstance(reason, str) and (error.code, reason) in REASON_HINTS:
+        return REASON_HINTS[(error.code, reason)]
+    return HINTS.get(error.code)
+
+
 def emit_error(error: KumixError, *, as_json: bool) -> None:
+    hint = hint_for(error)
     if as_json:
-        emit_json({"error": error.to_dict()})
+        body = error.to_dict()
+        if hint is not None:
+            body["message"] = f"{body['message']} ({hint})"
+        emit_json({"error": body})
     else:
         # Messages quote paths and names found on disk: strip what could drive the terminal.
         message = printable(error.message, MAX_ERROR_CHARS)
+        if hint is not None:
+            message = f"{message} ({hint})"
         sys.stderr.write(f"kumix: error: {message} [{error.code}]\n")
 
 

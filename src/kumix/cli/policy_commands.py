@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kumix.app.ui_frames import egress_summary
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
 from kumix.core.errors import BadRequest
+
+if TYPE_CHECKING:
+    from kumix.app.extensions import ExtensionStatus
+    from kumix.app.kumix import Kumix
 
 SCHEMA_FILES = ("manifest.schema.json", "policy.schema.json")
 
@@ -31,8 +35,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
 
 
 def cmd_show(ctx: CliContext) -> int:
-    doc = ctx.policy.to_json()
-    doc["source"] = ctx.policy.source
+    from kumix.app.settings import load_policy
+
+    policy = load_policy(ctx.settings.policy)
+    doc = policy.to_json()
+    doc["source"] = policy.source
     if ctx.json:
         emit_json(doc)
         return 0
@@ -47,25 +54,42 @@ def cmd_show(ctx: CliContext) -> int:
 
 
 def cmd_check(ctx: CliContext) -> int:
-    statuses = ctx.extensions.list()
+    def use(k: Kumix) -> tuple[str, list[tuple[ExtensionStatus, dict[str, Any] | None]]]:
+        return k.policy().name, [(s, egress_summary(k.policy(), s)) for s in k.extensions()]
+
+    policy_name, checked = ctx.local(use)
     rows: list[dict[str, Any]] = []
-    for s in statuses:
+    for s, egress in checked:
         allowed = s.decision.allowed if s.decision else False
-        rows.append({"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason})
+        row: dict[str, Any] = {"id": s.id, "allowed": allowed, "state": s.state, "reason": s.reason}
+        if egress is not None:  # UI extensions: what their frame may reach over the network
+            row["egress"] = egress
+        rows.append(row)
     if ctx.json:
-        emit_json({"policy": ctx.policy.name, "extensions": rows})
+        emit_json({"policy": policy_name, "extensions": rows})
     else:
         emit_table(
             [
-                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100)]
+                [printable(str(r["id"]), 40), "yes" if r["allowed"] else "no", printable(str(r["reason"]), 100),
+                 _egress_text(r.get("egress"))]
                 for r in rows
             ],
-            ["ID", "ALLOWED", "WHY"],
+            ["ID", "ALLOWED", "WHY", "EGRESS"],
         )
     return 0
 
 
+def _egress_text(egress: dict[str, Any] | None) -> str:
+    if egress is None:
+        return "-"
+    granted = [e["source"] for e in egress["connectSrc"]] or ["none"]
+    refused = [e["source"] for e in egress["refused"]]
+    return printable(" ".join(granted) + (f" (refused: {' '.join(refused)})" if refused else ""), 120)
+
+
 def cmd_schema_export(ctx: CliContext) -> int:
+    from kumix.app.settings import schema_bytes
+
     target: Path = ctx.args.dir
     if target.exists() and not target.is_dir():
         raise BadRequest(f"{target} exists and is not a directory")
@@ -73,7 +97,7 @@ def cmd_schema_export(ctx: CliContext) -> int:
     try:
         target.mkdir(parents=True, exist_ok=True)
         for name in SCHEMA_FILES:
-            data = resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()
+            data = schema_bytes(name)
             out = target / name
             tmp = target / f".{name}.tmp"
             tmp.write_bytes(data)

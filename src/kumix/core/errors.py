@@ -4,6 +4,18 @@ Every failure a user, a script or an extension can see is a `KumixError` carryin
 stable `code` string. The same codes travel over the CLI (`--json`), HTTP and the UI
 bridge, so they never change meaning. Adapters map their library's errors onto these
 classes at their edge; nothing above an adapter sees a foreign exception.
+
+Classes are grouped by what a caller does about them (as httpx groups its errors), so a
+front end catches a group instead of listing codes by hand:
+
+- `ExtensionRefused`: the extension was not run (disabled, policy_denied, not_granted,
+  capability_not_declared, reload_required, invalid_manifest); nothing to retry, the user
+  changes a choice or the policy.
+- `ExtensionFault`: the extension ran and failed (timeout, crashed, resource_limit,
+  wasm_trap, extension_error, output_too_large).
+- `Transient`: retry later, after `retry_after` seconds when known (`unavailable`: the
+  homeserver is unreachable, rate-limited or answering 5xx, an extension's queue is full;
+  `circuit_open`: an extension crashed too often and rests until its window passes).
 """
 
 from __future__ import annotations
@@ -16,6 +28,8 @@ class KumixError(Exception):
     """Base of every Kumix error; `code` is stable and machine-readable."""
 
     code: ClassVar[str] = "internal"
+    retryable: ClassVar[bool] = False
+    """Whether the same request may succeed later without anyone changing anything."""
 
     def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -32,13 +46,33 @@ class KumixError(Exception):
         return f"{self.code}: {self.message}"
 
 
+class ExtensionRefused(KumixError):
+    """Group: the extension was not run; a user's choice or the policy has to change first."""
+
+
+class ExtensionFault(KumixError):
+    """Group: the extension ran and failed (its worker, its code or its limits)."""
+
+
+class Transient(KumixError):
+    """Group: retry later. `retry_after` is the wait in seconds when the source said one
+    (a homeserver's 429, an open crash circuit), else None: the caller's backoff decides."""
+
+    retryable: ClassVar[bool] = True
+
+    @property
+    def retry_after(self) -> float | None:
+        ms = self.details.get("retry_after_ms")
+        return ms / 1000 if isinstance(ms, int | float) and ms >= 0 else None
+
+
 class NotFound(KumixError):
     """The extension, room, method or file asked for does not exist."""
 
     code = "not_found"
 
 
-class InvalidManifest(KumixError):
+class InvalidManifest(ExtensionRefused):
     """An extension's manifest is unreadable or breaks the manifest schema."""
 
     code = "invalid_manifest"
@@ -50,25 +84,25 @@ class InvalidPolicy(KumixError):
     code = "invalid_policy"
 
 
-class Disabled(KumixError):
+class Disabled(ExtensionRefused):
     """The extension exists but the user has not enabled it."""
 
     code = "disabled"
 
 
-class PolicyDenied(KumixError):
+class PolicyDenied(ExtensionRefused):
     """The active policy does not allow a capability the extension needs."""
 
     code = "policy_denied"
 
 
-class CapabilityNotDeclared(KumixError):
+class CapabilityNotDeclared(ExtensionRefused):
     """The extension asked for something its manifest does not declare."""
 
     code = "capability_not_declared"
 
 
-class NotGranted(KumixError):
+class NotGranted(ExtensionRefused):
     """An external extension's capability has not been granted by the user."""
 
     code = "not_granted"
@@ -80,28 +114,52 @@ class InputTooLarge(KumixError):
     code = "input_too_large"
 
 
-class OutputTooLarge(KumixError):
+class OutputTooLarge(ExtensionFault):
     """A reply was larger than the policy allows; reading stopped at the limit."""
 
     code = "output_too_large"
 
 
-class CallTimeout(KumixError):
+class CallTimeout(ExtensionFault):
     """A call did not finish before its deadline."""
 
     code = "timeout"
 
 
-class Crashed(KumixError):
+class Crashed(ExtensionFault):
     """The worker died or broke the protocol while the call was pending."""
 
     code = "crashed"
 
 
-class Unavailable(KumixError):
-    """The extension crashed too often recently, or is restarting; try later."""
+class Unavailable(Transient):
+    """A service is unreachable or busy for now (homeserver down, 5xx, 429; an extension's
+    queue full; the proc host shutting down); try later."""
 
     code = "unavailable"
+
+
+class CircuitOpen(Unavailable):
+    """The extension crashed too often within its crash window and is not started again
+    until the window has passed (`retry_after`) or the user re-enables it.
+
+    A subclass of `Unavailable`, which used to carry this case: code that catches
+    `Unavailable` still does; scripts see the more precise code."""
+
+    code = "circuit_open"
+
+
+class ReloadRequired(ExtensionRefused):
+    """The extension changed on disk while this process runs it; no retry helps, only
+    disabling and re-enabling it (which reloads it)."""
+
+    code = "reload_required"
+
+
+class HomeserverFailed(KumixError):
+    """The local homeserver (demo, tests) could not be configured, started or used."""
+
+    code = "homeserver_failed"
 
 
 class ProtocolError(KumixError):
@@ -116,13 +174,13 @@ class WasmRejected(KumixError):
     code = "wasm_rejected"
 
 
-class WasmTrap(KumixError):
+class WasmTrap(ExtensionFault):
     """A WASM module trapped or broke the calling convention; its instance was discarded."""
 
     code = "wasm_trap"
 
 
-class ResourceLimit(KumixError):
+class ResourceLimit(ExtensionFault):
     """A worker hit a memory, CPU, fuel or file limit."""
 
     code = "resource_limit"
@@ -152,10 +210,16 @@ class Forbidden(KumixError):
     code = "forbidden"
 
 
-class ExtensionFailed(KumixError):
+class ExtensionFailed(ExtensionFault):
     """The extension's own code failed (its handler raised, or its entry file did not load)."""
 
     code = "extension_error"
+
+
+class VaultCorrupt(KumixError):
+    """The credential vault is damaged or was tampered with; it is left untouched."""
+
+    code = "vault_corrupt"
 
 
 class StateBusy(KumixError):
@@ -168,6 +232,33 @@ class StateCorrupt(KumixError):
     """The state database cannot be read, or is newer than this Kumix; it is left untouched."""
 
     code = "state_corrupt"
+
+
+# -- end-to-end encryption trust (cross-signing, verification, secret storage, backup) -------
+
+
+class SignatureInvalid(KumixError):
+    """A signature or MAC over keys does not verify: forged, corrupted or for another key."""
+
+    code = "signature_invalid"
+
+
+class VerificationFailed(KumixError):
+    """A device or user verification was cancelled, mismatched or broke the protocol."""
+
+    code = "verification_failed"
+
+
+class WrongRecoveryKey(KumixError):
+    """The recovery key or passphrase given does not open the account's secret storage."""
+
+    code = "wrong_recovery_key"
+
+
+class IdentityChanged(KumixError):
+    """A verified user's cross-signing identity changed; it is not trusted until re-verified."""
+
+    code = "identity_changed"
 
 
 ALL_ERRORS: tuple[type[KumixError], ...] = (
@@ -183,6 +274,9 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     CallTimeout,
     Crashed,
     Unavailable,
+    CircuitOpen,
+    ReloadRequired,
+    HomeserverFailed,
     ProtocolError,
     WasmRejected,
     WasmTrap,
@@ -192,16 +286,22 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     Unauthorized,
     Forbidden,
     ExtensionFailed,
+    VaultCorrupt,
     StateBusy,
     StateCorrupt,
+    SignatureInvalid,
+    VerificationFailed,
+    WrongRecoveryKey,
+    IdentityChanged,
 )
 
 _BY_CODE: dict[str, type[KumixError]] = {cls.code: cls for cls in ALL_ERRORS}
 
 
-def error_from_code(code: str, message: str) -> KumixError:
-    """Rebuild an error received over a wire; unknown codes become `protocol_error`."""
+def error_from_code(code: str, message: str, details: Mapping[str, Any] | None = None) -> KumixError:
+    """Rebuild an error received over a wire or read back from storage; unknown codes
+    become `protocol_error`."""
     cls = _BY_CODE.get(code)
     if cls is None:
         return ProtocolError(f"peer sent unknown error code {code[:64]!r}: {message[:200]}")
-    return cls(message)
+    return cls(message, details=details)

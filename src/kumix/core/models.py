@@ -147,3 +147,73 @@ class Page:
 
     events: list[Event]
     end: str | None
+
+
+@dataclass(frozen=True)
+class TimelineUpdate:
+    """An event stored or changed (decrypted late, edited, redacted). `cursor` grows with
+    every change the store records, across rooms: a subscriber that remembers the last
+    cursor it handled can ask the store to replay everything after it."""
+
+    cursor: int
+    event: Event
+
+
+@dataclass(frozen=True)
+class RoomsUpdate:
+    """Rooms whose state changed in a sync (name, membership, counts); the current rows."""
+
+    rooms: list[Room]
+
+
+@dataclass(frozen=True)
+class Resync:
+    """The subscriber fell behind and updates after `cursor` were dropped: replay from the
+    store (`Kumix.subscribe(since=cursor)` or `Kumix.timeline(after=cursor)`) before
+    trusting the live stream again."""
+
+    cursor: int
+
+
+Update = TimelineUpdate | RoomsUpdate | Resync
+"""What a subscription yields (`kumix.app.kumix.Kumix.subscribe`)."""
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """A slice of one room's timeline, oldest first. `before`/`after` are the cursors to
+    pass for the next older or newer page (None: nothing more held locally or upstream)."""
+
+    room_id: str
+    updates: list[TimelineUpdate]
+    before: int | None
+    after: int | None
+
+    @property
+    def events(self) -> list[Event]:
+        return [u.event for u in self.updates]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    event_id: str
+    room_id: str
+    sender: str
+    ts: int
+    snippet: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "room_id": self.room_id, "sender": self.sender, "ts": self.ts,
+                "snippet": self.snippet}
+
+
+@dataclass(frozen=True)
+class DeviceHolder:
+    """Another Kumix process using this account's device (`pid`, `command`), or an unknown
+    one (both None); what this process does instead of using the device is its own choice."""
+
+    pid: int | None
+    command: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "command": self.command} if self.pid is not None else {}

@@ -13,9 +13,11 @@ doubt" safe: a send that reached the server before a crash is never posted twice
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from kumix.core.errors import KumixError
+from kumix.core.errors import KumixError, error_from_code
 
 
 class OutboxState(StrEnum):
@@ -58,3 +60,36 @@ def transition(state: OutboxState | str, signal: OutboxSignal | str) -> OutboxSt
         return _TRANSITIONS[key]
     except KeyError:
         raise IllegalTransition(f"outbox entry cannot go from {key[0]} on {key[1]}") from None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One outgoing event as the outbox holds it. A failed attempt keeps the error's code,
+    message and details as separate fields (never a string to parse back): `error()`
+    rebuilds the typed error."""
+
+    seq: int
+    txn_id: str
+    room_id: str
+    event_type: str
+    content: dict[str, Any]
+    state: OutboxState
+    attempts: int
+    event_id: str | None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_details: dict[str, Any] | None = None
+
+    def error(self) -> KumixError | None:
+        if self.error_code is None:
+            return None
+        return error_from_code(self.error_code, self.error_message or self.error_code, self.error_details)
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] | None = None
+        if self.error_code is not None:
+            error = {"code": self.error_code, "message": self.error_message or ""}
+            if self.error_details:
+                error["details"] = self.error_details
+        return {"txn_id": self.txn_id, "room_id": self.room_id, "type": self.event_type, "state": str(self.state),
+                "attempts": self.attempts, "event_id": self.event_id, "error": error}

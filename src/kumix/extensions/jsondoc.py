@@ -8,16 +8,21 @@ characters (NUL, newlines), which would otherwise slip through regex anchors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    # Imported where documents are validated: its import alone costs a command-line
+    # start (`kumix --version`) ~90 ms.
+    import jsonschema
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 """Manifests and policies are a few hundred bytes; 64 KiB leaves room and bounds parsing."""
@@ -164,6 +169,36 @@ def parse_document(data: bytes, *, display: str) -> Any:
     return doc
 
 
+SHIPPED_VALID_FILE = "shipped-valid.json"
+"""Digests of the documents shipped with Kumix (bundled manifests and policies) that
+conform to their schema, checked when they are written (tests/test_cli_governance.py
+fails when one is missing or stale)."""
+
+
+def document_digest(schema_name: str, doc: Any) -> str:
+    """Identifies a parsed document together with the exact schema it is judged by."""
+    schema = resources.files("kumix.extensions.schemas").joinpath(schema_name).read_bytes()
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(hashlib.sha256(schema).digest() + canonical).hexdigest()
+
+
+@cache
+def _shipped_valid() -> frozenset[str]:
+    path = resources.files("kumix.extensions.schemas").joinpath(SHIPPED_VALID_FILE)
+    try:
+        digests = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(d for d in digests if isinstance(d, str)) if isinstance(digests, list) else frozenset()
+
+
+def shipped_and_valid(schema_name: str, doc: Any) -> bool:
+    """True for a document identical to one Kumix ships, already known to conform: judging
+    it again would mean importing jsonschema (~90 ms of every `kumix ext list`). Any other
+    document, however small the difference, is validated."""
+    return document_digest(schema_name, doc) in _shipped_valid()
+
+
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files("kumix.extensions.schemas").joinpath(name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
@@ -172,6 +207,8 @@ def load_schema(name: str) -> dict[str, Any]:
 
 def schema_problem(validator: jsonschema.protocols.Validator, doc: Any, display: str) -> DocumentProblem | None:
     """The most relevant schema violation, or None when the document conforms."""
+    import jsonschema
+
     errors = list(validator.iter_errors(doc))
     if not errors:
         return None

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Literal
 
 from kumix.core.errors import InvalidManifest
 from kumix.extensions.jsondoc import (
@@ -20,7 +18,13 @@ from kumix.extensions.jsondoc import (
     parse_document,
     read_document_bytes,
     schema_problem,
+    shipped_and_valid,
 )
+
+if TYPE_CHECKING:
+    # Imported where documents are validated: its import alone costs a command-line
+    # start (`kumix --version`) ~90 ms.
+    import jsonschema
 
 MANIFEST_FILE = "manifest.json"
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -41,6 +45,26 @@ class WasmModuleSpec:
 
 
 @dataclass(frozen=True)
+class ConnectSource:
+    """One network origin a UI extension wants to reach, with the reason shown to the user."""
+
+    source: str
+    reason: str
+
+
+DEFAULT_UI_SANDBOX = ("allow-scripts",)
+"""What a UI extension asks for when its manifest names no sandbox flags."""
+
+
+@dataclass(frozen=True)
+class UiAsk:
+    """What a UI extension's frame asks for; the policy decides how much of it is granted."""
+
+    sandbox: tuple[str, ...] = DEFAULT_UI_SANDBOX
+    connect_src: tuple[ConnectSource, ...] = ()
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated manifest. Field names follow Python; `to_json` gives the on-disk shape."""
 
@@ -54,6 +78,12 @@ class Manifest:
     timeout_ms: int | None = None
     methods: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     wasm: tuple[WasmModuleSpec, ...] = ()
+    ui: UiAsk | None = None
+    """ui only: the manifest's `ui` field, or None when it has none (then the defaults apply)."""
+
+    @property
+    def ui_ask(self) -> UiAsk:
+        return self.ui if self.ui is not None else UiAsk()
 
     def capability_for(self, method: str) -> str | None:
         return self.methods.get(method)
@@ -78,11 +108,18 @@ class Manifest:
                 {"path": w.path, "sha256": w.sha256, "exports": list(w.exports), "imports": list(w.imports)}
                 for w in self.wasm
             ]
+        if self.ui is not None:
+            doc["ui"] = {
+                "sandbox": list(self.ui.sandbox),
+                "connectSrc": [{"source": c.source, "reason": c.reason} for c in self.ui.connect_src],
+            }
         return doc
 
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     schema = load_schema("manifest.schema.json")
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -96,7 +133,7 @@ def _invalid(problem: DocumentProblem) -> InvalidManifest:
 
 def manifest_from_document(doc: Any, *, display: str) -> Manifest:
     """Validate a parsed manifest document; raises InvalidManifest naming file and pointer."""
-    problem = schema_problem(_validator(), doc, display)
+    problem = None if shipped_and_valid("manifest.schema.json", doc) else schema_problem(_validator(), doc, display)
     if problem is not None:
         raise _invalid(problem)
     assert isinstance(doc, dict)
@@ -127,6 +164,14 @@ def manifest_from_document(doc: Any, *, display: str) -> Manifest:
         if module.path in seen_paths:
             raise _invalid(DocumentProblem(display, f"/wasm/{index}/path", "duplicate WASM path"))
         seen_paths.add(module.path)
+    ui_doc = doc.get("ui")
+    ui = None
+    if ui_doc is not None:
+        sources = tuple(ConnectSource(c["source"], c["reason"]) for c in ui_doc.get("connectSrc", ()))
+        for index, item in enumerate(sources):
+            if item.source in (c.source for c in sources[:index]):
+                raise _invalid(DocumentProblem(display, f"/ui/connectSrc/{index}/source", "duplicate source"))
+        ui = UiAsk(sandbox=tuple(ui_doc.get("sandbox", DEFAULT_UI_SANDBOX)), connect_src=sources)
     return Manifest(
         id=doc["id"],
         name=doc["name"],
@@ -138,6 +183,7 @@ def manifest_from_document(doc: Any, *, display: str) -> Manifest:
         timeout_ms=doc.get("timeoutMs"),
         methods=MappingProxyType(methods),
         wasm=wasm,
+        ui=ui,
     )
 
 

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Literal
 
 from kumix.core.errors import InvalidPolicy
 from kumix.extensions.jsondoc import (
@@ -23,8 +21,14 @@ from kumix.extensions.jsondoc import (
     parse_document,
     read_document_bytes,
     schema_problem,
+    shipped_and_valid,
 )
 from kumix.extensions.manifest import Manifest
+
+if TYPE_CHECKING:
+    # Imported where documents are validated: its import alone costs a command-line
+    # start (`kumix --version`) ~90 ms.
+    import jsonschema
 
 BUNDLED_POLICIES = ("strict", "dev")
 DEFAULT_POLICY = "strict"
@@ -126,8 +130,7 @@ class Policy:
             if ungranted:
                 return Decision(
                     False,
-                    f"external extension: capability {ungranted[0]!r} is not granted "
-                    f"(kumix ext grant {manifest.id} {ungranted[0]})",
+                    f"external extension: capability {ungranted[0]!r} is not granted",
                     "not_granted",
                     ungranted,
                 )
@@ -169,6 +172,8 @@ class Policy:
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     schema = load_schema("policy.schema.json")
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -200,7 +205,7 @@ _PROC_KEYS = {
 
 
 def policy_from_document(doc: Any, *, display: str) -> Policy:
-    problem = schema_problem(_validator(), doc, display)
+    problem = None if shipped_and_valid("policy.schema.json", doc) else schema_problem(_validator(), doc, display)
     if problem is not None:
         raise _invalid(problem)
     assert isinstance(doc, dict)

@@ -10,30 +10,29 @@ retry, with jitter, instead of nio sleeping inside a request nobody can cancel c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import nio
 from nio.crypto import decrypt_attachment
 
 from kumix.core.errors import (
     BadRequest,
-    Forbidden,
     KumixError,
     NotFound,
     Unauthorized,
     Unavailable,
 )
 from kumix.core.models import Account, Attachment, Event, HtmlSanitizer, Page, Room, SyncBatch
+from kumix.matrix.funnel import REQUEST_TIMEOUT_S, call, close, guard, raise_for, raw_json
+from kumix.matrix.translate import text_or_none, translate_event, translate_room
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,6 @@ log = logging.getLogger(__name__)
 # event or response onto a Kumix model or error, so these records are dropped here.
 logging.getLogger("nio").addHandler(logging.NullHandler())
 
-REQUEST_TIMEOUT_S = 30.0
-"""Per request (except long-polling sync and media): a frozen homeserver is a failure to
-retry, not a reason to hang forever."""
 
 SYNC_GRACE_S = 60.0
 """Beyond the long-poll timeout, how long a sync may take to arrive. Initial syncs of big
@@ -54,15 +50,6 @@ accounts take seconds; a server that says nothing for a minute is treated as dow
 DEVICE_NAME = "Kumix"
 
 T = TypeVar("T")
-
-_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    TimeoutError,
-    ConnectionError,
-    json.JSONDecodeError,
-)
-
 
 def homeserver_url(text: str) -> str:
     """The homeserver base URL a login may use, or `BadRequest`.
@@ -83,56 +70,6 @@ def homeserver_url(text: str) -> str:
     if parts.query or parts.fragment:
         raise BadRequest("the homeserver URL must not have a query or fragment")
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _text_or_none(value: Any) -> str | None:
-    """A field of untrusted JSON that must be a string, or None when it is anything else."""
-    return value if isinstance(value, str) else None
-
-
-def _raise_for(resp: Any, action: str, *, login: bool = False) -> None:
-    """Map a nio error response onto the Kumix error a caller can act on."""
-    if not isinstance(resp, nio.ErrorResponse):
-        return
-    errcode = str(resp.status_code or "")
-    transport = getattr(resp, "transport_response", None)
-    http_status = int(getattr(transport, "status", 0) or 0)
-    message = f"{action}: {resp.message or errcode or 'error'}"
-    if http_status and not errcode:
-        # No Matrix error body: a web server, a proxy or a wrong path answered, and nio's own
-        # text ("unknown error") tells the user nothing.
-        message = (f"{action}: the server answered HTTP {http_status} without a Matrix error; "
-                   "check that the homeserver URL points at a Matrix homeserver")
-    details: dict[str, Any] = {"errcode": errcode, "status": http_status}
-    if http_status == 429 or errcode == "M_LIMIT_EXCEEDED":
-        details["retry_after_ms"] = resp.retry_after_ms
-        raise Unavailable(message, details=details)
-    if http_status >= 500 or (http_status == 0 and not errcode.startswith("M_")):
-        raise Unavailable(message, details=details)
-    if errcode in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_USER_DEACTIVATED") or (
-        login and errcode == "M_FORBIDDEN"
-    ):
-        raise Unauthorized(message, details=details)
-    if errcode == "M_FORBIDDEN":
-        raise Forbidden(message, details=details)
-    if errcode == "M_NOT_FOUND" or http_status == 404:
-        raise NotFound(message, details=details)
-    raise BadRequest(message, details=details)
-
-
-async def _guard(awaitable: Awaitable[T], action: str, timeout: float | None = REQUEST_TIMEOUT_S) -> T:
-    """Run one nio call; transport failures become `Unavailable` (retryable)."""
-    try:
-        if timeout is None:
-            return await awaitable
-        async with asyncio.timeout(timeout):
-            return await awaitable
-    except _TRANSIENT_ERRORS as exc:
-        raise Unavailable(f"{action}: homeserver unreachable ({type(exc).__name__})") from None
-    except nio.LocalProtocolError as exc:
-        raise BadRequest(f"{action}: {exc}") from None
-    except nio.SendRetryError as exc:
-        raise Unavailable(f"{action}: {exc}") from None
 
 
 class MatrixClient:
@@ -156,6 +93,13 @@ class MatrixClient:
         self._nio = nio.AsyncClient(homeserver, "", store_path=str(store_dir), config=config)
         self.homeserver = homeserver
         self._direct_rooms: set[str] = set()
+        self.before_encrypted_send: Callable[[str], Awaitable[None]] | None = None
+        """Called with the room id before a message to an encrypted room is encrypted: where
+        kumix.app.trust applies the sharing rules (which devices get the room key)."""
+        self.verification_events: list[dict[str, Any]] = []
+        self.room_verification_events: list[dict[str, Any]] = []
+        self._excluded_by_room: dict[str, set[tuple[str, str]]] = {}
+        """To-device `m.key.verification.*` events received, for kumix.app.verification to drain."""
 
     async def __aenter__(self) -> MatrixClient:
         return self
@@ -164,7 +108,7 @@ class MatrixClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._nio.close()
+        await close(self._nio)
 
     # -- session ---------------------------------------------------------------------
 
@@ -178,16 +122,16 @@ class MatrixClient:
 
     async def login_password(self, user: str, password: str) -> Account:
         self._nio.user = user
-        resp = await _guard(self._nio.login(password=password, device_name=DEVICE_NAME), "login")
-        _raise_for(resp, "login", login=True)
+        resp = await guard(self._nio.login(password=password, device_name=DEVICE_NAME), "login")
+        raise_for(resp, "login", login=True)
         self._fix_store_permissions()
         return self.account
 
     async def login_token(self, access_token: str) -> Account:
         """Adopt an existing access token: whoami says whose it is and which device."""
         self._nio.access_token = access_token
-        resp = await _guard(self._nio.whoami(), "whoami")
-        _raise_for(resp, "login", login=True)
+        resp = await guard(self._nio.whoami(), "whoami")
+        raise_for(resp, "login", login=True)
         if not resp.device_id:
             raise BadRequest("login: the homeserver did not say which device this token belongs to")
         self._nio.restore_login(resp.user_id, resp.device_id, access_token)
@@ -206,12 +150,12 @@ class MatrixClient:
                 path.chmod(0o600)
 
     async def logout(self) -> None:
-        resp = await _guard(self._nio.logout(), "logout")
-        _raise_for(resp, "logout")
+        resp = await guard(self._nio.logout(), "logout")
+        raise_for(resp, "logout")
 
     async def whoami(self) -> Account:
-        resp = await _guard(self._nio.whoami(), "whoami")
-        _raise_for(resp, "whoami")
+        resp = await guard(self._nio.whoami(), "whoami")
+        raise_for(resp, "whoami")
         device = resp.device_id or self._nio.device_id
         return Account(user_id=resp.user_id, device_id=device, homeserver=self.homeserver)
 
@@ -220,29 +164,33 @@ class MatrixClient:
     async def sync_once(self, since: str | None, *, timeout_ms: int = 30_000, full_state: bool = False) -> SyncBatch:
         """One /sync, then the E2EE upkeep nio's sync_forever would do: upload our keys,
         track changed device lists, claim one-time keys, flush queued to-device messages."""
-        resp = await _guard(
+        self._mute_nio_verification()
+        resp = await guard(
             self._nio.sync(timeout=timeout_ms, since=since, full_state=full_state, set_presence="offline"),
             "sync",
             timeout=timeout_ms / 1000 + SYNC_GRACE_S,
         )
-        _raise_for(resp, "sync")
+        raise_for(resp, "sync")
         await self._e2ee_upkeep()
         return self._translate_sync(resp)
 
     async def _e2ee_upkeep(self) -> None:
         n = self._nio
         if n.should_upload_keys:
-            _raise_for(await _guard(n.keys_upload(), "keys upload"), "keys upload")
+            await call(n.keys_upload(), "keys upload")
         if n.should_query_keys:
-            _raise_for(await _guard(n.keys_query(), "keys query"), "keys query")
+            await call(n.keys_query(), "keys query")
         if n.should_claim_keys:
-            _raise_for(await _guard(n.keys_claim(n.get_users_for_key_claiming()), "keys claim"), "keys claim")
-        for r in await _guard(n.send_to_device_messages(), "to-device"):
-            _raise_for(r, "to-device")
+            await call(n.keys_claim(n.get_users_for_key_claiming()), "keys claim")
+        for r in await guard(n.send_to_device_messages(), "to-device"):
+            raise_for(r, "to-device")
 
     def _translate_sync(self, resp: Any) -> SyncBatch:
         keys_arrived: set[str] = set()
         for td in resp.to_device_events:
+            source = getattr(td, "source", None)
+            if isinstance(source, dict) and str(source.get("type", "")).startswith("m.key.verification."):
+                self.verification_events.append(source)
             if isinstance(td, nio.RoomKeyEvent | nio.ForwardedRoomKeyEvent):
                 keys_arrived.add(td.session_id)
         for ad in resp.account_data_events:
@@ -262,7 +210,9 @@ class MatrixClient:
                 prev[room_id] = info.timeline.prev_batch
             if info.timeline.limited:
                 limited.add(room_id)
-            events.extend(self._event(room_id, ev) for ev in info.timeline.events)
+            events.extend(translate_event(room_id, ev, self._sanitize) for ev in info.timeline.events)
+            for ev in info.timeline.events:
+                self._collect_room_verification(room_id, ev)
         for room_id, iinfo in resp.rooms.invite.items():
             for st in iinfo.invite_state:
                 content = getattr(st, "content", None)
@@ -283,24 +233,7 @@ class MatrixClient:
         )
 
     def _room(self, r: Any, membership: str) -> Room:
-        inviter = None
-        is_direct = r.room_id in self._direct_rooms
-        if membership == "invite":
-            me = getattr(r, "users", {}).get(self._nio.user_id)
-            inviter = getattr(r, "inviter", None)
-            is_direct = is_direct or bool(me and getattr(me, "is_direct", False))
-        return Room(
-            room_id=r.room_id,
-            name=str(r.display_name or r.room_id),
-            topic=_text_or_none(r.topic),
-            encrypted=bool(r.encrypted),
-            membership=membership,  # type: ignore[arg-type]
-            unread_count=int(r.unread_notifications or 0),
-            highlight_count=int(r.unread_highlights or 0),
-            is_direct=is_direct,
-            canonical_alias=_text_or_none(r.canonical_alias),
-            inviter=_text_or_none(inviter),
-        )
+        return translate_room(r, membership, user_id=self._nio.user_id, direct_rooms=self._direct_rooms)
 
     def room(self, room_id: str) -> Room | None:
         r = self._nio.rooms.get(room_id)
@@ -308,79 +241,6 @@ class MatrixClient:
 
     def knows_room(self, room_id: str) -> bool:
         return room_id in self._nio.rooms
-
-    # -- event translation -----------------------------------------------------------
-
-    def _event(self, room_id: str, ev: Any) -> Event:
-        source: dict[str, Any] = ev.source if isinstance(getattr(ev, "source", None), dict) else {}
-        content: dict[str, Any] = source.get("content") if isinstance(source.get("content"), dict) else {}  # type: ignore[assignment]
-        unsigned = source.get("unsigned") if isinstance(source.get("unsigned"), dict) else {}
-        base: dict[str, Any] = {
-            "event_id": str(getattr(ev, "event_id", "") or source.get("event_id", "")),
-            "room_id": room_id,
-            "sender": str(getattr(ev, "sender", "") or ""),
-            "origin_ts": int(getattr(ev, "server_timestamp", 0) or 0),
-            "encrypted": bool(getattr(ev, "decrypted", False)),
-            "transaction_id": _text_or_none(
-                (unsigned or {}).get("transaction_id") or getattr(ev, "transaction_id", None)),
-        }
-        if isinstance(ev, nio.MegolmEvent):
-            return Event(**base | {"encrypted": True}, kind="undecryptable", body="** unable to decrypt **",
-                         session_id=ev.session_id, source=ev.source)
-        relates = content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
-        assert isinstance(relates, dict)
-        reply = relates.get("m.in_reply_to")
-        # Relation ids are whatever the sender put there: the homeserver accepts a list or
-        # an object (it is then simply not a relation). Anything but text is dropped here;
-        # passed on, one such event made every later sync of every member fail to store.
-        reply_to = _text_or_none(reply.get("event_id")) if isinstance(reply, dict) else None
-        if isinstance(ev, nio.RedactionEvent):
-            return Event(**base, kind="redaction", relates_to=_text_or_none(ev.redacts))
-        if isinstance(ev, nio.ReactionEvent):
-            key = _text_or_none(ev.key)
-            return Event(**base, kind="reaction", relates_to=_text_or_none(ev.reacts_to), reaction_key=key,
-                         body=key or "")
-        if isinstance(ev, nio.RoomMemberEvent):
-            return Event(**base, kind="member", body=f"{ev.state_key} {ev.membership}")
-        msgtype = content.get("msgtype") if isinstance(content.get("msgtype"), str) else None
-        if isinstance(ev, nio.RoomMessage) or (msgtype and source.get("type") == "m.room.message"):
-            if relates.get("rel_type") == "m.replace" and isinstance(content.get("m.new_content"), dict):
-                new = content["m.new_content"]
-                body, html = self._text_of(new)
-                return Event(**base, kind="edit", body=body, formatted_html=html, msgtype=msgtype,
-                             relates_to=_text_or_none(relates.get("event_id")))
-            if isinstance(ev, nio.RoomEncryptedMedia | nio.RoomMessageMedia):
-                return Event(**base, kind="file", body=str(content.get("body", "")), msgtype=msgtype,
-                             attachment=self._attachment(content), reply_to=reply_to)
-            body, html = self._text_of(content)
-            return Event(**base, kind="text", body=body, formatted_html=html, msgtype=msgtype,
-                         reply_to=reply_to, relates_to=reply_to)
-        if getattr(ev, "state_key", None) is not None or "state_key" in source:
-            return Event(**base, kind="state", body=str(source.get("type", "")))
-        return Event(**base, kind="other", body=str(source.get("type", type(ev).__name__)))
-
-    def _text_of(self, content: dict[str, Any]) -> tuple[str, str | None]:
-        body = content.get("body")
-        body = body if isinstance(body, str) else ""
-        html = content.get("formatted_body")
-        if content.get("format") == "org.matrix.custom.html" and isinstance(html, str):
-            return body, self._sanitize(html)
-        return body, None
-
-    @staticmethod
-    def _attachment(content: dict[str, Any]) -> Attachment:
-        info = content.get("info") if isinstance(content.get("info"), dict) else {}
-        assert isinstance(info, dict)
-        file_info = content.get("file") if isinstance(content.get("file"), dict) else None
-        url = (file_info or {}).get("url") or content.get("url") or ""
-        size = info.get("size")
-        return Attachment(
-            url=str(url),
-            name=str(content.get("body", "file")),
-            mimetype=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
-            size=size if isinstance(size, int) else None,
-            encryption=file_info,
-        )
 
     def retry_decryption(self, event: Event) -> Event | None:
         """Try an undecryptable event again (after keys arrived or were imported)."""
@@ -396,7 +256,7 @@ class MatrixClient:
             return None
         if isinstance(decrypted, nio.MegolmEvent) or not hasattr(decrypted, "event_id"):
             return None
-        return self._event(event.room_id, decrypted)
+        return translate_event(event.room_id, decrypted, self._sanitize)
 
     async def request_key(self, event: Event) -> None:
         """Ask our other devices and the sender for the key of an undecryptable event."""
@@ -407,7 +267,7 @@ class MatrixClient:
             parsed.room_id = event.room_id
             # nio refuses a second request for the same session: one is enough.
             with contextlib.suppress(nio.LocalProtocolError, BadRequest):
-                await _guard(self._nio.request_room_key(parsed), "room key request")
+                await guard(self._nio.request_room_key(parsed), "room key request")
 
     # -- rooms -----------------------------------------------------------------------
 
@@ -415,16 +275,16 @@ class MatrixClient:
         if room.startswith("!") and len(room) > 1:
             return room
         if room.startswith("#") and len(room) > 1:
-            resp = await _guard(self._nio.room_resolve_alias(room), "resolve alias")
-            _raise_for(resp, f"resolve {room}")
+            resp = await guard(self._nio.room_resolve_alias(room), "resolve alias")
+            raise_for(resp, f"resolve {room}")
             return str(resp.room_id)
         raise BadRequest(f"not a room id or alias: {room[:100]!r}")
 
     async def join(self, room: str) -> str:
         invited = self._nio.invited_rooms.get(room)
-        inviter = _text_or_none(getattr(invited, "inviter", None))
-        resp = await _guard(self._nio.join(room), "join")
-        _raise_for(resp, f"join {room}")
+        inviter = text_or_none(getattr(invited, "inviter", None))
+        resp = await guard(self._nio.join(room), "join")
+        raise_for(resp, f"join {room}")
         if str(resp.room_id) in self._direct_rooms and inviter:
             await self._mark_direct(str(resp.room_id), (inviter,))
         return str(resp.room_id)
@@ -437,7 +297,7 @@ class MatrixClient:
         logged and not raised. nio only reads `m.direct`; the write goes through its HTTP
         session with the token in the header, never in the URL."""
         try:
-            current = await _guard(self._nio.list_direct_rooms(), "read m.direct")
+            current = await guard(self._nio.list_direct_rooms(), "read m.direct")
             rooms: dict[str, list[str]] = {}
             if isinstance(current, nio.DirectRoomsResponse):
                 rooms = {
@@ -452,7 +312,7 @@ class MatrixClient:
             path = "/_matrix/client/v3/user/{}/account_data/m.direct".format(
                 urllib.parse.quote(str(self._nio.user_id), safe="")
             )
-            response = await _guard(
+            response = await guard(
                 self._nio.send(
                     "PUT",
                     path,
@@ -471,10 +331,10 @@ class MatrixClient:
             log.warning("could not record %s as a direct chat: %s", room_id, exc)
 
     async def leave(self, room_id: str) -> None:
-        _raise_for(await _guard(self._nio.room_leave(room_id), "leave"), "leave")
+        await call(self._nio.room_leave(room_id), "leave")
 
     async def invite(self, room_id: str, user_id: str) -> None:
-        _raise_for(await _guard(self._nio.room_invite(room_id, user_id), "invite"), "invite")
+        await call(self._nio.room_invite(room_id, user_id), "invite")
 
     async def create_room(
         self,
@@ -492,7 +352,7 @@ class MatrixClient:
             initial_state.append(
                 {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
             )
-        resp = await _guard(
+        resp = await guard(
             self._nio.room_create(
                 visibility=nio.RoomVisibility.public if public else nio.RoomVisibility.private,
                 alias=alias,
@@ -506,7 +366,7 @@ class MatrixClient:
             ),
             "create room",
         )
-        _raise_for(resp, "create room")
+        raise_for(resp, "create room")
         if direct:
             self._direct_rooms.add(resp.room_id)
             if invite:
@@ -514,12 +374,12 @@ class MatrixClient:
         return str(resp.room_id)
 
     async def paginate(self, room_id: str, start: str, limit: int = 50) -> Page:
-        resp = await _guard(
+        resp = await guard(
             self._nio.room_messages(room_id, start=start, direction=nio.MessageDirection.back, limit=limit),
             "room messages",
         )
-        _raise_for(resp, "room messages")
-        return Page(events=[self._event(room_id, e) for e in resp.chunk], end=resp.end)
+        raise_for(resp, "room messages")
+        return Page(events=[translate_event(room_id, e, self._sanitize) for e in resp.chunk], end=resp.end)
 
     # -- sending ---------------------------------------------------------------------
 
@@ -528,42 +388,45 @@ class MatrixClient:
         same id with the first event's id instead of creating a second event."""
         if room_id not in self._nio.rooms and self._nio.olm is not None:
             raise Unavailable(f"send: room {room_id} not synced yet", details={"retry_after_ms": None})
-        resp = await _guard(
+        mroom = self._nio.rooms.get(room_id)
+        if self.before_encrypted_send is not None and mroom is not None and mroom.encrypted:
+            await self.before_encrypted_send(room_id)
+        resp = await guard(
             self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
             "send",
         )
-        _raise_for(resp, "send")
+        raise_for(resp, "send")
         return str(resp.event_id)
 
     async def redact(self, room_id: str, event_id: str, txn_id: str, reason: str | None = None) -> str:
-        resp = await _guard(self._nio.room_redact(room_id, event_id, reason=reason, tx_id=txn_id), "redact")
-        _raise_for(resp, "redact")
+        resp = await guard(self._nio.room_redact(room_id, event_id, reason=reason, tx_id=txn_id), "redact")
+        raise_for(resp, "redact")
         return str(resp.event_id)
 
     async def read_receipt(self, room_id: str, event_id: str) -> None:
-        resp = await _guard(self._nio.room_read_markers(room_id, event_id, read_event=event_id), "read markers")
-        _raise_for(resp, "read markers")
+        resp = await guard(self._nio.room_read_markers(room_id, event_id, read_event=event_id), "read markers")
+        raise_for(resp, "read markers")
 
     async def typing(self, room_id: str, typing: bool, timeout_ms: int = 30_000) -> None:
-        resp = await _guard(self._nio.room_typing(room_id, typing, timeout=timeout_ms), "typing")
-        _raise_for(resp, "typing")
+        resp = await guard(self._nio.room_typing(room_id, typing, timeout=timeout_ms), "typing")
+        raise_for(resp, "typing")
 
     async def upload(
         self, data: bytes, *, filename: str, mimetype: str, encrypt: bool
     ) -> tuple[str, dict[str, Any] | None]:
         """Returns the mxc URI and, for encrypted uploads, the key material for the event."""
-        resp, keys = await _guard(
+        resp, keys = await guard(
             self._nio.upload(io.BytesIO(data), content_type=mimetype, filename=filename,
                              encrypt=encrypt, filesize=len(data)),
             "upload",
             timeout=None,
         )
-        _raise_for(resp, "upload")
+        raise_for(resp, "upload")
         return str(resp.content_uri), keys
 
     async def download(self, attachment: Attachment) -> bytes:
-        resp = await _guard(self._nio.download(attachment.url), "download", timeout=None)
-        _raise_for(resp, "download")
+        resp = await guard(self._nio.download(attachment.url), "download", timeout=None)
+        raise_for(resp, "download")
         body = bytes(resp.body)
         if attachment.encryption:
             enc = attachment.encryption
@@ -581,6 +444,135 @@ class MatrixClient:
         r = self._nio.rooms.get(room_id)
         return None if r is None else bool(r.encrypted)
 
+    # -- hooks for Kumix's own E2EE modules (kumix.matrix.cross_signing, secret_storage,
+    # key_backup; driven by kumix.app.trust): nio implements none of these, so they speak
+    # the client-server API directly, through this one authenticated request. -----------
+
+    async def request_json(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, action: str, accept: tuple[int, ...] = ()
+    ) -> tuple[int, dict[str, Any]]:
+        """One JSON request to `/_matrix/client/...`; the token goes in the header.
+
+        Answers 2xx and the statuses in `accept` (user-interactive auth's 401) with their
+        body; anything else becomes the Kumix error `raise_for` would give."""
+        status, parsed, response = await raw_json(self._nio, method, path, body, action)
+        doc: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        if 200 <= status < 300 or status in accept:
+            return status, doc
+        errcode = str(doc.get("errcode", ""))
+        error = nio.ErrorResponse(str(doc.get("error", "")), errcode or None, doc.get("retry_after_ms"))
+        error.transport_response = response
+        raise_for(error, action)
+        raise BadRequest(f"{action}: HTTP {status}")
+
+    def device_keys(self) -> dict[str, Any]:
+        """This device's identity keys as published (`/keys/upload` `device_keys`), self-signed."""
+        olm = self._olm()
+        keys: dict[str, Any] = {
+            "algorithms": list(olm._algorithms),
+            "device_id": self._nio.device_id,
+            "user_id": self._nio.user_id,
+            "keys": {
+                f"curve25519:{self._nio.device_id}": olm.account.identity_keys["curve25519"],
+                f"ed25519:{self._nio.device_id}": olm.account.identity_keys["ed25519"],
+            },
+        }
+        keys["signatures"] = {self._nio.user_id: {f"ed25519:{self._nio.device_id}": olm.sign_json(keys)}}
+        return keys
+
+    def sign_with_device(self, canonical: bytes) -> str:
+        """This device's Ed25519 signature of already-canonical JSON bytes."""
+        return str(self._olm().account.sign(canonical.decode("utf-8")))
+
+    def room_key_exports(self) -> list[dict[str, Any]]:
+        """Every Megolm room key this device holds, in the key-export format plus
+        `first_known_index` (for key backup)."""
+        out: list[dict[str, Any]] = []
+        for session in self._olm().inbound_group_store:
+            out.append({
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "room_id": session.room_id,
+                "session_id": session.id,
+                "sender_key": session.sender_key,
+                "sender_claimed_keys": {"ed25519": session.ed25519},
+                "forwarding_curve25519_key_chain": list(session.forwarding_chain or []),
+                "session_key": session.export_session(session.first_known_index),
+                "first_known_index": int(session.first_known_index),
+            })
+        return out
+
+    def import_room_keys(self, exports: list[dict[str, Any]]) -> int:
+        """Add room keys (key-export format, already validated) to the crypto store; returns
+        how many were new or better (an earlier first index) than what was held."""
+        olm = self._olm()
+        added = 0
+        for e in exports:
+            session = olm._import_group_session(e["session_key"], e["sender_claimed_keys"]["ed25519"],
+                                                e["sender_key"], e["room_id"], e["forwarding_curve25519_key_chain"])
+            if session is None or session.id != e["session_id"]:
+                continue  # a key that does not decode, or filed under another session's id
+            held = olm.inbound_group_store.get(e["room_id"], e["sender_key"], session.id)
+            if held is not None and held.first_known_index <= session.first_known_index:
+                continue  # what we hold already decrypts at least as much
+            if olm.inbound_group_store.add(session):
+                olm.save_inbound_group_session(session)
+                added += 1
+        return added
+
+    def room_members(self, room_id: str) -> list[str]:
+        mroom = self._nio.rooms.get(room_id)
+        return sorted(mroom.users) if mroom is not None else []
+
+    def set_excluded_devices(self, room_id: str, users: list[str], excluded: set[tuple[str, str]]) -> None:
+        """Keep the room key from exactly the `excluded` (user, device) pairs of `users`'
+        devices (nio's blacklist, which its key sharing skips); the others are allowed again.
+        When the set changed since the room's last message, its outbound session is dropped:
+        nio shares a session once, so a newly allowed device would never get it, and a newly
+        excluded one would keep reading it."""
+        olm = self._olm()
+        previous = self._excluded_by_room.get(room_id)
+        if previous is not None and previous != excluded:
+            olm.outbound_group_sessions.pop(room_id, None)
+        self._excluded_by_room[room_id] = set(excluded)
+        for user_id in users:
+            for device in self._nio.device_store.active_user_devices(user_id):
+                if (user_id, device.id) in excluded:
+                    olm.blacklist_device(device)
+                elif olm.is_device_blacklisted(device):
+                    olm.unblacklist_device(device)
+
+    def _collect_room_verification(self, room_id: str, ev: Any) -> None:
+        """In-room verification events (decrypted when the room is encrypted), for
+        kumix.app.verification: the request is an `m.room.message`, the rest their own types."""
+        source = getattr(ev, "source", None)
+        if not isinstance(source, dict) or isinstance(ev, nio.MegolmEvent):
+            return
+        content = source.get("content")
+        kind = source.get("type")
+        if not isinstance(content, dict) or not isinstance(kind, str):
+            return
+        if kind.startswith("m.key.verification.") or (
+                kind == "m.room.message" and content.get("msgtype") == "m.key.verification.request"):
+            self.room_verification_events.append({**source, "room_id": room_id})
+
+    def _mute_nio_verification(self) -> None:
+        """Verification is Kumix's own (kumix.matrix.sas): nio's older SAS code would answer
+        the same to-device events itself (cancelling what it does not support)."""
+        if self._nio.olm is not None:
+            self._nio.olm.handle_key_verification = _ignore_verification
+
+    async def send_to_device(self, event_type: str, messages: dict[str, dict[str, Any]], txn_id: str) -> None:
+        """`PUT /sendToDevice`: `messages` is user id -> device id (or "*") -> content."""
+        path = (f"/_matrix/client/v3/sendToDevice/{urllib.parse.quote(event_type, safe='')}/"
+                f"{urllib.parse.quote(txn_id, safe='')}")
+        await self.request_json("PUT", path, {"messages": messages}, action="send to device")
+
+    def _olm(self) -> Any:
+        if self._nio.olm is None:
+            raise BadRequest("end-to-end encryption is not loaded for this session")
+        return self._nio.olm
+
+
     # -- keys ------------------------------------------------------------------------
 
     async def export_keys(self, path: Path, passphrase: str) -> None:
@@ -591,14 +583,14 @@ class MatrixClient:
         if not path.parent.is_dir():
             raise NotFound(f"export keys: directory {path.parent} does not exist")
         try:
-            await _guard(self._nio.export_keys(str(path), passphrase), "export keys", timeout=None)
+            await guard(self._nio.export_keys(str(path), passphrase), "export keys", timeout=None)
             path.chmod(0o600)
         except OSError as exc:
             raise BadRequest(f"export keys: cannot write {path}: {exc.strerror or exc}") from None
 
     async def import_keys(self, path: Path, passphrase: str) -> None:
         try:
-            await _guard(self._nio.import_keys(str(path), passphrase), "import keys", timeout=None)
+            await guard(self._nio.import_keys(str(path), passphrase), "import keys", timeout=None)
         except nio.EncryptionError as exc:
             raise Unauthorized(f"import keys: wrong passphrase or not a key export ({exc})") from None
         except FileNotFoundError:
@@ -607,6 +599,10 @@ class MatrixClient:
             raise BadRequest(f"import keys: {path} is a directory; give the path of a key export file") from None
         except (OSError, ValueError) as exc:
             raise BadRequest(f"import keys: {exc}") from None
+
+
+def _ignore_verification(event: Any) -> None:
+    pass
 
 
 @asynccontextmanager

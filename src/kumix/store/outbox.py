@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from kumix.core.outbox import OutboxSignal, OutboxState, transition
+from kumix.core.errors import KumixError
+from kumix.core.outbox import OutboxEntry, OutboxSignal, OutboxState, transition
 from kumix.store.database import Database, Migrations, Row
 
 MIGRATIONS = Migrations(
@@ -35,26 +35,26 @@ MIGRATIONS = Migrations(
             updated_at REAL NOT NULL
         );
         CREATE INDEX outbox_open ON outbox(state, seq) WHERE state IN ('pending', 'sending');
+        """,
+        # An error's code, message and details as fields. Rows written before keep their
+        # `error` text (nothing local is dropped) and get fields parsed from it: a failure
+        # was stored as "code: message", a retry as the message alone (always transient).
         """
+        ALTER TABLE outbox ADD COLUMN error_code TEXT;
+        ALTER TABLE outbox ADD COLUMN error_message TEXT;
+        ALTER TABLE outbox ADD COLUMN error_details TEXT;
+        UPDATE outbox SET
+            error_code = CASE
+                WHEN state = 'failed' AND instr(error, ': ') > 1 THEN substr(error, 1, instr(error, ': ') - 1)
+                WHEN state = 'failed' THEN 'internal'
+                ELSE 'unavailable' END,
+            error_message = CASE
+                WHEN state = 'failed' AND instr(error, ': ') > 1 THEN substr(error, instr(error, ': ') + 2)
+                ELSE error END
+            WHERE error IS NOT NULL;
+        """,
     ],
 )
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    seq: int
-    txn_id: str
-    room_id: str
-    event_type: str
-    content: dict[str, Any]
-    state: OutboxState
-    attempts: int
-    event_id: str | None
-    error: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"txn_id": self.txn_id, "room_id": self.room_id, "type": self.event_type, "state": str(self.state),
-                "attempts": self.attempts, "event_id": self.event_id, "error": self.error}
 
 
 def new_txn_id() -> str:
@@ -121,22 +121,33 @@ class Outbox:
         self._move(txn_id, OutboxSignal.ATTEMPT)
 
     def mark_sent(self, txn_id: str, event_id: str) -> None:
-        self._move(txn_id, OutboxSignal.ACKED, event_id=event_id, error=None)
+        self._move(txn_id, OutboxSignal.ACKED, event_id=event_id, error=None, error_code=None, error_message=None,
+                   error_details=None)
 
-    def mark_retry(self, txn_id: str, error: str) -> None:
-        self._move(txn_id, OutboxSignal.TRANSIENT, error=error[:500])
+    def mark_retry(self, txn_id: str, error: KumixError) -> None:
+        self._move(txn_id, OutboxSignal.TRANSIENT, **_error_fields(error))
 
-    def mark_failed(self, txn_id: str, error: str) -> None:
-        self._move(txn_id, OutboxSignal.PERMANENT, error=error[:500])
+    def mark_failed(self, txn_id: str, error: KumixError) -> None:
+        self._move(txn_id, OutboxSignal.PERMANENT, **_error_fields(error))
 
     def forget_everything(self) -> None:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM outbox")
 
 
+MAX_ERROR_MESSAGE_CHARS = 500
+
+
+def _error_fields(error: KumixError) -> dict[str, Any]:
+    return {"error_code": error.code, "error_message": error.message[:MAX_ERROR_MESSAGE_CHARS],
+            "error_details": json.dumps(error.details, default=str) if error.details else None}
+
+
 def _entry(r: Row) -> OutboxEntry:
+    details = json.loads(r["error_details"]) if r["error_details"] else None
     return OutboxEntry(
         seq=int(r["seq"]), txn_id=r["txn_id"], room_id=r["room_id"], event_type=r["event_type"],
         content=json.loads(r["content"]), state=OutboxState(r["state"]), attempts=int(r["attempts"]),
-        event_id=r["event_id"], error=r["error"],
+        event_id=r["event_id"], error_code=r["error_code"], error_message=r["error_message"],
+        error_details=details if isinstance(details, dict) else None,
     )

@@ -6,10 +6,9 @@ what it decrypts, locally. Edits replace the indexed text; redactions remove it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from kumix.core.models import Event
+from kumix.core.models import Event, SearchHit
 from kumix.store.database import Database, Migrations, Transaction
 
 MIGRATIONS = Migrations(
@@ -31,19 +30,6 @@ MIGRATIONS = Migrations(
 MAX_QUERY_CHARS = 1000
 """A search box, not a document: longer input is a mistake or an attempt to make FTS5
 build a huge query plan."""
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    event_id: str
-    room_id: str
-    sender: str
-    ts: int
-    snippet: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "room_id": self.room_id, "sender": self.sender, "ts": self.ts,
-                "snippet": self.snippet}
 
 
 def fts_query(text: str) -> str:

@@ -51,7 +51,7 @@ class SessionLock:
             who = f"pid {holder['pid']}, {holder['command']}" if holder else "another process"
             raise StateBusy(
                 f"another Kumix process ({who}) is using this account's device; "
-                "stop it first (`kumix send` hands text messages to it instead)",
+                "this needs it to stop first (text messages can be handed to it instead)",
                 # Always present (None when unknown): it is what tells this refusal apart
                 # from a database lock timeout, which is `state_busy` too.
                 details={"holder": holder},

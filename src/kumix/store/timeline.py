@@ -4,7 +4,9 @@ The sync token is written in the same transaction as the events of its batch, so
 crash Kumix resumes from the last batch it fully stored: the server sends that batch
 again, and events are keyed by event id, so nothing is lost or stored twice.
 Events are ordered per room by `seq`: new ones from sync count up, older ones from
-backward pagination count down, so one index gives the timeline in order.
+backward pagination count down, so one index gives the timeline in order. Separately,
+`change` counts every write of an event row (insert, late decryption, edit, redaction)
+across rooms: it is the cursor live subscribers resume from (`changes_since`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kumix.core.models import Account, Attachment, Event, Room
+from kumix.core.models import Account, Attachment, Event, Room, TimelineUpdate
 from kumix.store.database import Database, Migrations, Row, Transaction
 
 MIGRATIONS = Migrations(
@@ -60,7 +62,15 @@ MIGRATIONS = Migrations(
         CREATE INDEX matrix_events_room_seq ON matrix_events(room_id, seq);
         CREATE INDEX matrix_events_seq ON matrix_events(seq);
         CREATE INDEX matrix_events_undecryptable ON matrix_events(session_id) WHERE kind = 'undecryptable';
+        """,
+        # The change cursor: every insert or change of a row (late decryption, edit,
+        # redaction) gives it the next number, so "everything after cursor N" is one query
+        # and a live subscriber that fell behind can resume exactly where it was.
         """
+        ALTER TABLE matrix_events ADD COLUMN change INTEGER NOT NULL DEFAULT 0;
+        UPDATE matrix_events SET change = rowid;
+        CREATE INDEX matrix_events_change ON matrix_events(change);
+        """,
     ],
 )
 
@@ -180,9 +190,10 @@ class TimelineStore:
                 if existing["kind"] == "undecryptable" and ev.kind != "undecryptable":
                     tx.execute(
                         "UPDATE matrix_events SET kind = ?, body = ?, html = ?, msgtype = ?, relates_to = ?,"
-                        " reply_to = ?, reaction_key = ?, attachment = ?, source = NULL WHERE event_id = ?",
+                        " reply_to = ?, reaction_key = ?, attachment = ?, source = NULL, change = ?"
+                        " WHERE event_id = ?",
                         (ev.kind, ev.body, ev.formatted_html, ev.msgtype, ev.relates_to, ev.reply_to,
-                         ev.reaction_key, _attachment_json(ev.attachment), ev.event_id),
+                         ev.reaction_key, _attachment_json(ev.attachment), _next_change(tx), ev.event_id),
                     )
                     changed.extend(_apply_relation(tx, ev))
                     if ev.kind in TEXT_KINDS:
@@ -196,12 +207,12 @@ class TimelineStore:
                 seq, next_seq = next_seq, next_seq + 1
             tx.execute(
                 "INSERT INTO matrix_events(event_id, room_id, seq, sender, ts, kind, body, html, msgtype,"
-                " encrypted, relates_to, reply_to, reaction_key, attachment, session_id, txn_id, source)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " encrypted, relates_to, reply_to, reaction_key, attachment, session_id, txn_id, source, change)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ev.event_id, ev.room_id, seq, ev.sender, ev.origin_ts, ev.kind, ev.body,
                  ev.formatted_html, ev.msgtype, int(ev.encrypted), ev.relates_to, ev.reply_to, ev.reaction_key,
                  _attachment_json(ev.attachment), ev.session_id, ev.transaction_id,
-                 json.dumps(ev.source) if ev.kind == "undecryptable" and ev.source else None),
+                 json.dumps(ev.source) if ev.kind == "undecryptable" and ev.source else None, _next_change(tx)),
             )
             if ev.kind in TEXT_KINDS:
                 changed.append((ev, False))
@@ -220,6 +231,39 @@ class TimelineStore:
                 (room_id, before_seq, limit),
             )
         return [_event(r) for r in reversed(rows)]
+
+    def last_change(self) -> int:
+        """The cursor of the newest change held; 0 for an empty timeline."""
+        rows = self._db.query("SELECT COALESCE(MAX(change), 0) AS c FROM matrix_events")
+        return int(rows[0]["c"])
+
+    def changes_since(self, cursor: int, *, rooms: frozenset[str] | None = None,
+                      limit: int = 1000) -> list[TimelineUpdate]:
+        """Events written or changed after `cursor`, in the order of their changes."""
+        rows = self._db.query(
+            "SELECT * FROM matrix_events WHERE change > ? ORDER BY change LIMIT ?", (cursor, limit))
+        updates = [TimelineUpdate(int(r["change"]), _event(r)) for r in rows]
+        if rooms is not None:
+            updates = [u for u in updates if u.event.room_id in rooms]
+        return updates
+
+    def page(self, room_id: str, *, before_seq: int | None = None, after_seq: int | None = None,
+             limit: int = 50) -> list[tuple[int, TimelineUpdate]]:
+        """Up to `limit` events of a room in timeline order, each with its `seq` (position)."""
+        if after_seq is not None:
+            rows = self._db.query(
+                "SELECT * FROM matrix_events WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (room_id, after_seq, limit))
+        else:
+            rows = list(reversed(self._db.query(
+                "SELECT * FROM matrix_events WHERE room_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (room_id, before_seq if before_seq is not None else 2**62, limit))))
+        return [(int(r["seq"]), TimelineUpdate(int(r["change"]), _event(r))) for r in rows]
+
+    def set_homeserver(self, url: str) -> None:
+        """The same homeserver (same account, same device) answers at a new address."""
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE matrix_session SET value = ? WHERE key = 'homeserver'", (url,))
 
     def event(self, event_id: str) -> Event | None:
         rows = self._db.query("SELECT * FROM matrix_events WHERE event_id = ?", (event_id,))
@@ -251,17 +295,17 @@ def _apply_relation(tx: Transaction, ev: Event) -> list[tuple[Event, bool]]:
         # Only the original sender may edit: a forged edit from someone else is ignored.
         if target is not None and target["sender"] == ev.sender and target["kind"] == "text":
             tx.execute(
-                "UPDATE matrix_events SET body = ?, html = ?, edited = 1 WHERE event_id = ?",
-                (ev.body, ev.formatted_html, ev.relates_to),
+                "UPDATE matrix_events SET body = ?, html = ?, edited = 1, change = ? WHERE event_id = ?",
+                (ev.body, ev.formatted_html, _next_change(tx), ev.relates_to),
             )
             edited = _event(target)
             return [(Event(**{**edited.__dict__, "body": ev.body, "formatted_html": ev.formatted_html}), True)]
     if ev.kind == "redaction" and ev.relates_to:
         # Same room only: a redaction arriving in one room must not erase a message of another.
         tx.execute(
-            "UPDATE matrix_events SET body = '', html = NULL, attachment = NULL, redacted = 1"
+            "UPDATE matrix_events SET body = '', html = NULL, attachment = NULL, redacted = 1, change = ?"
             " WHERE event_id = ? AND room_id = ?",
-            (ev.relates_to, ev.room_id),
+            (_next_change(tx), ev.relates_to, ev.room_id),
         )
         target_row = tx.execute(
             "SELECT * FROM matrix_events WHERE event_id = ? AND room_id = ?", (ev.relates_to, ev.room_id)
@@ -269,6 +313,10 @@ def _apply_relation(tx: Transaction, ev: Event) -> list[tuple[Event, bool]]:
         if target_row is not None:
             return [(_event(target_row), True)]
     return []
+
+
+def _next_change(tx: Transaction) -> int:
+    return int(tx.execute("SELECT COALESCE(MAX(change), 0) + 1 AS c FROM matrix_events").fetchone()["c"])
 
 
 def _attachment_json(a: Attachment | None) -> str | None:

@@ -36,7 +36,8 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kumix.core.errors import KumixError, Unauthorized
+from kumix.core.errors import KumixError, Unauthorized, VaultCorrupt
+from kumix.fs.private_file import write_private
 
 ENV_PASSPHRASE_FILE = "KUMIX_VAULT_PASSPHRASE_FILE"  # noqa: S105 - a variable name, not a secret
 KEYRING_SERVICE = "kumix-vault"
@@ -56,12 +57,6 @@ MAX_PASSPHRASE_FILE_BYTES = 4096
 KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
-
-
-class VaultCorrupt(KumixError):
-    """The vault file is unreadable or was modified; it is left untouched."""
-
-    code = "vault_corrupt"
 
 
 @dataclass(frozen=True)
@@ -205,21 +200,6 @@ def _unb64(text: Any) -> bytes:
         raise VaultCorrupt("vault field is not valid base64") from None
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write-then-rename, 0600 from the first byte, fsynced: never a half-written vault."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class Vault:
     """Secrets of one data directory. The key is derived once per process and kept in memory."""
 
@@ -266,13 +246,13 @@ class Vault:
         aad = json.dumps(header, sort_keys=True).encode()
         ciphertext = AESGCM(self._key).encrypt(nonce, json.dumps(doc).encode(), aad)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self.path, json.dumps({**header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}).encode())
+        write_private(self.path, json.dumps({**header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}).encode())
 
     def _header(self) -> tuple[dict[str, Any], bytes, bytes]:
         try:
             raw = json.loads(self.path.read_bytes())
         except FileNotFoundError:
-            raise Unauthorized("not logged in: no credential vault (run `kumix login`)") from None
+            raise Unauthorized("not logged in: this data directory has no credential vault") from None
         except (OSError, ValueError) as exc:
             raise VaultCorrupt(f"credential vault unreadable: {exc}") from None
         if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
@@ -346,6 +326,18 @@ class Vault:
         if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
             raise VaultCorrupt("credential vault content is malformed")
         return doc
+
+    def update(self, changes: Mapping[str, str | None]) -> None:
+        """Add or replace entries (None removes one), re-sealed under the same key and
+        header: for secrets a session gains later (the cross-signing private keys)."""
+        doc = self.load()
+        header, _, _ = self._header()
+        for name, value in changes.items():
+            if value is None:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
+        self._seal(header, doc)
 
     def destroy(self) -> None:
         """Remove the vault and, in keyring mode, its key from the keyring."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from kumix.core.errors import BadRequest, Unavailable
+from kumix.core.errors import BadRequest, ReloadRequired, Unavailable
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
 from kumix.extensions.proc.session import ProcSession
@@ -63,7 +63,7 @@ class ProcHost:
         if manifest.kind != "proc":
             raise BadRequest(f"{extension_id} is a {manifest.kind} extension, not a proc extension")
         if session is not None:
-            raise Unavailable(f"{extension_id} changed on disk; disable and re-enable it to reload")
+            raise ReloadRequired(f"{extension_id} changed on disk while running; it reloads when re-enabled")
         scratch = None
         if SCRATCH_CAPABILITY in manifest.capabilities and self._scratch_root is not None:
             scratch = self._scratch_root / extension_id

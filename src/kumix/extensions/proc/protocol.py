@@ -31,6 +31,9 @@ import msgspec
 
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, ProtocolError
 
+RawParams = msgspec.Raw
+"""Request parameters already encoded (and size-checked) by `encode_params`."""
+
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size
 

@@ -55,12 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from kumix.core.errors import (
     BadRequest,
     CallTimeout,
     CapabilityNotDeclared,
+    CircuitOpen,
     ConfinementUnavailable,
     Crashed,
     Disabled,
@@ -83,6 +82,7 @@ from kumix.extensions.proc.protocol import (
     Hello,
     HelloFailed,
     HostChannel,
+    RawParams,
     Reply,
     encode_params,
 )
@@ -125,7 +125,7 @@ class _Call:
     """One accepted call: queued, then running on exactly one worker (the pool knows which)."""
 
     method: str
-    params: msgspec.Raw
+    params: RawParams
     deadline: float
     future: asyncio.Future[Any] = field(repr=False)
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -405,9 +405,10 @@ class ProcSession:
             raise fresh(self._disposed)()
         now = asyncio.get_running_loop().time()
         if self._circuit.is_open(now):
-            raise Unavailable(
+            raise CircuitOpen(
                 f"{self.extension_id} crashed {self._circuit.crashes_in_window(now)} times in "
-                f"{self.limits.crash_window_seconds} s; retry in {self._circuit.open_for(now):.1f} s or re-enable it"
+                f"{self.limits.crash_window_seconds} s; retry in {self._circuit.open_for(now):.1f} s or re-enable it",
+                details={"retry_after_ms": int(self._circuit.open_for(now) * 1000)},
             )
 
     async def _round_trip(self, method: str, params: dict[str, Any], started: float) -> Any:
@@ -627,7 +628,7 @@ class ProcSession:
                 self.extension_id, verdict.crashes_in_window, window, verdict.start_at - now,
             )
             self._pool.keep_warm = False
-            unavailable = Unavailable(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it")
+            unavailable = CircuitOpen(f"{self.extension_id} is crashing repeatedly; retry later or re-enable it")
             for call in self._pool.drain_queue():
                 self._finish(call, None, fresh(unavailable)())
             self._fail_warmers(unavailable)

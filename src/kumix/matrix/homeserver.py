@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kumix.core.errors import KumixError, Unavailable
+from kumix.core.errors import HomeserverFailed, Unavailable
+from kumix.fs.private_file import write_private
 
 SERVER_NAME = "localhost"
 """Loopback-only homeservers never federate, so the name only has to be stable."""
@@ -43,22 +44,10 @@ _GENEROUS = {"per_second": 10_000, "burst_count": 100_000}
 (0.2 messages/s) exist to protect public servers from abuse, not a loopback sandbox."""
 
 
-class HomeserverFailed(KumixError):
-    """The local homeserver could not be configured, started or used."""
-
-    code = "homeserver_failed"
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
 
 
 @dataclass(frozen=True)
@@ -98,17 +87,17 @@ class HomeserverConfig:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         (d / "media").mkdir(exist_ok=True, mode=0o700)
         if not self.secret_path.exists():
-            _write_private(self.secret_path, secrets.token_urlsafe(32))
+            write_private(self.secret_path, secrets.token_urlsafe(32))
         macaroon = d / "macaroon_secret"
         if not macaroon.exists():
-            _write_private(macaroon, secrets.token_urlsafe(32))
+            write_private(macaroon, secrets.token_urlsafe(32))
         signing = d / "signing.key"
         if not signing.exists():
             # Synapse's key file format: "ed25519 <key id> <unpadded base64 seed>".
             seed = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-            _write_private(signing, f"ed25519 a_{secrets.token_hex(2)} {seed}\n")
+            write_private(signing, f"ed25519 a_{secrets.token_hex(2)} {seed}\n")
         log_config = d / "log.yaml"
-        _write_private(
+        write_private(
             log_config,
             "version: 1\n"
             "formatters:\n  precise:\n    format: '%(asctime)s %(levelname)s %(name)s %(message)s'\n"
@@ -171,7 +160,7 @@ class HomeserverConfig:
         }
         config = {k: v for k, v in config.items() if v is not None}
         # JSON is valid YAML, which spares a YAML writer dependency.
-        _write_private(self.config_path, json.dumps(config, indent=2))
+        write_private(self.config_path, json.dumps(config, indent=2))
 
 
 def _child_env() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""File-system primitives every adapter shares (below the adapters, beside `core`)."""

@@ -1,0 +1,59 @@
+// The server's event feed (WS /api/events): resumes from the last cursor after a drop, so
+// each event arrives once; reconnects with a growing delay.
+
+/** @typedef {{type: string, cursor?: number, [key: string]: unknown}} Frame */
+
+export class EventFeed {
+  /** @param {(frame: Frame) => void} onFrame @param {(up: boolean) => void} onState */
+  constructor(onFrame, onState) {
+    this.onFrame = onFrame;
+    this.onState = onState;
+    /** @type {number | null} */
+    this.cursor = null;
+    /** @type {WebSocket | null} */
+    this.socket = null;
+    this.delay = 500;
+    this.stopped = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.timer = null;
+  }
+
+  start() {
+    if (this.socket && !this.stopped && this.socket.readyState <= 1) return;
+    this.stopped = false;
+    const url = new URL("/api/events", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    if (this.cursor !== null) url.searchParams.set("cursor", String(this.cursor));
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    socket.onmessage = (message) => {
+      /** @type {Frame} */
+      let frame;
+      try {
+        frame = JSON.parse(String(message.data));
+      } catch {
+        return;
+      }
+      if (typeof frame.cursor === "number" && (frame.type === "event" || frame.type === "ready" || frame.type === "heartbeat")) {
+        this.cursor = Math.max(this.cursor ?? 0, frame.cursor);
+      }
+      if (frame.type === "ready") {
+        this.delay = 500;
+        this.onState(true);
+      }
+      this.onFrame(frame);
+    };
+    socket.onclose = () => {
+      this.onState(false);
+      if (this.stopped) return;
+      this.timer = setTimeout(() => this.start(), this.delay);
+      this.delay = Math.min(this.delay * 2, 15_000);
+    };
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.socket?.close();
+  }
+}

@@ -1,0 +1,3 @@
+// Types for the vendored file next to this one, from the same pinned package.
+export * from "htm";
+export { default } from "htm";

@@ -1,0 +1,2 @@
+// Types for the vendored file next to this one, from the same pinned package.
+export * from "@tanstack/virtual-core";

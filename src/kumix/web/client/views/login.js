@@ -1,0 +1,44 @@
+import { html } from "../lib/html.js";
+import { t } from "../lib/i18n.js";
+
+/** @param {{code: string, message: string}} problem */
+export function problemText(problem) {
+  /** @type {Record<string, string>} */
+  const known = {
+    unauthorized: t("The homeserver refused these credentials."),
+    network: t("The local Kumix server could not be reached."),
+    bad_request: t("Something in the form is not right."),
+    state_busy: t("Another Kumix process is using this account."),
+    vault_locked: t("Enter the vault passphrase to keep this session's keys safe."),
+    vault_key_needed: t("Enter the vault passphrase to keep this session's keys safe."),
+  };
+  return known[problem.code] ?? t("Sign-in failed.");
+}
+
+/** @param {{vm: import("../vm/login.js").LoginViewModel}} props */
+export function LoginView({ vm }) {
+  const problem = vm.problem.value;
+  const token = vm.method.value === "token";
+  /** @param {Event} e */
+  const submit = (e) => { e.preventDefault(); void vm.submit(); };
+  /** @param {import("../vendor/signals-core.js").Signal<string>} s */
+  const bind = (s) => (/** @type {Event} */ e) => { s.value = /** @type {HTMLInputElement} */ (e.currentTarget).value; };
+  return html`<main class="login">
+    <form class="card" onSubmit=${submit} aria-labelledby="login-title">
+      <h1 id="login-title">${t("Sign in to Matrix")}</h1>
+      <label>${t("Homeserver")}
+        <input name="homeserver" autocomplete="url" required value=${vm.homeserver.value} onInput=${bind(vm.homeserver)} placeholder=${t("example.org")} /></label>
+      <div class="segmented" role="radiogroup" aria-label=${t("Sign-in method")}>
+        <button type="button" role="radio" aria-checked=${!token} onClick=${() => { vm.method.value = "password"; }}>${t("Password")}</button>
+        <button type="button" role="radio" aria-checked=${token} onClick=${() => { vm.method.value = "token"; }}>${t("Access token")}</button>
+      </div>
+      ${token
+        ? html`<label>${t("Access token")}<input name="token" type="password" autocomplete="off" value=${vm.token.value} onInput=${bind(vm.token)} /></label>`
+        : html`<label>${t("User")}<input name="user" autocomplete="username" value=${vm.user.value} onInput=${bind(vm.user)} placeholder=${t("@alice:example.org")} /></label>
+          <label>${t("Password")}<input name="password" type="password" autocomplete="current-password" value=${vm.password.value} onInput=${bind(vm.password)} /></label>`}
+      ${vm.needsVaultKey.value && html`<label>${t("Vault passphrase")}<input name="vault" type="password" autocomplete="off" value=${vm.vaultKey.value} onInput=${bind(vm.vaultKey)} /></label>`}
+      ${problem && html`<p class="error" role="alert"><strong>${problemText(problem)}</strong> <span class="muted">${problem.message}</span></p>`}
+      <button class="primary" type="submit" disabled=${!vm.ready.value}>${vm.busy.value ? t("Signing in…") : t("Sign in")}</button>
+    </form>
+  </main>`;
+}

@@ -1,0 +1,377 @@
+// One room's timeline as tiles: messages with their latest edit, reactions, redactions and
+// replies folded in, date separators, sender runs, undecryptable placeholders that turn into
+// messages when their keys arrive, and local echoes of what is being sent. Pure state: the
+// view virtualizes the tiles (@tanstack/virtual-core) by their stable keys.
+import { signal, computed, batch } from "../vendor/signals-core.js";
+
+/**
+ * An event as the server sends it (core.models.Event.to_json, with the store's cursor).
+ * @typedef {object} EventDoc
+ * @property {string} event_id
+ * @property {string} room_id
+ * @property {string} sender
+ * @property {number} ts
+ * @property {"text"|"file"|"reaction"|"redaction"|"edit"|"undecryptable"|"member"|"state"|"other"} kind
+ * @property {string} body
+ * @property {boolean} encrypted
+ * @property {string} [html]
+ * @property {string} [msgtype]
+ * @property {string} [relates_to]
+ * @property {string} [reply_to]
+ * @property {string} [key]
+ * @property {{url: string, name: string, mimetype: string | null, size: number | null}} [file]
+ * @property {number} [cursor]
+ */
+
+/** @typedef {{key: string, count: number, mine: string | null, senders: string[]}} Reaction */
+
+/**
+ * @typedef {object} MessageTile
+ * @property {"message"} type
+ * @property {string} key
+ * @property {EventDoc} event  the original event
+ * @property {string} body  the latest text (an edit's)
+ * @property {string | undefined} html
+ * @property {boolean} edited
+ * @property {boolean} redacted
+ * @property {boolean} undecryptable
+ * @property {boolean} continuation  same sender as the tile before, within RUN_MS
+ * @property {Reaction[]} reactions
+ * @property {string[]} readBy  users whose read receipt is on this event
+ * @property {"sending" | "sent" | "failed" | null} sending  local echoes only
+ */
+/** @typedef {{type: "day", key: string, ts: number}} DayTile */
+/**
+ * A room change worth a line: membership, and the state a person sees (name, topic,
+ * encryption). Other state events (power levels, join rules, ...) show nothing.
+ * @typedef {{type: "notice", key: string, event: EventDoc, change: NoticeChange, subject: string}} NoticeTile
+ */
+/** @typedef {"join" | "leave" | "invite" | "ban" | "name" | "topic" | "encryption" | "create"} NoticeChange */
+/** @typedef {MessageTile | DayTile | NoticeTile} Tile */
+
+/** @typedef {{txn: string, body: string, replyTo: string | null, ts: number, state: "sending" | "sent" | "failed", eventId: string | null, error: string | null}} Pending */
+
+export const RUN_MS = 5 * 60 * 1000;
+
+/** @type {Record<string, NoticeChange>} */
+const STATE_NOTICES = { "m.room.name": "name", "m.room.topic": "topic", "m.room.encryption": "encryption", "m.room.create": "create" };
+const MEMBERSHIPS = new Set(["join", "leave", "invite", "ban"]);
+
+/**
+ * The notice line of a member or state event, or null when it shows nothing. The server
+ * writes a member event's body as "<user id> <membership>", a state event's as its type.
+ * @param {EventDoc} ev @returns {{change: NoticeChange, subject: string} | null}
+ */
+export function notice(ev) {
+  if (ev.kind === "member") {
+    const [subject, membership] = ev.body.split(" ");
+    return subject && MEMBERSHIPS.has(membership) ? { change: /** @type {NoticeChange} */ (membership), subject } : null;
+  }
+  const change = STATE_NOTICES[ev.body];
+  return change ? { change, subject: ev.sender } : null;
+}
+
+/** Local calendar day of a timestamp, the separator's key. @param {number} ts */
+export function dayOf(ts) {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+/**
+ * The server pages items either as events carrying their cursor or as {cursor, event}.
+ * @param {any} item @returns {EventDoc}
+ */
+export function normalize(item) {
+  if (item && typeof item === "object" && item.event && typeof item.event === "object") {
+    return { ...item.event, cursor: item.cursor ?? item.event.cursor };
+  }
+  return item;
+}
+
+/**
+ * Timeline order: by origin timestamp, then cursor, then id. The cursor is the store's change
+ * cursor, which moves when an event changes (a key arrives, a retry decrypts it), so it cannot
+ * be the order on its own.
+ * @param {EventDoc} a @param {EventDoc} b
+ */
+function order(a, b) {
+  if (a.ts !== b.ts) return a.ts - b.ts;
+  if (a.cursor !== undefined && b.cursor !== undefined && a.cursor !== b.cursor) return a.cursor - b.cursor;
+  return a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0;
+}
+
+export class TimelineViewModel {
+  /**
+   * @param {string} roomId
+   * @param {string} ownUserId
+   * @param {(before: number | undefined) => Promise<any[] | {events: any[], before?: number | null}>} loadBefore
+   *   older items before a position; a page that names its own `before` position is paged on from there
+   */
+  constructor(roomId, ownUserId, loadBefore) {
+    this.roomId = roomId;
+    this.ownUserId = ownUserId;
+    this.loadBefore = loadBefore;
+    /** @type {import("../vendor/signals-core.js").Signal<Map<string, EventDoc>>} */
+    this.events = signal(new Map());
+    /** @type {import("../vendor/signals-core.js").Signal<Pending[]>} */
+    this.pending = signal([]);
+    /** @type {import("../vendor/signals-core.js").Signal<Record<string, string>>} user → event id read up to */
+    this.receipts = signal({});
+    /** @type {import("../vendor/signals-core.js").Signal<string[]>} */
+    this.typing = signal([]);
+    this.hasMore = signal(true);
+    /** Where the next older page starts, as the server's last page said; undefined: the newest. */
+    this.position = /** @type {number | undefined} */ (undefined);
+    this.loading = signal(false);
+    this.error = signal(/** @type {string | null} */ (null));
+    /** The message a search hit or a reply link asked to see; the view scrolls to it. */
+    this.focused = signal(/** @type {string | null} */ (null));
+
+    /** @type {import("../vendor/signals-core.js").ReadonlySignal<Tile[]>} */
+    this.tiles = computed(() => this.build(this.events.value, this.pending.value, this.receipts.value));
+    this.typingOthers = computed(() => this.typing.value.filter((u) => u !== this.ownUserId));
+    /** The message Up edits: the newest own message, unless the server has not taken it yet. */
+    this.lastOwnMessage = computed(() => {
+      const tiles = this.tiles.value;
+      for (let i = tiles.length - 1; i >= 0; i--) {
+        const tile = tiles[i];
+        if (tile.type !== "message" || tile.event.sender !== this.ownUserId) continue;
+        // An echo the server acknowledged has its event id and can be edited already.
+        if (tile.sending !== null && !(tile.sending === "sent" && !tile.event.event_id.startsWith("txn:"))) return null;
+        return !tile.redacted && !tile.undecryptable && tile.event.kind === "text" ? tile : null;
+      }
+      return null;
+    });
+    /** event id → its message tile (a reply's quote shows the latest text of its target). */
+    this.byEventId = computed(() => {
+      /** @type {Map<string, MessageTile>} */
+      const map = new Map();
+      for (const tile of this.tiles.value) if (tile.type === "message") map.set(tile.event.event_id, tile);
+      return map;
+    });
+  }
+
+  /** @param {any[]} items  events or {cursor, event} from the server, in any order */
+  add(items) {
+    if (!items.length) return;
+    const next = new Map(this.events.value);
+    for (const raw of items) {
+      const ev = normalize(raw);
+      if (!ev || typeof ev.event_id !== "string" || ev.room_id !== this.roomId) continue;
+      const had = next.get(ev.event_id);
+      // A "changed" frame (a key arrived, a retry decrypted it) replaces the event in place.
+      next.set(ev.event_id, had && had.cursor !== undefined && ev.cursor === undefined ? { ...ev, cursor: had.cursor } : ev);
+    }
+    // Own messages that arrived: their echoes go. By event id when the send's answer named
+    // it; otherwise (the outbox had only queued it) the oldest echo with the same text.
+    const arrivedBodies = items.map(normalize)
+      .filter((ev) => ev && ev.sender === this.ownUserId && ev.kind === "text" && ev.room_id === this.roomId &&
+        !this.pending.value.some((p) => p.eventId === ev.event_id))
+      .map((ev) => ev.body);
+    batch(() => {
+      this.events.value = next;
+      let left = this.pending.value.filter((p) => !(p.eventId && next.has(p.eventId)));
+      for (const body of arrivedBodies) {
+        const i = left.findIndex((p) => !p.eventId && p.state !== "failed" && p.body === body);
+        if (i >= 0) left = [...left.slice(0, i), ...left.slice(i + 1)];
+      }
+      if (left.length !== this.pending.value.length) this.pending.value = left;
+    });
+  }
+
+  /** Load the page before the oldest loaded event; false when the start was reached. */
+  async loadOlder() {
+    if (this.loading.value || !this.hasMore.value) return false;
+    this.loading.value = true;
+    this.error.value = null;
+    try {
+      let before = this.position;
+      if (before === undefined && this.events.value.size) {
+        for (const ev of this.events.value.values()) {
+          if (ev.cursor !== undefined && (before === undefined || ev.cursor < before)) before = ev.cursor;
+        }
+      }
+      const answer = await this.loadBefore(before);
+      const items = Array.isArray(answer) ? answer : answer.events ?? [];
+      if (!Array.isArray(answer) && typeof answer.before === "number") this.position = answer.before;
+      const fresh = items.map(normalize).filter((ev) => ev && !this.events.value.has(ev.event_id));
+      batch(() => {
+        this.add(fresh);
+        if (!fresh.length) this.hasMore.value = false;
+      });
+      return fresh.length > 0;
+    } catch (err) {
+      this.error.value = err instanceof Error ? err.message : String(err);
+      return false;
+    } finally {
+      this.loading.value = false;
+    }
+  }
+
+  /**
+   * Page back until the event is loaded (at most `pages` pages), then focus it.
+   * @param {string} eventId @param {number} [pages]
+   */
+  async jumpTo(eventId, pages = 40) {
+    for (let i = 0; i < pages && !this.events.value.has(eventId); i++) {
+      if (this.loading.value) await new Promise((resolve) => setTimeout(resolve, 50));
+      else if (!(await this.loadOlder()) && !this.hasMore.value) break;
+    }
+    const found = this.events.value.has(eventId);
+    this.focused.value = found ? eventId : null;
+    return found;
+  }
+
+  /** @param {string} txn @param {string} body @param {string | null} replyTo @param {number} ts */
+  echo(txn, body, replyTo, ts) {
+    this.pending.value = [...this.pending.value, { txn, body, replyTo, ts, state: "sending", eventId: null, error: null }];
+  }
+
+  /** @param {string} txn @param {Partial<Pending>} change */
+  updateEcho(txn, change) {
+    this.pending.value = this.pending.value
+      .map((p) => (p.txn === txn ? { ...p, ...change } : p))
+      .filter((p) => !(p.eventId && this.events.value.has(p.eventId)));
+  }
+
+  /** @param {string} txn */
+  dropEcho(txn) {
+    this.pending.value = this.pending.value.filter((p) => p.txn !== txn);
+  }
+
+  /** @param {Record<string, string>} receipts  user → event id */
+  applyReceipts(receipts) {
+    this.receipts.value = { ...this.receipts.value, ...receipts };
+  }
+
+  /** @param {string[]} users */
+  applyTyping(users) {
+    this.typing.value = [...users];
+  }
+
+  /** @param {string} eventId @returns {EventDoc | undefined} */
+  event(eventId) {
+    return this.events.value.get(eventId);
+  }
+
+  /** @param {string} eventId */
+  indexOf(eventId) {
+    return this.tiles.value.findIndex((t) => t.type === "message" && t.event.event_id === eventId);
+  }
+
+  /**
+   * @param {Map<string, EventDoc>} events @param {Pending[]} pending @param {Record<string, string>} receipts
+   * @returns {Tile[]}
+   */
+  build(events, pending, receipts) {
+    const all = [...events.values()].sort(order);
+    /** @type {Set<string>} */
+    const redacted = new Set();
+    /** @type {Map<string, EventDoc>} */
+    const latestEdit = new Map();
+    /** @type {Map<string, EventDoc[]>} */
+    const reactions = new Map();
+    for (const ev of all) {
+      if (ev.kind === "redaction" && ev.relates_to) redacted.add(ev.relates_to);
+    }
+    for (const ev of all) {
+      if (redacted.has(ev.event_id) || !ev.relates_to) continue;
+      const target = events.get(ev.relates_to);
+      if (ev.kind === "edit") {
+        // Only the original sender may edit; a later edit wins.
+        if (target && target.sender !== ev.sender) continue;
+        const had = latestEdit.get(ev.relates_to);
+        if (!had || order(had, ev) < 0) latestEdit.set(ev.relates_to, ev);
+      } else if (ev.kind === "reaction" && ev.key) {
+        reactions.set(ev.relates_to, [...(reactions.get(ev.relates_to) ?? []), ev]);
+      }
+    }
+    /** @type {Map<string, string[]>} */
+    const readBy = new Map();
+    for (const [user, eventId] of Object.entries(receipts)) {
+      if (user === this.ownUserId) continue;
+      readBy.set(eventId, [...(readBy.get(eventId) ?? []), user]);
+    }
+
+    /** @type {Tile[]} */
+    const tiles = [];
+    let lastDay = "";
+    /** @type {MessageTile | null} */
+    let previous = null;
+    /** @param {number} ts */
+    const separate = (ts) => {
+      const day = dayOf(ts);
+      if (day !== lastDay) {
+        tiles.push({ type: "day", key: `day:${day}`, ts });
+        lastDay = day;
+        previous = null;
+      }
+    };
+    /** @param {MessageTile} tile */
+    const push = (tile) => {
+      const prev = /** @type {MessageTile | null} */ (previous);
+      tile.continuation = !!prev && prev.event.sender === tile.event.sender && tile.event.ts - prev.event.ts < RUN_MS && !prev.redacted;
+      tiles.push(tile);
+      previous = tile;
+    };
+    for (const ev of all) {
+      if (ev.kind === "edit" || ev.kind === "reaction" || ev.kind === "redaction" || ev.kind === "other") continue;
+      if (ev.kind === "member" || ev.kind === "state") {
+        const line = notice(ev);
+        if (line) {
+          separate(ev.ts);
+          tiles.push({ type: "notice", key: ev.event_id, event: ev, ...line });
+          previous = null;
+        }
+        continue;
+      }
+      separate(ev.ts);
+      const edit = latestEdit.get(ev.event_id);
+      const isRedacted = redacted.has(ev.event_id);
+      /** @type {Map<string, Reaction>} */
+      const counts = new Map();
+      for (const r of isRedacted ? [] : reactions.get(ev.event_id) ?? []) {
+        const key = /** @type {string} */ (r.key);
+        const entry = counts.get(key) ?? { key, count: 0, mine: null, senders: [] };
+        if (entry.senders.includes(r.sender)) continue; // one reaction per key and sender
+        entry.count += 1;
+        entry.senders.push(r.sender);
+        if (r.sender === this.ownUserId) entry.mine = r.event_id;
+        counts.set(key, entry);
+      }
+      push({
+        type: "message",
+        key: ev.event_id,
+        event: ev,
+        body: isRedacted ? "" : edit ? edit.body : ev.body,
+        html: isRedacted ? undefined : edit ? edit.html : ev.html,
+        edited: !!edit && !isRedacted,
+        redacted: isRedacted,
+        undecryptable: ev.kind === "undecryptable",
+        continuation: false,
+        reactions: [...counts.values()],
+        readBy: readBy.get(ev.event_id) ?? [],
+        sending: null,
+      });
+    }
+    for (const p of pending) {
+      if (p.eventId && events.has(p.eventId)) continue;
+      separate(p.ts);
+      push({
+        type: "message",
+        key: `txn:${p.txn}`,
+        event: { event_id: p.eventId ?? `txn:${p.txn}`, room_id: this.roomId, sender: this.ownUserId, ts: p.ts, kind: "text", body: p.body, encrypted: false, reply_to: p.replyTo ?? undefined },
+        body: p.body,
+        html: undefined,
+        edited: false,
+        redacted: false,
+        undecryptable: false,
+        continuation: false,
+        reactions: [],
+        readBy: [],
+        sending: p.state,
+      });
+    }
+    return tiles;
+  }
+}

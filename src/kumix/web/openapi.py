@@ -1,0 +1,197 @@
+"""The OpenAPI 3.1 document of the JSON API (served at /api/openapi.json).
+
+Written by hand next to the routes: it is the contract the browser client and the
+property tests (schemathesis) hold the server to. Every operation lists its error answers
+with the stable codes of docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kumix.core.errors import ALL_ERRORS
+from kumix.web.errors import STATUS_OF_CODE
+
+S = dict[str, Any]
+
+ERROR: S = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {
+            "code": {"type": "string", "enum": sorted({c.code for c in ALL_ERRORS} | {"internal"})},
+            "message": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    }},
+}
+
+NULLABLE_STR: S = {"type": ["string", "null"]}
+
+ACCOUNT: S = {"type": "object", "required": ["user_id", "device_id", "homeserver"],
+              "properties": {k: {"type": "string"} for k in ("user_id", "device_id", "homeserver")}}
+
+WHOAMI: S = {"type": "object", "required": ["logged_in", "account"], "properties": {
+    "logged_in": {"type": "boolean"}, "account": {"oneOf": [ACCOUNT, {"type": "null"}]}}}
+
+ROOM: S = {"type": "object",
+           "required": ["room_id", "name", "encrypted", "membership", "unread", "highlights", "direct"],
+           "properties": {
+               "room_id": {"type": "string"}, "name": {"type": "string"}, "topic": NULLABLE_STR,
+               "encrypted": {"type": "boolean"}, "membership": {"enum": ["join", "invite", "leave"]},
+               "unread": {"type": "integer"}, "highlights": {"type": "integer"}, "direct": {"type": "boolean"},
+               "alias": NULLABLE_STR, "inviter": NULLABLE_STR}}
+
+EVENT: S = {"type": "object", "required": ["event_id", "room_id", "sender", "ts", "kind", "body", "encrypted"],
+            "properties": {
+                "event_id": {"type": "string"}, "room_id": {"type": "string"}, "sender": {"type": "string"},
+                "ts": {"type": "integer"}, "kind": {"type": "string"}, "body": {"type": "string"},
+                "encrypted": {"type": "boolean"}, "html": {"type": "string"}, "msgtype": {"type": "string"},
+                "relates_to": {"type": "string"}, "reply_to": {"type": "string"}, "key": {"type": "string"},
+                "file": {"type": "object"}}}
+
+ITEM: S = {"type": "object", "required": ["cursor", "event"],
+           "properties": {"cursor": {"type": "integer"}, "event": EVENT}}
+
+NULLABLE_INT: S = {"type": ["integer", "null"]}
+
+OUTBOX: S = {"type": "object", "required": ["txn_id", "room_id", "state"], "properties": {
+    "txn_id": {"type": "string"}, "room_id": {"type": "string"}, "state": {"type": "string"},
+    "event_id": NULLABLE_STR, "error": {"oneOf": [{"type": "null"}, {"type": "object"}]},
+    "handed_to": {"type": "object"}}}
+
+ROOM_ID: S = {"type": "object", "required": ["room_id"], "properties": {"room_id": {"type": "string"}}}
+
+SETTINGS: S = {"type": "object", "required": ["theme", "language"],
+               "properties": {"theme": {"enum": ["system", "light", "dark"]}, "language": {"type": "string"}}}
+
+EXTENSION: S = {"type": "object", "required": ["id", "state"],
+                "properties": {"id": {"type": "string"}, "state": {"type": "string"}}}
+
+
+def _body(schema: S, required: bool = True) -> S:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _obj(props: S, required: list[str]) -> S:
+    return {"type": "object", "properties": props, "required": required}
+
+
+def _op(summary: str, ok: S, *, errors: tuple[str, ...] = ("bad_request",), body: S | None = None,
+        params: list[S] | None = None, ok_content: S | None = None) -> S:
+    responses: S = {"200": ok_content or {"description": "done", "content": {"application/json": {"schema": ok}}}}
+    for code in ("unauthorized", "forbidden", "internal", *errors):
+        status = str(STATUS_OF_CODE[code])
+        responses.setdefault(status, {"description": f"error ({code} and others of this status)",
+                                      "content": {"application/json": {"schema": ERROR}}})
+    op: S = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str) -> S:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def _query(name: str, schema: S, required: bool = False) -> S:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+ROOM_PARAM = _path_param("room_id")
+MATRIX = ("bad_request", "not_found", "unavailable", "state_busy", "timeout", "forbidden")
+ROOM_ERRORS = ("bad_request", "not_found", "unavailable", "timeout", "forbidden", "input_too_large")
+
+
+def _room_post(summary: str, ok: S, body: S) -> S:
+    return {"post": _op(summary, ok, errors=ROOM_ERRORS, body=_body(body), params=[ROOM_PARAM])}
+
+
+def document() -> S:
+    event_id = {"type": "string", "minLength": 1, "maxLength": 255}
+    text = {"type": "string", "minLength": 1}
+    paths: S = {
+        "/api/whoami": {"get": _op("who is logged in, and whether sync works", WHOAMI, errors=())},
+        "/api/login": {"post": _op(
+            "log in to a Matrix account (the Matrix login happens in the server)", WHOAMI, errors=MATRIX,
+            body=_body({"oneOf": [
+                _obj({"homeserver": text, "user": text, "password": text}, ["homeserver", "user", "password"]),
+                _obj({"homeserver": text, "access_token": text}, ["homeserver", "access_token"]),
+            ]}))},
+        "/api/logout": {"post": _op("log out and forget the local session", WHOAMI, errors=MATRIX)},
+        "/api/rooms": {
+            "get": _op("the account's rooms and invites", _obj({"rooms": {"type": "array", "items": ROOM}},
+                                                              ["rooms"]), errors=()),
+            "post": _op("create a room or a direct chat", ROOM_ID, errors=MATRIX, body=_body(_obj({
+                "name": {"type": "string"}, "topic": {"type": "string"}, "encrypted": {"type": "boolean"},
+                "direct": {"type": "boolean"}, "invite": {"type": "array", "items": text, "maxItems": 50}}, []))),
+        },
+        "/api/join": {"post": _op("join a room, or accept an invite", ROOM_ID, errors=MATRIX,
+                                  body=_body(_obj({"room": text}, ["room"])))},
+        "/api/rooms/{room_id}/leave": {"post": _op("leave a room, or decline an invite", ROOM_ID,
+                                                   errors=ROOM_ERRORS, params=[ROOM_PARAM])},
+        "/api/rooms/{room_id}/invite": _room_post("invite a user", ROOM_ID, _obj({"user_id": text}, ["user_id"])),
+        "/api/rooms/{room_id}/events": {"get": _op(
+            "a timeline page: the newest events before a cursor (default) or the oldest after one",
+            _obj({"events": {"type": "array", "items": ITEM}, "before": NULLABLE_INT, "after": NULLABLE_INT},
+                 ["events", "before", "after"]), errors=ROOM_ERRORS,
+            params=[ROOM_PARAM, _query("before", {"type": "integer"}), _query("after", {"type": "integer"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})])},
+        "/api/rooms/{room_id}/messages": _room_post("send text (markdown rendered by the markdown extension)",
+                                                    OUTBOX, _obj({"text": text, "markdown": {"type": "boolean"},
+                                                                  "reply_to": event_id}, ["text"])),
+        "/api/rooms/{room_id}/edit": _room_post("edit a message", OUTBOX, _obj(
+            {"event_id": event_id, "text": text, "markdown": {"type": "boolean"}}, ["event_id", "text"])),
+        "/api/rooms/{room_id}/react": _room_post("react to an event", OUTBOX, _obj(
+            {"event_id": event_id, "key": {"type": "string", "minLength": 1, "maxLength": 64}},
+            ["event_id", "key"])),
+        "/api/rooms/{room_id}/redact": _room_post("redact an event", OUTBOX, _obj(
+            {"event_id": event_id, "reason": {"type": "string"}}, ["event_id"])),
+        "/api/rooms/{room_id}/typing": _room_post("typing notice on or off", ROOM_ID,
+                                                  _obj({"typing": {"type": "boolean"}}, [])),
+        "/api/rooms/{room_id}/receipt": _room_post("read receipt up to an event", ROOM_ID,
+                                                   _obj({"event_id": event_id}, ["event_id"])),
+        "/api/rooms/{room_id}/upload": {"post": _op(
+            "upload a file (encrypted in encrypted rooms) and send it", OUTBOX, errors=ROOM_ERRORS,
+            params=[ROOM_PARAM, _query("name", {"type": "string", "minLength": 1, "maxLength": 255}, True)],
+            body={"required": True, "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}})},
+        "/api/search": {"get": _op("search the local index", _obj({"hits": {"type": "array", "items": {
+            "type": "object"}}}, ["hits"]), errors=("bad_request", "not_found"), params=[
+            _query("q", {"type": "string", "minLength": 1, "maxLength": 1024}, True),
+            _query("room", {"type": "string"}), _query("limit", {"type": "integer", "minimum": 1, "maximum": 200})])},
+        "/api/media/{event_id}": {"get": _op(
+            "an event's attachment, decrypted in the server; images inline, everything else as an attachment",
+            {}, errors=("not_found", "bad_request", "unavailable", "timeout"), params=[_path_param("event_id")],
+            ok_content={"description": "the file", "content": {"*/*": {"schema": {"type": "string",
+                                                                                  "format": "binary"}}}})},
+        "/api/extensions": {"get": _op("extensions with state, denial reasons and call figures", _obj(
+            {"extensions": {"type": "array", "items": EXTENSION}}, ["extensions"]), errors=("unavailable",))},
+        "/api/extensions/{extension_id}/{action}": {"post": _op(
+            "enable, disable, or grant a capability (body {capability}) to an extension", EXTENSION,
+            errors=("bad_request", "not_found", "policy_denied", "unavailable", "invalid_manifest"),
+            params=[_path_param("extension_id"),
+                    {"name": "action", "in": "path", "required": True, "schema": {"enum": ["enable", "disable",
+                                                                                           "grant"]}}],
+            body=_body(_obj({"capability": text}, []), required=False))},
+        "/api/policy": {"get": _op("the active policy", {"type": "object"}, errors=("unavailable",))},
+        "/api/policy/check": {"get": _op("which extension the policy allows, and why", _obj(
+            {"policy": {"type": "string"}, "extensions": {"type": "array"}}, ["policy", "extensions"]),
+            errors=("unavailable",))},
+        "/api/settings": {
+            "get": _op("the page's settings", SETTINGS, errors=()),
+            "put": _op("change theme or language", SETTINGS, body=_body(_obj(
+                {"theme": {"enum": ["system", "light", "dark"]}, "language": {"type": "string"}}, []))),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Kumix local web API", "version": "1",
+                 "description": "Served by `kumix serve` on 127.0.0.1 to a browser session (cookie). "
+                                "Events: WebSocket /api/events?cursor=N (docs/web.md)."},
+        "paths": paths,
+    }

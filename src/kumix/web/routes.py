@@ -1,0 +1,522 @@
+"""The Starlette application (Starlette lives behind this one module): pages, the JSON API,
+media and the event WebSocket, over one `LiveAccount`.
+
+Handlers parse and check their input, call `kumix.app`, and answer JSON. A `KumixError`
+becomes `{"error": {...}}` with the status of `kumix.web.errors`; anything else is logged
+and answered as `internal`, never as a traceback. The `Guard` (security middleware) wraps
+the whole application, so no route is reachable without its checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import shutil
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from kumix.app import client_settings
+from kumix.app.kumix import Kumix
+from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
+from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
+from kumix.web import openapi
+from kumix.web.errors import error_document, status_of
+from kumix.web.media_rules import media_answer
+from kumix.web.security import ASGIApp, Checks, Guard
+from kumix.web.send_queue import SendQueue
+from kumix.web.sessions import Sessions
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BODY = 256 * 1024
+MAX_PAGE = 200
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+SUBSCRIPTION_QUEUE = 1000
+APP_HEARTBEAT_SECONDS = 15.0
+"""An application-level heartbeat frame (with the current cursor) goes through each
+connection's send queue this often, so a reader that stopped is found even when the
+account is quiet."""
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Api:
+    def __init__(self, k: Kumix, sessions: Sessions, *, queue_frames: int = 256,
+                 queue_bytes: int = 4 * 1024 * 1024) -> None:
+        self.k = k
+        self.sessions = sessions
+        self.queue_frames = queue_frames
+        self.queue_bytes = queue_bytes
+        self.connections = 0
+        self.cut_off = 0
+        """Connections closed because their reader fell behind (CLOSE_TOO_SLOW)."""
+
+    def _too_slow(self) -> None:
+        self.cut_off += 1
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @staticmethod
+    def _json(doc: Any, status: int = 200) -> JSONResponse:
+        return JSONResponse(doc, status_code=status)
+
+    def guarded(self, handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except KumixError as exc:
+                return self._json(error_document(exc), status_of(exc))
+            except Exception:
+                log.exception("internal error in %s %s", request.method, request.url.path)
+                return self._json(error_document(KumixError("internal error; see the server's log")), 500)
+
+        return run
+
+    @staticmethod
+    async def body(request: Request) -> dict[str, Any]:
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_JSON_BODY:
+                raise InputTooLarge(f"request body larger than {MAX_JSON_BODY} bytes")
+        if not raw:
+            return {}
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("request body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise BadRequest("request body must be a JSON object")
+        return doc
+
+    @staticmethod
+    def opt(doc: dict[str, Any], key: str, *, max_len: int = 65536) -> str | None:
+        value = doc.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"{key} must be a string")
+        if len(value) > max_len:
+            raise BadRequest(f"{key} is longer than {max_len} characters")
+        return value
+
+    @classmethod
+    def need(cls, doc: dict[str, Any], key: str, *, max_len: int = 65536) -> str:
+        value = cls.opt(doc, key, max_len=max_len)
+        if not value:
+            raise BadRequest(f"{key} is required (a non-empty string)")
+        return value
+
+    @staticmethod
+    def flag(doc: dict[str, Any], key: str, default: bool) -> bool:
+        value = doc.get(key, default)
+        if not isinstance(value, bool):
+            raise BadRequest(f"{key} must be true or false")
+        return value
+
+    @staticmethod
+    def int_param(request: Request, key: str, default: int | None, lo: int, hi: int) -> int | None:
+        raw = request.query_params.get(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(f"{key} must be an integer") from None
+        if not lo <= value <= hi:
+            raise BadRequest(f"{key} must be between {lo} and {hi}")
+        return value
+
+    def room_id(self, request: Request) -> str:
+        return self.k.known_room_id(str(request.path_params["room_id"]))
+
+    # -- pages --------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        return Response(_asset("index.html"), media_type="text/html; charset=utf-8")
+
+    async def static(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        kind = name.rsplit(".", 1)[-1]
+        # Checked on the path as given, segment by segment: no empty, dot or dot-dot segment
+        # (so no traversal and no hidden file), and only the file types the page is made of.
+        parts = name.split("/")
+        if any(not part or part.startswith(".") or "\\" in part for part in parts) or kind not in STATIC_TYPES:
+            raise NotFound(f"no static file {name[:100]}")
+        return Response(_asset(*parts), media_type=STATIC_TYPES[kind])
+
+    async def openapi_doc(self, request: Request) -> Response:
+        return self._json(openapi.document())
+
+    # -- account ------------------------------------------------------------------------
+
+    def _whoami(self) -> dict[str, Any]:
+        if not self.k.has_account():
+            return {"logged_in": False, "account": None}
+        account = self.k.account()
+        return {"logged_in": True, "account": {
+            "user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver}}
+
+    async def whoami(self, request: Request) -> Response:
+        return self._json(self._whoami())
+
+    async def login(self, request: Request) -> Response:
+        doc = await self.body(request)
+        homeserver = self.need(doc, "homeserver", max_len=2048)
+        token = self.opt(doc, "access_token", max_len=4096)
+        if token:
+            await self.k.login_token(homeserver, token)
+        else:
+            await self.k.login_password(homeserver, self.need(doc, "user", max_len=255),
+                                        self.need(doc, "password", max_len=4096))
+        # The server keeps the device from now on: sync and outbox run until it stops.
+        await self.k.start_live()
+        return self._json(self._whoami())
+
+    async def logout(self, request: Request) -> Response:
+        await self.k.logout()
+        return self._json(self._whoami())
+
+    # -- rooms --------------------------------------------------------------------------
+
+    async def rooms(self, request: Request) -> Response:
+        rooms = await self.k.rooms() if self.k.has_account() else []
+        return self._json({"rooms": [r.to_json() | {"inviter": r.inviter} for r in rooms]})
+
+    async def create_room(self, request: Request) -> Response:
+        doc = await self.body(request)
+        invite = doc.get("invite", [])
+        if not isinstance(invite, list) or not all(isinstance(u, str) and u for u in invite) or len(invite) > 50:
+            raise BadRequest("invite must be a list of up to 50 user ids")
+        encrypted = self.flag(doc, "encrypted", True)
+        if self.flag(doc, "direct", False):
+            if len(invite) != 1:
+                raise BadRequest("a direct chat invites exactly one user")
+            room_id = await self.k.create_room(encrypted=encrypted, direct_with=invite[0])
+        else:
+            room_id = await self.k.create_room(
+                name=self.opt(doc, "name", max_len=255), topic=self.opt(doc, "topic", max_len=4096),
+                encrypted=encrypted, invite=tuple(invite))
+        return self._json({"room_id": room_id})
+
+    async def join(self, request: Request) -> Response:
+        room = self.need(await self.body(request), "room", max_len=255)
+        return self._json({"room_id": await self.k.join(room)})
+
+    async def leave(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        await self.k.leave(room_id)
+        return self._json({"room_id": room_id})
+
+    async def invite(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        await self.k.invite(room_id, self.need(await self.body(request), "user_id", max_len=255))
+        return self._json({"room_id": room_id})
+
+    async def events(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        limit = self.int_param(request, "limit", 50, 1, MAX_PAGE) or 50
+        after = self.int_param(request, "after", None, -(2**62), 2**62)
+        before = self.int_param(request, "before", None, -(2**62), 2**62)
+        if after is not None and before is not None:
+            raise BadRequest("give before or after, not both")
+        page = await self.k.timeline(room_id, before=before, after=after, limit=limit)
+        return self._json({"events": [{"cursor": u.cursor, "event": u.event.to_json()} for u in page.updates],
+                           "before": page.before, "after": page.after})
+
+    async def send(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        doc = await self.body(request)
+        result = await self.k.send_text(room_id, self.need(doc, "text"), markdown=self.flag(doc, "markdown", True),
+                                        reply_to=self.opt(doc, "reply_to", max_len=255))
+        return self._json(result.to_json())
+
+    async def edit(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        doc = await self.body(request)
+        result = await self.k.edit(room_id, self.need(doc, "event_id", max_len=255), self.need(doc, "text"),
+                                   markdown=self.flag(doc, "markdown", True))
+        return self._json(result.to_json())
+
+    async def react(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        doc = await self.body(request)
+        result = await self.k.react(room_id, self.need(doc, "event_id", max_len=255),
+                                    self.need(doc, "key", max_len=64))
+        return self._json(result.to_json())
+
+    async def redact(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        doc = await self.body(request)
+        result = await self.k.redact(room_id, self.need(doc, "event_id", max_len=255),
+                                     self.opt(doc, "reason", max_len=1024))
+        return self._json(result.to_json())
+
+    async def typing(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        await self.k.typing(room_id, self.flag(await self.body(request), "typing", True))
+        return self._json({"room_id": room_id})
+
+    async def receipt(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        await self.k.read_receipt(room_id, self.need(await self.body(request), "event_id", max_len=255))
+        return self._json({"room_id": room_id})
+
+    async def search(self, request: Request) -> Response:
+        q = request.query_params.get("q", "")
+        if not q or len(q) > 1024:
+            raise BadRequest("q must be 1 to 1024 characters")
+        room = request.query_params.get("room") or None
+        if room is not None:
+            self.k.known_room_id(room)
+        limit = self.int_param(request, "limit", 50, 1, MAX_PAGE) or 50
+        hits = await self.k.search(q, room=room, limit=limit) if self.k.has_account() else []
+        return self._json({"hits": [h.to_json() for h in hits]})
+
+    # -- media --------------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        name = request.query_params.get("name", "")
+        if not name or len(name) > 255 or "/" in name or name in (".", "..") or "\0" in name:
+            raise BadRequest("name must be a file name of 1 to 255 characters")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise InputTooLarge(f"file larger than {MAX_UPLOAD_BYTES} bytes")
+        # Kumix sends files by path: the upload goes through a private directory of the
+        # data directory, under the name the page gave, and is removed right after.
+        spool = self.k.settings.data_dir / "uploads" / secrets.token_hex(8)
+        spool.mkdir(parents=True, mode=0o700)
+        try:
+            path = spool / name
+            path.write_bytes(bytes(data))
+            result = await self.k.send_file(room_id, path)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
+        return self._json(result.to_json())
+
+    async def media(self, request: Request) -> Response:
+        event = self.k.event(str(request.path_params["event_id"]))
+        if event.attachment is None:
+            raise NotFound(f"event {event.event_id[:255]} has no attachment")
+        data = await self.k.download(event)
+        answer = media_answer(event.attachment.mimetype, event.attachment.name, data)
+        return Response(data, media_type=answer.content_type, headers=dict(answer.headers))
+
+    # -- extensions, policy, settings -------------------------------------------------------
+
+    async def extensions(self, request: Request) -> Response:
+        rows = []
+        for status in self.k.extensions():
+            row = status.to_json()
+            row["figures"] = self.k.figures(status.id)
+            rows.append(row)
+        return self._json({"extensions": rows})
+
+    async def extension_action(self, request: Request) -> Response:
+        extension_id = str(request.path_params["extension_id"])
+        action = str(request.path_params["action"])
+        if action == "enable":
+            status = await self.k.enable_extension(extension_id)
+        elif action == "disable":
+            status = await self.k.disable_extension(extension_id)
+        elif action == "grant":
+            status = self.k.grant(extension_id, self.need(await self.body(request), "capability", max_len=255))
+        else:
+            raise NotFound(f"no extension action {action[:64]}")
+        return self._json(status.to_json())
+
+    async def policy(self, request: Request) -> Response:
+        policy = self.k.policy()
+        doc = policy.to_json()
+        doc["source"] = policy.source
+        return self._json(doc)
+
+    async def policy_check(self, request: Request) -> Response:
+        rows = [{"id": s.id, "allowed": bool(s.decision.allowed) if s.decision else False, "state": s.state,
+                 "reason": s.reason} for s in self.k.extensions()]
+        return self._json({"policy": self.k.policy().name, "extensions": rows})
+
+    async def get_settings(self, request: Request) -> Response:
+        return self._json(client_settings.load(self.k.settings.data_dir))
+
+    async def put_settings(self, request: Request) -> Response:
+        doc = await self.body(request)
+        return self._json(client_settings.update(self.k.settings.data_dir, theme=self.opt(doc, "theme", max_len=16),
+                                                 language=self.opt(doc, "language", max_len=35)))
+
+    # -- events -------------------------------------------------------------------------
+
+    async def events_socket(self, ws: WebSocket) -> None:
+        raw_cursor = ws.query_params.get("cursor")
+        try:
+            cursor = int(raw_cursor) if raw_cursor is not None else None
+        except ValueError:
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        self.connections += 1
+        try:
+            stream = EventStream(self.k, ws, SendQueue(self.queue_frames, self.queue_bytes), on_too_slow=self._too_slow)
+            await stream.run(cursor)
+        finally:
+            self.connections -= 1
+
+
+def update_frame(update: Update) -> dict[str, Any]:
+    if isinstance(update, TimelineUpdate):
+        return {"type": "event", "cursor": update.cursor, "event": update.event.to_json()}
+    if isinstance(update, RoomsUpdate):
+        return {"type": "rooms", "rooms": [r.to_json() | {"inviter": r.inviter} for r in update.rooms]}
+    return {"type": "resync", "cursor": update.cursor}
+
+
+class EventStream:
+    """One WebSocket's feed. A pump moves the account's updates (missed ones replayed from
+    the store first, by cursor; each at most once) into the connection's bounded send
+    queue without ever waiting; a writer drains that queue as fast as the peer reads.
+    A peer that stops reading overflows the queue and is closed with CLOSE_TOO_SLOW."""
+
+    def __init__(self, k: Kumix, ws: WebSocket, queue: SendQueue,
+                 on_too_slow: Callable[[], None] = lambda: None) -> None:
+        self.k = k
+        self.ws = ws
+        self.queue = queue
+        self.on_too_slow = on_too_slow
+        self.wakeup = asyncio.Event()
+
+    def offer(self, frame: dict[str, Any]) -> bool:
+        accepted = self.queue.offer(json.dumps(frame).encode())
+        if not accepted and self.queue.state == "overflowed":
+            self.on_too_slow()
+        self.wakeup.set()
+        return accepted
+
+    async def run(self, cursor: int | None) -> None:
+        start = self.k.cursor() if cursor is None else cursor
+        # The cursor the replay runs up to: frames with a cursor at or below it are catch-up.
+        self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start})
+        async with asyncio.TaskGroup() as tg:
+            pump = tg.create_task(self._pump(start))
+            reader = tg.create_task(self._read())
+            beat = tg.create_task(self._heartbeat())
+            try:
+                await self._write()
+            finally:
+                for task in (pump, reader, beat):
+                    task.cancel()
+
+    async def _pump(self, cursor: int) -> None:
+        while self.queue.state == "open":
+            async with self.k.subscribe(since=cursor, maxsize=SUBSCRIPTION_QUEUE) as sub:
+                async for update in sub:
+                    if isinstance(update, Resync):
+                        # This pump fell behind the account (not the peer): replay from the
+                        # store from the last cursor it handled, in a fresh subscription.
+                        cursor = update.cursor
+                        break
+                    if isinstance(update, TimelineUpdate):
+                        cursor = max(cursor, update.cursor)
+                    if not self.offer(update_frame(update)):
+                        return
+
+    async def _write(self) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while (frame := self.queue.take()) is not None:
+                    await self.ws.send_text(frame.decode())
+                code = self.queue.close_code
+                if code is not None:
+                    await self.ws.close(code=code)
+                    return
+
+    async def _read(self) -> None:
+        # The page sends nothing on this socket; reading is how a close or disconnect is seen.
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+        finally:
+            self.queue.close()
+            self.wakeup.set()
+
+    async def _heartbeat(self) -> None:
+        while self.ws.application_state == WebSocketState.CONNECTED:
+            await asyncio.sleep(APP_HEARTBEAT_SECONDS)
+            self.offer({"type": "heartbeat", "cursor": self.k.cursor()})
+
+
+STATIC_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "json": "application/json",
+}
+"""What the client (`kumix/web/client/`) is made of; anything else there is not served."""
+
+
+def _asset(*parts: str) -> bytes:
+    try:
+        return resources.files("kumix.web").joinpath("client", *parts).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise NotFound(f"no static file {'/'.join(parts)[:100]}") from None
+
+
+def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
+              queue_frames: int = 256, queue_bytes: int = 4 * 1024 * 1024) -> tuple[ASGIApp, Api]:
+    """The whole application, behind the guard."""
+    api = Api(k, sessions, queue_frames=queue_frames, queue_bytes=queue_bytes)
+    g = api.guarded
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return api._json(error_document(NotFound(f"no route {request.url.path[:200]}")), 404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return api._json(error_document(BadRequest(f"method {request.method} not allowed here")), 405)
+
+    routes = [
+        Route("/", g(api.index), methods=["GET"]),
+        Route("/static/{name:path}", g(api.static), methods=["GET"]),
+        Route("/api/openapi.json", g(api.openapi_doc), methods=["GET"]),
+        Route("/api/whoami", g(api.whoami), methods=["GET"]),
+        Route("/api/login", g(api.login), methods=["POST"]),
+        Route("/api/logout", g(api.logout), methods=["POST"]),
+        Route("/api/rooms", g(api.rooms), methods=["GET"]),
+        Route("/api/rooms", g(api.create_room), methods=["POST"]),
+        Route("/api/join", g(api.join), methods=["POST"]),
+        Route("/api/rooms/{room_id}/leave", g(api.leave), methods=["POST"]),
+        Route("/api/rooms/{room_id}/invite", g(api.invite), methods=["POST"]),
+        Route("/api/rooms/{room_id}/events", g(api.events), methods=["GET"]),
+        Route("/api/rooms/{room_id}/messages", g(api.send), methods=["POST"]),
+        Route("/api/rooms/{room_id}/edit", g(api.edit), methods=["POST"]),
+        Route("/api/rooms/{room_id}/react", g(api.react), methods=["POST"]),
+        Route("/api/rooms/{room_id}/redact", g(api.redact), methods=["POST"]),
+        Route("/api/rooms/{room_id}/typing", g(api.typing), methods=["POST"]),
+        Route("/api/rooms/{room_id}/receipt", g(api.receipt), methods=["POST"]),
+        Route("/api/rooms/{room_id}/upload", g(api.upload), methods=["POST"]),
+        Route("/api/search", g(api.search), methods=["GET"]),
+        Route("/api/media/{event_id}", g(api.media), methods=["GET"]),
+        Route("/api/extensions", g(api.extensions), methods=["GET"]),
+        Route("/api/extensions/{extension_id}/{action}", g(api.extension_action), methods=["POST"]),
+        Route("/api/policy", g(api.policy), methods=["GET"]),
+        Route("/api/policy/check", g(api.policy_check), methods=["GET"]),
+        Route("/api/settings", g(api.get_settings), methods=["GET"]),
+        Route("/api/settings", g(api.put_settings), methods=["PUT"]),
+        WebSocketRoute("/api/events", api.events_socket),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    return Guard(app, sessions, checks=checks), api

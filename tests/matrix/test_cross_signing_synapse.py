@@ -1,0 +1,114 @@
+"""Cross-signing against the real test Synapse: a password login publishes the identity
+and signs the device; a second device of the same account is told it is not verified; a
+reset goes through user-interactive auth with the password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.matrix.conftest import make_service
+from tests.synapse_harness import SynapseHarness, TestUser
+
+from kumix.app import trust
+from kumix.core.errors import Unauthorized
+
+
+async def _no_password() -> str | None:
+    return None
+
+
+async def test_password_login_bootstraps_cross_signing_and_signs_the_device(
+    synapse: SynapseHarness, alice_user: TestUser, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    said: list[str] = []
+    first = make_service(tmp_path / "one", vault_env, progress=said.append)
+    await first.login_password(synapse.url, alice_user.user_id, alice_user.password)
+    assert "this device is cross-signed" in said
+    async with first.session() as s:
+        st = await trust.status(s.client, first.vault)
+        assert st.has_identity
+        assert st.identity_trusted
+        assert st.device_signed
+        assert st.device_verified
+        assert set(st.private_keys) == {"master", "self_signing", "user_signing"}
+        # The private keys are in the sealed vault, nowhere in plain text.
+        seeds = first.vault.load()
+        for usage in ("master", "self_signing", "user_signing"):
+            assert seeds[f"cross_signing.{usage}"].encode() not in (tmp_path / "one" / "vault.json").read_bytes()
+        master = st.master_key
+
+    # A second device of the account: the identity exists, this device does not hold it.
+    said.clear()
+    second = make_service(tmp_path / "two", vault_env, progress=said.append)
+    await second.login_password(synapse.url, alice_user.user_id, alice_user.password)
+    assert any("not verified yet" in m for m in said)
+    async with second.session() as s2:
+        st2 = await trust.status(s2.client, second.vault)
+        assert st2.has_identity
+        assert st2.master_key == master
+        assert not st2.identity_trusted
+        assert not st2.device_signed
+        assert not st2.device_verified
+        assert await trust.bootstrap(s2.client, second.vault, _no_password) is False  # never replaced silently
+        listing = await trust.devices(s2.client, second.vault)
+        by_id = {d.device_id: d for d in listing.devices}
+        assert by_id[st.device_id].trust == "cross_signed_unverified_identity"
+        assert by_id[st2.device_id].trust == "not_cross_signed"
+        assert by_id[st2.device_id].this_device
+
+    # From the first device, its own listing says verified for itself.
+    async with first.session() as s:
+        mine = {d.device_id: d for d in (await trust.devices(s.client, first.vault)).devices}
+        assert mine[st.device_id].trust == "verified"
+        assert mine[st2.device_id].trust == "not_cross_signed"
+
+        # A reset replaces the identity: the server demands the password (UIA).
+        with pytest.raises(Unauthorized):
+            await trust.bootstrap(s.client, first.vault, _no_password, reset=True)
+
+        async def wrong() -> str | None:
+            return "not the password"
+        with pytest.raises(Unauthorized):
+            await trust.bootstrap(s.client, first.vault, wrong, reset=True)
+        assert (await trust.status(s.client, first.vault)).master_key == master  # nothing lost
+
+        async def right() -> str | None:
+            return alice_user.password
+        assert await trust.bootstrap(s.client, first.vault, right, reset=True)
+        st3 = await trust.status(s.client, first.vault)
+        assert st3.master_key != master
+        assert st3.device_verified
+
+
+
+async def test_a_new_device_verified_by_sas_with_an_old_one_becomes_verified(
+    synapse: SynapseHarness, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    """Two Kumix devices of one account, in one process: the old one (holding the keys)
+    asks, the new one answers; the old one signs the new device, the new one trusts the
+    identity it verified."""
+    import asyncio
+
+    from kumix.app.verification import Verifier
+
+    user = synapse.user("dora")
+    old = make_service(tmp_path / "old", vault_env)
+    await old.login_password(synapse.url, user.user_id, user.password)
+    new = make_service(tmp_path / "new", vault_env)
+    await new.login_password(synapse.url, user.user_id, user.password)
+    async with old.session() as s_old, new.session() as s_new:
+        await s_old.sync()
+        await s_new.sync()
+        assert not (await trust.status(s_new.client, new.vault)).device_verified
+        asking, answering = Verifier(s_old), Verifier(s_new)
+        v_old, v_new = await asyncio.gather(asking.request(user.user_id, s_new.account.device_id),
+                                            answering.wait_request(user.user_id))
+        await asyncio.gather(asking.wait_for_sas(v_old), answering.wait_for_sas(v_new))
+        assert v_old.emoji() == v_new.emoji()
+        await asyncio.gather(asking.confirm(v_old), answering.confirm(v_new))
+        st = await trust.status(s_new.client, new.vault)
+        assert st.device_signed
+        assert st.identity_trusted
+        assert st.device_verified
+        assert st.private_keys == ()  # trusted by verification, holding no private key

@@ -1,0 +1,144 @@
+"""Canonical JSON and signed JSON against the Matrix specification's own test vectors, and
+the cross-signing chain checks attacked with forgeries."""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import pytest
+
+from kumix.core.errors import BadRequest, SignatureInvalid
+from kumix.matrix import cross_signing
+from kumix.matrix.cross_signing import CrossSigningKeys
+from kumix.matrix.crypto_primitives import SigningKey
+from kumix.matrix.signing import canonical_json, sign_json, verify_signed_json
+
+# Spec, appendices, "Signing details": this seed, key id ed25519:1, entity "domain".
+SPEC_SEED = base64.b64decode("YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1=")
+
+
+def test_canonical_json_matches_the_spec_examples() -> None:
+    # Spec appendices, "Canonical JSON" examples.
+    assert canonical_json({}) == b"{}"
+    assert canonical_json({"one": 1, "two": "Two"}) == b'{"one":1,"two":"Two"}'
+    assert canonical_json({"b": "2", "a": "1"}) == b'{"a":"1","b":"2"}'
+    assert canonical_json({"auth": {"success": True, "mxid": "@john.doe:example.com",
+                                    "profile": {"display_name": "John Doe", "three_pids": [
+                                        {"medium": "email", "address": "john.doe@example.org"},
+                                        {"medium": "msisdn", "address": "123456789"}]}}}) == (
+        b'{"auth":{"mxid":"@john.doe:example.com","profile":{"display_name":"John Doe","three_pids":'
+        b'[{"address":"john.doe@example.org","medium":"email"},{"address":"123456789","medium":"msisdn"}]},'
+        b'"success":true}}')
+    assert canonical_json({"a": "日本語"}) == '{"a":"日本語"}'.encode()
+    assert canonical_json({"本": 2, "日": 1}) == '{"日":1,"本":2}'.encode()
+    assert canonical_json({"a": "\u2028"}) == '{"a":"\u2028"}'.encode()
+    assert canonical_json({"a": None}) == b'{"a":null}'
+
+
+def test_canonical_json_refuses_what_has_no_canonical_form() -> None:
+    for bad in ({"a": 1.5}, {"a": 2**53}, {1: "x"}, {"a": object()}):
+        with pytest.raises(BadRequest):
+            canonical_json(bad)
+
+
+def test_signatures_match_the_spec_vectors() -> None:
+    key = SigningKey(SPEC_SEED)
+    assert sign_json({}, "domain", "1", key)["signatures"] == {"domain": {"ed25519:1": (
+        "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ")}}
+    signed = sign_json({"one": 1, "two": "Two"}, "domain", "1", key)
+    assert signed["signatures"]["domain"]["ed25519:1"] == (
+        "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw")
+    verify_signed_json(signed, "domain", "1", key.public_key)
+    # `unsigned` is outside the signature: servers add to it.
+    verify_signed_json(signed | {"unsigned": {"age": 5}}, "domain", "1", key.public_key)
+
+
+def test_a_changed_or_forged_signed_object_is_refused() -> None:
+    key, other = SigningKey(SPEC_SEED), SigningKey.generate()
+    signed = sign_json({"one": 1, "two": "Two"}, "domain", "1", key)
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(signed | {"two": "Three"}, "domain", "1", key.public_key)
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(signed, "domain", "1", other.public_key)
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(signed, "elsewhere", "1", key.public_key)
+    forged = sign_json({"one": 1, "two": "Two"}, "domain", "1", other)
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(forged, "domain", "1", key.public_key)
+    garbage = copy.deepcopy(signed)
+    garbage["signatures"]["domain"]["ed25519:1"] = "!!not base64!!"
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(garbage, "domain", "1", key.public_key)
+
+
+def _published(user: str, keys: CrossSigningKeys) -> dict[str, object]:
+    body = cross_signing.upload_body(user, keys)
+    return {"master_keys": {user: body["master_key"]}, "self_signing_keys": {user: body["self_signing_key"]},
+            "user_signing_keys": {user: body["user_signing_key"]}}
+
+
+def _device(user: str, device_id: str) -> tuple[dict[str, object], SigningKey]:
+    dkey = SigningKey.generate()
+    device = {"user_id": user, "device_id": device_id, "algorithms": ["m.megolm.v1.aes-sha2"],
+              "keys": {f"ed25519:{device_id}": dkey.public_key, f"curve25519:{device_id}": "x"}}
+    return sign_json(device, user, device_id, dkey), dkey
+
+
+def test_cross_signing_chain_accepts_the_real_thing_and_refuses_forgeries() -> None:
+    user = "@alice:example.org"
+    keys = CrossSigningKeys.generate()
+    query = _published(user, keys)
+    identity = cross_signing.parse_identity(user, query)
+    assert identity is not None
+    assert identity.master_key == keys.master.public_key  # type: ignore[union-attr]
+    device, _ = _device(user, "DEV")
+    assert keys.self_signing is not None
+    signed = cross_signing.sign_device(user, device, keys.self_signing)
+    # The server merges the signatures it stores; the client sees both.
+    merged = device | {"signatures": {user: {**device["signatures"][user], **signed["signatures"][user]}}}  # type: ignore[index]
+    assert identity.signs_device(merged)
+    # Without the SSK signature: not cross-signed.
+    assert not identity.signs_device(device)
+
+    # Attack 1: a device key changed behind the identity's back (the server swaps in its own).
+    tampered = copy.deepcopy(merged)
+    tampered["keys"]["ed25519:DEV"] = SigningKey.generate().public_key  # type: ignore[index]
+    assert not identity.signs_device(tampered)
+
+    # Attack 2: an SSK signature made by some other key.
+    attacker = SigningKey.generate()
+    forged = device | {"signatures": {user: {**device["signatures"][user],  # type: ignore[index]
+                                             f"ed25519:{keys.self_signing.public_key}": attacker.sign(b"x")}}}
+    assert not identity.signs_device(forged)
+
+    # Attack 3: the server publishes an SSK that the master key did not sign.
+    bad = copy.deepcopy(query)
+    evil = cross_signing.key_object(user, "self_signing", attacker.public_key)
+    bad["self_signing_keys"] = {user: sign_json(evil, user, attacker.public_key, attacker)}
+    with pytest.raises(SignatureInvalid):
+        cross_signing.parse_identity(user, bad)
+    # Attack 4: someone else's master key filed under this user.
+    other = _published("@mallory:example.org", CrossSigningKeys.generate())
+    with pytest.raises(SignatureInvalid):
+        cross_signing.parse_identity(user, {"master_keys": {user: other["master_keys"]["@mallory:example.org"]}})  # type: ignore[index]
+
+
+def test_protection_off_the_forgeries_would_pass() -> None:
+    """The attacks above succeed against a check that does not verify signatures: proof
+    that it is the signature verification that stops them."""
+    user = "@alice:example.org"
+    keys = CrossSigningKeys.generate()
+    device, _ = _device(user, "DEV")
+    attacker = SigningKey.generate()
+    assert keys.self_signing is not None
+    forged = device | {"signatures": {user: {**device["signatures"][user],  # type: ignore[index]
+                                             f"ed25519:{keys.self_signing.public_key}": attacker.sign(b"x")}}}
+    naive_present = f"ed25519:{keys.self_signing.public_key}" in forged["signatures"][user]  # type: ignore[index]
+    assert naive_present  # a presence-only check would call this device cross-signed
+
+
+def test_seeds_round_trip() -> None:
+    keys = CrossSigningKeys.generate()
+    again = CrossSigningKeys.from_seeds(keys.seeds())
+    assert again.public() == keys.public()

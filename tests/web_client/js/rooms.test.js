@@ -1,0 +1,99 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { RoomListViewModel, CreateRoomViewModel } from "../../../src/kumix/web/client/vm/rooms.js";
+
+/** @param {Partial<import("../../../src/kumix/web/client/vm/rooms.js").RoomSummary> & {room_id: string}} r */
+const room = (r) => ({ name: r.room_id, encrypted: false, membership: /** @type {const} */ ("join"), unread: 0, highlights: 0, direct: false, ...r });
+
+const sample = () => [
+  room({ room_id: "!space", name: "Work", space: true }),
+  room({ room_id: "!a", name: "backend", parents: ["!space"], unread: 3, highlights: 1 }),
+  room({ room_id: "!b", name: "Alpha", parents: ["!space"] }),
+  room({ room_id: "!c", name: "cooking", unread: 2 }),
+  room({ room_id: "!d", name: "Bob", direct: true, unread: 1 }),
+  room({ room_id: "!e", name: "Party", membership: "invite", inviter: "@carol:x" }),
+  room({ room_id: "!f", name: "gone", membership: "leave" }),
+  room({ room_id: "!g", name: "orphan", parents: ["!unknown-space"] }),
+];
+
+test("home groups rooms by space, puts the rest under other rooms, and lists invites and DMs", () => {
+  const vm = new RoomListViewModel();
+  vm.apply(sample());
+  const s = vm.sections.value;
+  assert.deepEqual(s.invites.map((r) => r.room_id), ["!e"]);
+  assert.deepEqual(s.direct.map((r) => r.room_id), ["!d"]);
+  assert.deepEqual(s.rooms.map((r) => r.room_id), ["!b", "!a"], "in a space, sorted by name ignoring case");
+  assert.deepEqual(s.other.map((r) => r.room_id), ["!c", "!g"], "a parent the account does not know is no space");
+  assert.ok(!vm.order.value.some((r) => r.room_id === "!f" || r.room_id === "!space"));
+});
+
+test("a workspace shows only its rooms, and the switcher sums counts per space", () => {
+  const vm = new RoomListViewModel();
+  vm.apply(sample());
+  vm.chooseWorkspace("!space");
+  assert.deepEqual(vm.sections.value.rooms.map((r) => r.room_id), ["!b", "!a"]);
+  assert.deepEqual(vm.sections.value.other, []);
+  const [home, work] = vm.workspaces.value;
+  assert.equal(home.space, null);
+  assert.deepEqual([home.unread, home.highlights], [6, 1]);
+  assert.deepEqual([work.space?.room_id, work.unread, work.highlights], ["!space", 3, 1]);
+  // A space that disappears (left) sends the switcher back home.
+  vm.apply(sample().filter((r) => r.room_id !== "!space"));
+  assert.equal(vm.workspace.value, null);
+});
+
+test("the filter matches name, alias and topic, case-insensitively", () => {
+  const vm = new RoomListViewModel();
+  vm.apply([...sample(), room({ room_id: "!h", name: "x", alias: "#Kitchen:x" })]);
+  vm.filter.value = "  KITCH ";
+  assert.deepEqual(vm.order.value.map((r) => r.room_id), ["!h"]);
+  vm.filter.value = "o";
+  assert.ok(vm.order.value.every((r) => /o/i.test(r.name + (r.alias ?? ""))));
+});
+
+test("keyboard moves wrap, and can skip to unread rooms only", () => {
+  const vm = new RoomListViewModel();
+  vm.apply(sample());
+  const ids = vm.order.value.map((r) => r.room_id);
+  assert.equal(vm.move(1), ids[0]);
+  assert.equal(vm.move(-1), ids[ids.length - 1]);
+  vm.select("!b");
+  assert.equal(vm.move(1, { unreadOnly: true }), "!a");
+  assert.equal(vm.move(1, { unreadOnly: true }), "!c");
+});
+
+test("hostile counts from the server cannot go negative or fractional", () => {
+  const vm = new RoomListViewModel();
+  vm.apply([room({ room_id: "!x", unread: -5, highlights: 2.7 })]);
+  assert.deepEqual([vm.all.value[0].unread, vm.all.value[0].highlights], [0, 2]);
+  vm.markRead("!x");
+  assert.equal(vm.all.value[0].highlights, 0);
+});
+
+test("room creation checks its form before the server sees it", () => {
+  const vm = new CreateRoomViewModel();
+  assert.equal(vm.request(), null);
+  assert.equal(vm.problem.value, "name_missing");
+  vm.name.value = " Plans ";
+  vm.invite.value = "@a:x, not-a-user";
+  assert.equal(vm.request(), null);
+  assert.equal(vm.problem.value, "invite_invalid");
+  vm.invite.value = "@a:x @b:y";
+  assert.deepEqual(vm.request(), { name: "Plans", topic: undefined, encrypted: true, invite: ["@a:x", "@b:y"] });
+  vm.direct.value = true;
+  assert.equal(vm.request(), null);
+  assert.equal(vm.problem.value, "direct_needs_one");
+  vm.invite.value = "@a:x";
+  assert.deepEqual(vm.request(), { direct: true, invite: ["@a:x"], encrypted: true });
+});
+
+test("a rooms frame carries only the rooms that changed; a left one drops out of the list", () => {
+  const vm = new RoomListViewModel();
+  vm.apply(sample());
+  const before = vm.order.value.length;
+  vm.merge([room({ room_id: "!c", name: "cooking", unread: 9 }), room({ room_id: "!new", name: "Zebra" })]);
+  assert.equal(vm.order.value.length, before + 1, "nothing else disappears");
+  assert.equal(vm.byId.value.get("!c")?.unread, 9);
+  vm.merge([room({ room_id: "!c", name: "cooking", membership: "leave" })]);
+  assert.ok(!vm.order.value.some((r) => r.room_id === "!c"));
+});
