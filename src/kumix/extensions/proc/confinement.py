@@ -6,9 +6,11 @@ allowlisted environment, PDEATHSIG, own process group — is done, and before th
 entry file is imported; the worker must still be single-threaded unless the kernel has
 Landlock ABI 8):
 
-- `confine_worker(spec)` applies, in this order: the scratch directory handed to the worker's
-  uid (root host); the worker's own mount, IPC and network namespaces (and user namespace on a
-  non-root host) with a read-only root holding only the runtime, the extension directory and
+- `confine_worker(spec)` applies, in this order: a PID namespace of the worker's own (with the
+  user namespace on a non-root host), entered by forking once more — the caller stays behind
+  as the supervisor and never returns (pid_namespace.py), only the child, pid 1 there, goes on;
+  the scratch directory handed to the worker's uid (root host); the worker's own mount, IPC
+  and network namespaces with a read-only root holding only the runtime, the extension directory and
   the scratch directory; the Landlock rules prepared (paths are opened while the worker can
   still reach them); when running as root, the switch to the extension's own unprivileged
   uid/gid with every capability dropped (bounding set included) and then a user namespace of
@@ -69,7 +71,7 @@ LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "namespaces", "task_l
 """Every layer a confined worker must have. `unprivileged`: no capability left and, when the
 host is root, the extension's own non-root uid/gid. `namespaces`: own user (non-root host, and
 root host after the uid switch), mount (a root holding only the runtime, the extension and its
-scratch directory), IPC and network namespaces. `task_limit`: RLIMIT_NPROC counting this
+scratch directory), IPC, network and PID (the worker is pid 1) namespaces. `task_limit`: RLIMIT_NPROC counting this
 worker's tasks (in its own user namespace) or its extension uid's."""
 
 WEAKER_WITHOUT_NAMESPACES: frozenset[str] = frozenset({"namespaces"})
