@@ -246,7 +246,9 @@ class MatrixClient:
             if isinstance(curve, str) and isinstance(session_id, str) else None
         ed = getattr(session, "ed25519", None)
         if not isinstance(curve, str) or not isinstance(ed, str):
-            return event
+            # Decrypted, but by a session whose sender keys are unknown: judged as an
+            # unknown device (withheld under MSC4153), never left without a shield.
+            return dataclasses.replace(event, sender_keys=("", ""))
         return dataclasses.replace(event, sender_keys=(curve, ed))
 
     def _room(self, r: Any, membership: str) -> Room:
