@@ -493,6 +493,18 @@ class Kumix:
         """An event's attachment, decrypted when the room is encrypted."""
         return await (await self._require_device()).download(event)
 
+    async def room_avatar(self, room_id: str) -> bytes:
+        """The bytes of a room's avatar (`not_found` when it has none), through the
+        authenticated media endpoint. Needs the device (its session's token)."""
+        room = self._matrix().timeline.room(room_id)
+        if room is None or room.avatar_url is None:
+            raise NotFound(f"room {room_id[:255]} has no avatar")
+        return await (await self._require_device()).download_content(room.avatar_url)
+
+    async def upload_media(self, data: bytes, *, name: str, mimetype: str) -> str:
+        """Upload a file without sending it (unencrypted); returns its mxc:// URI."""
+        return await (await self._require_device()).upload_content(data, name=name, mimetype=mimetype)
+
     # -- for the web server (issue 12): lookups a page needs by id ---------------------------
 
     def event(self, event_id: str) -> Event:
