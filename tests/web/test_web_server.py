@@ -578,6 +578,22 @@ def test_typing_and_receipts_of_others_are_pushed(server: WebServer, browser: ht
         assert receipt["ts"] > 0
 
 
+def test_extension_figures_are_pushed_after_each_call(server: WebServer, browser: httpx.Client, room: str) -> None:
+    def figures(got: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [f["live"] for f in got if f["type"] == "figures" and f["extension_id"] == "markdown-renderer"]
+
+    with server.websocket(browser) as ws:
+        assert server.recv_json(ws)["type"] == "hello"
+        calls = []
+        for text in ("*one*", "**two**"):
+            r = browser.post(f"/api/rooms/{room}/messages", json={"text": text, "markdown": True})
+            assert r.status_code == 200, r.text
+            calls.append(figures(read_until(server, ws, lambda got: bool(figures(got))))[-1])
+    assert calls[1]["calls"] == calls[0]["calls"] + 1
+    assert calls[1]["ok"] == calls[0]["ok"] + 1
+    assert "latency_ms" in calls[1]
+
+
 def test_send_from_another_terminal_is_handed_to_the_server(server: WebServer, browser: httpx.Client, room: str,
                                                            alice_dir: Path, vault_env: dict[str, str]) -> None:
     with server.websocket(browser) as ws:

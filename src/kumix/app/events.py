@@ -4,7 +4,8 @@ a subscriber falls behind.
 The sync (and late decryption, edits, redactions) publish `TimelineUpdate`s carrying the
 store's change cursor, and `RoomsUpdate`s; each sync also publishes the typing notices
 (`TypingUpdate`) and read receipts (`ReceiptsUpdate`) of joined rooms, which are live
-only (never stored, so never replayed). `EventHub.publish` never blocks and never
+only (never stored, so never replayed); so are the extension call figures
+(`FiguresUpdate`) published after each extension call. `EventHub.publish` never blocks and never
 waits for a slow subscriber: the producer is the sync loop, and one stalled browser tab
 must not stall sync for everyone.
 
@@ -24,7 +25,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kumix.core.models import ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
+from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 
 if TYPE_CHECKING:
     import asyncio
@@ -55,6 +56,8 @@ class Subscription:
     def wants(self, update: Update) -> bool:
         if self.rooms is None or isinstance(update, Resync):
             return True
+        if isinstance(update, FiguresUpdate):
+            return False  # about no room: a subscriber to some rooms does not want it
         if isinstance(update, TimelineUpdate):
             return update.event.room_id in self.rooms
         if isinstance(update, TypingUpdate | ReceiptsUpdate):

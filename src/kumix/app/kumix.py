@@ -39,6 +39,7 @@ from kumix.core.models import (
     Account,
     DeviceHolder,
     Event,
+    FiguresUpdate,
     Room,
     SearchHit,
     TimelinePage,
@@ -249,7 +250,7 @@ class Kumix:
             from kumix.app.extension_calls import ExtensionCaller
 
             self._caller = await self._resources.enter_async_context(
-                ExtensionCaller(self.extension_service, self.settings))
+                ExtensionCaller(self.extension_service, self.settings, on_figures=self._publish_figures))
         return self._caller
 
     def _matrix(self) -> MatrixService:
@@ -263,6 +264,9 @@ class Kumix:
                                           progress=self._notice, command=self._command)
             self._service.hub = self._hub
         return self._service
+
+    def _publish_figures(self, extension_id: str, figures: dict[str, Any]) -> None:
+        self._hub.publish([FiguresUpdate(extension_id, figures)])
 
     async def _render_markdown(self, source: str) -> str:
         from kumix.app.markdown import render_with

@@ -227,7 +227,16 @@ class ReceiptsUpdate:
         return {"room_id": self.room_id, "receipts": [r.to_json() for r in self.receipts]}
 
 
-Update = TimelineUpdate | RoomsUpdate | Resync | TypingUpdate | ReceiptsUpdate
+@dataclass(frozen=True)
+class FiguresUpdate:
+    """An extension's call figures in this process changed (after a call or ping): calls,
+    ok, errors by code, timeouts, crashes, restarts, workers, latency percentiles. Live only."""
+
+    extension_id: str
+    figures: dict[str, Any]
+
+
+Update = TimelineUpdate | RoomsUpdate | Resync | TypingUpdate | ReceiptsUpdate | FiguresUpdate
 """What a subscription yields (`kumix.app.kumix.Kumix.subscribe`)."""
 
 

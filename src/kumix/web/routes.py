@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from kumix.app import client_settings
 from kumix.app.kumix import Kumix
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
-from kumix.core.models import ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
+from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 from kumix.web import openapi
 from kumix.web.errors import error_document, status_of
 from kumix.web.media_rules import media_answer, sniffed_image_type
@@ -405,6 +405,8 @@ def update_frame(update: Update) -> dict[str, Any]:
         return {"type": "typing"} | update.to_json()
     if isinstance(update, ReceiptsUpdate):
         return {"type": "receipts"} | update.to_json()
+    if isinstance(update, FiguresUpdate):
+        return {"type": "figures", "extension_id": update.extension_id, "live": update.figures}
     return {"type": "resync", "cursor": update.cursor}
 
 
