@@ -159,7 +159,7 @@ def test_typing_and_receipts_translate_and_hostile_fields_are_dropped() -> None:
 def test_room_avatar_and_space_links_from_untrusted_state() -> None:
     from types import SimpleNamespace
 
-    from kumix.matrix.translate import translate_room
+    from kumix.matrix.translate import MAX_SPACE_LINKS, translate_room
 
     def room(**extra: Any) -> Any:
         return SimpleNamespace(room_id="!s:x", display_name="S", topic=None, encrypted=False,
@@ -174,6 +174,9 @@ def test_room_avatar_and_space_links_from_untrusted_state() -> None:
     # An avatar that is not a content URI would make the server fetch what a sender chose.
     for url in ("https://evil.example/a.png", 7, "mxc://" + "a" * 2000):
         assert translate_room(room(room_avatar_url=url), "join", user_id="@me:x", direct_rooms=set()).avatar_url is None
+    flood = {f"!{i:05}:x" for i in range(MAX_SPACE_LINKS + 50)}
+    many = translate_room(room(room_type="m.space", children=flood), "join", user_id="@me:x", direct_rooms=set())
+    assert many.children == tuple(sorted(flood))[:MAX_SPACE_LINKS]
     plain = translate_room(room(room_type=["m.space"]), "join", user_id="@me:x", direct_rooms=set())
     assert not plain.is_space
     assert plain.children == ()

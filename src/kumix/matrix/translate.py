@@ -50,9 +50,15 @@ def mxc_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value.startswith("mxc://") and len(value) <= 1024 else None
 
 
+MAX_SPACE_LINKS = 1000
+"""Children (or parents) kept per room: the state keys are chosen by the room's members, and
+every room row travels whole in each `rooms` frame of the web server."""
+
+
 def room_ids(values: Any) -> tuple[str, ...]:
     """Room ids named by space state keys (sorted, so a room's row is stable across syncs)."""
-    return tuple(sorted(v for v in values if isinstance(v, str) and v.startswith("!") and len(v) <= 255))
+    kept = sorted(v for v in values if isinstance(v, str) and v.startswith("!") and len(v) <= 255)
+    return tuple(kept[:MAX_SPACE_LINKS])
 
 
 def translate_ephemeral(room_id: str, ev: Any, *, user_id: str) -> TypingUpdate | ReceiptsUpdate | None:
