@@ -39,6 +39,7 @@ from kumix.core.models import (
     Account,
     DeviceHolder,
     Event,
+    FiguresUpdate,
     Room,
     SearchHit,
     TimelinePage,
@@ -249,7 +250,7 @@ class Kumix:
             from kumix.app.extension_calls import ExtensionCaller
 
             self._caller = await self._resources.enter_async_context(
-                ExtensionCaller(self.extension_service, self.settings))
+                ExtensionCaller(self.extension_service, self.settings, on_figures=self._publish_figures))
         return self._caller
 
     def _matrix(self) -> MatrixService:
@@ -263,6 +264,9 @@ class Kumix:
                                           progress=self._notice, command=self._command)
             self._service.hub = self._hub
         return self._service
+
+    def _publish_figures(self, extension_id: str, figures: dict[str, Any]) -> None:
+        self._hub.publish([FiguresUpdate(extension_id, figures)])
 
     async def _render_markdown(self, source: str) -> str:
         from kumix.app.markdown import render_with
@@ -492,6 +496,18 @@ class Kumix:
     async def download(self, event: Event) -> bytes:
         """An event's attachment, decrypted when the room is encrypted."""
         return await (await self._require_device()).download(event)
+
+    async def room_avatar(self, room_id: str) -> bytes:
+        """The bytes of a room's avatar (`not_found` when it has none), through the
+        authenticated media endpoint. Needs the device (its session's token)."""
+        room = self._matrix().timeline.room(room_id)
+        if room is None or room.avatar_url is None:
+            raise NotFound(f"room {room_id[:255]} has no avatar")
+        return await (await self._require_device()).download_content(room.avatar_url)
+
+    async def upload_media(self, data: bytes, *, name: str, mimetype: str) -> str:
+        """Upload a file without sending it (unencrypted); returns its mxc:// URI."""
+        return await (await self._require_device()).upload_content(data, name=name, mimetype=mimetype)
 
     # -- for the web server (issue 12): lookups a page needs by id ---------------------------
 

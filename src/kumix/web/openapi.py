@@ -42,7 +42,14 @@ ROOM: S = {"type": "object",
                "room_id": {"type": "string"}, "name": {"type": "string"}, "topic": NULLABLE_STR,
                "encrypted": {"type": "boolean"}, "membership": {"enum": ["join", "invite", "leave"]},
                "unread": {"type": "integer"}, "highlights": {"type": "integer"}, "direct": {"type": "boolean"},
-               "alias": NULLABLE_STR, "inviter": NULLABLE_STR}}
+               "alias": NULLABLE_STR, "inviter": NULLABLE_STR,
+               "avatar": {"type": ["string", "null"], "description": "mxc:// URI; the bytes are at "
+                                                                      "/api/rooms/{room_id}/avatar"},
+               "space": {"type": "boolean"},
+               "children": {"type": "array", "items": {"type": "string"},
+                            "description": "for a space, the rooms it groups (m.space.child)"},
+               "parents": {"type": "array", "items": {"type": "string"},
+                           "description": "the spaces this room names as parents (m.space.parent)"}}}
 
 EVENT: S = {"type": "object", "required": ["event_id", "room_id", "sender", "ts", "kind", "body", "encrypted"],
             "properties": {
@@ -103,6 +110,7 @@ def _query(name: str, schema: S, required: bool = False) -> S:
 
 
 ROOM_PARAM = _path_param("room_id")
+FILE_CONTENT: S = {"description": "the file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
 MATRIX = ("bad_request", "not_found", "unavailable", "state_busy", "timeout", "forbidden")
 ROOM_ERRORS = ("bad_request", "not_found", "unavailable", "timeout", "forbidden", "input_too_large")
 
@@ -160,6 +168,16 @@ def document() -> S:
             params=[ROOM_PARAM, _query("name", {"type": "string", "minLength": 1, "maxLength": 255}, True)],
             body={"required": True, "content": {"application/octet-stream": {"schema": {
                 "type": "string", "format": "binary"}}}})},
+        "/api/rooms/{room_id}/avatar": {"get": _op(
+            "the room's avatar (m.room.avatar) through authenticated media; images inline, anything else "
+            "as an attachment", {}, errors=("not_found", "bad_request", "unavailable", "timeout"),
+            params=[ROOM_PARAM], ok_content=FILE_CONTENT)},
+        "/api/upload": {"post": _op(
+            "upload a file without sending it (unencrypted): its mxc:// URI, for later use",
+            _obj({"url": {"type": "string"}}, ["url"]), errors=ROOM_ERRORS,
+            params=[_query("name", {"type": "string", "minLength": 1, "maxLength": 255}, True)],
+            body={"required": True, "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}})},
         "/api/search": {"get": _op("search the local index", _obj({"hits": {"type": "array", "items": {
             "type": "object"}}}, ["hits"]), errors=("bad_request", "not_found"), params=[
             _query("q", {"type": "string", "minLength": 1, "maxLength": 1024}, True),
@@ -167,8 +185,7 @@ def document() -> S:
         "/api/media/{event_id}": {"get": _op(
             "an event's attachment, decrypted in the server; images inline, everything else as an attachment",
             {}, errors=("not_found", "bad_request", "unavailable", "timeout"), params=[_path_param("event_id")],
-            ok_content={"description": "the file", "content": {"*/*": {"schema": {"type": "string",
-                                                                                  "format": "binary"}}}})},
+            ok_content=FILE_CONTENT)},
         "/api/extensions": {"get": _op("extensions with state, denial reasons and call figures", _obj(
             {"extensions": {"type": "array", "items": EXTENSION}}, ["extensions"]), errors=("unavailable",))},
         "/api/extensions/{extension_id}/{action}": {"post": _op(

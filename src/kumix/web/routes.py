@@ -28,10 +28,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from kumix.app import client_settings
 from kumix.app.kumix import Kumix
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
-from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
+from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 from kumix.web import openapi
 from kumix.web.errors import error_document, status_of
-from kumix.web.media_rules import media_answer
+from kumix.web.media_rules import media_answer, sniffed_image_type
 from kumix.web.security import ASGIApp, Checks, Guard
 from kumix.web.send_queue import SendQueue
 from kumix.web.sessions import Sessions
@@ -285,23 +285,44 @@ class Api:
 
     # -- media --------------------------------------------------------------------------
 
-    async def upload(self, request: Request) -> Response:
-        room_id = self.room_id(request)
+    @staticmethod
+    def file_name(request: Request) -> str:
         name = request.query_params.get("name", "")
         if not name or len(name) > 255 or "/" in name or name in (".", "..") or "\0" in name:
             raise BadRequest("name must be a file name of 1 to 255 characters")
+        return name
+
+    @staticmethod
+    async def file_body(request: Request) -> bytes:
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > MAX_UPLOAD_BYTES:
                 raise InputTooLarge(f"file larger than {MAX_UPLOAD_BYTES} bytes")
+        return bytes(data)
+
+    async def upload_only(self, request: Request) -> Response:
+        name = self.file_name(request)
+        data = await self.file_body(request)
+        mimetype = request.headers.get("content-type", "").split(";")[0].strip()[:255] or "application/octet-stream"
+        return self._json({"url": await self.k.upload_media(data, name=name, mimetype=mimetype)})
+
+    async def room_avatar(self, request: Request) -> Response:
+        data = await self.k.room_avatar(self.room_id(request))
+        answer = media_answer(sniffed_image_type(data), "avatar", data)
+        return Response(data, media_type=answer.content_type, headers=dict(answer.headers))
+
+    async def upload(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        name = self.file_name(request)
+        data = await self.file_body(request)
         # Kumix sends files by path: the upload goes through a private directory of the
         # data directory, under the name the page gave, and is removed right after.
         spool = self.k.settings.data_dir / "uploads" / secrets.token_hex(8)
         spool.mkdir(parents=True, mode=0o700)
         try:
             path = spool / name
-            path.write_bytes(bytes(data))
+            path.write_bytes(data)
             result = await self.k.send_file(room_id, path)
         finally:
             shutil.rmtree(spool, ignore_errors=True)
@@ -380,6 +401,12 @@ def update_frame(update: Update) -> dict[str, Any]:
         return {"type": "event", "cursor": update.cursor, "event": update.event.to_json()}
     if isinstance(update, RoomsUpdate):
         return {"type": "rooms", "rooms": [r.to_json() | {"inviter": r.inviter} for r in update.rooms]}
+    if isinstance(update, TypingUpdate):
+        return {"type": "typing"} | update.to_json()
+    if isinstance(update, ReceiptsUpdate):
+        return {"type": "receipts"} | update.to_json()
+    if isinstance(update, FiguresUpdate):
+        return {"type": "figures", "extension_id": update.extension_id, "live": update.figures}
     return {"type": "resync", "cursor": update.cursor}
 
 
@@ -508,6 +535,8 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
         Route("/api/rooms/{room_id}/typing", g(api.typing), methods=["POST"]),
         Route("/api/rooms/{room_id}/receipt", g(api.receipt), methods=["POST"]),
         Route("/api/rooms/{room_id}/upload", g(api.upload), methods=["POST"]),
+        Route("/api/rooms/{room_id}/avatar", g(api.room_avatar), methods=["GET"]),
+        Route("/api/upload", g(api.upload_only), methods=["POST"]),
         Route("/api/search", g(api.search), methods=["GET"]),
         Route("/api/media/{event_id}", g(api.media), methods=["GET"]),
         Route("/api/extensions", g(api.extensions), methods=["GET"]),
