@@ -330,3 +330,64 @@ def wait_until_cancelled(browser: httpx.Client, flow_id: str) -> dict[str, Any]:
             return doc
         time.sleep(0.05)
     raise AssertionError(f"{flow_id} was never cancelled")
+
+
+def test_cross_signing_reset_asks_for_the_password(synapse: SynapseHarness, vault_env: dict[str, str],
+                                                   records: Records, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The homeserver's user-interactive auth: without the password the answer says it is
+    needed (401 with a reason the page can tell from a lost session), a wrong one is
+    refused, the right one replaces the identity; the password is in no answer or log."""
+    carol = synapse.user("enccarol")
+    data_dir = logged_in_dir(tmp_path_factory.mktemp("carol"), synapse, carol, vault_env)
+    server = WebServer(data_dir, vault_env).start()
+    try:
+        with server.client() as c:
+            before = ok(c.get("/api/encryption"))["cross_signing"]
+            assert before["device_verified"] is True
+            again = ok(c.post("/api/encryption/cross-signing", json={}))
+            assert again["done"] is True
+            assert again["cross_signing"]["master_key"] == before["master_key"]  # held: nothing replaced
+
+            missing = c.post("/api/encryption/cross-signing", json={"reset": True})
+            assert missing.status_code == 401
+            assert missing.json()["error"]["details"]["reason"] == "password_required"
+            wrong = c.post("/api/encryption/cross-signing", json={"reset": True, "password": "not " + carol.password})
+            assert wrong.status_code == 401
+            assert wrong.json()["error"]["details"]["reason"] == "password_refused"
+            assert ok(c.get("/api/whoami"))["logged_in"] is True  # the page's session is not what failed
+
+            reset = ok(c.post("/api/encryption/cross-signing", json={"reset": True, "password": carol.password}))
+            assert reset["done"] is True
+            assert reset["cross_signing"]["master_key"] != before["master_key"]
+            assert reset["cross_signing"]["device_verified"] is True
+    finally:
+        server.stop()
+    assert carol.password.encode() not in server.capture.blob()
+    assert carol.password not in "\n".join(records.lines)
+
+
+async def test_in_room_verification_through_the_api(synapse: SynapseHarness, first: WebServer,
+                                                    browser: httpx.Client, alice_user: TestUser) -> None:
+    """`room` in the start: the request is a message in the DM, the peer accepts it there."""
+    peer, bob = await _peer_in_a_room(synapse, browser, first, alice_user, "encbobC")
+    try:
+        dm = ok(await asyncio.to_thread(browser.post, "/api/rooms",
+                                        json={"direct": True, "invite": [bob.user_id]}))["room_id"]
+        await peer.do("join", room=dm)
+
+        def known() -> dict[str, Any]:
+            rooms = ok(browser.get("/api/rooms"))["rooms"]
+            return {"state": "known"} if any(r["room_id"] == dm for r in rooms) else {"state": "waiting"}
+
+        await asyncio.to_thread(wait_for, known, lambda d: d["state"] == "known", "the DM")
+        accepted = asyncio.create_task(peer.do("accept_verification"))
+        flow = ok(await asyncio.to_thread(browser.post, "/api/verifications", json={"user": bob.user_id, "room": dm}))
+        assert flow["room_id"] == dm
+        await accepted
+        await _compare_and_confirm(browser, peer, flow["id"])
+        after = ok(await asyncio.to_thread(browser.get, "/api/devices", params={"user": bob.user_id}))
+        assert after["identity_verified"] is True
+        seen = await peer.do("user_status", user=alice_user.user_id, settle_ms=20000)
+        assert seen["cross_signing_verified"] is True
+    finally:
+        await peer.stop()
