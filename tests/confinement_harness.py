@@ -7,7 +7,7 @@ Modes:
   "hostile", so a root host gives it that extension's own uid).
 - "weaker": "full" on a machine without namespaces, accepted by the policy value
   `proc.allowWithoutNamespaces` (namespaces simulated unavailable): every other layer.
-- "namespaces": the worker's own user/mount/IPC/network namespaces alone (still root when the
+- "namespaces": the worker's own user/mount/IPC/network/PID namespaces alone (still root when the
   tests run as root), to show what the view itself hides.
 - "landlock" / "seccomp" / "unprivileged": one layer alone (plus no_new_privs, which the kernel
   demands for the first two), to show *which* mechanism stops an attack, not merely that
@@ -32,7 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kumix.extensions.proc import landlock_rules, namespaces, privileges, runtime_access, seccomp_filter
+from kumix.extensions.proc import (
+    hygiene,
+    landlock_rules,
+    namespaces,
+    pid_namespace,
+    privileges,
+    runtime_access,
+    seccomp_filter,
+)
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "confinement"
@@ -92,7 +100,11 @@ def _apply(mode: str, ext_dir: Path, scratch: Path | None) -> tuple[Path, Path |
         exposures = [namespaces.Exposure(p) for p in read]
         if scratch is not None:
             exposures.append(namespaces.Exposure(scratch.resolve(), writable=True))
-        namespaces.enter(exposures, new_user_namespace=not privileges.running_as_root())
+        # pid 1 of its own PID namespace (with the user namespace on a non-root host); the parent
+        # stays behind and ends the way this child does.
+        namespaces.enter_pid_namespace(new_user_namespace=not privileges.running_as_root())
+        hygiene.die_with_parent(0, pid_namespace.become_pid_one(None))
+        namespaces.enter(exposures, new_user_namespace=False)
         return ext_dir, scratch, None
     if mode == "seccomp":
         seccomp_filter.install()

@@ -59,6 +59,19 @@ def session(host: ProcHost, extension_id: str) -> ProcSession:
     return host.session(record.id, record.path, record.manifest)
 
 
+def pid_of(session: ProcSession, answer: dict[str, Any]) -> int:
+    """The host's pid of the worker that gave `answer`, found by the inode of the request channel
+    the fixture names (`channel`): inside its own PID namespace a worker is pid 1 and cannot know
+    the pid the host sees. Call it while that worker is still alive."""
+    for pid in reversed(session.worker_pids):
+        try:
+            if os.stat(f"/proc/{pid}/fd/3").st_ino == answer["channel"]:
+                return pid
+        except OSError:
+            continue
+    raise AssertionError(f"no live worker of this session answers on channel {answer['channel']}")
+
+
 def running(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:
@@ -81,11 +94,20 @@ async def wait_gone(pids: list[int], limit_s: float = 10.0) -> list[int]:
 
 
 def proc_pids_of(forkserver_pid: int) -> list[int]:
-    children = Path(f"/proc/{forkserver_pid}/task/{forkserver_pid}/children")
-    try:
-        return [int(p) for p in children.read_text().split()]
-    except OSError:
-        return []
+    """The fork server's descendants: its children (each a worker's supervisor, or the worker
+    itself without a PID namespace) and their children (the workers, pid 1 of their own)."""
+    found: list[int] = []
+    pending = [forkserver_pid]
+    while pending:
+        pid = pending.pop()
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        try:
+            kids = [int(p) for p in children.read_text().split()]
+        except OSError:
+            kids = []
+        found += kids
+        pending += kids
+    return found
 
 
 __all__ = ["FIXTURES", "os"]

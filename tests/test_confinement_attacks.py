@@ -80,10 +80,12 @@ def test_confined_worker_has_every_layer_and_no_capability_left(hostile: Path) -
     assert report["confined"] is True
     assert report["layers"] == {"no_new_privs": True, "unprivileged": True, "namespaces": True,
                                 "task_limit": True, "landlock": True, "seccomp": True}
-    assert sorted(report["details"]["namespaces"]) == ["ipc", "mount", "net", "user"]
+    assert sorted(report["details"]["namespaces"]) == ["ipc", "mount", "net", "pid", "user"]
     assert report["details"]["task_limit_scope"] == "worker"
     # The parent-death signal was set again after each identity and namespace change.
-    assert report["details"]["parent_death_checked_after"] == ["namespaces", "uid switch", "user namespace"]
+    assert report["details"]["parent_death_checked_after"] == [
+        "pid namespace", "namespaces", "uid switch", "user namespace"
+    ]
     # The kernel's own view (/proc/self/status, read after every layer was applied).
     assert set(report["details"]["capabilities"].values()) == {"0" * 16}
     assert report["details"]["landlock_tcp"] is True

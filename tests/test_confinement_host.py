@@ -186,7 +186,10 @@ async def test_cpu_burn_is_stopped_and_the_neighbour_keeps_answering(tmp_path: P
                 await asyncio.sleep(0.05)
             with pytest.raises(KumixError) as info:
                 await burn
-            assert info.value.code in ("resource_limit", "crashed")
+            # pid 1 of its PID namespace ignores RLIMIT_CPU's SIGXCPU and dies of the hard
+            # limit's SIGKILL; the supervisor reports the CPU limit, so this stays resource_limit.
+            assert info.value.code == "resource_limit", info.value
+            assert "used up its CPU time" in str(info.value)
             assert answers > 0
             # The host restarts the worker; the hostile extension answers again afterwards.
             assert (await caller.call("hostile", "attack.identity", {}))["outcome"] == "succeeded"
@@ -264,6 +267,11 @@ async def test_worker_at_its_thread_limit_fails_only_its_own_call(strict: tuple[
     assert caller.stats("hostile")["crashes"] == 0
 
 
+def _ppid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
 async def test_worker_dies_when_its_fork_server_is_sigkilled(strict: tuple[Kumix, ExtensionCaller]) -> None:
     """The worker switched to its extension's uid and entered its namespaces after PDEATHSIG was
     first set; it still dies with the fork server (it used to live on as an orphan)."""
@@ -272,7 +280,12 @@ async def test_worker_dies_when_its_fork_server_is_sigkilled(strict: tuple[Kumix
     worker = (await caller.session("hostile")).current_pid
     assert worker is not None
     status = Path(f"/proc/{worker}/status").read_text()
-    server = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    # The pid the host holds is the process running the extension: pid 1 of its own namespace.
+    assert next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")) == [str(worker), "1"]
+    # Its parent is the supervisor the PID namespace's fork left behind; that one's is the server.
+    supervisor = _ppid(worker)
+    server = _ppid(supervisor)
     assert worker in proc_pids_of(server)
+    assert supervisor in proc_pids_of(server)
     os.kill(server, signal.SIGKILL)
-    assert await wait_gone([worker]) == []
+    assert await wait_gone([worker, supervisor]) == []

@@ -126,9 +126,9 @@ def test_runs_as_the_unprivileged_user_with_every_layer(as_user: dict[str, Any])
     assert identity["uid"] == as_user["expected_uid"]
     report = identity["report"]
     assert all(report["layers"].values()), report
-    assert sorted(report["details"]["namespaces"]) == ["ipc", "mount", "net", "user"]
+    assert sorted(report["details"]["namespaces"]) == ["ipc", "mount", "net", "pid", "user"]
     assert report["details"]["task_limit_scope"] == "worker"
-    assert report["details"]["parent_death_checked_after"] == ["namespaces", "capability drop"]
+    assert report["details"]["parent_death_checked_after"] == ["pid namespace", "namespaces", "capability drop"]
 
 
 def test_the_users_own_private_files_names_and_xattrs_are_out_of_reach(as_user: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from kumix.extensions.proc import hygiene, privileges
+from kumix.extensions.proc import hygiene, pid_namespace, privileges
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 from tests.confinement_harness import FIXTURES, run_attack
 
@@ -60,25 +61,38 @@ def _key() -> int:
 # --- 1. parent death after the uid switch ----------------------------------------------------
 
 
+ORPHAN_TIMEOUT_S = 60.0
+"""Only a worker that outlived its fork server waits this long (the test then fails)."""
+
+
 def _orphan_run(confine: bool, ext_dir: Path) -> str:
     """A stand-in fork server P forks a worker W that sets PDEATHSIG (as the worker's hygiene
     does), then either switches uid the old way (nothing re-armed) or runs `confine_worker`.
-    P is SIGKILLed; W, if alive, reports so through a pipe once it sees it was orphaned."""
+    P is SIGKILLed; W, if alive, reports so through a pipe once it sees it was orphaned.
+
+    Confined, W forks into its own PID namespace (the process running on is pid 1 there and
+    cannot see its parent): it reports its pid as the host sees it, the way the fork server
+    learns it, and the test watches that process through a pidfd."""
     ready_r, ready_w = os.pipe()
     alive_r, alive_w = os.pipe()
+    report_r, report_w = os.pipe()
     server = os.fork()
     if server == 0:
         os.close(ready_r)
         os.close(alive_r)
+        os.close(report_r)
         me = os.getpid()
         worker = os.fork()
         if worker == 0:
             try:
                 hygiene.die_with_parent(me)
                 if confine:
-                    confine_worker(ConfinementSpec(ext_dir, None, required=True, extension_id="hostile", parent_pid=me))
-                else:
-                    privileges.switch_to_unprivileged(privileges.NOBODY_ID, privileges.NOBODY_ID)
+                    confine_worker(ConfinementSpec(ext_dir, None, required=True, extension_id="hostile",
+                                                   parent_pid=me, pid_report_fd=report_w))
+                    os.write(ready_w, b"r")
+                    while True:  # only its fork server's death may end it
+                        time.sleep(1)
+                privileges.switch_to_unprivileged(privileges.NOBODY_ID, privileges.NOBODY_ID)
                 os.write(ready_w, b"r")
                 while os.getppid() == me:
                     time.sleep(0.005)
@@ -86,18 +100,34 @@ def _orphan_run(confine: bool, ext_dir: Path) -> str:
             finally:
                 os._exit(0)
         os.close(alive_w)
+        os.close(report_w)
         while True:
             time.sleep(1)
     os.close(ready_w)
     os.close(alive_w)
+    os.close(report_w)
     try:
         assert os.read(ready_r, 1) == b"r"
+        pidfd = None
+        if confine:
+            tag, worker_pid = pid_namespace.RECORD.unpack(os.read(report_r, pid_namespace.RECORD.size))
+            assert tag == pid_namespace.REPORT_PID
+            pidfd = os.pidfd_open(worker_pid)
         os.kill(server, signal.SIGKILL)
         os.waitpid(server, 0)
+        if pidfd is not None:
+            try:
+                if select.select([pidfd], [], [], ORPHAN_TIMEOUT_S)[0]:
+                    return ""  # readable: the worker has exited
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                return "outlived its fork server"
+            finally:
+                os.close(pidfd)
         with os.fdopen(alive_r, "rb") as alive:
             return alive.read().decode()  # EOF once the worker is gone, whichever way
     finally:
         os.close(ready_r)
+        os.close(report_r)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid switch is what a root host does")
@@ -314,3 +344,63 @@ def test_report_names_each_layer_in_json(hostile: Path) -> None:
     json.dumps(report)
     assert report["layers"]["namespaces"] is True
     assert report["layers"]["task_limit"] is True
+
+
+# --- the worker's own PID namespace ----------------------------------------------------------
+
+
+@pytest.fixture
+def bystander() -> Iterator[int]:
+    """A sleeping process of the host's: nothing in a worker may name it."""
+    import subprocess
+
+    process = subprocess.Popen(["sleep", "600"])  # noqa: S607 - a bystander; PATH is the test's own
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_worker_cannot_signal_or_open_a_process_outside_its_pid_namespace(hostile: Path, bystander: int) -> None:
+    _succeeded(run_attack("signal_process", {"pid": bystander}, mode="none", ext_dir=hostile))
+    _succeeded(run_attack("pidfd_process", {"pid": bystander}, mode="none", ext_dir=hostile))
+    # The PID namespace alone: the number names no process there at all.
+    _blocked(run_attack("signal_process", {"pid": bystander}, mode="namespaces", ext_dir=hostile), "ESRCH")
+    _blocked(run_attack("pidfd_process", {"pid": bystander}, mode="namespaces", ext_dir=hostile), "ESRCH")
+    # The worker's confinement: seccomp refuses both before the namespace is even asked.
+    _blocked(run_attack("signal_process", {"pid": bystander}, mode="full", ext_dir=hostile), "EPERM")
+    _blocked(run_attack("pidfd_process", {"pid": bystander}, mode="full", ext_dir=hostile), "EPERM")
+    os.kill(bystander, 0)  # still there: the refusals were not because it was gone
+
+
+def test_worker_is_pid_one_and_cannot_see_its_parent(hostile: Path) -> None:
+    outside = _succeeded(run_attack("own_pids", mode="none", ext_dir=hostile))
+    assert outside["pid"] != 1
+    assert outside["ppid"] == os.getpid()  # the harness child sees the test process
+    for mode in ("namespaces", "full"):
+        inside = _succeeded(run_attack("own_pids", mode=mode, ext_dir=hostile))
+        assert (inside["pid"], inside["ppid"]) == (1, 0), mode
+
+
+def test_parent_witness_catches_a_parent_that_died_before_pdeathsig_was_set() -> None:
+    """pid 1 of a PID namespace sees its parent as 0, so `getppid` cannot tell whether the parent
+    changed; the pipe whose only write end the parent holds can. Here the parent is gone (its
+    end closed) before the child sets PDEATHSIG: the child must exit, not serve."""
+    for parent_alive in (True, False):
+        witness_r, witness_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(witness_w)  # only the parent (the test) holds it now
+                hygiene.die_with_parent(0, witness_r)
+            finally:
+                os._exit(0)
+        if not parent_alive:
+            os.close(witness_w)
+        _, status = os.waitpid(pid, 0)
+        if parent_alive:
+            os.close(witness_w)
+        os.close(witness_r)
+        assert os.WIFEXITED(status)
+        assert os.WEXITSTATUS(status) == (0 if parent_alive else hygiene.EXIT_ORPHANED), parent_alive

@@ -29,7 +29,7 @@ def test_doctor_reports_every_layer_active_under_strict() -> None:
     # The probe child really was confined: it tried and was refused.
     assert doc["checks"] == {"socket": "EPERM", "fork": "EPERM", "read_etc": "ENOENT", "write_tmp": "EROFS",
                              "sysv_msgget": "EPERM", "listmount": "ENOSYS", "mounts_visible": "ENOENT"}
-    assert sorted(doc["details"]["namespaces"]) == ["ipc", "mount", "net", "user"]
+    assert sorted(doc["details"]["namespaces"]) == ["ipc", "mount", "net", "pid", "user"]
     assert doc["details"]["max_tasks"] == 32
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from kumix.core.errors import (
     Unavailable,
 )
 from kumix.extensions.proc.host import ProcHost
-from tests.proc_support import records, running, session, wait_gone, write_policy
+from tests.proc_support import pid_of, records, running, session, wait_gone, write_policy
 
 SAFETY_S = 30
 
@@ -258,16 +259,29 @@ async def test_crash_mid_request_fails_only_that_call(host: ProcHost) -> None:
         assert results[1:] == [{"slept": True}] * 2, "calls on the other workers are not touched"
         assert await wait_gone([first]) == []
         again = await crash.call("crash.echo", {})
-    assert again["pid"] != first
+    assert pid_of(crash, again) != first
     await assert_no_leftovers(host, "hostile-crash")
 
 
 async def test_worker_killed_by_a_signal_is_crashed(host: ProcHost) -> None:
     crash = session(host, "hostile-crash")
     async with asyncio.timeout(SAFETY_S):
-        with pytest.raises(Crashed, match="SIGKILL"):
-            await crash.call("crash.sigkill", {})
+        with pytest.raises(Crashed, match="SIGSEGV"):
+            await crash.call("crash.segfault", {})
         await crash.call("crash.echo", {})
+
+
+async def test_worker_cannot_kill_itself_as_pid_one_but_the_host_can(host: ProcHost) -> None:
+    """A worker is pid 1 of its own PID namespace: its own SIGKILL is ignored (the kernel
+    delivers a default-action signal to a namespace's init only from an ancestor namespace),
+    while the host's, by the pid the fork server reported, ends it."""
+    crash = session(host, "hostile-crash")
+    async with asyncio.timeout(SAFETY_S):
+        assert await crash.call("crash.sigkill", {}) == {"survived": True}
+        pid = pid_of(crash, await crash.call("crash.echo", {}))
+        os.kill(pid, signal.SIGKILL)
+        assert await wait_gone([pid]) == []
+        assert pid_of(crash, await crash.call("crash.echo", {})) != pid
 
 
 async def test_worker_that_closes_its_channel_is_killed(host: ProcHost) -> None:
@@ -313,7 +327,7 @@ async def test_garbage_and_spoofed_frames_end_the_worker(
             assert isinstance(results[1], dict), results[1]
             assert results[1]["slept"] is True
             assert len(frames.worker_pids) == 2
-            (broken,) = [pid for pid in frames.worker_pids if pid != results[1]["pid"]]
+            (broken,) = [pid for pid in frames.worker_pids if pid != pid_of(frames, results[1])]
         assert await wait_gone([broken]) == []
         assert await frames.call("frames.echo", {"ok": True}) == {"ok": True}
         await assert_echo_answers(host)

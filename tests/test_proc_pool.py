@@ -23,7 +23,7 @@ import pytest
 from kumix.core.errors import CallTimeout, Crashed, Disabled, OutputTooLarge, Unavailable
 from kumix.extensions.proc.host import ProcHost
 from kumix.extensions.proc.session import ProcSession
-from tests.proc_support import running, session, wait_gone, write_policy
+from tests.proc_support import pid_of, running, session, wait_gone, write_policy
 
 SAFETY_S = 60
 
@@ -60,7 +60,7 @@ async def test_calls_run_concurrently_up_to_max_concurrency(tmp_path: Path) -> N
             # Each gather answers only once 3 calls are inside a worker at the same time; the
             # last 3 queue behind the first 3 and find their peers' marks already there.
             results = await asyncio.gather(*(start(probe, "probe.gather", tag="a", peers=3) for _ in range(6)))
-        pids = {r["pid"] for r in results}
+        pids = {pid_of(probe, r) for r in results}
         assert len(pids) == 3, "three calls ran at once, each in its own worker"
         assert sorted(probe.worker_pids) == sorted(pids), "never more workers than maxConcurrency"
         stats = probe.stats.snapshot()
@@ -85,10 +85,11 @@ async def test_a_spinning_call_times_out_while_running_and_queued_siblings_succe
             with pytest.raises(CallTimeout):
                 await spin
         assert [e["n"] for e in echoes] == [0, 1, 2]
-        assert {e["pid"] for e in echoes} == {held_result["pid"]}, "queued calls went to the other worker"
-        (spinner,) = [pid for pid in probe.worker_pids[:2] if pid != held_result["pid"]]
+        held_pid = pid_of(probe, held_result)
+        assert {pid_of(probe, e) for e in echoes} == {held_pid}, "queued calls went to the other worker"
+        (spinner,) = [pid for pid in probe.worker_pids[:2] if pid != held_pid]
         assert await wait_gone([spinner]) == []
-        assert running(held_result["pid"]), "killing the spinner touched no other worker"
+        assert running(held_pid), "killing the spinner touched no other worker"
         stats = probe.stats.snapshot()
         assert (stats["ok"], stats["errors"], stats["timeouts"]) == (4, {"timeout": 1}, 1)
 
@@ -96,16 +97,16 @@ async def test_a_spinning_call_times_out_while_running_and_queued_siblings_succe
 async def test_the_call_right_after_a_timeout_kill_waits_for_a_worker(tmp_path: Path) -> None:
     async with probe_host(tmp_path, maxConcurrency=1, deadline_ms=1500) as (host, probe, _):
         async with asyncio.timeout(SAFETY_S):
-            previous = (await probe.call("probe.echo", {}))["pid"]
+            previous = pid_of(probe, await probe.call("probe.echo", {}))
             for round_ in range(2):
                 with pytest.raises(CallTimeout):
                     await probe.call("probe.spin", {})
                 # No await in between: the killed worker may not even be reaped yet.
                 answer = await probe.call("probe.echo", {"round": round_})
                 assert answer["round"] == round_
-                assert answer["pid"] != previous, "served by the replacement, never the killed worker"
+                assert pid_of(probe, answer) != previous, "served by the replacement, never the killed worker"
                 assert await wait_gone([previous]) == []
-                previous = answer["pid"]
+                previous = pid_of(probe, answer)
         stats = probe.stats.snapshot()
         assert stats["errors"] == {"timeout": 2}, "no call failed as crashed"
         assert stats["restarts"] == 2
@@ -128,7 +129,7 @@ async def test_queue_overflow_is_unavailable_at_once_and_nothing_hangs(tmp_path:
             held_result = await held
             echoes = await asyncio.gather(*queued)
             assert [e["n"] for e in echoes] == [0, 1]
-            assert {e["pid"] for e in echoes} == {held_result["pid"]}
+            assert {pid_of(probe, e) for e in echoes} == {pid_of(probe, held_result)}
             assert (await probe.call("probe.echo", {"after": 1}))["after"] == 1
         assert probe.stats.snapshot()["errors"] == {"unavailable": 1}
         assert len(probe.worker_pids) == 1
@@ -150,7 +151,7 @@ async def test_an_oversized_frame_fails_only_its_own_call(tmp_path: Path) -> Non
             held_result = await held
         assert held_result["held"] is True
         assert len(probe.worker_pids) == 3
-        (cut,) = set(probe.worker_pids) - {held_result["pid"], echo["pid"]}
+        (cut,) = set(probe.worker_pids) - {pid_of(probe, held_result), pid_of(probe, echo)}
         assert await wait_gone([cut]) == []
         assert probe.stats.snapshot()["errors"] == {"output_too_large": 1}
 
@@ -226,11 +227,11 @@ async def test_idle_workers_beyond_the_first_retire_without_counting_as_crashes(
         async with asyncio.timeout(SAFETY_S):
             tag = uuid.uuid4().hex
             results = await asyncio.gather(*(start(probe, "probe.gather", tag=tag, peers=3) for _ in range(3)))
-            assert len({r["pid"] for r in results}) == 3
+            assert len({r["channel"] for r in results}) == 3
             await until(lambda: len(probe.live_pids) == 1)
             (kept,) = probe.live_pids
             assert await wait_gone([pid for pid in probe.worker_pids if pid != kept]) == []
-            assert (await probe.call("probe.echo", {}))["pid"] == kept, "one warm worker stays"
+            assert pid_of(probe, await probe.call("probe.echo", {})) == kept, "one warm worker stays"
         stats = probe.stats.snapshot()
         assert (stats["crashes"], stats["restarts"], stats["errors"]) == (0, 0, {})
 
@@ -238,7 +239,7 @@ async def test_idle_workers_beyond_the_first_retire_without_counting_as_crashes(
 async def test_a_spare_worker_takes_over_at_once_when_the_warm_one_dies(tmp_path: Path) -> None:
     async with probe_host(tmp_path, maxConcurrency=2, spareWorkers=1) as (host, probe, _):
         async with asyncio.timeout(SAFETY_S):
-            warm = (await probe.call("probe.echo", {}))["pid"]
+            warm = pid_of(probe, await probe.call("probe.echo", {}))
             # The spare is started, confined and past its hello before anything needs it.
             await until(lambda: len(probe.live_pids) == 2)
             (spare,) = [pid for pid in probe.live_pids if pid != warm]
@@ -246,7 +247,7 @@ async def test_a_spare_worker_takes_over_at_once_when_the_warm_one_dies(tmp_path
             await until(lambda: probe.current_pid != warm)
             started_before_the_answer = list(probe.worker_pids)
             answer = await probe.call("probe.echo", {"after": "crash"})
-            assert answer["pid"] == spare, "the spare answered, no fork stood between crash and answer"
+            assert pid_of(probe, answer) == spare, "the spare answered, no fork stood between crash and answer"
             assert spare in started_before_the_answer
             # The spare became the warm worker; a new spare takes its place.
             await until(lambda: warm not in probe.live_pids and len(probe.live_pids) == 2)
@@ -260,7 +261,7 @@ async def test_spares_count_against_max_concurrency(tmp_path: Path) -> None:
         async with asyncio.timeout(SAFETY_S):
             tag = uuid.uuid4().hex
             results = await asyncio.gather(*(start(probe, "probe.gather", tag=tag, peers=2) for _ in range(2)))
-            assert len({r["pid"] for r in results}) == 2
+            assert len({r["channel"] for r in results}) == 2
             await until(lambda: probe.busy_workers == 0)
             assert probe.stats.snapshot()["workers"] == 2
         assert len(probe.worker_pids) == 2, "both slots served calls; no third process for a spare"

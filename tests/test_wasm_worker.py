@@ -107,8 +107,11 @@ def hostile_extension(root: Path) -> Path:
                         "exports": list(item.exports), "imports": list(item.imports)})
     (root / "outside.wasm").write_bytes(wat_to_wasm(FRIENDLY))
     methods = dict.fromkeys(("wasm.call", "wasm.bytes", "wasm.pid"), "wasm.hostile")
+    # 4 s per call: the loop attack still ends in `timeout`, and the memory bomb (zeroing
+    # 128 MiB) and a cold worker start have room on a loaded 2-core machine, where 1 s turned
+    # their real outcome (resource_limit, an answer) into a deadline.
     manifest = {"id": "wasm-hostile", "name": "Hostile WASM", "version": "1.0.0", "kind": "proc",
-                "capabilities": ["wasm.hostile"], "entry": "worker.py", "timeoutMs": 1000,
+                "capabilities": ["wasm.hostile"], "entry": "worker.py", "timeoutMs": 4000,
                 "methods": methods, "wasm": entries}
     (ext_dir / "manifest.json").write_text(json.dumps(manifest))
     (ext_dir / "worker.py").write_text(HOSTILE_WORKER)

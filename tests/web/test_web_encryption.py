@@ -159,7 +159,7 @@ def test_second_device_is_not_verified_until_the_recovery_key(
 
             # A well-formed key that is not this account's: refused with its code, nothing trusted.
             wrong = c2.post("/api/encryption/recovery/use", json={"recovery_key": encode_recovery_key(os.urandom(32))})
-            assert wrong.status_code == 422, wrong.text
+            assert wrong.status_code == 403, wrong.text
             assert wrong.json()["error"]["code"] == "wrong_recovery_key"
             assert ok(c2.get("/api/encryption"))["cross_signing"]["device_verified"] is False
             both = c2.post("/api/encryption/recovery/use", json={"recovery_key": "x", "passphrase": "y"})

@@ -21,8 +21,8 @@ from kumix.cli.output import emit_json, printable
 LAYER_PURPOSE = {
     "no_new_privs": "no privilege gain through exec (setuid, file capabilities)",
     "unprivileged": "no capability left; as root host: each extension runs as a uid of its own",
-    "namespaces": "own user, mount, IPC and network namespaces: a root holding only the runtime, "
-    "its extension dir (read-only) and its scratch dir",
+    "namespaces": "own user, mount, IPC, network and PID namespaces: a root holding only the runtime, "
+    "its extension dir (read-only) and its scratch dir; pid 1 of its own, no other process in sight",
     "task_limit": "a cap on the threads a worker holds at once (RLIMIT_NPROC in its own user namespace)",
     "landlock": "reads only its extension dir and the Python runtime; writes only its scratch dir",
     "seccomp": "an allowlist: no sockets, fork, exec, ptrace, mount, SysV IPC, xattrs, inotify, "
@@ -83,6 +83,9 @@ def cmd_doctor(ctx: CliContext) -> int:
             out.write(f"  {'active     ' if on else 'UNAVAILABLE'}  {layer:<13} {why}\n")
         if report.details.get("namespaces"):
             out.write(f"  namespaces entered: {', '.join(map(str, report.details['namespaces']))}\n")
+        if "pid_in_namespace" in report.details:
+            out.write(f"  pid inside its PID namespace: {report.details['pid_in_namespace']} "
+                      "(the host kills and watches it by the pid its supervisor reports)\n")
         if "max_tasks" in report.details:
             out.write(f"  task limit: {report.details['max_tasks']} per {report.details.get('task_limit_scope')}\n")
         if result.checks:

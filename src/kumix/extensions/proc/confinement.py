@@ -6,9 +6,11 @@ allowlisted environment, PDEATHSIG, own process group — is done, and before th
 entry file is imported; the worker must still be single-threaded unless the kernel has
 Landlock ABI 8):
 
-- `confine_worker(spec)` applies, in this order: the scratch directory handed to the worker's
-  uid (root host); the worker's own mount, IPC and network namespaces (and user namespace on a
-  non-root host) with a read-only root holding only the runtime, the extension directory and
+- `confine_worker(spec)` applies, in this order: a PID namespace of the worker's own (with the
+  user namespace on a non-root host), entered by forking once more — the caller stays behind
+  as the supervisor and never returns (pid_namespace.py), only the child, pid 1 there, goes on;
+  the scratch directory handed to the worker's uid (root host); the worker's own mount, IPC
+  and network namespaces with a read-only root holding only the runtime, the extension directory and
   the scratch directory; the Landlock rules prepared (paths are opened while the worker can
   still reach them); when running as root, the switch to the extension's own unprivileged
   uid/gid with every capability dropped (bounding set included) and then a user namespace of
@@ -59,6 +61,7 @@ from kumix.extensions.proc import (
     hygiene,
     landlock_rules,
     namespaces,
+    pid_namespace,
     privileges,
     runtime_access,
     seccomp_filter,
@@ -68,7 +71,7 @@ LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "namespaces", "task_l
 """Every layer a confined worker must have. `unprivileged`: no capability left and, when the
 host is root, the extension's own non-root uid/gid. `namespaces`: own user (non-root host, and
 root host after the uid switch), mount (a root holding only the runtime, the extension and its
-scratch directory), IPC and network namespaces. `task_limit`: RLIMIT_NPROC counting this
+scratch directory), IPC, network and PID (the worker is pid 1) namespaces. `task_limit`: RLIMIT_NPROC counting this
 worker's tasks (in its own user namespace) or its extension uid's."""
 
 WEAKER_WITHOUT_NAMESPACES: frozenset[str] = frozenset({"namespaces"})
@@ -118,6 +121,9 @@ class ConfinementSpec:
     """The process this worker must not outlive (the fork server); by default the parent at the
     time `confine_worker` starts. Checked after every identity and namespace change."""
     max_tasks: int = DEFAULT_MAX_TASKS
+    pid_report_fd: int | None = None
+    """Where the supervisor left behind by the PID namespace's fork reports the worker's pid and
+    wait status (the fork server's pipe, hygiene.REPORT_FD); consumed (closed) either way."""
     accept_without_namespaces: bool = False
     """The policy's `proc.allowWithoutNamespaces`: with `required`, a missing namespaces layer is
     reported but does not refuse the worker."""
@@ -188,6 +194,9 @@ class _Confiner:
         self.problems: dict[str, str] = {}
         self.details: dict[str, Any] = {}
         self.simulated = simulated_unavailable(spec.simulate_unavailable)
+        self.parent_witness: int | None = None
+        """Once this process is pid 1 of its own PID namespace: the read end of the pipe only
+        its parent (the supervisor) writes to, the witness of the parent-death check."""
 
     def fail(self, layer: str, reason: str) -> None:
         self.layers[layer] = False
@@ -256,7 +265,7 @@ def _still_with_parent(c: _Confiner, parent: int, after: str) -> None:
     """A uid switch (and a change of capabilities) clears the parent-death signal: set it again
     and, because the parent may have died before it took effect, check that the parent is still
     the expected one. An orphan exits at once: nobody is left to serve, and it must not live on."""
-    hygiene.die_with_parent(parent)
+    hygiene.die_with_parent(parent, c.parent_witness)
     c.details.setdefault("parent_death_checked_after", []).append(after)
 
 
@@ -267,13 +276,15 @@ def _exposures(read_paths: tuple[Path, ...], write_paths: tuple[Path, ...]) -> l
     return sorted(exposures, key=lambda e: len(e.path.parts))
 
 
-def _limit_tasks(c: _Confiner, max_tasks: int, own_user_namespace: bool, was_root: bool) -> None:
+def _limit_tasks(c: _Confiner, max_tasks: int, own_user_namespace: bool, was_root: bool, supervisor: bool) -> None:
     """RLIMIT_NPROC counts the tasks of the caller's uid in the caller's user namespace (Linux
     5.14+). In the worker's own user namespace that is exactly its own threads; on a root host
     without one it is every worker of the extension's uid. On a non-root host without one it
     would be every process of the user, so the runtime's own thread limit stands in (weaker:
     it counts threads started through Python's `threading`/`_thread`, not a raw pthread_create
-    through ctypes — docs/confinement.md)."""
+    through ctypes — docs/confinement.md). With `supervisor`, the PID namespace's supervisor is
+    one more task of the same uid in the same user namespace (a non-root host's worker): the
+    limit counts it, so the worker keeps `max_tasks` of its own."""
     if own_user_namespace:
         scope = "worker"
     elif was_root:
@@ -284,8 +295,9 @@ def _limit_tasks(c: _Confiner, max_tasks: int, own_user_namespace: bool, was_roo
         c.details["task_limit_scope"] = "runtime"
         c.layers["task_limit"] = True
         return
+    counted = max_tasks + 1 if supervisor else max_tasks
     try:
-        resource.setrlimit(resource.RLIMIT_NPROC, (max_tasks, max_tasks))
+        resource.setrlimit(resource.RLIMIT_NPROC, (counted, counted))
     except (OSError, ValueError) as exc:
         c.fail("task_limit", f"setrlimit(RLIMIT_NPROC) failed: {exc}")
         return
@@ -355,9 +367,31 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
         want_namespaces = False
     want_task_limit = c.wanted("task_limit")
 
+    # 1b. Into the PID namespace first, before this process writes much memory (each page it
+    #     writes before the fork is copied once more by the worker): the parent stays behind as
+    #     the supervisor and never returns; this process goes on as pid 1, with a parent it
+    #     cannot name (getppid() is 0), so from here on a witness pipe stands in for the pid.
+    own_user_namespace = False
+    supervised = False
+    if want_namespaces:
+        try:
+            namespaces.enter_pid_namespace(new_user_namespace=not was_root)
+        except OSError as exc:
+            c.fail("namespaces", f"could not enter the worker's PID namespace: {exc}")
+            want_namespaces = False
+        else:
+            own_user_namespace = not was_root
+            hygiene.die_with_parent(parent)  # the supervisor-to-be, still in the host's PID namespace
+            c.parent_witness = pid_namespace.become_pid_one(spec.pid_report_fd)
+            supervised = True
+            _still_with_parent(c, parent, "pid namespace")
+            c.details["pid_in_namespace"] = os.getpid()
+    if spec.pid_report_fd is not None and not supervised:
+        # No PID namespace: this process is the worker itself; the fork server sees EOF.
+        os.close(spec.pid_report_fd)
+
     status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
     proc_dir_fd = namespaces.open_own_proc_dir()
-    own_user_namespace = False
     try:
         read_paths = _read_paths(spec)
         write_paths = (spec.scratch_dir.resolve(),) if spec.scratch_dir is not None else ()
@@ -371,10 +405,9 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
         #    one of its own after the uid switch; a non-root host needs the user namespace first.
         if want_namespaces:
             try:
-                status = namespaces.enter(_exposures(read_paths, write_paths), new_user_namespace=not was_root)
-                own_user_namespace = status.user
+                namespaces.enter(_exposures(read_paths, write_paths), new_user_namespace=False)
                 c.layers["namespaces"] = True
-                c.details["namespaces"] = ["mount", "ipc", "net", *(["user"] if status.user else [])]
+                c.details["namespaces"] = ["mount", "ipc", "net", "pid", *(["user"] if own_user_namespace else [])]
                 _still_with_parent(c, parent, "namespaces")
             except OSError as exc:
                 c.fail("namespaces", f"could not enter the worker's namespaces: {exc}")
@@ -425,7 +458,7 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
         # 6. The task limit, after the last identity change (a new user namespace starts a new
         #    count, and a uid switch over the limit would mark the process).
         if want_task_limit:
-            _limit_tasks(c, spec.max_tasks, own_user_namespace, was_root)
+            _limit_tasks(c, spec.max_tasks, own_user_namespace, was_root, supervised and not was_root)
 
         # 7. Landlock, then seccomp last (the filter would not stop the Landlock calls, but
         #    anything that fails after it would be harder to explain).
@@ -453,6 +486,9 @@ def confine_worker(spec: ConfinementSpec) -> ConfinementReport:
     finally:
         os.close(status_fd)
         os.close(proc_dir_fd)
+        if c.parent_witness is not None:
+            # PDEATHSIG stays set: no identity change can follow (no capability is left).
+            os.close(c.parent_witness)
 
     if fds.names:
         c.details["traversal_fds"] = {str(k): str(v) for k, v in fds.names.items()}

@@ -22,6 +22,13 @@ Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
   {"op": "exited", "pid", "status"} (a raw wait status, for the host to classify),
   {"op": "preloaded"} once every module of PRELOAD_MODULES is imported (for the figures).
 
+The pid in "spawned" and "exited" is the process that runs the extension's code: with the
+worker's PID namespace that is the forked child's own child (pid 1 inside, pid_namespace.py),
+which the child reports on a pipe of its own (its "P" record); the child itself stays behind as
+its supervisor. The host kills that pid and reads its /proc files. "spawned" waits for the
+report (or for the pipe's EOF: without a PID namespace the child is the worker), and "exited"
+carries the worker's own wait status (the "S" record), falling back to the child's.
+
 Lifetime: the server dies with the host (PDEATHSIG, checked against the expected parent pid
 right after it is set) and every worker dies with the server, so SIGKILL of the host
 leaves no process behind. When the host closes the control socket the server kills its
@@ -43,6 +50,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kumix.extensions.proc import hygiene
+from kumix.extensions.proc.pid_namespace import RECORD, REPORT_PID, REPORT_STATUS
 from kumix.extensions.proc.preload import PRELOAD_MODULES
 
 MAX_CONTROL_MESSAGE_BYTES = 65_536
@@ -97,11 +105,27 @@ class _Preloader:
             gc.freeze()
 
 
+class _Child:
+    """A forked child, until it is reaped: which worker it stands for and what it reported."""
+
+    def __init__(self, token: int, pid: int, report_fd: int) -> None:
+        self.token = token
+        self.pid = pid
+        self.report_fd: int | None = report_fd
+        self.buffer = b""
+        self.worker_pid: int | None = None
+        self.worker_status: int | None = None
+        self.announced = False
+
+
 class _Server:
     def __init__(self, control: socket.socket, preloader: _Preloader) -> None:
         self.control = control
         self.preloader = preloader
-        self.children: set[int] = set()
+        self.children: dict[int, _Child] = {}
+        self.reports: dict[int, _Child] = {}
+        """By report pipe read end, while it is open."""
+        self.poller = select.poll()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
         signal.set_wakeup_fd(self.wake_w)
@@ -110,7 +134,7 @@ class _Server:
         self.control.send(json.dumps(doc).encode())
 
     def serve(self) -> int:
-        poller = select.poll()
+        poller = self.poller
         poller.register(self.control.fileno(), select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
         self.send({"op": "ready", "pid": os.getpid()})
@@ -131,6 +155,10 @@ class _Server:
                 if fd == self.wake_r:
                     self._drain_wakeup()
                     self._reap()
+                elif fd in self.reports:
+                    self._read_report(self.reports[fd])
+                elif fd != self.control.fileno():
+                    continue  # a report pipe closed while reaping in this same round
                 elif not self._on_control():
                     self._shutdown()
                     return 0
@@ -150,8 +178,53 @@ class _Server:
                 return
             if pid == 0:
                 return
-            self.children.discard(pid)
-            self.send({"op": "exited", "pid": pid, "status": status})
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            # It is dead: whatever it reported is in the pipe already.
+            self._read_report(child)
+            self._announce(child)
+            worker_status = child.worker_status if child.worker_status is not None else status
+            self.send({"op": "exited", "pid": child.worker_pid, "status": worker_status})
+
+    def _read_report(self, child: _Child) -> None:
+        """Take in the child's records; at EOF, close the pipe and announce the worker."""
+        fd = child.report_fd
+        if fd is None:
+            return
+        eof = False
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            if not data:
+                eof = True
+                break
+            child.buffer += data
+        while len(child.buffer) >= RECORD.size:
+            tag, value = RECORD.unpack_from(child.buffer)
+            child.buffer = child.buffer[RECORD.size :]
+            if tag == REPORT_PID and child.worker_pid is None:
+                child.worker_pid = value
+                self._announce(child)
+            elif tag == REPORT_STATUS:
+                child.worker_status = value
+        if eof:
+            self.poller.unregister(fd)
+            del self.reports[fd]
+            os.close(fd)
+            child.report_fd = None
+            self._announce(child)
+
+    def _announce(self, child: _Child) -> None:
+        if not child.announced:
+            child.announced = True
+            if child.worker_pid is None:
+                child.worker_pid = child.pid  # no PID namespace: the child is the worker
+            self.send({"op": "spawned", "token": child.token, "pid": child.worker_pid})
 
     def _on_control(self) -> bool:
         try:
@@ -184,21 +257,34 @@ class _Server:
 
         spec = WorkerSpec.from_json(spec_doc)
         parent = os.getpid()
-        pid = os.fork()
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(report_r, False)
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(report_r)
+            os.close(report_w)
+            raise
         if pid == 0:
             code = EXIT_SETUP_FAILED
             try:
                 self.control.close()
                 os.close(self.wake_r)
                 os.close(self.wake_w)
-                code = become_worker(spec, channel_read=fds[0], channel_write=fds[1], log=fds[2], parent=parent)
+                os.close(report_r)
+                code = become_worker(
+                    spec, channel_read=fds[0], channel_write=fds[1], log=fds[2], parent=parent, report_pipe=report_w
+                )
             except BaseException as exc:
                 with contextlib.suppress(OSError):
                     os.write(2, f"kumix worker setup failed: {type(exc).__name__}: {exc}\n".encode())
             finally:
                 os._exit(code)
-        self.children.add(pid)
-        self.send({"op": "spawned", "token": token, "pid": pid})
+        os.close(report_w)
+        child = _Child(token, pid, report_r)
+        self.children[pid] = child
+        self.reports[report_r] = child
+        self.poller.register(report_r, select.POLLIN)
 
     def _shutdown(self) -> None:
         for pid in self.children:

@@ -12,6 +12,7 @@ import fcntl
 import io
 import os
 import resource
+import select
 import signal
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ CHANNEL_WRITE_FD = 4
 """Replies to the host leave here. Never stdout: an extension's print must not reach the channel."""
 LOG_FD = 1
 """stdout and stderr both point at the extension's log file."""
+REPORT_FD = 5
+"""Where the fork server learns the worker's pid and wait status (pid_namespace.py); closed in
+the worker itself before any extension code runs."""
 
 EXIT_ORPHANED = 6
 """The parent died between fork and PDEATHSIG; nobody is left to serve."""
@@ -48,28 +52,40 @@ class WorkerLimits:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def die_with_parent(expected_parent: int) -> None:
+def die_with_parent(expected_parent: int, witness_fd: int | None = None) -> None:
     """SIGKILL this process when its parent dies, and close the race with a parent that
-    already died before the request took effect."""
+    already died before the request took effect.
+
+    The check is `getppid()` against the expected parent, or, with `witness_fd`, the read end
+    of a pipe whose only write end the parent holds (pid 1 of a PID namespace sees its parent
+    as 0): a parent's exit closes its descriptors before it reparents its children and sends
+    PDEATHSIG, so a pipe still open after the prctl means the signal will come."""
     if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
-    if os.getppid() != expected_parent:
+    if witness_fd is not None:
+        if select.select([witness_fd], [], [], 0)[0]:  # readable = EOF: the parent is gone
+            os._exit(EXIT_ORPHANED)
+    elif os.getppid() != expected_parent:
         os._exit(EXIT_ORPHANED)
 
 
-def place_fds(channel_read: int, channel_write: int, log: int) -> None:
-    """Put the channel on fds 3/4, the log on 1/2 and /dev/null on 0, then close the rest."""
-    # Move the sources above the targets first, so a source already sitting on 0..4 is
+def place_fds(channel_read: int, channel_write: int, log: int, report: int | None = None) -> None:
+    """Put the channel on fds 3/4, the log on 1/2, /dev/null on 0 and the report pipe (when
+    given) on 5, then close the rest."""
+    # Move the sources above the targets first, so a source already sitting on 0..5 is
     # not overwritten by an earlier dup2.
-    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, CHANNEL_WRITE_FD + 1) for fd in (channel_read, channel_write, log)]
+    sources = (channel_read, channel_write, log) if report is None else (channel_read, channel_write, log, report)
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, REPORT_FD + 1) for fd in sources]
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(moved[2], LOG_FD)
     os.dup2(moved[2], 2)
     os.dup2(moved[0], CHANNEL_READ_FD)
     os.dup2(moved[1], CHANNEL_WRITE_FD)
-    os.closerange(CHANNEL_WRITE_FD + 1, _max_fd())
+    if report is not None:
+        os.dup2(moved[3], REPORT_FD)
+    os.closerange(REPORT_FD + 1 if report is not None else CHANNEL_WRITE_FD + 1, _max_fd())
 
 
 def _max_fd() -> int:

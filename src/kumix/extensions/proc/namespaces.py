@@ -1,4 +1,4 @@
-"""A world of its own for each proc worker: user, mount, IPC and network namespaces.
+"""A world of its own for each proc worker: user, mount, IPC, network and PID namespaces.
 
 Landlock governs opening files; it does not govern `stat`, `readlink`, `getxattr`, inotify or
 the mount table, so a worker confined by access rules alone still learns names, metadata and
@@ -17,10 +17,11 @@ worker's view: a path outside those does not exist for it (ENOENT), whatever the
   the worker gains nothing outside. Each worker has its own, so its capabilities inside (dropped
   right after the view is built) reach nothing of a sibling, and `RLIMIT_NPROC` — counted per
   user namespace since Linux 5.14 — counts exactly the worker's own tasks.
-- No PID namespace: `unshare(CLONE_NEWPID)` only moves the caller's future children, and a
-  worker never has any (seccomp refuses fork). Processes stay out of reach because /proc is not
-  in the view, seccomp lets signals go only to the worker's own pid and Landlock (ABI 6) scopes
-  signals to the worker's domain. See docs/confinement.md.
+- PID namespace: only the worker's own pid exists for it (it is pid 1), so `kill`, `pidfd_open`,
+  `getppid` and any /proc name no other process. `unshare(CLONE_NEWPID)` moves only the
+  caller's future children, so the caller enters it first (`enter_pid_namespace`, with the user
+  namespace on a non-root host) and forks at once (pid_namespace.py): the child becomes the
+  worker and enters the other namespaces, the parent stays behind as its supervisor.
 
 The view is built from `/proc/self/fd/N` of O_PATH descriptors opened before the tmpfs covers
 its mount point, so the sources need not be reachable afterwards. Every directory keeps its own
@@ -44,6 +45,7 @@ from pathlib import Path
 CLONE_NEWNS = 0x0002_0000
 CLONE_NEWIPC = 0x0800_0000
 CLONE_NEWUSER = 0x1000_0000
+CLONE_NEWPID = 0x2000_0000
 CLONE_NEWNET = 0x4000_0000
 """From linux/sched.h (Python 3.11's os module has no CLONE_* names)."""
 
@@ -134,6 +136,7 @@ def unavailable_reason() -> str | None:
         return f"pivot_root's syscall number is not known for {os.uname().machine}"
     for path, off in (
         ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/user/max_pid_namespaces", "0"),
         ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
         ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
     ):
@@ -156,18 +159,37 @@ def _locked_flags(path: str) -> int:
     return flags
 
 
+def _map_own_ids(uid: int, gid: int) -> None:
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+
+
+def enter_pid_namespace(*, new_user_namespace: bool) -> None:
+    """A PID namespace for the caller's next child (pid_namespace.become_pid_one), and on a
+    non-root host the user namespace that permits it and the others (uid and gid mapped to
+    themselves, `setgroups` denied). Done first and alone, so the process forks before it has
+    written much memory: every page it writes before the fork, the worker copies once more."""
+    uid, gid = os.geteuid(), os.getegid()
+    # The kernel handles CLONE_NEWUSER first, so the PID namespace is owned by the new user
+    # namespace, whose capabilities permit it on a non-root host.
+    _check(_libc.unshare(ctypes.c_int(CLONE_NEWPID | (CLONE_NEWUSER if new_user_namespace else 0))),
+           "unshare(CLONE_NEWPID)")
+    if new_user_namespace:
+        _map_own_ids(uid, gid)
+
+
 def enter(exposures: Iterable[Exposure], *, new_user_namespace: bool) -> NamespaceStatus:
-    """Enter new mount, IPC and network namespaces (and a user namespace when asked: always on a
-    non-root host, where it is what permits the others) and pivot into a root that holds only
-    `exposures`. Raises NamespaceError (an OSError) naming the failed step."""
+    """Enter new mount, IPC and network namespaces (and a user namespace when asked — on a
+    non-root host that did not enter one with its PID namespace, where it is what permits the
+    others) and pivot into a root that holds only `exposures`. Raises NamespaceError (an
+    OSError) naming the failed step."""
     wanted = list(dict.fromkeys(exposures))
     uid, gid = os.geteuid(), os.getegid()
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | (CLONE_NEWUSER if new_user_namespace else 0)
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
     if new_user_namespace:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+        _map_own_ids(uid, gid)
     # Nothing mounted from here on may propagate back to the host's mount namespace.
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None, "make / private")
     base = str(MOUNT_POINT)
@@ -207,8 +229,10 @@ def enter(exposures: Iterable[Exposure], *, new_user_namespace: bool) -> Namespa
 def open_own_proc_dir() -> int:
     """A descriptor of this process's /proc directory, opened while /proc is still in view: the
     user namespace a root host's worker enters after the pivot (`enter_user_namespace`) has its
-    id maps written through it. The dentry names this task, not whoever opens "self" later."""
-    return os.open(f"/proc/{os.getpid()}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    id maps written through it. "self" is resolved in the PID namespace of that /proc (the
+    host's), so it names this task even as pid 1 of a namespace of its own (`getpid()` would
+    say 1 there); the dentry names this task, not whoever opens "self" later."""
+    return os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def _write_at(dir_fd: int, name: str, text: str) -> None:

@@ -6,7 +6,8 @@ Order matters and is the contract with `confinement.py`:
 2. `confine_worker` exactly once (strict policy: failure answers `confinement_unavailable`
    in the hello and the worker exits; dev policy: runs unconfined and says so in its log);
    it sets PDEATHSIG again after every uid switch and namespace entry, and exits when the
-   fork server is no longer its parent;
+   fork server is no longer its parent; with the namespaces it forks once more into its own
+   PID namespace, and only the child (pid 1 there) goes on (pid_namespace.py);
 3. `set_worker_context`, then the extension's entry file is imported;
 4. the hello frame, then the SDK's request loop.
 """
@@ -33,12 +34,17 @@ EXIT_BAD_EXTENSION = 7
 EXIT_SETUP_FAILED = 70
 
 
-def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, log: int, parent: int) -> int:
-    """Run in the forked child; returns the exit code. Never returns into the fork server."""
+def become_worker(
+    spec: WorkerSpec, *, channel_read: int, channel_write: int, log: int, parent: int, report_pipe: int | None = None
+) -> int:
+    """Run in the forked child; returns the exit code. Never returns into the fork server.
+
+    `report_pipe`: the pipe on which the fork server learns which process runs the worker (the PID
+    namespace's grandchild, pid_namespace.py) and how it ended."""
     os.setsid()
     hygiene.die_with_parent(parent)
     hygiene.reset_signals()
-    hygiene.place_fds(channel_read, channel_write, log)
+    hygiene.place_fds(channel_read, channel_write, log, report_pipe)
     scratch = Path(spec.scratch_dir) if spec.scratch_dir else None
     hygiene.replace_environment(hygiene.fresh_environment(spec.extension_id, scratch))
     hygiene.apply_rlimits(
@@ -69,6 +75,7 @@ def become_worker(spec: WorkerSpec, *, channel_read: int, channel_write: int, lo
                 extension_id=spec.extension_id,
                 parent_pid=parent,
                 max_tasks=spec.max_tasks,
+                pid_report_fd=hygiene.REPORT_FD if report_pipe is not None else None,
                 accept_without_namespaces=spec.allow_without_namespaces,
             )
         )
