@@ -268,7 +268,19 @@ async def test_the_peer_asks_and_the_api_answers(synapse: SynapseHarness, first:
     peer, bob = await _peer_in_a_room(synapse, browser, first, alice_user, "encbobB")
     try:
         me = ok(await asyncio.to_thread(browser.get, "/api/whoami"))["account"]
-        await peer.do("request_verification", user=alice_user.user_id, device=me["device_id"])
+        with await asyncio.to_thread(first.websocket, browser) as ws:
+            assert (await asyncio.to_thread(first.recv_json, ws))["type"] == "hello"
+            await peer.do("request_verification", user=alice_user.user_id, device=me["device_id"])
+
+            def frame() -> dict[str, Any]:
+                while True:
+                    doc = first.recv_json(ws)
+                    if doc["type"] == "verification":
+                        return doc
+
+            pushed = (await asyncio.to_thread(frame))["verification"]
+        assert pushed["user_id"] == bob.user_id
+        assert pushed["state"] == "incoming"
 
         def incoming() -> dict[str, Any]:
             flows = ok(browser.get("/api/verifications"))["verifications"]

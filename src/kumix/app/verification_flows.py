@@ -17,7 +17,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from kumix.app.verification import Verifier, take_events
@@ -198,6 +198,17 @@ class VerificationFlows:
         self._spawn = spawn
         self._flows: dict[str, Flow] = {}
         self._pump: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[Flow], None]] = []
+
+    @contextlib.contextmanager
+    def on_incoming(self, listener: Callable[[Flow], None]) -> Iterator[None]:
+        """Call `listener` (which must not block: a WebSocket's bounded queue) with each
+        incoming request while the block runs."""
+        self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._listeners.remove(listener)
 
     def start(self) -> None:
         if self._pump is None:
@@ -284,3 +295,6 @@ class VerificationFlows:
                     self._add(flow)
                 except StateBusy:
                     log.warning("verification request from %s ignored: too many running", sender[:255])
+                    continue
+                for listener in list(self._listeners):
+                    listener(flow)

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from kumix.app import client_settings
 from kumix.app.kumix import Kumix
-from kumix.app.verification_flows import Decision
+from kumix.app.verification_flows import Decision, Flow
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
 from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
 from kumix.web import openapi
@@ -503,6 +503,17 @@ class EventStream:
         return accepted
 
     async def run(self, cursor: int | None) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if self.k.has_account():
+                # Incoming verification requests as frames too (the page need not poll).
+                def incoming(flow: Flow) -> None:
+                    self.offer({"type": "verification", "verification": flow.to_json()})
+
+                with contextlib.suppress(KumixError):
+                    stack.enter_context((await self.k.verifications()).on_incoming(incoming))
+            await self._run(cursor)
+
+    async def _run(self, cursor: int | None) -> None:
         start = self.k.cursor() if cursor is None else cursor
         # The cursor the replay runs up to: frames with a cursor at or below it are catch-up.
         self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start})
