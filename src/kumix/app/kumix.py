@@ -175,7 +175,13 @@ class Kumix:
             raise RuntimeError("Kumix.local owns no tasks: open it with Kumix.open")
         task = self._tasks.create_task(coro, name=name)
         self._background.append(task)
+        # A finished task leaves the list: a long-running server spawns one per verification.
+        task.add_done_callback(self._forget)
         return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._background.remove(task)
 
     async def start_live(self) -> None:
         """Take the device and start the sync and outbox loops (idempotent)."""
@@ -195,7 +201,7 @@ class Kumix:
             self._live_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._live_task
-            self._background.remove(self._live_task)
+            self._forget(self._live_task)
             self._live_task = None
         self._live = False
         if self._flows is not None:
