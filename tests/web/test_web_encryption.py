@@ -403,3 +403,23 @@ async def test_in_room_verification_through_the_api(synapse: SynapseHarness, fir
         assert seen["cross_signing_verified"] is True
     finally:
         await peer.stop()
+
+
+def test_an_abandoned_verification_times_out_by_itself(synapse: SynapseHarness, browser: httpx.Client,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody answers and the page never decides: the flow ends on its own, as `failed` with
+    `timeout`, and frees its place (the limit is shortened here; it is 10 minutes)."""
+    from kumix.app import verification_flows
+
+    monkeypatch.setattr(verification_flows, "FLOW_SECONDS", 1.0)
+    nobody = synapse.user("encabandoned")
+    flow = ok(browser.post("/api/verifications", json={"user": nobody.user_id}))
+    ended: dict[str, Any] | None = None
+    for _ in range(600):
+        ended = ok(browser.get(f"/api/verifications/{flow['id']}"))
+        if ended["state"] != "requested":
+            break
+        time.sleep(0.05)
+    assert ended is not None
+    assert ended["state"] == "failed"
+    assert ended["error"]["code"] == "timeout"
