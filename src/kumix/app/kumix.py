@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
     from kumix.app.matrix_session import MatrixService, Session
+    from kumix.app.verification_flows import VerificationFlows
     from kumix.extensions.policy import Policy
     from kumix.store.database import Database
 
@@ -119,6 +120,7 @@ class Kumix:
         self._session: Session | None = None
         self._holder: DeviceHolder | None = None
         self._live = False
+        self._flows: VerificationFlows | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -174,7 +176,13 @@ class Kumix:
             raise RuntimeError("Kumix.local owns no tasks: open it with Kumix.open")
         task = self._tasks.create_task(coro, name=name)
         self._background.append(task)
+        # A finished task leaves the list: a long-running server spawns one per verification.
+        task.add_done_callback(self._forget)
         return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._background.remove(task)
 
     async def start_live(self) -> None:
         """Take the device and start the sync and outbox loops (idempotent)."""
@@ -194,9 +202,12 @@ class Kumix:
             self._live_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._live_task
-            self._background.remove(self._live_task)
+            self._forget(self._live_task)
             self._live_task = None
         self._live = False
+        if self._flows is not None:
+            self._flows.close()
+            self._flows = None
         self._session = None
         await self._session_stack.aclose()
         self._session_stack = AsyncExitStack()
@@ -547,6 +558,20 @@ class Kumix:
         if refresh:
             await self._refresh(session)
         return Encryption(session, self._notice)
+
+    async def verifications(self) -> VerificationFlows:
+        """The device's verification flows for a front end that drives them by requests
+        (the web API): one set per session, its tasks owned by this `Kumix`; started on
+        first use (requests that arrived before are still there to answer)."""
+        from kumix.app.verification_flows import VerificationFlows
+
+        session = await self._require_device()
+        if self._flows is None or self._flows.session is not session:
+            if self._flows is not None:
+                self._flows.close()
+            self._flows = VerificationFlows(session, lambda coro, name: self.spawn(coro, name=name))
+            self._flows.start()
+        return self._flows
 
     def exclude_insecure_devices(self, value: bool | None = None) -> bool:
         """The "exclude insecure devices" setting (MSC4153): set it when `value` is given;

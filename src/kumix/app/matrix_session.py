@@ -307,6 +307,11 @@ class Session:
     def account(self) -> Account:
         return self.client.account
 
+    @property
+    def looping(self) -> bool:
+        """The sync loop runs (`run`): a use case waits for its batches instead of syncing."""
+        return self._looping
+
     # -- sync ----------------------------------------------------------------------------
 
     async def sync(self, *, timeout_ms: int = 0) -> SyncBatch:
