@@ -29,11 +29,11 @@ RESULTS = ROOT / "results"
 
 
 def _hs(rooms: int, messages: int):  # type: ignore[no-untyped-def]
-    from kumix.app.homeserver import Homeserver, HomeserverConfig
+    from kumix.matrix.homeserver import Homeserver, HomeserverConfig
 
     directory = RESULTS / f"synapse-{rooms}x{messages}"
     port_file = directory / "port"
-    from kumix.app.homeserver import free_port
+    from kumix.matrix.homeserver import free_port
 
     port = free_port()
     return Homeserver(HomeserverConfig(directory, port)), directory, port_file

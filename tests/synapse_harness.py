@@ -1,6 +1,6 @@
 """A real Synapse for the tests: one per session, on 127.0.0.1, SQLite, generated config.
 
-The start/config/registration code is Kumix's own (`kumix.app.homeserver`, which
+The start/config/registration code is Kumix's own (`kumix.matrix.homeserver`, which
 `kumix demo` uses too); this module only adds what tests need: unique users.
 """
 

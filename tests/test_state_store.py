@@ -157,7 +157,7 @@ def test_outbox_rows_of_the_first_schema_keep_their_error_as_fields(data_dir: Pa
 
 
 def test_timeline_rows_of_earlier_schemas_survive_the_shield_migration(data_dir: Path) -> None:
-    """Timeline migration 3 adds each event's shield: events stored before keep everything
+    """Timeline migration 4 adds each event's shield: events stored before keep everything
     and have none (not judged); new ones store and read theirs back, withheld ones too."""
     from kumix.core.models import Event
     from kumix.store.database import Migrations
@@ -165,7 +165,7 @@ def test_timeline_rows_of_earlier_schemas_survive_the_shield_migration(data_dir:
 
     path = data_dir / "state.db"
     with Database(path) as db:
-        db.migrate(Migrations("timeline", MIGRATIONS.steps[:2]))
+        db.migrate(Migrations("timeline", MIGRATIONS.steps[:3]))
         with db.transaction() as tx:
             tx.execute("INSERT INTO matrix_events(event_id, room_id, seq, sender, ts, kind, body, encrypted, change)"
                        " VALUES ('$old', '!r:x', 1, '@a:x', 5, 'text', 'kept as it was', 1, 1)")

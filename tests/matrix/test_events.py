@@ -4,7 +4,17 @@ loses updates, never blocks the producer, and is told exactly where to resume.""
 from __future__ import annotations
 
 from kumix.app.events import EventHub, Subscription
-from kumix.core.models import Event, Resync, Room, RoomsUpdate, TimelineUpdate
+from kumix.core.models import (
+    Event,
+    FiguresUpdate,
+    Receipt,
+    ReceiptsUpdate,
+    Resync,
+    Room,
+    RoomsUpdate,
+    TimelineUpdate,
+    TypingUpdate,
+)
 
 
 def update(cursor: int, room: str = "!a:x") -> TimelineUpdate:
@@ -42,3 +52,17 @@ async def test_room_filter_replayed_duplicates_and_unsubscribe() -> None:
     hub.publish([update(3)])
     assert sub.get_nowait() is None
     assert hub.subscribers == 0
+
+
+async def test_live_only_updates_follow_the_room_filter() -> None:
+    hub = EventHub()
+    some = Subscription(frozenset({"!a:x"}))
+    every = Subscription(None)
+    hub.add(some)
+    hub.add(every)
+    live = [TypingUpdate("!b:x", ("@s:x",)), TypingUpdate("!a:x", ("@s:x",)),
+            ReceiptsUpdate("!b:x", (Receipt("@s:x", "$e", "m.read", 1),)),
+            ReceiptsUpdate("!a:x", (Receipt("@s:x", "$e", "m.read", 1),)), FiguresUpdate("x", {"calls": 1})]
+    hub.publish(live)
+    assert [some.get_nowait() for _ in range(3)] == [live[1], live[3], None]  # figures are about no room
+    assert [every.get_nowait() for _ in range(6)] == [*live, None]

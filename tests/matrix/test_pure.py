@@ -132,3 +132,33 @@ def test_vault_prompt_ended_with_ctrl_d_is_unauthorized(tmp_path: Path, monkeypa
     with pytest.raises(Unauthorized, match="no vault passphrase entered"):
         Vault(tmp_path / "v.json", {}, interactive=True).create({"access_token": "x"})
     assert not (tmp_path / "v.json").exists()
+
+
+def test_room_avatars_and_space_links_survive_the_migration_and_a_reopen(tmp_path: Path) -> None:
+    from kumix.core.models import Room
+    from kumix.store.database import Migrations
+    from kumix.store.timeline import MIGRATIONS, TimelineStore
+
+    path = tmp_path / "state.db"
+    old = Database(path)
+    old.migrate(Migrations(MIGRATIONS.component, MIGRATIONS.steps[:2]))  # a store from before spaces
+    with old.transaction() as tx:
+        tx.execute("INSERT INTO matrix_rooms(room_id, name, encrypted, membership) VALUES ('!old:x', 'Old', 0, 'join')")
+    old.close()
+    db = Database(path)
+    store = TimelineStore(db)
+    assert store.room("!old:x") == Room("!old:x", "Old", None, False, "join")
+    space = Room("!s:x", "S", None, False, "join", avatar_url="mxc://x/a", is_space=True,
+                 children=("!a:x", "!b:x"))
+    child = Room("!a:x", "A", None, False, "join", parents=("!s:x",))
+    with db.transaction() as tx:
+        TimelineStore.put_rooms(tx, [space, child], {}, [])
+    with db.transaction() as tx:  # a later sync: the link removed, the avatar gone
+        TimelineStore.put_rooms(tx, [Room("!s:x", "S", None, False, "join", is_space=True, children=("!b:x",))],
+                                {}, [])
+    db.close()
+    db = Database(path)
+    store = TimelineStore(db)
+    assert store.room("!s:x") == Room("!s:x", "S", None, False, "join", is_space=True, children=("!b:x",))
+    assert store.room("!a:x") == child
+    db.close()

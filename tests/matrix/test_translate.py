@@ -133,3 +133,50 @@ def test_every_recorded_event_translates_to_the_kind_its_type_means() -> None:
     undecryptable = next(e for e in events if e.kind == "undecryptable")
     assert undecryptable.session_id == by_id[undecryptable.event_id]["content"]["session_id"]
     assert all(e.event_id and e.room_id == ROOM and e.origin_ts > 0 for e in events)
+
+
+def test_typing_and_receipts_translate_and_hostile_fields_are_dropped() -> None:
+    from kumix.core.models import Receipt, ReceiptsUpdate, TypingUpdate
+    from kumix.matrix.translate import translate_ephemeral
+
+    me = "@me:x"
+    typing = nio.TypingNoticeEvent.from_dict({"type": "m.typing", "content": {"user_ids": ["@b:x", me, "@a:x"]}})
+    assert translate_ephemeral("!r:x", typing, user_id=me) == TypingUpdate("!r:x", ("@a:x", "@b:x"))
+    # Built past nio's schema check, as a hostile server could make them look.
+    hostile = nio.TypingNoticeEvent(users=["@a:x", 5, None, {"x": 1}])  # type: ignore[list-item]
+    assert translate_ephemeral("!r:x", hostile, user_id=me) == TypingUpdate("!r:x", ("@a:x",))
+    assert translate_ephemeral("!r:x", nio.TypingNoticeEvent(users="@a:x"), user_id=me) == TypingUpdate("!r:x", ())  # type: ignore[arg-type]
+    receipts = nio.ReceiptEvent.from_dict({"type": "m.receipt", "content": {
+        "$e": {"m.read": {"@b:x": {"ts": 7}}}}})
+    assert translate_ephemeral("!r:x", receipts, user_id=me) == ReceiptsUpdate(
+        "!r:x", (Receipt("@b:x", "$e", "m.read", 7),))
+    bad = nio.ReceiptEvent(receipts=[nio.Receipt(5, "m.read", "@b:x", 1),  # type: ignore[arg-type]
+                                     nio.Receipt("$e", "m.read", "@b:x", "x")])  # type: ignore[arg-type]
+    assert translate_ephemeral("!r:x", bad, user_id=me) == ReceiptsUpdate("!r:x", (Receipt("@b:x", "$e", "m.read", 0),))
+    assert translate_ephemeral("!r:x", nio.ReceiptEvent(receipts=[]), user_id=me) is None
+
+
+def test_room_avatar_and_space_links_from_untrusted_state() -> None:
+    from types import SimpleNamespace
+
+    from kumix.matrix.translate import MAX_SPACE_LINKS, translate_room
+
+    def room(**extra: Any) -> Any:
+        return SimpleNamespace(room_id="!s:x", display_name="S", topic=None, encrypted=False,
+                               unread_notifications=0, unread_highlights=0, canonical_alias=None, **extra)
+
+    r = translate_room(room(room_type="m.space", room_avatar_url="mxc://x/a", children={"!b:x", "!a:x", 3, "x"},
+                            parents={"!p:x"}), "join", user_id="@me:x", direct_rooms=set())
+    assert r.is_space
+    assert r.avatar_url == "mxc://x/a"
+    assert r.children == ("!a:x", "!b:x")
+    assert r.parents == ("!p:x",)
+    # An avatar that is not a content URI would make the server fetch what a sender chose.
+    for url in ("https://evil.example/a.png", 7, "mxc://" + "a" * 2000):
+        assert translate_room(room(room_avatar_url=url), "join", user_id="@me:x", direct_rooms=set()).avatar_url is None
+    flood = {f"!{i:05}:x" for i in range(MAX_SPACE_LINKS + 50)}
+    many = translate_room(room(room_type="m.space", children=flood), "join", user_id="@me:x", direct_rooms=set())
+    assert many.children == tuple(sorted(flood))[:MAX_SPACE_LINKS]
+    plain = translate_room(room(room_type=["m.space"]), "join", user_id="@me:x", direct_rooms=set())
+    assert not plain.is_space
+    assert plain.children == ()

@@ -338,6 +338,68 @@ def test_encrypted_attachment_is_decrypted_in_the_server(server: WebServer, brow
 
 # -- API basics ---------------------------------------------------------------------------
 
+# -- spaces and avatars -------------------------------------------------------------------
+
+def rooms_by_id(c: httpx.Client) -> dict[str, dict[str, Any]]:
+    r = c.get("/api/rooms")
+    assert r.status_code == 200, r.text
+    return {row["room_id"]: row for row in r.json()["rooms"]}
+
+
+def test_spaces_their_rooms_and_avatars(server: WebServer, browser: httpx.Client, alice_user: TestUser,
+                                        bob: MatrixUser) -> None:
+    """Bob builds a space with a child room (both directions of the link), sets the child's
+    avatar to a file Alice uploaded through the API without sending it, and gives the space
+    an SVG avatar; Alice's room list says which is the space and what it groups, and the
+    avatars come through the server, the SVG only as an attachment under the sandbox."""
+    up = browser.post("/api/upload", params={"name": "avatar.png"}, content=PNG,
+                      headers={"content-type": "image/png"})
+    assert up.status_code == 200, up.text
+    png_url = up.json()["url"]
+    assert png_url.startswith("mxc://")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
+    via = {"via": [bob.user_id.split(":", 1)[1]]}
+    space = bob.create_room(name="Web space", creation_content={"type": "m.space"}, invite=[alice_user.user_id])
+    child = bob.create_room(name="Space child", invite=[alice_user.user_id])
+    bob.put_state(space, "m.space.child", child, via)
+    bob.put_state(child, "m.space.parent", space, via | {"canonical": True})
+    bob.put_state(child, "m.room.avatar", "", {"url": png_url})
+    bob.put_state(space, "m.room.avatar", "", {"url": bob.upload(svg, "image/svg+xml")})
+    # A removed link (content without `via`) groups nothing.
+    gone = bob.create_room(name="Unlinked", invite=[alice_user.user_id])
+    bob.put_state(space, "m.space.child", gone, via)
+    bob.put_state(space, "m.space.child", gone, {})
+    wait_until(lambda: {space, child, gone} <= set(rooms_by_id(browser)), "the invites")
+    for room_id in (space, child, gone):
+        assert browser.post("/api/join", json={"room": room_id}).status_code == 200
+    wait_until(lambda: rooms_by_id(browser)[space]["children"] == [child]
+               and rooms_by_id(browser)[child]["avatar"] == png_url
+               and rooms_by_id(browser)[space]["avatar"] is not None, "the space state synced")
+    rows = rooms_by_id(browser)
+    assert rows[space]["space"] is True
+    assert rows[child]["space"] is False
+    assert rows[child]["children"] == []
+    assert rows[child]["parents"] == [space]
+    assert rows[gone]["parents"] == []
+    assert gone not in rows[space]["children"]
+
+    r = browser.get(f"/api/rooms/{child}/avatar")
+    assert r.status_code == 200, r.text
+    assert r.content == PNG
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["content-disposition"].startswith("inline")
+    assert_header_set(r, csp=MEDIA_CSP)
+    r = browser.get(f"/api/rooms/{space}/avatar")
+    assert r.status_code == 200, r.text
+    assert r.content == svg
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith("attachment")
+    assert_header_set(r, csp=MEDIA_CSP)
+    r = browser.get(f"/api/rooms/{gone}/avatar")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+
+
 def test_send_page_and_errors(server: WebServer, browser: httpx.Client, room: str) -> None:
     before = server.call(lambda: server.kumix.cursor())  # type: ignore[union-attr]
     r = browser.post(f"/api/rooms/{room}/messages", json={"text": "hello **web**"})
@@ -486,6 +548,52 @@ def cut_off(server: WebServer, k: Any, fast: Any, slow: Any) -> None:
         reader.join(60)
 
 
+def test_typing_and_receipts_of_others_are_pushed(server: WebServer, browser: httpx.Client, bob: MatrixUser,
+                                                  alice_user: TestUser, room: str) -> None:
+    own = browser.post(f"/api/rooms/{room}/messages", json={"text": "read me", "markdown": False})
+    assert own.status_code == 200, own.text
+    event_id = own.json()["event_id"]
+    with server.websocket(browser) as ws:
+        assert server.recv_json(ws)["type"] == "hello"
+        # Alice's own typing notice is not one of "others typing".
+        assert browser.post(f"/api/rooms/{room}/typing", json={"typing": True}).status_code == 200
+        bob.typing(room, True)
+        frames = read_until(server, ws, lambda got: any(
+            f["type"] == "typing" and f["user_ids"] for f in got))
+        typing = [f for f in frames if f["type"] == "typing"]
+        assert all(f["room_id"] == room for f in typing)
+        assert typing[-1]["user_ids"] == [bob.user_id]
+        assert all(alice_user.user_id not in f["user_ids"] for f in typing)
+        bob.typing(room, False)
+        frames = read_until(server, ws, lambda got: any(
+            f["type"] == "typing" and not f["user_ids"] for f in got))
+        bob.receipt(room, event_id)
+        frames = read_until(server, ws, lambda got: any(
+            f["type"] == "receipts" and any(r["user_id"] == bob.user_id for r in f["receipts"]) for f in got))
+        receipt = next(r for f in frames if f["type"] == "receipts" for r in f["receipts"]
+                       if r["user_id"] == bob.user_id)
+        assert frames[-1]["room_id"] == room
+        assert receipt["event_id"] == event_id
+        assert receipt["type"] == "m.read"
+        assert receipt["ts"] > 0
+
+
+def test_extension_figures_are_pushed_after_each_call(server: WebServer, browser: httpx.Client, room: str) -> None:
+    def figures(got: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [f["live"] for f in got if f["type"] == "figures" and f["extension_id"] == "markdown-renderer"]
+
+    with server.websocket(browser) as ws:
+        assert server.recv_json(ws)["type"] == "hello"
+        calls = []
+        for text in ("*one*", "**two**"):
+            r = browser.post(f"/api/rooms/{room}/messages", json={"text": text, "markdown": True})
+            assert r.status_code == 200, r.text
+            calls.append(figures(read_until(server, ws, lambda got: bool(figures(got))))[-1])
+    assert calls[1]["calls"] == calls[0]["calls"] + 1
+    assert calls[1]["ok"] == calls[0]["ok"] + 1
+    assert "latency_ms" in calls[1]
+
+
 def test_send_from_another_terminal_is_handed_to_the_server(server: WebServer, browser: httpx.Client, room: str,
                                                            alice_dir: Path, vault_env: dict[str, str]) -> None:
     with server.websocket(browser) as ws:
@@ -546,6 +654,12 @@ class LoopBridge:
 
 # Operations that would end the session under test or reach out to arbitrary homeservers.
 SKIPPED_OPERATIONS = {"/api/login", "/api/logout"}
+# Operations that replace the account's cross-signing identity, secret storage or key
+# backup (each undoes what other clients of the account rely on; tests/web/
+# test_web_encryption.py drives them), or that query arbitrary users' keys and so reach
+# out to arbitrary homeservers (/api/verifications, /api/devices...; tested there too).
+SKIPPED_OPERATIONS |= {"/api/encryption/cross-signing", "/api/encryption/recovery", "/api/encryption/backup",
+                       "/api/verifications", "/api/devices", "/api/devices/accept-new-identity"}
 
 
 def test_openapi_document_holds_under_schemathesis(server: WebServer, browser: httpx.Client, room: str) -> None:

@@ -194,5 +194,26 @@ class MatrixUser:
         r.raise_for_status()
         return str(r.json()["event_id"])
 
+    def create_room(self, **body: Any) -> str:
+        r = self.http.post("/_matrix/client/v3/createRoom", json=body)
+        r.raise_for_status()
+        return str(r.json()["room_id"])
+
+    def put_state(self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]) -> None:
+        self.http.put(f"/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}",
+                      json=content).raise_for_status()
+
+    def upload(self, data: bytes, content_type: str) -> str:
+        r = self.http.post("/_matrix/media/v3/upload", content=data, headers={"Content-Type": content_type})
+        r.raise_for_status()
+        return str(r.json()["content_uri"])
+
+    def typing(self, room_id: str, typing: bool) -> None:
+        self.http.put(f"/_matrix/client/v3/rooms/{room_id}/typing/{self.user_id}",
+                      json={"typing": typing, "timeout": 30_000} if typing else {"typing": False}).raise_for_status()
+
+    def receipt(self, room_id: str, event_id: str) -> None:
+        self.http.post(f"/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{event_id}", json={}).raise_for_status()
+
     def close(self) -> None:
         self.http.close()

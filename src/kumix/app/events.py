@@ -2,7 +2,10 @@
 a subscriber falls behind.
 
 The sync (and late decryption, edits, redactions) publish `TimelineUpdate`s carrying the
-store's change cursor, and `RoomsUpdate`s. `EventHub.publish` never blocks and never
+store's change cursor, and `RoomsUpdate`s; each sync also publishes the typing notices
+(`TypingUpdate`) and read receipts (`ReceiptsUpdate`) of joined rooms, which are live
+only (never stored, so never replayed); so are the extension call figures
+(`FiguresUpdate`) published after each extension call. `EventHub.publish` never blocks and never
 waits for a slow subscriber: the producer is the sync loop, and one stalled browser tab
 must not stall sync for everyone.
 
@@ -22,7 +25,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
+from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 
 if TYPE_CHECKING:
     import asyncio
@@ -53,8 +56,12 @@ class Subscription:
     def wants(self, update: Update) -> bool:
         if self.rooms is None or isinstance(update, Resync):
             return True
+        if isinstance(update, FiguresUpdate):
+            return False  # about no room: a subscriber to some rooms does not want it
         if isinstance(update, TimelineUpdate):
             return update.event.room_id in self.rooms
+        if isinstance(update, TypingUpdate | ReceiptsUpdate):
+            return update.room_id in self.rooms
         return any(r.room_id in self.rooms for r in update.rooms)
 
     def offer(self, update: Update) -> None:

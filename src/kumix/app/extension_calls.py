@@ -12,6 +12,7 @@ directory's saved figures (`ExtensionService.stats_store`), which `kumix ext inf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -21,10 +22,15 @@ from kumix.core.errors import BadRequest, Disabled, NotGranted, PolicyDenied
 from kumix.extensions.proc.host import ProcHost
 from kumix.extensions.proc.session import ProcSession
 
+FiguresListener = Callable[[str, dict[str, Any]], None]
+"""Told an extension's id and this process's figures for it after each call or ping."""
+
 
 class ExtensionCaller:
-    def __init__(self, extensions: ExtensionService, settings: Settings) -> None:
+    def __init__(self, extensions: ExtensionService, settings: Settings, *,
+                 on_figures: FiguresListener | None = None) -> None:
         self._extensions = extensions
+        self._on_figures = on_figures
         self._host = ProcHost(extensions.policy, logs_dir=settings.logs_dir, scratch_root=settings.scratch_dir)
 
     async def __aenter__(self) -> ExtensionCaller:
@@ -68,11 +74,22 @@ class ExtensionCaller:
 
     async def call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any:
         session = await self.session(extension_id)
-        return await session.call(method, params)
+        try:
+            return await session.call(method, params)
+        finally:
+            self._figures_changed(extension_id)
 
     async def ping(self, extension_id: str) -> float:
         session = await self.session(extension_id)
-        return await session.ping()
+        try:
+            return await session.ping()
+        finally:
+            self._figures_changed(extension_id)
+
+    def _figures_changed(self, extension_id: str) -> None:
+        # A call that failed counts too (errors, timeouts, crashes are figures).
+        if self._on_figures is not None:
+            self._on_figures(extension_id, self.stats(extension_id))
 
     async def warm(self, extension_id: str) -> None:
         """Start the worker ahead of the first call."""

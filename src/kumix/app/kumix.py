@@ -39,6 +39,7 @@ from kumix.core.models import (
     Account,
     DeviceHolder,
     Event,
+    FiguresUpdate,
     Room,
     SearchHit,
     TimelinePage,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
     from kumix.app.matrix_session import MatrixService, Session
+    from kumix.app.verification_flows import VerificationFlows
     from kumix.extensions.policy import Policy
     from kumix.store.database import Database
 
@@ -118,6 +120,7 @@ class Kumix:
         self._session: Session | None = None
         self._holder: DeviceHolder | None = None
         self._live = False
+        self._flows: VerificationFlows | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -173,7 +176,13 @@ class Kumix:
             raise RuntimeError("Kumix.local owns no tasks: open it with Kumix.open")
         task = self._tasks.create_task(coro, name=name)
         self._background.append(task)
+        # A finished task leaves the list: a long-running server spawns one per verification.
+        task.add_done_callback(self._forget)
         return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._background.remove(task)
 
     async def start_live(self) -> None:
         """Take the device and start the sync and outbox loops (idempotent)."""
@@ -193,9 +202,12 @@ class Kumix:
             self._live_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._live_task
-            self._background.remove(self._live_task)
+            self._forget(self._live_task)
             self._live_task = None
         self._live = False
+        if self._flows is not None:
+            self._flows.close()
+            self._flows = None
         self._session = None
         await self._session_stack.aclose()
         self._session_stack = AsyncExitStack()
@@ -249,7 +261,7 @@ class Kumix:
             from kumix.app.extension_calls import ExtensionCaller
 
             self._caller = await self._resources.enter_async_context(
-                ExtensionCaller(self.extension_service, self.settings))
+                ExtensionCaller(self.extension_service, self.settings, on_figures=self._publish_figures))
         return self._caller
 
     def _matrix(self) -> MatrixService:
@@ -263,6 +275,9 @@ class Kumix:
                                           progress=self._notice, command=self._command)
             self._service.hub = self._hub
         return self._service
+
+    def _publish_figures(self, extension_id: str, figures: dict[str, Any]) -> None:
+        self._hub.publish([FiguresUpdate(extension_id, figures)])
 
     async def _render_markdown(self, source: str) -> str:
         from kumix.app.markdown import render_with
@@ -493,6 +508,18 @@ class Kumix:
         """An event's attachment, decrypted when the room is encrypted."""
         return await (await self._require_device()).download(event)
 
+    async def room_avatar(self, room_id: str) -> bytes:
+        """The bytes of a room's avatar (`not_found` when it has none), through the
+        authenticated media endpoint. Needs the device (its session's token)."""
+        room = self._matrix().timeline.room(room_id)
+        if room is None or room.avatar_url is None:
+            raise NotFound(f"room {room_id[:255]} has no avatar")
+        return await (await self._require_device()).download_content(room.avatar_url)
+
+    async def upload_media(self, data: bytes, *, name: str, mimetype: str) -> str:
+        """Upload a file without sending it (unencrypted); returns its mxc:// URI."""
+        return await (await self._require_device()).upload_content(data, name=name, mimetype=mimetype)
+
     # -- for the web server (issue 12): lookups a page needs by id ---------------------------
 
     def event(self, event_id: str) -> Event:
@@ -531,6 +558,20 @@ class Kumix:
         if refresh:
             await self._refresh(session)
         return Encryption(session, self._notice)
+
+    async def verifications(self) -> VerificationFlows:
+        """The device's verification flows for a front end that drives them by requests
+        (the web API): one set per session, its tasks owned by this `Kumix`; started on
+        first use (requests that arrived before are still there to answer)."""
+        from kumix.app.verification_flows import VerificationFlows
+
+        session = await self._require_device()
+        if self._flows is None or self._flows.session is not session:
+            if self._flows is not None:
+                self._flows.close()
+            self._flows = VerificationFlows(session, lambda coro, name: self.spawn(coro, name=name))
+            self._flows.start()
+        return self._flows
 
     def exclude_insecure_devices(self, value: bool | None = None) -> bool:
         """The "exclude insecure devices" setting (MSC4153): set it when `value` is given;

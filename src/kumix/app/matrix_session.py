@@ -27,7 +27,7 @@ from typing import Any
 from kumix.app import key_backup, trust
 from kumix.app.events import EventHub
 from kumix.core.errors import BadRequest, KumixError, NotFound, Transient, Unauthorized, Unavailable
-from kumix.core.models import Account, Event, Room, RoomsUpdate, SearchHit, SyncBatch
+from kumix.core.models import Account, Attachment, Event, Room, RoomsUpdate, SearchHit, SyncBatch
 from kumix.core.outbox import OutboxEntry
 from kumix.extensions.sanitize import sanitize_html
 from kumix.matrix.backoff import Backoff
@@ -308,6 +308,11 @@ class Session:
     def account(self) -> Account:
         return self.client.account
 
+    @property
+    def looping(self) -> bool:
+        """The sync loop runs (`run`): a use case waits for its batches instead of syncing."""
+        return self._looping
+
     # -- sync ----------------------------------------------------------------------------
 
     async def sync(self, *, timeout_ms: int = 0) -> SyncBatch:
@@ -355,6 +360,7 @@ class Session:
             touched = {r.room_id for r in batch.rooms} | set(batch.left_rooms)
             hub.publish([RoomsUpdate([r for r in self.timeline.rooms(include_left=True) if r.room_id in touched])])
         hub.publish(self.timeline.changes_since(before, limit=1_000_000))
+        hub.publish(batch.ephemeral)
         self._outbox_wakeup.set()
         self._last_batch = batch
         async with self._batch_applied:
@@ -540,6 +546,16 @@ class Session:
         if event.attachment is None:
             raise NotFound(f"event {event.event_id} has no attachment")
         return await self.client.download(event.attachment)
+
+    async def download_content(self, url: str) -> bytes:
+        """Unencrypted content by its mxc:// URI (a room avatar), through authenticated media."""
+        return await self.client.download(Attachment(url=url, name="content", mimetype=None, size=None))
+
+    async def upload_content(self, data: bytes, *, name: str, mimetype: str) -> str:
+        """Upload without sending (for a room avatar, say): unencrypted, since no event will
+        carry the key. Returns the mxc:// URI."""
+        url, _ = await self.client.upload(data, filename=name, mimetype=mimetype, encrypt=False)
+        return url
 
     async def enqueue(self, room_id: str, event_type: str, content: dict[str, Any], *,
                       deliver: bool = True) -> OutboxEntry:

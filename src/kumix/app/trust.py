@@ -67,14 +67,15 @@ async def _upload_with_uia(client: MatrixClient, path: str, body: dict[str, Any]
                            "(only a password is supported); approve it in another client")
     secret = await password()
     if not secret:
-        raise Unauthorized(f"{action}: the homeserver asks for the account password")
+        raise Unauthorized(f"{action}: the homeserver asks for the account password",
+                           details={"reason": "password_required"})
     auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": client.account.user_id},
             "password": secret}
     if isinstance(answer.get("session"), str):
         auth["session"] = answer["session"]
     status, answer = await client.request_json("POST", path, body | {"auth": auth}, action=action, accept=(401,))
     if status == 401:
-        raise Unauthorized(f"{action}: the homeserver refused the password")
+        raise Unauthorized(f"{action}: the homeserver refused the password", details={"reason": "password_refused"})
 
 
 async def upload_signatures(client: MatrixClient, signed: dict[str, dict[str, Any]]) -> None:

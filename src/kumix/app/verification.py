@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from kumix.app import trust
@@ -33,9 +33,14 @@ MAX_SYNCS = 120
 class Verifier:
     """Verification flows of one session (one per `Session`)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session,
+                 events: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None) -> None:
         self.session = session
         self.client = session.client
+        self._events = events
+        """Where the flow's events come from: by default it syncs and takes every
+        verification event itself; `kumix.app.verification_flows` hands each of its
+        concurrent flows the events through this instead."""
 
     async def _keys_of(self, user_id: str) -> tuple[dict[str, Any], cross_signing.Identity | None]:
         query = await trust.query_keys(self.client, [user_id])
@@ -80,12 +85,10 @@ class Verifier:
                                              f"kumix-{secrets.token_hex(8)}")
 
     async def _next_events(self) -> list[dict[str, Any]]:
+        if self._events is not None:
+            return await self._events()
         await self.session.sync(timeout_ms=1000)
-        got = list(self.client.verification_events)
-        got += [_as_verification(e) for e in self.client.room_verification_events]
-        self.client.verification_events[:] = []
-        self.client.room_verification_events[:] = []
-        return got
+        return take_events(self.session)
 
     async def request(self, user_id: str, device_id: str | None = None) -> SasVerification:
         """Ask `user_id`'s device (all of them when None) to verify; returns once the other
@@ -105,15 +108,32 @@ class Verifier:
                 if ev.get("type") != "m.key.verification.request" or not isinstance(content, dict) \
                         or not isinstance(sender, str) or (from_user and sender != from_user):
                     continue
-                txn = content.get("transaction_id")
-                if not isinstance(txn, str):
+                if not isinstance(content.get("transaction_id"), str):
                     continue
-                v = await self._new(sender, txn, requester=False)
-                await self._send(v, v.receive("m.key.verification.request", content),
-                                 device=str(content.get("from_device", "*")))
-                self._check(v)
-                return v
+                return await self.answer(ev)
         raise NotFound("no verification request arrived")
+
+    async def answer(self, request: dict[str, Any]) -> SasVerification:
+        """Answer one request event (to-device, or in-room with its `room_id`): we are ready."""
+        content, sender, room_id = request.get("content"), request.get("sender"), request.get("room_id")
+        if not isinstance(content, dict) or not isinstance(sender, str):
+            raise VerificationFailed("not a verification request", details={"reason": "m.invalid_message"})
+        if isinstance(room_id, str):
+            event_id = request.get("event_id")
+            if not isinstance(event_id, str):
+                raise VerificationFailed("an in-room request without an event id",
+                                         details={"reason": "m.invalid_message"})
+            v = await self._new(sender, event_id, requester=False, room_id=room_id)
+            await self._send(v, v.receive("m.key.verification.request", content))
+        else:
+            txn = content.get("transaction_id")
+            if not isinstance(txn, str):
+                raise VerificationFailed("a request without a transaction id", details={"reason": "m.invalid_message"})
+            v = await self._new(sender, txn, requester=False)
+            await self._send(v, v.receive("m.key.verification.request", content),
+                             device=str(content.get("from_device", "*")))
+        self._check(v)
+        return v
 
     async def request_in_room(self, user_id: str, room_id: str) -> SasVerification:
         """Ask `user_id` to verify in a room (a DM, as the spec suggests): the request is a
@@ -136,13 +156,9 @@ class Verifier:
                         or not isinstance(room_id, str) or not isinstance(sender, str) or sender == me.user_id \
                         or content.get("to") != me.user_id or (from_user and sender != from_user):
                     continue
-                event_id = ev.get("event_id")
-                if not isinstance(event_id, str):
+                if not isinstance(ev.get("event_id"), str):
                     continue
-                v = await self._new(sender, event_id, requester=False, room_id=room_id)
-                await self._send(v, v.receive("m.key.verification.request", content))
-                self._check(v)
-                return v
+                return await self.answer(ev)
         raise NotFound("no verification request arrived")
 
     def _check(self, v: SasVerification) -> None:
@@ -179,6 +195,9 @@ class Verifier:
     async def mismatch(self, v: SasVerification) -> None:
         await self._send(v, v.mismatch())
 
+    async def cancel(self, v: SasVerification) -> None:
+        await self._send(v, v.cancel())
+
     async def _record(self, v: SasVerification) -> None:
         me = self.client.account
         vault = self.session.service.vault
@@ -201,6 +220,17 @@ class Verifier:
                 vault.update({trust.VAULT_VERIFIED_MASTER: identity.master_key})
         if signed:
             await trust.upload_signatures(self.client, signed)
+
+
+def take_events(session: Session) -> list[dict[str, Any]]:
+    """The verification events the session's syncs collected since the last call (to-device
+    ones, and in-room ones with their `room_id`), taken so each is handled once."""
+    client = session.client
+    got = list(client.verification_events)
+    got += [_as_verification(e) for e in client.room_verification_events]
+    client.verification_events[:] = []
+    client.room_verification_events[:] = []
+    return got
 
 
 def _as_verification(event: dict[str, Any]) -> dict[str, Any]:

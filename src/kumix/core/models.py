@@ -50,6 +50,14 @@ class Room:
     is_direct: bool = False
     canonical_alias: str | None = None
     inviter: str | None = None
+    avatar_url: str | None = None
+    """The room's `m.room.avatar` (an mxc:// URI), when it has one."""
+    is_space: bool = False
+    """A space (creation content `type: m.space`): a room that groups other rooms."""
+    children: tuple[str, ...] = ()
+    """For a space, the rooms its `m.space.child` state names (with a `via`)."""
+    parents: tuple[str, ...] = ()
+    """The spaces this room names as its parents (`m.space.parent` with a `via`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +70,10 @@ class Room:
             "highlights": self.highlight_count,
             "direct": self.is_direct,
             "alias": self.canonical_alias,
+            "avatar": self.avatar_url,
+            "space": self.is_space,
+            "children": list(self.children),
+            "parents": list(self.parents),
         }
 
 
@@ -149,6 +161,8 @@ class SyncBatch:
     """Megolm session ids whose keys came in with this batch (room keys, forwarded keys)."""
     limited: frozenset[str] = frozenset()
     """Rooms whose timeline has a gap before this batch (more happened than was sent)."""
+    ephemeral: tuple[TypingUpdate | ReceiptsUpdate, ...] = ()
+    """Typing notices and read receipts of joined rooms (live only: never stored)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +199,54 @@ class Resync:
     cursor: int
 
 
-Update = TimelineUpdate | RoomsUpdate | Resync
+@dataclass(frozen=True)
+class TypingUpdate:
+    """Who is typing in a room now (other users; empty: nobody). Live only, never stored:
+    a subscriber that resumes from a cursor gets the next notice, not the missed ones."""
+
+    room_id: str
+    user_ids: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"room_id": self.room_id, "user_ids": list(self.user_ids)}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """`user_id` has read (`m.read`, or privately `m.read.private`) up to `event_id`."""
+
+    user_id: str
+    event_id: str
+    receipt_type: str
+    ts: int
+    thread_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "event_id": self.event_id, "type": self.receipt_type, "ts": self.ts,
+                "thread_id": self.thread_id}
+
+
+@dataclass(frozen=True)
+class ReceiptsUpdate:
+    """New read receipts in a room (live only, like `TypingUpdate`)."""
+
+    room_id: str
+    receipts: tuple[Receipt, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"room_id": self.room_id, "receipts": [r.to_json() for r in self.receipts]}
+
+
+@dataclass(frozen=True)
+class FiguresUpdate:
+    """An extension's call figures in this process changed (after a call or ping): calls,
+    ok, errors by code, timeouts, crashes, restarts, workers, latency percentiles. Live only."""
+
+    extension_id: str
+    figures: dict[str, Any]
+
+
+Update = TimelineUpdate | RoomsUpdate | Resync | TypingUpdate | ReceiptsUpdate | FiguresUpdate
 """What a subscription yields (`kumix.app.kumix.Kumix.subscribe`)."""
 
 

@@ -31,9 +31,19 @@ from kumix.core.errors import (
     Unauthorized,
     Unavailable,
 )
-from kumix.core.models import Account, Attachment, Event, HtmlSanitizer, Page, Room, SyncBatch
+from kumix.core.models import (
+    Account,
+    Attachment,
+    Event,
+    HtmlSanitizer,
+    Page,
+    ReceiptsUpdate,
+    Room,
+    SyncBatch,
+    TypingUpdate,
+)
 from kumix.matrix.funnel import REQUEST_TIMEOUT_S, call, close, guard, raise_for, raw_json
-from kumix.matrix.translate import text_or_none, translate_event, translate_room
+from kumix.matrix.translate import text_or_none, translate_ephemeral, translate_event, translate_room
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +213,12 @@ class MatrixClient:
         events: list[Event] = []
         prev: dict[str, str] = {}
         limited: set[str] = set()
+        ephemeral: list[TypingUpdate | ReceiptsUpdate] = []
         for room_id, info in resp.rooms.join.items():
+            for eph in info.ephemeral:
+                update = translate_ephemeral(room_id, eph, user_id=self._nio.user_id)
+                if update is not None:
+                    ephemeral.append(update)
             mroom = self._nio.rooms.get(room_id)
             if mroom is not None:
                 joined.append(self._room(mroom, "join"))
@@ -231,6 +246,7 @@ class MatrixClient:
             prev_batches=prev,
             keys_arrived=frozenset(keys_arrived),
             limited=frozenset(limited),
+            ephemeral=tuple(ephemeral),
         )
 
     def _translate_event(self, room_id: str, ev: Any) -> Event:

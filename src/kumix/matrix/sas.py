@@ -307,6 +307,12 @@ class SasVerification:
         """The user saw different emoji: cancel (someone is in the middle)."""
         return self._fail("m.mismatched_sas", "the short authentication strings did not match")
 
+    def cancel(self) -> Outgoing:
+        """The user gave up (before or after comparing): cancel; nothing becomes trusted."""
+        if self.state in ("cancelled", "done"):
+            return []
+        return self._fail("m.user", "the user cancelled the verification")
+
     def _on_mac(self, content: dict[str, Any]) -> Outgoing:
         if self.state == "keys":
             if self._their_mac is not None:

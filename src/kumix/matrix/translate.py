@@ -11,7 +11,7 @@ from typing import Any
 
 import nio
 
-from kumix.core.models import Attachment, Event, HtmlSanitizer, Room
+from kumix.core.models import Attachment, Event, HtmlSanitizer, Receipt, ReceiptsUpdate, Room, TypingUpdate
 
 
 def text_or_none(value: Any) -> str | None:
@@ -38,7 +38,43 @@ def translate_room(r: Any, membership: str, *, user_id: str, direct_rooms: set[s
         is_direct=is_direct,
         canonical_alias=text_or_none(r.canonical_alias),
         inviter=text_or_none(inviter),
+        avatar_url=mxc_or_none(getattr(r, "room_avatar_url", None)),
+        is_space=getattr(r, "room_type", None) == "m.space",
+        children=room_ids(getattr(r, "children", ())),
+        parents=room_ids(getattr(r, "parents", ())),
     )
+
+
+def mxc_or_none(value: Any) -> str | None:
+    """A content URI from untrusted state: only `mxc://` (never a URL the server would fetch)."""
+    return value if isinstance(value, str) and value.startswith("mxc://") and len(value) <= 1024 else None
+
+
+MAX_SPACE_LINKS = 1000
+"""Children (or parents) kept per room: the state keys are chosen by the room's members, and
+every room row travels whole in each `rooms` frame of the web server."""
+
+
+def room_ids(values: Any) -> tuple[str, ...]:
+    """Room ids named by space state keys (sorted, so a room's row is stable across syncs)."""
+    kept = sorted(v for v in values if isinstance(v, str) and v.startswith("!") and len(v) <= 255)
+    return tuple(kept[:MAX_SPACE_LINKS])
+
+
+def translate_ephemeral(room_id: str, ev: Any, *, user_id: str) -> TypingUpdate | ReceiptsUpdate | None:
+    """A typing notice (without our own user) or receipts of a joined room; anything else,
+    and fields of the wrong type, dropped."""
+    if isinstance(ev, nio.TypingNoticeEvent):
+        users = ev.users if isinstance(ev.users, list) else []
+        return TypingUpdate(room_id, tuple(sorted({u for u in users if isinstance(u, str) and u != user_id})))
+    if isinstance(ev, nio.ReceiptEvent):
+        receipts = tuple(
+            Receipt(user_id=r.user_id, event_id=r.event_id, receipt_type=r.receipt_type,
+                    ts=r.timestamp if isinstance(r.timestamp, int) else 0, thread_id=text_or_none(r.thread_id))
+            for r in ev.receipts
+            if isinstance(r.user_id, str) and isinstance(r.event_id, str) and isinstance(r.receipt_type, str))
+        return ReceiptsUpdate(room_id, receipts) if receipts else None
+    return None
 
 
 def translate_event(room_id: str, ev: Any, sanitize: HtmlSanitizer) -> Event:

@@ -71,6 +71,13 @@ MIGRATIONS = Migrations(
         UPDATE matrix_events SET change = rowid;
         CREATE INDEX matrix_events_change ON matrix_events(change);
         """,
+        # Avatars and spaces (issue 12): children and parents as JSON lists of room ids.
+        """
+        ALTER TABLE matrix_rooms ADD COLUMN avatar TEXT;
+        ALTER TABLE matrix_rooms ADD COLUMN is_space INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE matrix_rooms ADD COLUMN children TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE matrix_rooms ADD COLUMN parents TEXT NOT NULL DEFAULT '[]';
+        """,
         # The shield: the trust of a decrypted event's sending device when it was decrypted
         # (kumix.matrix.sender_trust). Rows stored before have NULL: not judged.
         """
@@ -129,14 +136,17 @@ class TimelineStore:
         for r in rooms:
             tx.execute(
                 "INSERT INTO matrix_rooms(room_id, name, topic, encrypted, membership, unread, highlights,"
-                " is_direct, alias, inviter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " is_direct, alias, inviter, avatar, is_space, children, parents)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(room_id) DO UPDATE SET name = excluded.name, topic = excluded.topic,"
                 " encrypted = MAX(encrypted, excluded.encrypted), membership = excluded.membership,"
                 " unread = excluded.unread, highlights = excluded.highlights,"
                 " is_direct = MAX(is_direct, excluded.is_direct), alias = excluded.alias,"
-                " inviter = excluded.inviter",
+                " inviter = excluded.inviter, avatar = excluded.avatar, is_space = excluded.is_space,"
+                " children = excluded.children, parents = excluded.parents",
                 (r.room_id, r.name, r.topic, int(r.encrypted), r.membership, r.unread_count,
-                 r.highlight_count, int(r.is_direct), r.canonical_alias, r.inviter),
+                 r.highlight_count, int(r.is_direct), r.canonical_alias, r.inviter, r.avatar_url,
+                 int(r.is_space), json.dumps(list(r.children)), json.dumps(list(r.parents))),
             )
         for room_id, token in prev_batches.items():
             # The first token points before the oldest event we hold; a gap (limited timeline)
@@ -346,6 +356,8 @@ def _room(r: Row) -> Room:
         room_id=r["room_id"], name=r["name"], topic=r["topic"], encrypted=bool(r["encrypted"]),
         membership=r["membership"], unread_count=int(r["unread"]), highlight_count=int(r["highlights"]),
         is_direct=bool(r["is_direct"]), canonical_alias=r["alias"], inviter=r["inviter"],
+        avatar_url=r["avatar"], is_space=bool(r["is_space"]),
+        children=tuple(json.loads(r["children"])), parents=tuple(json.loads(r["parents"])),
     )
 
 

@@ -35,6 +35,12 @@ def _looks_like(mimetype: str, data: bytes) -> bool:
     return mimetype != "image/webp" or data[8:12] == b"WEBP"
 
 
+def sniffed_image_type(data: bytes) -> str | None:
+    """The inline image type the bytes start like, for content with no declared type (a
+    room avatar): the same magic check, so anything else is still an attachment."""
+    return next((m for m in INLINE_MAGIC if _looks_like(m, data)), None)
+
+
 def _ascii_name(name: str) -> str:
     kept = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\;' else "_" for c in name)
     return kept.strip() or "file"

@@ -43,7 +43,14 @@ ROOM: S = {"type": "object",
                "room_id": {"type": "string"}, "name": {"type": "string"}, "topic": NULLABLE_STR,
                "encrypted": {"type": "boolean"}, "membership": {"enum": ["join", "invite", "leave"]},
                "unread": {"type": "integer"}, "highlights": {"type": "integer"}, "direct": {"type": "boolean"},
-               "alias": NULLABLE_STR, "inviter": NULLABLE_STR}}
+               "alias": NULLABLE_STR, "inviter": NULLABLE_STR,
+               "avatar": {"type": ["string", "null"], "description": "mxc:// URI; the bytes are at "
+                                                                      "/api/rooms/{room_id}/avatar"},
+               "space": {"type": "boolean"},
+               "children": {"type": "array", "items": {"type": "string"},
+                            "description": "for a space, the rooms it groups (m.space.child)"},
+               "parents": {"type": "array", "items": {"type": "string"},
+                           "description": "the spaces this room names as parents (m.space.parent)"}}}
 
 EVENT: S = {"type": "object", "required": ["event_id", "room_id", "sender", "ts", "kind", "body", "encrypted"],
             "properties": {
@@ -107,12 +114,115 @@ def _query(name: str, schema: S, required: bool = False) -> S:
 
 
 ROOM_PARAM = _path_param("room_id")
+FILE_CONTENT: S = {"description": "the file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
 MATRIX = ("bad_request", "not_found", "unavailable", "state_busy", "timeout", "forbidden")
 ROOM_ERRORS = ("bad_request", "not_found", "unavailable", "timeout", "forbidden", "input_too_large")
 
 
 def _room_post(summary: str, ok: S, body: S) -> S:
     return {"post": _op(summary, ok, errors=ROOM_ERRORS, body=_body(body), params=[ROOM_PARAM])}
+
+
+BOOL: S = {"type": "boolean"}
+STR_LIST: S = {"type": "array", "items": {"type": "string"}}
+
+CROSS_SIGNING: S = _obj({
+    "user_id": {"type": "string"}, "device_id": {"type": "string"}, "has_identity": BOOL, "master_key": NULLABLE_STR,
+    "private_keys": STR_LIST, "identity_trusted": BOOL, "device_signed": BOOL, "device_verified": BOOL},
+    ["user_id", "device_id", "has_identity", "master_key", "private_keys", "identity_trusted", "device_signed",
+     "device_verified"])
+
+RECOVERY: S = _obj({"set_up": BOOL, "key_id": NULLABLE_STR, "has_passphrase": BOOL, "stored_secrets": STR_LIST},
+                   ["set_up", "key_id", "has_passphrase", "stored_secrets"])
+
+BACKUP: S = _obj({"version": NULLABLE_STR, "trusted": BOOL, "have_key": BOOL, "uploaded": {"type": "integer"},
+                  "held": {"type": "integer"}}, ["version", "trusted", "have_key", "uploaded", "held"])
+
+DEVICE: S = _obj({"user_id": {"type": "string"}, "device_id": {"type": "string"}, "display_name": NULLABLE_STR,
+                  "ed25519": NULLABLE_STR, "this_device": BOOL,
+                  "trust": {"enum": ["verified", "cross_signed_unverified_identity", "not_cross_signed"]}},
+                 ["user_id", "device_id", "trust"])
+
+USER_DEVICES: S = _obj({"user_id": {"type": "string"}, "master_key": NULLABLE_STR, "identity_verified": BOOL,
+                        "identity_changed": BOOL, "devices": {"type": "array", "items": DEVICE}},
+                       ["user_id", "master_key", "identity_verified", "identity_changed", "devices"])
+
+VERIFICATION: S = _obj({
+    "id": {"type": "string"}, "role": {"enum": ["asker", "answerer"]}, "user_id": {"type": "string"},
+    "device_id": NULLABLE_STR, "room_id": NULLABLE_STR,
+    "state": {"enum": ["incoming", "requested", "ready", "started", "accepted", "keys", "confirmed", "done",
+                       "cancelled", "failed"]},
+    "error": {"oneOf": [{"type": "null"}, {"type": "object"}]},
+    "emoji": {"oneOf": [{"type": "null"}, {"type": "array", "items": _obj(
+        {"emoji": {"type": "string"}, "name": {"type": "string"}}, ["emoji", "name"])}]},
+    "decimals": {"oneOf": [{"type": "null"}, {"type": "array", "items": {"type": "integer"}}]},
+    "verified": STR_LIST},
+    ["id", "role", "user_id", "state", "error", "emoji", "decimals", "verified"])
+
+TRUST_ERRORS = ("bad_request", "not_found", "unavailable", "state_busy", "timeout", "forbidden", "homeserver_failed",
+                "wrong_recovery_key", "signature_invalid", "verification_failed", "identity_changed")
+
+
+def _encryption_paths() -> S:
+    """Cross-signing, recovery, key backup, devices and SAS verification (docs/encryption.md)."""
+    user = {"type": "string", "minLength": 1, "maxLength": 255}
+    flow_param = _path_param("flow_id")
+    return {
+        "/api/encryption": {"get": _op(
+            "cross-signing (is this device verified?), recovery, key backup and the exclude-insecure-devices "
+            "setting", _obj({"cross_signing": CROSS_SIGNING, "recovery": RECOVERY, "backup": BACKUP,
+                             "exclude_insecure_devices": BOOL},
+                            ["cross_signing", "recovery", "backup", "exclude_insecure_devices"]),
+            errors=TRUST_ERRORS)},
+        "/api/encryption/settings": {"put": _op(
+            "turn exclude insecure devices (MSC4153) on or off", _obj({"exclude_insecure_devices": BOOL},
+                                                                      ["exclude_insecure_devices"]),
+            errors=TRUST_ERRORS, body=_body(_obj({"exclude_insecure_devices": BOOL}, [])))},
+        "/api/encryption/cross-signing": {"post": _op(
+            "create (or with reset, replace) the cross-signing identity and sign this device; the password is "
+            "for the homeserver's user-interactive auth and is never logged", _obj(
+                {"done": BOOL, "cross_signing": CROSS_SIGNING}, ["done", "cross_signing"]), errors=TRUST_ERRORS,
+            body=_body(_obj({"password": {"type": "string"}, "reset": BOOL}, []), required=False))},
+        "/api/encryption/recovery": {"post": _op(
+            "set up secret storage: the new recovery key is in this answer once and kept nowhere", _obj(
+                {"recovery_key": {"type": "string"}, "recovery": RECOVERY}, ["recovery_key", "recovery"]),
+            errors=TRUST_ERRORS)},
+        "/api/encryption/recovery/use": {"post": _op(
+            "verify this device with the recovery key or its passphrase", _obj(
+                {"cross_signing": CROSS_SIGNING}, ["cross_signing"]), errors=TRUST_ERRORS,
+            body=_body({"oneOf": [_obj({"recovery_key": {"type": "string", "minLength": 1}}, ["recovery_key"]),
+                                  _obj({"passphrase": {"type": "string", "minLength": 1}}, ["passphrase"])]}))},
+        "/api/encryption/backup": {"post": _op(
+            "create (or adopt) the server-side key backup and upload the room keys", _obj(
+                {"version": {"type": "string"}, "backup": BACKUP}, ["version", "backup"]), errors=TRUST_ERRORS)},
+        "/api/encryption/backup/restore": {"post": _op(
+            "restore room keys from the key backup; held events they unlock become readable", _obj(
+                {"total": {"type": "integer"}, "imported": {"type": "integer"},
+                 "decrypted_events": {"type": "integer"}, "refused": {"type": "array"}},
+                ["total", "imported", "decrypted_events", "refused"]), errors=TRUST_ERRORS)},
+        "/api/devices": {"get": _op(
+            "a user's devices (default: ours) and whether each is verified", USER_DEVICES, errors=TRUST_ERRORS,
+            params=[_query("user", {"type": "string", "maxLength": 255})])},
+        "/api/devices/accept-new-identity": {"post": _op(
+            "accept a verified user's changed identity (it is then trusted as unverified)", USER_DEVICES,
+            errors=TRUST_ERRORS, body=_body(_obj({"user": user}, ["user"])))},
+        "/api/verifications": {
+            "get": _op("running and recent SAS verifications, incoming requests included", _obj(
+                {"verifications": {"type": "array", "items": VERIFICATION}}, ["verifications"]),
+                errors=TRUST_ERRORS),
+            "post": _op("ask a user (one device, all of them, or in a room) to verify", VERIFICATION,
+                        errors=TRUST_ERRORS, body=_body(_obj({"user": user, "device": user, "room": user},
+                                                             ["user"]))),
+        },
+        "/api/verifications/{flow_id}": {"get": _op(
+            "a verification's state; once keys are exchanged, the emoji (with names) and decimals to compare",
+            VERIFICATION, errors=TRUST_ERRORS, params=[flow_param])},
+        "/api/verifications/{flow_id}/{action}": {"post": _op(
+            "accept an incoming request; confirm (the emoji match), mismatch (they do not) or cancel",
+            VERIFICATION, errors=TRUST_ERRORS, params=[flow_param, {
+                "name": "action", "in": "path", "required": True,
+                "schema": {"enum": ["accept", "confirm", "mismatch", "cancel"]}}])},
+    }
 
 
 def document() -> S:
@@ -164,6 +274,16 @@ def document() -> S:
             params=[ROOM_PARAM, _query("name", {"type": "string", "minLength": 1, "maxLength": 255}, True)],
             body={"required": True, "content": {"application/octet-stream": {"schema": {
                 "type": "string", "format": "binary"}}}})},
+        "/api/rooms/{room_id}/avatar": {"get": _op(
+            "the room's avatar (m.room.avatar) through authenticated media; images inline, anything else "
+            "as an attachment", {}, errors=("not_found", "bad_request", "unavailable", "timeout"),
+            params=[ROOM_PARAM], ok_content=FILE_CONTENT)},
+        "/api/upload": {"post": _op(
+            "upload a file without sending it (unencrypted): its mxc:// URI, for later use",
+            _obj({"url": {"type": "string"}}, ["url"]), errors=ROOM_ERRORS,
+            params=[_query("name", {"type": "string", "minLength": 1, "maxLength": 255}, True)],
+            body={"required": True, "content": {"application/octet-stream": {"schema": {
+                "type": "string", "format": "binary"}}}})},
         "/api/search": {"get": _op("search the local index", _obj({"hits": {"type": "array", "items": {
             "type": "object"}}}, ["hits"]), errors=("bad_request", "not_found"), params=[
             _query("q", {"type": "string", "minLength": 1, "maxLength": 1024}, True),
@@ -171,8 +291,7 @@ def document() -> S:
         "/api/media/{event_id}": {"get": _op(
             "an event's attachment, decrypted in the server; images inline, everything else as an attachment",
             {}, errors=("not_found", "bad_request", "unavailable", "timeout"), params=[_path_param("event_id")],
-            ok_content={"description": "the file", "content": {"*/*": {"schema": {"type": "string",
-                                                                                  "format": "binary"}}}})},
+            ok_content=FILE_CONTENT)},
         "/api/extensions": {"get": _op("extensions with state, denial reasons and call figures", _obj(
             {"extensions": {"type": "array", "items": EXTENSION}}, ["extensions"]), errors=("unavailable",))},
         "/api/extensions/{extension_id}/{action}": {"post": _op(
@@ -192,6 +311,7 @@ def document() -> S:
                 {"theme": {"enum": ["system", "light", "dark"]}, "language": {"type": "string"}}, []))),
         },
     }
+    paths.update(_encryption_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Kumix local web API", "version": "1",

@@ -27,11 +27,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from kumix.app import client_settings
 from kumix.app.kumix import Kumix
+from kumix.app.verification_flows import Decision, Flow
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
-from kumix.core.models import Resync, RoomsUpdate, TimelineUpdate, Update
+from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 from kumix.web import openapi
 from kumix.web.errors import error_document, status_of
-from kumix.web.media_rules import media_answer
+from kumix.web.media_rules import media_answer, sniffed_image_type
 from kumix.web.security import ASGIApp, Checks, Guard
 from kumix.web.send_queue import SendQueue
 from kumix.web.sessions import Sessions
@@ -285,23 +286,44 @@ class Api:
 
     # -- media --------------------------------------------------------------------------
 
-    async def upload(self, request: Request) -> Response:
-        room_id = self.room_id(request)
+    @staticmethod
+    def file_name(request: Request) -> str:
         name = request.query_params.get("name", "")
         if not name or len(name) > 255 or "/" in name or name in (".", "..") or "\0" in name:
             raise BadRequest("name must be a file name of 1 to 255 characters")
+        return name
+
+    @staticmethod
+    async def file_body(request: Request) -> bytes:
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > MAX_UPLOAD_BYTES:
                 raise InputTooLarge(f"file larger than {MAX_UPLOAD_BYTES} bytes")
+        return bytes(data)
+
+    async def upload_only(self, request: Request) -> Response:
+        name = self.file_name(request)
+        data = await self.file_body(request)
+        mimetype = request.headers.get("content-type", "").split(";")[0].strip()[:255] or "application/octet-stream"
+        return self._json({"url": await self.k.upload_media(data, name=name, mimetype=mimetype)})
+
+    async def room_avatar(self, request: Request) -> Response:
+        data = await self.k.room_avatar(self.room_id(request))
+        answer = media_answer(sniffed_image_type(data), "avatar", data)
+        return Response(data, media_type=answer.content_type, headers=dict(answer.headers))
+
+    async def upload(self, request: Request) -> Response:
+        room_id = self.room_id(request)
+        name = self.file_name(request)
+        data = await self.file_body(request)
         # Kumix sends files by path: the upload goes through a private directory of the
         # data directory, under the name the page gave, and is removed right after.
         spool = self.k.settings.data_dir / "uploads" / secrets.token_hex(8)
         spool.mkdir(parents=True, mode=0o700)
         try:
             path = spool / name
-            path.write_bytes(bytes(data))
+            path.write_bytes(data)
             result = await self.k.send_file(room_id, path)
         finally:
             shutil.rmtree(spool, ignore_errors=True)
@@ -357,6 +379,99 @@ class Api:
         return self._json(client_settings.update(self.k.settings.data_dir, theme=self.opt(doc, "theme", max_len=16),
                                                  language=self.opt(doc, "language", max_len=35)))
 
+    # -- encryption trust ---------------------------------------------------------------
+    # The use cases are `kumix.app.encryption` and `kumix.app.verification_flows`; secrets
+    # a request carries (password, recovery key, passphrase) go straight to them and are
+    # never logged or echoed; the new recovery key is in its one answer and nowhere else.
+
+    async def encryption(self, request: Request) -> Response:
+        e = await self.k.encryption()
+        return self._json({
+            "cross_signing": (await e.cross_signing_status()).to_json(),
+            "recovery": (await e.recovery_status()).to_json(),
+            "backup": (await e.backup_status()).to_json(),
+            "exclude_insecure_devices": self.k.exclude_insecure_devices(),
+        })
+
+    async def encryption_settings(self, request: Request) -> Response:
+        doc = await self.body(request)
+        value = doc.get("exclude_insecure_devices")
+        if value is not None and not isinstance(value, bool):
+            raise BadRequest("exclude_insecure_devices must be true or false")
+        return self._json({"exclude_insecure_devices": self.k.exclude_insecure_devices(value)})
+
+    async def bootstrap_cross_signing(self, request: Request) -> Response:
+        doc = await self.body(request)
+        password = self.opt(doc, "password", max_len=4096)
+        reset = self.flag(doc, "reset", False)
+
+        async def ask() -> str | None:
+            return password
+
+        done, status = await (await self.k.encryption()).bootstrap_cross_signing(ask, reset=reset)
+        return self._json({"done": done, "cross_signing": status.to_json()})
+
+    async def set_up_recovery(self, request: Request) -> Response:
+        e = await self.k.encryption()
+        key = await e.set_up_recovery()
+        return self._json({"recovery_key": key, "recovery": (await e.recovery_status()).to_json()})
+
+    async def use_recovery(self, request: Request) -> Response:
+        doc = await self.body(request)
+        key = self.opt(doc, "recovery_key", max_len=1024)
+        passphrase = self.opt(doc, "passphrase", max_len=4096)
+        if (key is None) == (passphrase is None):
+            raise BadRequest("give recovery_key or passphrase (one of them)")
+        status = await (await self.k.encryption()).use_recovery(recovery_key=key, passphrase=passphrase)
+        return self._json({"cross_signing": status.to_json()})
+
+    async def enable_backup(self, request: Request) -> Response:
+        e = await self.k.encryption()
+        version = await e.enable_backup()
+        return self._json({"version": version.version, "backup": (await e.backup_status()).to_json()})
+
+    async def restore_backup(self, request: Request) -> Response:
+        # No refresh first: the server's sync loop keeps local state current (a refresh
+        # would wait for its next long poll).
+        return self._json((await (await self.k.encryption()).restore_backup()).to_json())
+
+    async def devices(self, request: Request) -> Response:
+        user = request.query_params.get("user") or None
+        if user is not None and (len(user) > 255 or not user.startswith("@")):
+            raise BadRequest("user must be a Matrix user id of up to 255 characters")
+        return self._json((await (await self.k.encryption()).devices(user)).to_json())
+
+    async def accept_new_identity(self, request: Request) -> Response:
+        user = self.need(await self.body(request), "user", max_len=255)
+        if not user.startswith("@"):
+            raise BadRequest("user must be a Matrix user id")
+        return self._json((await (await self.k.encryption()).devices(user, accept_new_identity=True)).to_json())
+
+    async def verifications(self, request: Request) -> Response:
+        flows = await self.k.verifications()
+        return self._json({"verifications": [f.to_json() for f in flows.list()]})
+
+    async def start_verification(self, request: Request) -> Response:
+        doc = await self.body(request)
+        flows = await self.k.verifications()
+        room = self.opt(doc, "room", max_len=255)
+        flow = flows.ask(self.need(doc, "user", max_len=255), self.opt(doc, "device", max_len=255),
+                         self.k.known_room_id(room) if room else None)
+        return self._json(flow.to_json())
+
+    async def verification(self, request: Request) -> Response:
+        flows = await self.k.verifications()
+        return self._json(flows.get(str(request.path_params["flow_id"])).to_json())
+
+    async def verification_action(self, request: Request) -> Response:
+        action = str(request.path_params["action"])
+        decision = VERIFICATION_ACTIONS.get(action)
+        if decision is None:
+            raise NotFound(f"no verification action {action[:64]}")
+        flows = await self.k.verifications()
+        flow = flows.decide(str(request.path_params["flow_id"]), decision)
+        return self._json(flow.to_json())
+
     # -- events -------------------------------------------------------------------------
 
     async def events_socket(self, ws: WebSocket) -> None:
@@ -375,11 +490,21 @@ class Api:
             self.connections -= 1
 
 
+VERIFICATION_ACTIONS: dict[str, Decision] = {"accept": "accept", "confirm": "confirm", "mismatch": "mismatch",
+                                             "cancel": "cancel"}
+
+
 def update_frame(update: Update) -> dict[str, Any]:
     if isinstance(update, TimelineUpdate):
         return {"type": "event", "cursor": update.cursor, "event": update.event.to_json()}
     if isinstance(update, RoomsUpdate):
         return {"type": "rooms", "rooms": [r.to_json() | {"inviter": r.inviter} for r in update.rooms]}
+    if isinstance(update, TypingUpdate):
+        return {"type": "typing"} | update.to_json()
+    if isinstance(update, ReceiptsUpdate):
+        return {"type": "receipts"} | update.to_json()
+    if isinstance(update, FiguresUpdate):
+        return {"type": "figures", "extension_id": update.extension_id, "live": update.figures}
     return {"type": "resync", "cursor": update.cursor}
 
 
@@ -405,6 +530,17 @@ class EventStream:
         return accepted
 
     async def run(self, cursor: int | None) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if self.k.has_account():
+                # Incoming verification requests as frames too (the page need not poll).
+                def incoming(flow: Flow) -> None:
+                    self.offer({"type": "verification", "verification": flow.to_json()})
+
+                with contextlib.suppress(KumixError):
+                    stack.enter_context((await self.k.verifications()).on_incoming(incoming))
+            await self._run(cursor)
+
+    async def _run(self, cursor: int | None) -> None:
         start = self.k.cursor() if cursor is None else cursor
         # The cursor the replay runs up to: frames with a cursor at or below it are catch-up.
         self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start})
@@ -508,6 +644,8 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
         Route("/api/rooms/{room_id}/typing", g(api.typing), methods=["POST"]),
         Route("/api/rooms/{room_id}/receipt", g(api.receipt), methods=["POST"]),
         Route("/api/rooms/{room_id}/upload", g(api.upload), methods=["POST"]),
+        Route("/api/rooms/{room_id}/avatar", g(api.room_avatar), methods=["GET"]),
+        Route("/api/upload", g(api.upload_only), methods=["POST"]),
         Route("/api/search", g(api.search), methods=["GET"]),
         Route("/api/media/{event_id}", g(api.media), methods=["GET"]),
         Route("/api/extensions", g(api.extensions), methods=["GET"]),
@@ -516,6 +654,19 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
         Route("/api/policy/check", g(api.policy_check), methods=["GET"]),
         Route("/api/settings", g(api.get_settings), methods=["GET"]),
         Route("/api/settings", g(api.put_settings), methods=["PUT"]),
+        Route("/api/encryption", g(api.encryption), methods=["GET"]),
+        Route("/api/encryption/settings", g(api.encryption_settings), methods=["PUT"]),
+        Route("/api/encryption/cross-signing", g(api.bootstrap_cross_signing), methods=["POST"]),
+        Route("/api/encryption/recovery", g(api.set_up_recovery), methods=["POST"]),
+        Route("/api/encryption/recovery/use", g(api.use_recovery), methods=["POST"]),
+        Route("/api/encryption/backup", g(api.enable_backup), methods=["POST"]),
+        Route("/api/encryption/backup/restore", g(api.restore_backup), methods=["POST"]),
+        Route("/api/devices", g(api.devices), methods=["GET"]),
+        Route("/api/devices/accept-new-identity", g(api.accept_new_identity), methods=["POST"]),
+        Route("/api/verifications", g(api.verifications), methods=["GET"]),
+        Route("/api/verifications", g(api.start_verification), methods=["POST"]),
+        Route("/api/verifications/{flow_id}", g(api.verification), methods=["GET"]),
+        Route("/api/verifications/{flow_id}/{action}", g(api.verification_action), methods=["POST"]),
         WebSocketRoute("/api/events", api.events_socket),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
