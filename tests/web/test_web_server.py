@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kumix.app.matrix_session import MatrixService
+from kumix.app.trust import VAULT_PREFIX as CROSS_SIGNING_VAULT_PREFIX
 from kumix.core.models import Event, TimelineUpdate
 from kumix.store.database import Database
 from kumix.store.vault import Vault
@@ -691,7 +692,11 @@ def test_zz_secrets_never_reach_a_client(server: WebServer, other_server: WebSer
     secrets_doc = Vault(alice_dir / "vault.json", vault_env, interactive=False).load()
     blob = server.capture.blob() + other_server.capture.blob()
     assert len(blob) > 100_000  # pages, API answers, media, frames of the whole module
-    needles = [secrets_doc["access_token"], secrets_doc["pickle_key"], PASSPHRASE]
+    # Every secret the vault holds for this device: the access token, the crypto store's
+    # pickle key, and the cross-signing private keys made at the password login.
+    needles = [v for v in secrets_doc.values() if isinstance(v, str)] + [PASSPHRASE]
+    assert {"access_token", "pickle_key"} <= set(secrets_doc)
+    assert any(key.startswith(CROSS_SIGNING_VAULT_PREFIX) for key in secrets_doc), sorted(secrets_doc)
     for needle in needles:
         assert len(needle) >= 16
         assert needle.encode() not in blob
