@@ -189,12 +189,21 @@ const ops = {
     });
     return describe(ev);
   },
-  async device_status({ user, device }) {
-    await crypto.getUserDeviceInfo([user], true);
-    const st = await crypto.getDeviceVerificationStatus(user, device);
-    if (!st) return { known: false };
-    return { known: true, cross_signing_verified: st.crossSigningVerified, signed_by_owner: st.signedByOwner,
-             verified: st.isVerified() };
+  async device_status({ user, device, wait_for }) {
+    // With wait_for (a field name): poll until it is true or 30 s pass, then answer with
+    // what is seen. The peer learns of a new signature through its sync's device-list
+    // changes, some time after the upload, so a single look is a race.
+    const end = Date.now() + (wait_for ? 30000 : 0);
+    for (;;) {
+      await crypto.getUserDeviceInfo([user], true);
+      const st = await crypto.getDeviceVerificationStatus(user, device);
+      const status = st
+        ? { known: true, cross_signing_verified: st.crossSigningVerified, signed_by_owner: st.signedByOwner,
+            verified: st.isVerified() }
+        : { known: false };
+      if (!wait_for || status[wait_for] === true || Date.now() >= end) return status;
+      await sleep(150);
+    }
   },
   async wait_device({ user, device }) {
     await crypto.getUserDeviceInfo([user], true);

@@ -73,7 +73,8 @@ async def test_messages_pass_both_ways_with_exclude_insecure_devices_once_kumix_
                          what="bob's withheld message")
 
         assert await trust.bootstrap(s.client, alice.vault, _password(alice_user))
-        status = await js_bob.do("device_status", user=alice_user.user_id, device=s.account.device_id)
+        status = await js_bob.do("device_status", user=alice_user.user_id, device=s.account.device_id,
+                                 wait_for="signed_by_owner")
         assert status["signed_by_owner"] is True
 
         # Once cross-signed, both ways work.
@@ -132,7 +133,8 @@ async def test_a_recovery_key_set_up_by_the_peer_makes_a_kumix_device_trusted(
         assert set(after.private_keys) == {"master", "self_signing", "user_signing"}
         assert recovery.VAULT_BACKUP_KEY in kumix_bob.vault.load()
         # The independent implementation now calls this Kumix device verified.
-        seen = await js_bob.do("device_status", user=bob.user_id, device=s.account.device_id)
+        seen = await js_bob.do("device_status", user=bob.user_id, device=s.account.device_id,
+                               wait_for="cross_signing_verified")
         assert seen["cross_signing_verified"] is True
 
 
