@@ -595,6 +595,29 @@ def test_extension_figures_are_pushed_after_each_call(server: WebServer, browser
     assert "latency_ms" in calls[1]
 
 
+def test_markdown_preview_is_the_extensions_sanitized_html(browser: httpx.Client) -> None:
+    """The composer's preview comes from the markdown extension through nh3, as a send would:
+    formatting rendered, a script or an image with a handler only text, plain prose left as
+    plain text."""
+    r = browser.post("/api/markdown/preview",
+                     json={"text": "**bold** and [a link](https://example.org)\n\n<script>alert(1)</script>"
+                                   '<img src=x onerror="alert(2)">'})
+    assert r.status_code == 200, r.text
+    html = r.json()["html"]
+    assert "<strong>bold</strong>" in html
+    assert 'href="https://example.org"' in html
+    # Raw HTML in the source is no markup: neither element exists, it reads as text.
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "&lt;script&gt;" in html
+    r = browser.post("/api/markdown/preview", json={"text": "just words"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"html": None}
+    r = browser.post("/api/markdown/preview", json={})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "bad_request"
+
+
 def test_send_from_another_terminal_is_handed_to_the_server(server: WebServer, browser: httpx.Client, room: str,
                                                            alice_dir: Path, vault_env: dict[str, str]) -> None:
     with server.websocket(browser) as ws:

@@ -434,6 +434,12 @@ class Kumix:
 
     # -- sending ---------------------------------------------------------------------------
 
+    async def preview_markdown(self, text: str) -> str | None:
+        """The sanitized HTML a message of `text` would carry, rendered by the same governed
+        markdown extension as a send (the composer's preview); None when it would go as
+        plain text (plain prose, or the extension unavailable)."""
+        return await self._matrix().render(text)
+
     async def send_text(self, room: str, text: str, *, markdown: bool = True, reply_to: str | None = None,
                         notice: bool = False) -> SendResult:
         """Send a text message (markdown rendered by the governed extension unless

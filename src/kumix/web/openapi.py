@@ -284,6 +284,10 @@ def document() -> S:
             params=[_query("name", {"type": "string", "minLength": 1, "maxLength": 255}, True)],
             body={"required": True, "content": {"application/octet-stream": {"schema": {
                 "type": "string", "format": "binary"}}}})},
+        "/api/markdown/preview": {"post": _op(
+            "the sanitized HTML a message of this text would carry (null: it would go as plain text)",
+            _obj({"html": NULLABLE_STR}, ["html"]), errors=("bad_request",),
+            body=_body(_obj({"text": text}, ["text"])))},
         "/api/search": {"get": _op("search the local index", _obj({"hits": {"type": "array", "items": {
             "type": "object"}}}, ["hits"]), errors=("bad_request", "not_found"), params=[
             _query("q", {"type": "string", "minLength": 1, "maxLength": 1024}, True),

@@ -242,6 +242,11 @@ class Api:
                                         reply_to=self.opt(doc, "reply_to", max_len=255))
         return self._json(result.to_json())
 
+    async def markdown_preview(self, request: Request) -> Response:
+        # The same path as a send (extension, then nh3): what the preview shows is what goes out.
+        html = await self.k.preview_markdown(self.need(await self.body(request), "text"))
+        return self._json({"html": html})
+
     async def edit(self, request: Request) -> Response:
         room_id = self.room_id(request)
         doc = await self.body(request)
@@ -646,6 +651,7 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
         Route("/api/rooms/{room_id}/upload", g(api.upload), methods=["POST"]),
         Route("/api/rooms/{room_id}/avatar", g(api.room_avatar), methods=["GET"]),
         Route("/api/upload", g(api.upload_only), methods=["POST"]),
+        Route("/api/markdown/preview", g(api.markdown_preview), methods=["POST"]),
         Route("/api/search", g(api.search), methods=["GET"]),
         Route("/api/media/{event_id}", g(api.media), methods=["GET"]),
         Route("/api/extensions", g(api.extensions), methods=["GET"]),

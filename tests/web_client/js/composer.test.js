@@ -74,3 +74,59 @@ test("upload progress is clamped to the file's size", () => {
   vm.dismissUpload(id);
   assert.deepEqual(vm.uploads.value, []);
 });
+
+test("the preview shows the server's rendering of the text still in the composer, and nothing stale", async () => {
+  /** @type {{text: string, resolve: (html: string | null) => void}[]} */
+  const asked = [];
+  const vm = new ComposerViewModel({
+    send: async () => undefined, edit: async () => undefined, lastOwn: () => null,
+    render: (text) => new Promise((resolve) => { asked.push({ text, resolve }); }),
+  });
+  vm.text.value = "**one**";
+  const first = vm.togglePreview();
+  assert.deepEqual([vm.preview.value, vm.rendered.value], [true, { state: "loading", text: "**one**" }]);
+  assert.equal(vm.keyAction(key("Escape")), "cancel", "Esc closes the preview");
+  // The text changes before the answer comes: the late answer is dropped.
+  vm.text.value = "**two**";
+  const second = vm.refreshPreview();
+  asked[0].resolve("<p><strong>one</strong></p>");
+  await first;
+  assert.deepEqual(vm.rendered.value, { state: "loading", text: "**two**" });
+  asked[1].resolve("<p><strong>two</strong></p>");
+  await second;
+  assert.deepEqual(vm.rendered.value, { state: "shown", text: "**two**", html: "<p><strong>two</strong></p>" });
+  await vm.refreshPreview();
+  assert.equal(asked.length, 2, "the same text is not rendered twice");
+  await vm.togglePreview(false);
+  assert.deepEqual(vm.rendered.value, { state: "off" });
+  vm.schedulePreview();
+  assert.equal(vm.previewTimer, undefined, "no rendering while the preview is off");
+});
+
+test("a failed preview says so; sending closes the preview", async () => {
+  let fail = true;
+  const vm = new ComposerViewModel({
+    send: async () => undefined, edit: async () => undefined, lastOwn: () => null,
+    render: async () => { if (fail) throw new Error("extension denied"); return null; },
+  });
+  vm.text.value = "plain words";
+  await vm.togglePreview(true);
+  assert.deepEqual(vm.rendered.value, { state: "failed", text: "plain words", error: "extension denied" });
+  fail = false;
+  await vm.refreshPreview();
+  assert.deepEqual(vm.rendered.value, { state: "shown", text: "plain words", html: null }, "null: sent as plain text");
+  await vm.submit();
+  assert.deepEqual([vm.preview.value, vm.rendered.value], [false, { state: "off" }]);
+});
+
+test("upload progress is kept within the file's size and the upload can be dismissed", () => {
+  const { vm } = make();
+  const id = vm.startUpload("photo.png", 1000);
+  vm.updateUpload(id, { sent: 400 });
+  assert.deepEqual([vm.uploads.value[0].sent, vm.uploads.value[0].state], [400, "uploading"]);
+  vm.updateUpload(id, { sent: 5000 });
+  assert.equal(vm.uploads.value[0].sent, 1000);
+  vm.updateUpload(id, { state: "failed", error: "too large" });
+  vm.dismissUpload(id);
+  assert.deepEqual(vm.uploads.value, []);
+});

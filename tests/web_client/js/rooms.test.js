@@ -22,7 +22,8 @@ test("home groups rooms by space, puts the rest under other rooms, and lists inv
   const s = vm.sections.value;
   assert.deepEqual(s.invites.map((r) => r.room_id), ["!e"]);
   assert.deepEqual(s.direct.map((r) => r.room_id), ["!d"]);
-  assert.deepEqual(s.rooms.map((r) => r.room_id), ["!b", "!a"], "in a space, sorted by name ignoring case");
+  assert.deepEqual(s.groups.map((g) => [g.space.room_id, g.rooms.map((r) => r.room_id)]), [["!space", ["!b", "!a"]]],
+    "in a space, sorted by name ignoring case");
   assert.deepEqual(s.other.map((r) => r.room_id), ["!c", "!g"], "a parent the account does not know is no space");
   assert.ok(!vm.order.value.some((r) => r.room_id === "!f" || r.room_id === "!space"));
 });
@@ -31,7 +32,7 @@ test("a workspace shows only its rooms, and the switcher sums counts per space",
   const vm = new RoomListViewModel();
   vm.apply(sample());
   vm.chooseWorkspace("!space");
-  assert.deepEqual(vm.sections.value.rooms.map((r) => r.room_id), ["!b", "!a"]);
+  assert.deepEqual(vm.sections.value.groups.map((g) => g.rooms.map((r) => r.room_id)), [["!b", "!a"]]);
   assert.deepEqual(vm.sections.value.other, []);
   const [home, work] = vm.workspaces.value;
   assert.equal(home.space, null);
@@ -40,6 +41,41 @@ test("a workspace shows only its rooms, and the switcher sums counts per space",
   // A space that disappears (left) sends the switcher back home.
   vm.apply(sample().filter((r) => r.room_id !== "!space"));
   assert.equal(vm.workspace.value, null);
+});
+
+test("a space groups the rooms it names as children, those naming it as parent, and its direct chats", () => {
+  const vm = new RoomListViewModel();
+  vm.apply([
+    room({ room_id: "!s1", name: "Work", space: true, children: ["!x", "!dm", "!not-joined"] }),
+    room({ room_id: "!s2", name: "Home life", space: true, children: ["!x", "!y"] }),
+    room({ room_id: "!s3", name: "Left space", space: true, membership: "leave", children: ["!z"] }),
+    room({ room_id: "!x", name: "shared" }),
+    room({ room_id: "!y", name: "garden" }),
+    room({ room_id: "!w", name: "wiki", parents: ["!s1"] }),
+    room({ room_id: "!z", name: "zed" }),
+    room({ room_id: "!dm", name: "Dana", direct: true }),
+  ]);
+  assert.deepEqual(vm.spaces.value.map((r) => r.room_id), ["!s2", "!s1"], "joined spaces only, by name");
+  const home = vm.sections.value;
+  // "shared" is in both spaces: listed once, under the first by name.
+  assert.deepEqual(home.groups.map((g) => [g.space.name, g.rooms.map((r) => r.name)]),
+    [["Home life", ["garden", "shared"]], ["Work", ["wiki"]]]);
+  assert.deepEqual(home.other.map((r) => r.name), ["zed"], "a left space groups nothing");
+  assert.deepEqual(home.direct.map((r) => r.name), ["Dana"]);
+  assert.equal(new Set(vm.order.value.map((r) => r.room_id)).size, vm.order.value.length, "no room twice");
+  vm.chooseWorkspace("!s1");
+  const work = vm.sections.value;
+  assert.deepEqual(work.groups.map((g) => g.rooms.map((r) => r.name)), [["shared", "wiki"]]);
+  assert.deepEqual(work.direct.map((r) => r.name), ["Dana"]);
+  assert.deepEqual(work.other, []);
+  vm.chooseWorkspace("!s2");
+  assert.deepEqual(vm.sections.value.direct, [], "a direct chat outside the space is not shown in it");
+  const counts = vm.workspaces.value.map((w) => w.space?.room_id ?? "home");
+  assert.deepEqual(counts, ["home", "!s2", "!s1"]);
+  // The filter hides a space whose rooms it hides all.
+  vm.chooseWorkspace(null);
+  vm.filter.value = "garden";
+  assert.deepEqual(vm.sections.value.groups.map((g) => g.space.name), ["Home life"]);
 });
 
 test("the filter matches name, alias and topic, case-insensitively", () => {

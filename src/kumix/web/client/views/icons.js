@@ -10,6 +10,7 @@ const PATHS = {
   home: "M2.5 7.5 8 3l5.5 4.5M4 6.5V13h8V6.5",
   back: "M10 3 5 8l5 5",
   file: "M4 1.5h5l3 3v10H4zM9 1.5v3h3",
+  eye: "M1.5 8S4 3.5 8 3.5 14.5 8 14.5 8 12 12.5 8 12.5 1.5 8 1.5 8zM8 6a2 2 0 1 0 0 4 2 2 0 0 0 0-4z",
 };
 
 /** @param {{name: keyof typeof PATHS | string, label?: string}} props */

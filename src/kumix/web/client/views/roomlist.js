@@ -1,8 +1,26 @@
 import { html } from "../lib/html.js";
 import { Icon } from "./icons.js";
 import { t, tn, formatNumber } from "../lib/i18n.js";
+import { useState } from "../vendor/preact-hooks.js";
+import { roomPath } from "../lib/api.js";
 
 /** @typedef {import("../vm/rooms.js").RoomSummary} RoomSummary */
+
+/**
+ * A room's or space's avatar: its m.room.avatar through the server's authenticated media,
+ * else (none, or not an image the browser shows) its initial.
+ * @param {{room: RoomSummary, className?: string}} props
+ */
+export function Avatar({ room, className = "avatar" }) {
+  const [failed, setFailed] = useState(/** @type {string | null} */ (null));
+  const initial = (room.name || room.room_id).replace(/^[#!@]/, "").slice(0, 1).toUpperCase();
+  if (room.avatar && failed !== room.avatar) {
+    const mxc = room.avatar;
+    return html`<img class=${`${className} avatar-img`} src=${`${roomPath(room.room_id)}/avatar?v=${encodeURIComponent(mxc)}`} alt="" aria-hidden="true"
+      onError=${() => setFailed(mxc)} />`;
+  }
+  return html`<span class=${className} aria-hidden="true">${initial}</span>`;
+}
 
 /** @param {{unread: number, highlights: number}} props */
 function Badge({ unread, highlights }) {
@@ -28,7 +46,7 @@ function RoomRow({ app, room }) {
   return html`<li class=${selected ? "room selected" : "room"} role="option" aria-selected=${selected} id=${`room-${room.room_id}`}
       tabindex=${selected ? 0 : -1} onClick=${() => vm.select(room.room_id)}
       onKeyDown=${(/** @type {KeyboardEvent} */ e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); vm.select(room.room_id); } }}>
-    <span class="avatar" aria-hidden="true">${(room.name || "#").slice(0, 1).toUpperCase()}</span>
+    <${Avatar} room=${room} />
     <span class="room-name">${room.name || room.room_id}</span>
     ${room.encrypted && html`<span class="lock" title=${t("Encrypted")}><${Icon} name="lock" label=${t("Encrypted")} /></span>`}
     <${Badge} unread=${room.unread} highlights=${room.highlights} />
@@ -56,7 +74,7 @@ export function Workspaces({ app }) {
       const current = vm.workspace.value === id;
       return html`<button key=${id ?? "home"} class=${current ? "workspace current" : "workspace"} aria-pressed=${current} title=${name}
           aria-label=${w.unread ? t("{name}, {count} unread", { name, count: w.unread }) : name} onClick=${() => vm.chooseWorkspace(id)}>
-        ${w.space ? html`<span aria-hidden="true">${name.slice(0, 1).toUpperCase()}</span>` : html`<${Icon} name="home" />`}
+        ${w.space ? html`<${Avatar} room=${w.space} className="workspace-avatar" />` : html`<${Icon} name="home" />`}
         ${w.highlights ? html`<span class="dot highlight" aria-hidden="true"></span>` : w.unread ? html`<span class="dot" aria-hidden="true"></span>` : null}
       </button>`;
     })}
@@ -67,7 +85,8 @@ export function Workspaces({ app }) {
 export function RoomList({ app }) {
   const vm = app.rooms;
   const s = vm.sections.value;
-  const empty = !s.invites.length && !s.direct.length && !s.rooms.length && !s.other.length;
+  const empty = !s.invites.length && !s.direct.length && !s.groups.length && !s.other.length;
+  const space = vm.workspace.value ? vm.byId.value.get(vm.workspace.value) : null;
   return html`<div class="roomlist">
     <div class="roomlist-head">
       <input class="filter" type="search" id="room-filter" aria-label=${t("Filter rooms")} placeholder=${t("Filter rooms")}
@@ -76,7 +95,8 @@ export function RoomList({ app }) {
     </div>
     <${Section} app=${app} title=${t("Invites")} rooms=${s.invites} />
     <${Section} app=${app} title=${t("Direct messages")} rooms=${s.direct} />
-    <${Section} app=${app} title=${vm.workspace.value ? t("Rooms") : t("Rooms in spaces")} rooms=${s.rooms} />
+    ${space && html`<h2 class="workspace-title">${space.name || space.room_id}</h2>`}
+    ${s.groups.map((g) => html`<${Section} key=${g.space.room_id} app=${app} title=${vm.workspace.value ? t("Rooms") : g.space.name || g.space.room_id} rooms=${g.rooms} />`)}
     <${Section} app=${app} title=${t("Other rooms")} rooms=${s.other} />
     ${empty && html`<p class="muted empty">${vm.filter.value ? t("No room matches the filter.") : t("No rooms yet.")}</p>`}
   </div>`;

@@ -13,6 +13,14 @@ import { messageHtml } from "../lib/trusted-html.js";
 /** @param {string} userId */
 const shortName = (userId) => userId.replace(/^@/, "").split(":")[0];
 
+/**
+ * Sanitized HTML, a message's or the composer's preview: the page's one HTML sink.
+ * @param {{markup: string}} props
+ */
+export function RichText({ markup }) {
+  return html`<div class="html" dangerouslySetInnerHTML=${messageHtml(markup)}></div>`;
+}
+
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: MessageTile}} props */
 function Body({ app, tile }) {
   const ev = tile.event;
@@ -30,7 +38,7 @@ function Body({ app, tile }) {
   return html`${ev.reply_to && html`<blockquote class="reply">${quoted
       ? html`<strong>${shortName(quoted.event.sender)}</strong> ${quoted.redacted ? t("Message deleted") : quoted.body}`
       : html`<span class="muted">${t("In reply to an earlier message")}</span>`}</blockquote>`}
-    ${tile.html ? html`<div class="html" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>` : html`<p class="text">${tile.body}</p>`}
+    ${tile.html ? html`<${RichText} markup=${tile.html} />` : html`<p class="text">${tile.body}</p>`}
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;
 }
 

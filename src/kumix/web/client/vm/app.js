@@ -74,6 +74,10 @@ export class AppViewModel {
         const tile = this.timeline.value?.lastOwnMessage.value;
         return tile ? { eventId: tile.event.event_id, body: tile.body } : null;
       },
+      render: async (text) => {
+        const doc = await this.api.send("/api/markdown/preview", { text });
+        return typeof doc?.html === "string" ? doc.html : null;
+      },
     });
     this.txn = 0;
     this.typingSentAt = 0;

@@ -11,7 +11,18 @@ import { signal, computed, batch } from "../vendor/signals-core.js";
  * @property {(text: string, replyTo: string | null) => Promise<void>} send
  * @property {(eventId: string, text: string) => Promise<void>} edit
  * @property {() => ({eventId: string, body: string} | null)} lastOwn  the message Up edits
+ * @property {(text: string) => Promise<string | null>} [render]  the markdown preview: the
+ *   sanitized HTML the server's markdown extension makes of the text (null: plain text)
  */
+
+/**
+ * The preview of the composer's text: what the markdown extension made of `text` (`html`
+ * null when it goes as plain text), or where that stands.
+ * @typedef {{state: "off"} | {state: "loading", text: string} | {state: "shown", text: string, html: string | null} | {state: "failed", text: string, error: string}} Preview
+ */
+
+/** A pause in typing this long renders the preview again: one extension call per pause, not per key. */
+const PREVIEW_PAUSE_MS = 300;
 
 export class ComposerViewModel {
   /** @param {Sender} sender */
@@ -21,11 +32,15 @@ export class ComposerViewModel {
     /** @type {import("../vendor/signals-core.js").Signal<Mode>} */
     this.mode = signal({ kind: "new" });
     this.preview = signal(false);
+    /** @type {import("../vendor/signals-core.js").Signal<Preview>} */
+    this.rendered = signal(/** @type {Preview} */ ({ state: "off" }));
     /** @type {import("../vendor/signals-core.js").Signal<Upload[]>} */
     this.uploads = signal([]);
     this.error = signal(/** @type {string | null} */ (null));
     this.canSend = computed(() => this.text.value.trim().length > 0);
     this.nextUpload = 1;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.previewTimer = undefined;
   }
 
   /**
@@ -69,6 +84,7 @@ export class ComposerViewModel {
       if (this.mode.value.kind === "edit") this.text.value = "";
       this.mode.value = { kind: "new" };
       this.preview.value = false;
+      this.rendered.value = { state: "off" };
     });
   }
 
@@ -81,6 +97,7 @@ export class ComposerViewModel {
       this.text.value = "";
       this.mode.value = { kind: "new" };
       this.preview.value = false;
+      this.rendered.value = { state: "off" };
       this.error.value = null;
     });
     try {
@@ -93,6 +110,49 @@ export class ComposerViewModel {
       this.error.value = err instanceof Error ? err.message : String(err);
       return false;
     }
+  }
+
+  /**
+   * Show or hide the preview. Shown, it is rendered again by `refreshPreview` (the view
+   * calls it after a pause in typing); an answer for text that has changed since is dropped.
+   * @param {boolean} [on]
+   */
+  async togglePreview(on = !this.preview.value) {
+    this.preview.value = on;
+    if (!on) {
+      this.rendered.value = { state: "off" };
+      return;
+    }
+    await this.refreshPreview();
+  }
+
+  /** After a keystroke: render the preview again once typing pauses (when it is shown). */
+  schedulePreview() {
+    if (!this.preview.value) return;
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => void this.refreshPreview(), PREVIEW_PAUSE_MS);
+  }
+
+  async refreshPreview() {
+    const text = this.text.value;
+    if (!this.preview.value) return;
+    const now = this.rendered.value;
+    if (now.state !== "off" && now.state !== "failed" && now.text === text) return;
+    if (!text.trim() || !this.sender.render) {
+      this.rendered.value = { state: "shown", text, html: null };
+      return;
+    }
+    this.rendered.value = { state: "loading", text };
+    /** @type {Preview} */
+    let next;
+    try {
+      next = { state: "shown", text, html: await this.sender.render(text) };
+    } catch (err) {
+      next = { state: "failed", text, error: err instanceof Error ? err.message : String(err) };
+    }
+    // Only the answer for the text still in the composer, and only while the preview is on.
+    const current = this.rendered.value;
+    if (this.preview.value && current.state === "loading" && current.text === text) this.rendered.value = next;
   }
 
   /** @param {string} name @param {number} size @returns {number} the upload's id */

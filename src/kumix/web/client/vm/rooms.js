@@ -17,15 +17,19 @@ import { signal, computed, batch } from "../vendor/signals-core.js";
  * @property {boolean} direct
  * @property {string | null} [alias]
  * @property {string | null} [inviter]
+ * @property {string | null} [avatar]  mxc:// URI of m.room.avatar (the bytes: GET /api/rooms/{id}/avatar)
  * @property {boolean} [space]  the room is a Matrix space (m.space)
- * @property {string[]} [parents]  ids of the spaces this room belongs to
+ * @property {string[]} [children]  for a space: the rooms it groups (m.space.child)
+ * @property {string[]} [parents]  ids of the spaces this room names as its parents (m.space.parent)
  */
+
+/** @typedef {{space: RoomSummary, rooms: RoomSummary[]}} SpaceGroup */
 
 /**
  * @typedef {object} RoomSections
  * @property {RoomSummary[]} invites
- * @property {RoomSummary[]} direct
- * @property {RoomSummary[]} rooms  rooms of the selected space, or of no space on "home"
+ * @property {RoomSummary[]} direct  direct chats (of the chosen space, on a workspace)
+ * @property {SpaceGroup[]} groups  on "home" every space with its rooms; on a workspace its own
  * @property {RoomSummary[]} other  on "home": the rooms that belong to no space
  */
 
@@ -57,6 +61,21 @@ export class RoomListViewModel {
     this.byId = computed(() => new Map(this.all.value.map((r) => [r.room_id, r])));
     this.spaces = computed(() => this.all.value.filter((r) => r.space && r.membership === "join").sort(byName));
 
+    /**
+     * Which rooms each joined space groups. A space names its rooms (m.space.child) and a room
+     * may name its space (m.space.parent); either link is enough, as in other clients, since
+     * a room's parent link is optional and a space's admin may not be the room's.
+     * @type {import("../vendor/signals-core.js").ReadonlySignal<Map<string, Set<string>>>}
+     */
+    this.members = computed(() => {
+      /** @type {Map<string, Set<string>>} */
+      const members = new Map(this.spaces.value.map((sp) => [sp.room_id, new Set(sp.children ?? [])]));
+      for (const r of this.all.value) {
+        for (const p of r.parents ?? []) members.get(p)?.add(r.room_id);
+      }
+      return members;
+    });
+
     /** @type {import("../vendor/signals-core.js").ReadonlySignal<Workspace[]>} */
     this.workspaces = computed(() => {
       const rooms = this.all.value.filter((r) => !r.space && r.membership === "join");
@@ -65,9 +84,10 @@ export class RoomListViewModel {
         unread: list.reduce((n, r) => n + r.unread, 0),
         highlights: list.reduce((n, r) => n + r.highlights, 0),
       });
+      const members = this.members.value;
       return [
         { space: null, ...sum(rooms) },
-        ...this.spaces.value.map((space) => ({ space, ...sum(rooms.filter((r) => r.parents?.includes(space.room_id))) })),
+        ...this.spaces.value.map((space) => ({ space, ...sum(rooms.filter((r) => members.get(space.room_id)?.has(r.room_id))) })),
       ];
     });
 
@@ -75,27 +95,47 @@ export class RoomListViewModel {
     this.sections = computed(() => {
       const needle = this.filter.value.trim().toLocaleLowerCase();
       const ws = this.workspace.value;
-      const known = new Set(this.spaces.value.map((s) => s.room_id));
+      const members = this.members.value;
       const visible = this.all.value.filter((r) => !r.space && r.membership !== "leave" && matches(r, needle));
-      const inSpace = (/** @type {RoomSummary} */ r) => (r.parents ?? []).some((p) => known.has(p));
       const invites = visible.filter((r) => r.membership === "invite").sort(byName);
       const joined = visible.filter((r) => r.membership === "join");
+      /** @param {RoomSummary} space @returns {SpaceGroup} */
+      const group = (space) => {
+        const mine = members.get(space.room_id) ?? new Set();
+        return { space, rooms: joined.filter((r) => !r.direct && mine.has(r.room_id)).sort(byName) };
+      };
       if (ws !== null) {
-        const mine = joined.filter((r) => r.parents?.includes(ws));
-        return { invites, direct: mine.filter((r) => r.direct).sort(byName), rooms: mine.filter((r) => !r.direct).sort(byName), other: [] };
+        const space = this.byId.value.get(ws);
+        const mine = members.get(ws) ?? new Set();
+        return {
+          invites,
+          direct: joined.filter((r) => r.direct && mine.has(r.room_id)).sort(byName),
+          groups: space ? [group(space)] : [],
+          other: [],
+        };
+      }
+      // A room in two spaces is listed once, under the first of them (by name): a row is one
+      // option with one id, and the keyboard visits it once.
+      const placed = new Set();
+      const groups = [];
+      for (const space of this.spaces.value) {
+        const g = group(space);
+        g.rooms = g.rooms.filter((r) => !placed.has(r.room_id) && placed.add(r.room_id));
+        // A space whose rooms the filter hides all is not shown.
+        if (g.rooms.length) groups.push(g);
       }
       return {
         invites,
         direct: joined.filter((r) => r.direct).sort(byName),
-        rooms: joined.filter((r) => !r.direct && inSpace(r)).sort(byName),
-        other: joined.filter((r) => !r.direct && !inSpace(r)).sort(byName),
+        groups,
+        other: joined.filter((r) => !r.direct && !placed.has(r.room_id)).sort(byName),
       };
     });
 
     /** Rooms in the order the list shows them, for keyboard moves. */
     this.order = computed(() => {
       const s = this.sections.value;
-      return [...s.invites, ...s.direct, ...s.rooms, ...s.other];
+      return [...s.invites, ...s.direct, ...s.groups.flatMap((g) => g.rooms), ...s.other];
     });
     this.current = computed(() => (this.selected.value ? this.byId.value.get(this.selected.value) ?? null : null));
   }
