@@ -29,8 +29,8 @@ function Badge({ unread, highlights }) {
   return html`<span class=${highlights ? "badge highlight" : "badge"} aria-label=${label}>${formatNumber(highlights || unread)}</span>`;
 }
 
-/** @param {{app: import("../vm/app.js").AppViewModel, room: RoomSummary}} props */
-function RoomRow({ app, room }) {
+/** @param {{app: import("../vm/app.js").AppViewModel, room: RoomSummary, tabbable: boolean}} props */
+function RoomRow({ app, room, tabbable }) {
   const vm = app.rooms;
   const selected = vm.selected.value === room.room_id;
   if (room.membership === "invite") {
@@ -44,7 +44,7 @@ function RoomRow({ app, room }) {
     </li>`;
   }
   return html`<li class=${selected ? "room selected" : "room"} role="option" aria-selected=${selected} id=${`room-${room.room_id}`}
-      tabindex=${selected ? 0 : -1} onClick=${() => vm.select(room.room_id)}
+      tabindex=${tabbable ? 0 : -1} onClick=${() => vm.select(room.room_id)}
       onKeyDown=${(/** @type {KeyboardEvent} */ e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); vm.select(room.room_id); } }}>
     <${Avatar} room=${room} />
     <span class="room-name">${room.name || room.room_id}</span>
@@ -56,11 +56,14 @@ function RoomRow({ app, room }) {
 /** @param {{app: import("../vm/app.js").AppViewModel, title: string, rooms: RoomSummary[]}} props */
 function Section({ app, title, rooms }) {
   if (!rooms.length) return null;
+  // One Tab stop per list: the selected room, or the first when the selection is elsewhere.
+  const selected = app.rooms.selected.value;
+  const stop = rooms.some((r) => r.room_id === selected) ? selected : rooms[0].room_id;
   return html`<section class="section">
     <h2 class="section-title">${title}</h2>
     ${/* Invites hold buttons, so they are a plain list; joined rooms are a listbox of options. */ ""}
     <ul role=${rooms.every((r) => r.membership === "invite") ? undefined : "listbox"} aria-label=${title}>
-      ${rooms.map((r) => html`<${RoomRow} key=${r.room_id} app=${app} room=${r} />`)}</ul>
+      ${rooms.map((r) => html`<${RoomRow} key=${r.room_id} app=${app} room=${r} tabbable=${r.room_id === stop} />`)}</ul>
   </section>`;
 }
 
