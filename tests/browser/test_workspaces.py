@@ -294,8 +294,17 @@ def test_axe_finds_nothing_serious_on_any_screen(synapse: SynapseHarness, signed
         open_room(page, "Design")
         send_from_page(page, f"**bold** message in {theme}")
         expect(message(page, f"bold message in {theme}").locator("strong")).to_be_visible(timeout=TIMEOUT_MS)
+        # The composer's preview: the markdown extension's sanitized rendering, in the page.
+        page.get_by_role("textbox", name="Message").fill("*slanted* and `code`")
+        page.get_by_role("button", name="Preview").click()
+        preview = page.get_by_role("region", name="Preview")
+        expect(preview.locator("em")).to_have_text("slanted", timeout=TIMEOUT_MS)
+        expect(preview.locator("code")).to_have_text("code")
         found += axe(page, f"room-{theme}")
         shot(page, f"axe-room-{theme}")
+        page.get_by_role("textbox", name="Message").press("Escape")
+        expect(preview).to_have_count(0)
+        page.get_by_role("textbox", name="Message").fill("")
         page.get_by_role("button", name="Create a room").click()
         expect(page.get_by_role("dialog")).to_be_visible()
         found += axe(page, f"dialog-{theme}")
@@ -327,3 +336,6 @@ def test_axe_on_the_login_page(web_server: WebServer, context: BrowserContext) -
     found += axe(page, "login-light")
     shot(page, "login-light")
     assert found == [], json.dumps(found, indent=1)
+    # The scan is live: an image without a text alternative, put in through the DOM, is caught.
+    page.evaluate("document.querySelector('form').append(Object.assign(document.createElement('img'), {src: '/x.png'}))")
+    assert "image-alt" in {v["id"] for v in axe(page, "login-broken")}
