@@ -337,5 +337,6 @@ def test_axe_on_the_login_page(web_server: WebServer, context: BrowserContext) -
     shot(page, "login-light")
     assert found == [], json.dumps(found, indent=1)
     # The scan is live: an image without a text alternative, put in through the DOM, is caught.
-    page.evaluate("document.querySelector('form').append(Object.assign(document.createElement('img'), {src: '/x.png'}))")
+    page.evaluate("document.querySelector('form')"
+                  ".append(Object.assign(document.createElement('img'), {src: '/x.png'}))")
     assert "image-alt" in {v["id"] for v in axe(page, "login-broken")}
