@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,16 @@ def accept_invite(page: Page, room_name: str) -> None:
     open_room(page, room_name)
 
 
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour (the browser must be able to show the avatar)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def build_space(synapse: SynapseHarness, user: TestUser) -> dict[str, str]:
     """As the page's own account (another device): a space that names one room as its child
     while another room names the space as its parent, and a room in no space."""
@@ -48,6 +60,7 @@ def build_space(synapse: SynapseHarness, user: TestUser) -> dict[str, str]:
         loose = me.create_room(name="Loose room")
         me.put_state(space, "m.space.child", design, via)
         me.put_state(ops, "m.space.parent", space, via | {"canonical": True})
+        me.put_state(space, "m.room.avatar", "", {"url": me.upload(png(32, 32, (220, 120, 30)), "image/png")})
         me.send(design, "mockups are ready")
         return {"space": space, "design": design, "ops": ops, "loose": loose}
     finally:
@@ -82,6 +95,10 @@ def test_spaces_search_language_and_theme(synapse: SynapseHarness, signed_in: tu
     expect(team.locator("[role=option]")).to_have_text([re.compile("Design"), re.compile("Ops")], timeout=TIMEOUT_MS)
     expect(section(page, "Other rooms")).to_contain_text("Loose room")
     expect(section(page, "Other rooms")).not_to_contain_text("Design")
+    # The space's avatar comes through the server's authenticated media and is shown.
+    avatar = rail.get_by_role("button", name=re.compile("^Team space")).locator("img")
+    expect(avatar).to_have_attribute("src", re.compile(r"^/api/rooms/.+/avatar"), timeout=TIMEOUT_MS)
+    page.wait_for_function("img => img.complete && img.naturalWidth === 32", arg=avatar.element_handle())
     accept_invite(page, "Secret plans")
     for i in range(8):
         peer.do("send", room=secret, body=f"filler {i}")
@@ -228,6 +245,25 @@ def test_phone_layout_and_keyboard(synapse: SynapseHarness, signed_in: tuple[Web
     expect(dialog).to_have_count(0)
     expect(create).to_be_focused()
     page.locator("#room-filter").fill("")
+
+    # Attaching: the upload shows its progress while the bytes go (the network is slowed
+    # through the DevTools protocol so there is a moment to see it), then the file is sent.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": 512 * 1024})
+    page.locator("form.composer input[type=file]").set_input_files(
+        files=[{"name": "big.bin", "mimeType": "application/octet-stream", "buffer": b"k" * 3_000_000}])
+    bar = page.get_by_role("progressbar", name="Upload progress of big.bin")
+    bar.wait_for()
+    page.wait_for_function("bar => bar.value > 0 && bar.value < bar.max", arg=bar.element_handle())
+    expect(page.locator(".upload")).to_contain_text("%")
+    shot(page, "upload-progress")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
+    expect(page.locator("article.message a.file", has_text="big.bin")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator(".upload")).to_have_count(0)
+    cdp.detach()
 
     # The phone: the list alone, then the room alone, then back.
     page.set_viewport_size({"width": 390, "height": 844})
