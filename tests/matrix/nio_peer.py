@@ -91,6 +91,7 @@ class Peer:
         olm.outbound_group_sessions.pop(room_id, None)
         olm.create_outbound_group_session(room_id)
         session = olm.outbound_group_sessions[room_id]
+        first_key = session.session_key  # from index 0: read before the message ratchets it on
         device = self.client.device_store[user][device_id]
         assert olm.session_store.get(device.curve25519) is not None, "no Olm session with that device yet"
         self.client.blacklist_device(device)
@@ -98,7 +99,7 @@ class Peer:
             event_id = await self._send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
         finally:
             self.client.unblacklist_device(device)
-        self.late_keys[event_id] = (room_id, device, session.id, session.session_key)
+        self.late_keys[event_id] = (room_id, device, session.id, first_key)
         # The next message starts a session shared normally.
         olm.outbound_group_sessions.pop(room_id, None)
         return event_id
@@ -203,6 +204,9 @@ class Peer:
                             return doc
                     self.new_event.clear()
                     await self.new_event.wait()
+        if op == "seen":
+            # Everything received so far, in order (for a test's own checks or its failure message).
+            return {"events": [d for d in self.seen if cmd.get("room") in (None, d["room_id"])]}
         if op == "stop":
             return {"ok": True}
         raise ValueError(f"unknown op {op}")
