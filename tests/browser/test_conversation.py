@@ -222,6 +222,7 @@ def test_encrypted_room_with_replies_edits_reactions_and_redactions(
     expect(thumbs).to_have_attribute("aria-pressed", "true")
     got = peer.do("wait_event", where={"room_id": room_id, "etype": "m.reaction", "relates_to": theirs_id})
     assert got["key"] == "👍"
+    assert got["decrypted"] is True  # the homeserver does not see who reacted with what
     thumbs.click()
     expect(reaction(edited, "👍")).to_have_count(0)
     peer.do("wait_event", where={"room_id": room_id, "etype": "m.room.redaction", "redacts": got["event_id"]})

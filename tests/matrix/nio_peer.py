@@ -13,6 +13,7 @@ import io
 import json
 import sys
 from typing import Any
+from uuid import uuid4
 
 import nio
 from nio.crypto import decrypt_attachment
@@ -145,8 +146,20 @@ class Peer:
                 "msgtype": "m.text", "body": f"* {cmd['body']}", "m.new_content": new,
                 "m.relates_to": {"rel_type": "m.replace", "event_id": cmd["event_id"]}})}
         if op == "react":
-            return {"event_id": await self._send(cmd["room"], "m.reaction", {"m.relates_to": {
-                "rel_type": "m.annotation", "event_id": cmd["event_id"], "key": cmd["key"]}})}
+            content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": cmd["event_id"], "key": cmd["key"]}}
+            room = c.rooms.get(cmd["room"])
+            if room is None or not room.encrypted:
+                return {"event_id": await self._send(cmd["room"], "m.reaction", content)}
+            # nio's room_send leaves reactions in clear; encrypted, as Element sends them.
+            await c.sync(timeout=0)
+            await self._upkeep()
+            if c.olm is not None and c.olm.should_share_group_session(cmd["room"]):
+                await c.share_group_session(cmd["room"], ignore_unverified_devices=True)
+            event_type, encrypted = c.encrypt(cmd["room"], "m.reaction", content)
+            method, path, data = nio.Api.room_send(c.access_token, cmd["room"], event_type, encrypted, str(uuid4()))
+            resp = await c._send(nio.RoomSendResponse, method, path, data, (cmd["room"],))
+            assert isinstance(resp, nio.RoomSendResponse), resp
+            return {"event_id": resp.event_id}
         if op == "redact":
             resp = await c.room_redact(cmd["room"], cmd["event_id"], reason=cmd.get("reason"))
             assert isinstance(resp, nio.RoomRedactResponse), resp
