@@ -78,6 +78,17 @@ test("a space groups the rooms it names as children, those naming it as parent, 
   assert.deepEqual(vm.sections.value.groups.map((g) => g.space.name), ["Home life"]);
 });
 
+test("an invitation to a space is listed with the invites, and the space is no workspace until joined", () => {
+  const vm = new RoomListViewModel();
+  vm.apply([room({ room_id: "!sp", name: "Guild", space: true, membership: "invite", children: ["!r"] }), room({ room_id: "!r", name: "hall" })]);
+  assert.deepEqual(vm.sections.value.invites.map((r) => r.room_id), ["!sp"]);
+  assert.deepEqual(vm.workspaces.value.map((w) => w.space?.room_id ?? null), [null]);
+  assert.deepEqual(vm.sections.value.other.map((r) => r.room_id), ["!r"]);
+  vm.merge([room({ room_id: "!sp", name: "Guild", space: true, children: ["!r"] })]);
+  assert.deepEqual(vm.sections.value.invites, []);
+  assert.deepEqual(vm.sections.value.groups.map((g) => [g.space.room_id, g.rooms.map((r) => r.room_id)]), [["!sp", ["!r"]]]);
+});
+
 test("the filter matches name, alias and topic, case-insensitively", () => {
   const vm = new RoomListViewModel();
   vm.apply([...sample(), room({ room_id: "!h", name: "x", alias: "#Kitchen:x" })]);

@@ -97,7 +97,8 @@ export class RoomListViewModel {
       const ws = this.workspace.value;
       const members = this.members.value;
       const visible = this.all.value.filter((r) => !r.space && r.membership !== "leave" && matches(r, needle));
-      const invites = visible.filter((r) => r.membership === "invite").sort(byName);
+      // An invitation to a space is answered like one to a room; once joined it is a workspace.
+      const invites = this.all.value.filter((r) => r.membership === "invite" && matches(r, needle)).sort(byName);
       const joined = visible.filter((r) => r.membership === "join");
       /** @param {RoomSummary} space @returns {SpaceGroup} */
       const group = (space) => {
