@@ -42,6 +42,7 @@ TIMEOUT_MS = 30_000
 
 def launch(playwright: Playwright) -> Browser:
     """Debian's Chromium, never a browser Playwright downloaded."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package"
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 

@@ -427,7 +427,7 @@ class MatrixClient:
         if self.before_encrypted_send is not None and mroom is not None and mroom.encrypted:
             await self.before_encrypted_send(room_id)
         if event_type == "m.reaction" and mroom is not None and mroom.encrypted and self._nio.olm is not None:
-            resp = await guard(self._send_encrypted_reaction(room_id, content, txn_id), "send")
+            resp = await self._send_encrypted_reaction(room_id, content, txn_id)
         else:
             resp = await guard(
                 self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
@@ -445,18 +445,18 @@ class MatrixClient:
         n = self._nio
         assert n.olm is not None
         if not n.rooms[room_id].members_synced:
-            raise_for(await n.joined_members(room_id), "joined members")
+            await call(n.joined_members(room_id), "joined members")
             if n.should_query_keys:
-                raise_for(await n.keys_query(), "keys query")
+                await call(n.keys_query(), "keys query")
         if n.olm.should_share_group_session(room_id):
             sharing = n.sharing_session.get(room_id)
             if sharing is not None:
-                await sharing.wait()
+                await guard(sharing.wait(), "share room key")
             else:
-                raise_for(await n.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
+                await call(n.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
         event_type, encrypted = n.encrypt(room_id, "m.reaction", content)
         method, path, data = nio.Api.room_send(n.access_token, room_id, event_type, encrypted, txn_id)
-        return await n._send(nio.RoomSendResponse, method, path, data, (room_id,))
+        return await guard(n._send(nio.RoomSendResponse, method, path, data, (room_id,)), "send")
 
     async def redact(self, room_id: str, event_id: str, txn_id: str, reason: str | None = None) -> str:
         resp = await guard(self._nio.room_redact(room_id, event_id, reason=reason, tx_id=txn_id), "redact")
