@@ -29,10 +29,18 @@ from tests.web.web_harness import WebServer
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
+    ours = []
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.synapse)
+            ours.append(item)
+    # Last in the session: Playwright's sync API keeps an event loop running in the main
+    # thread until the session's `browser` is closed, and every later test that calls
+    # asyncio.run() would fail ("cannot be called from a running event loop").
+    mine = set(ours)
+    rest = [item for item in items if item not in mine]
+    items[:] = rest + ours
 
 
 @pytest.fixture(scope="session")
