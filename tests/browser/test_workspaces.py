@@ -233,7 +233,8 @@ def test_phone_layout_and_keyboard(synapse: SynapseHarness, signed_in: tuple[Web
     dialog = page.get_by_role("dialog", name="Create a room")
     expect(dialog).to_be_visible()
     inside = "document.activeElement && document.activeElement.closest('[role=dialog]') !== null"
-    assert page.evaluate(inside)
+    # Focus moves in once the dialog has rendered (an effect after paint).
+    page.wait_for_function(inside)
     for _ in range(12):
         page.keyboard.press("Tab")
         assert page.evaluate(inside), "Tab left the dialog"
