@@ -138,7 +138,8 @@ export function Timeline({ app, vm }) {
   // The newest message is on screen and the page is visible: it has been read.
   const last = tiles.length ? tiles[tiles.length - 1] : null;
   useEffect(() => {
-    if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
+    const newest = vm.newestEventId.value;
+    if (newest && last && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, newest);
   });
   const typing = vm.typingOthers.value;
   /**
