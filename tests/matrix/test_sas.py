@@ -6,7 +6,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kumix.matrix.crypto_primitives import SigningKey
+import pytest
+
+from kumix.matrix import sas
+from kumix.matrix.crypto_primitives import EstablishedSas, SigningKey
 from kumix.matrix.sas import EMOJI, Party, SasVerification
 
 TXN = "txn1"
@@ -63,8 +66,13 @@ def test_both_sides_agree_and_end_verified() -> None:
     assert bob.verified == a_keys
 
 
-def test_a_wrong_mac_is_refused_and_nothing_is_verified() -> None:
-    alice, bob, _, _ = _pair()
+@pytest.mark.parametrize("protection", ["on", "off"])
+def test_a_wrong_mac_is_refused_and_nothing_is_verified(protection: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bob's MAC of his device key replaced by another of his MACs. Protection off (the MAC
+    comparison skipped): the forgery goes through and Bob's keys count as verified."""
+    if protection == "off":
+        monkeypatch.setattr(EstablishedSas, "verify_mac", lambda self, message, info, tag: None)
+    alice, bob, _, b_keys = _pair()
     _until_sas(alice, bob)
     (t, mac), = bob.confirm()
     forged = copy.deepcopy(mac)
@@ -72,20 +80,22 @@ def test_a_wrong_mac_is_refused_and_nothing_is_verified() -> None:
     out = alice.receive(t, forged)
     assert out == []
     out = alice.confirm()
+    if protection == "off":
+        assert [t for t, _ in out] == ["m.key.verification.mac", "m.key.verification.done"]
+        assert alice.verified == b_keys
+        return
     assert out[-1][0] == "m.key.verification.cancel"
     assert out[-1][1]["code"] == "m.key_mismatch"
     assert alice.cancelled
     assert alice.verified == {}
-    # Protection off: the genuine MAC goes through on a fresh pair (so it is the check
-    # of the MAC, not something else, that refused the forged one).
-    a2, b2, _, b2_keys = _pair()
-    _until_sas(a2, b2)
-    _deliver(a2, b2.confirm())
-    a2.confirm()
-    assert a2.verified == b2_keys
 
 
-def test_a_key_that_breaks_the_commitment_is_refused() -> None:
+@pytest.mark.parametrize("protection", ["on", "off"])
+def test_a_key_that_breaks_the_commitment_is_refused(protection: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone in the middle answers Alice's start with Bob's accept but its own key.
+    Protection off (the commitment check skipped): Alice computes her SAS with that key."""
+    if protection == "off":
+        monkeypatch.setattr(sas, "check_commitment", lambda key, start, commitment: None)
     alice, bob, _, _ = _pair()
     start = _deliver(alice, bob.receive("m.key.verification.request", alice.request_content(0)))
     accept = _deliver(bob, start)
@@ -93,6 +103,11 @@ def test_a_key_that_breaks_the_commitment_is_refused() -> None:
     other = SasVerification(us=Party("@m:x", "M"), their_user="@a:x", transaction_id=TXN, our_keys={},
                             their_keys=lambda d: {}, requester=False)
     out = alice.receive("m.key.verification.key", {"transaction_id": TXN, "key": other._agreement.public_key})
+    if protection == "off":
+        assert out == []
+        assert alice.state == "keys"
+        assert alice._their_key == other._agreement.public_key
+        return
     assert out[0][1]["code"] == "m.mismatched_commitment"
     assert alice.cancelled
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kumix.core.errors import SignatureInvalid, VerificationFailed
-from kumix.matrix.crypto_primitives import EstablishedSas, SasKeyAgreement, b64encode
+from kumix.matrix.crypto_primitives import EstablishedSas, SasKeyAgreement, b64encode, constant_time_equal
 from kumix.matrix.signing import canonical_json
 
 METHOD = "m.sas.v1"
@@ -221,8 +221,7 @@ class SasVerification:
         if not isinstance(sas_types, list) or ("emoji" not in sas_types and "decimal" not in sas_types):
             raise _err("no short authentication string type in common", "m.unknown_method")
         self._start_content = content
-        commitment = b64encode(hashlib.sha256(self._agreement.public_key.encode()
-                                              + canonical_json(content)).digest())
+        commitment = commitment_of(self._agreement.public_key, content)
         self.state = "accepted"
         return [("m.key.verification.accept", self._c(
             method=METHOD, key_agreement_protocol=KEY_AGREEMENT, hash=HASH,
@@ -252,9 +251,8 @@ class SasVerification:
         out: Outgoing = []
         if self.we_started:
             assert self._start_content is not None
-            expected = b64encode(hashlib.sha256(key.encode() + canonical_json(self._start_content)).digest())
-            if expected != self._commitment:
-                raise _err("the other side's key does not match its commitment", "m.mismatched_commitment")
+            assert self._commitment is not None
+            check_commitment(key, self._start_content, self._commitment)
         else:
             out.append(("m.key.verification.key", self._c(key=self._agreement.public_key)))
         self._their_key = key
@@ -362,6 +360,18 @@ class SasVerification:
         self.state = "cancelled"
         self.cancel_reason = (str(content.get("code", "m.user"))[:64], str(content.get("reason", ""))[:200])
         return []
+
+
+def commitment_of(key: str, start_content: dict[str, Any]) -> str:
+    """The accepter's commitment: SHA-256 of its SAS public key and the canonical start
+    content, so it cannot pick its key after seeing ours (and grind for a colliding SAS)."""
+    return b64encode(hashlib.sha256(key.encode() + canonical_json(start_content)).digest())
+
+
+def check_commitment(key: str, start_content: dict[str, Any], commitment: str) -> None:
+    """`VerificationFailed` (`m.mismatched_commitment`) unless `key` is the one `commitment` promised."""
+    if not constant_time_equal(commitment_of(key, start_content).encode(), commitment.encode()):
+        raise _err("the other side's key does not match its commitment", "m.mismatched_commitment")
 
 
 def room_request_content(us: Party, their_user: str) -> dict[str, Any]:
