@@ -155,3 +155,50 @@ def test_seeds_round_trip() -> None:
     keys = CrossSigningKeys.generate()
     again = CrossSigningKeys.from_seeds(keys.seeds())
     assert again.public() == keys.public()
+
+
+def test_only_the_device_key_a_verification_confirmed_is_signed() -> None:
+    """After SAS with our own other device, what gets our self-signing signature is the
+    device object `/keys/query` answers *then*: a server that swapped the device's key
+    since the MACs verified (or publishes one the device did not sign) gets nothing."""
+    user = "@alice:example.org"
+    device, dkey = _device(user, "DEV")
+    query = {"device_keys": {user: {"DEV": device}}}
+    assert cross_signing.published_device(query, user, "DEV", dkey.public_key) == device
+    swapped, _ = _device(user, "DEV")  # the same device id, the server's own key
+    assert cross_signing.published_device({"device_keys": {user: {"DEV": swapped}}}, user, "DEV",
+                                          dkey.public_key) is None
+    unsigned = copy.deepcopy(device)
+    del unsigned["signatures"]
+    assert cross_signing.published_device({"device_keys": {user: {"DEV": unsigned}}}, user, "DEV",
+                                          dkey.public_key) is None
+    renamed = device | {"device_id": "OTHER"}
+    assert cross_signing.published_device({"device_keys": {user: {"DEV": renamed}}}, user, "DEV",
+                                          dkey.public_key) is None
+    for hostile in ({}, {"device_keys": []}, {"device_keys": {user: "x"}}, {"device_keys": {user: {"DEV": 5}}}):
+        assert cross_signing.published_device(hostile, user, "DEV", dkey.public_key) is None
+
+
+def test_a_lone_surrogate_has_no_canonical_form_and_never_crashes_a_check() -> None:
+    """JSON may escape half a UTF-16 pair (`"\\ud800"`), which Python's parser keeps as a
+    lone surrogate that UTF-8 cannot encode: a hostile server or sender putting one into a
+    signed object must get a refusal, never an exception out of the trust checks."""
+    import json
+
+    from kumix.matrix.sender_trust import judge
+
+    hostile = json.loads('{"a": "\\ud800"}')
+    with pytest.raises(BadRequest):
+        canonical_json(hostile)
+    with pytest.raises(BadRequest):
+        canonical_json(json.loads('{"\\udfff": 1}'))
+    key = SigningKey.generate()
+    signed = sign_json({"a": "b"}, "domain", "1", key) | hostile
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(signed, "domain", "1", key.public_key)
+    user = "@alice:example.org"
+    device, dkey = _device(user, "DEV")
+    device["algorithms"] = ["\ud800"]
+    query = {"device_keys": {user: {"DEV": device}}}
+    assert judge(query, me=user, sender=user, curve25519="x", ed25519=dkey.public_key,
+                 own_identity_trusted=True).trust == "unknown_device"

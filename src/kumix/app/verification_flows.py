@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kumix.app.verification import Verifier, take_events
 from kumix.core.errors import BadRequest, KumixError, NotFound, StateBusy, VerificationFailed
+from kumix.matrix.sas import request_is_stale
 
 if TYPE_CHECKING:
     from kumix.app.matrix_session import Session
@@ -176,16 +177,6 @@ class Flow:
         raise _Cancelled
 
 
-def _stale(event: dict[str, Any], content: dict[str, Any]) -> bool:
-    """A request more than 10 minutes old or 5 minutes ahead is ignored, as the spec says
-    (an old request in a room's history is no invitation to verify now)."""
-    ts = content.get("timestamp", event.get("origin_server_ts"))
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        return False
-    now = time.time() * 1000
-    return ts < now - 10 * 60_000 or ts > now + 5 * 60_000
-
-
 class _Cancelled(Exception):
     """The user cancelled the flow here."""
 
@@ -285,7 +276,7 @@ class VerificationFlows:
                     continue
                 if room_id is None and (sender == me.user_id and content.get("from_device") == me.device_id):
                     continue
-                if _stale(ev, content):
+                if request_is_stale(ev, int(time.time() * 1000)):
                     continue
                 device = content.get("from_device")
                 flow = Flow(self, role="answerer", user_id=sender,
