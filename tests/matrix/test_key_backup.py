@@ -5,9 +5,13 @@ then reads the old history."""
 from __future__ import annotations
 
 import copy
+import json
+import secrets
+import urllib.parse
 from pathlib import Path
 
 import pytest
+import vodozemac
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -17,6 +21,7 @@ from tests.matrix.helpers import sync_until
 from tests.synapse_harness import SynapseHarness, TestUser
 
 from kumix.app import key_backup, recovery, trust
+from kumix.app.matrix_session import Session
 from kumix.core.errors import BadRequest, SignatureInvalid, WrongRecoveryKey
 from kumix.matrix import key_backup as kb
 from kumix.matrix import signing
@@ -141,6 +146,9 @@ async def test_a_second_kumix_device_restores_the_backup_and_reads_old_history(
         await s.client.request_json("PUT", f"/_matrix/client/v3/room_keys/keys/{room_id}/FORGED?version={st.version}",
                                     forged, action="test upload")
 
+        first_device = s.account.device_id
+        rogue_event_1 = await _impersonate_in_backup(s, room_id, st.version, "forged by the server 1", first_device)
+
     second = make_service(tmp_path / "two", vault_env)
     await second.login_password(synapse.url, alice_user.user_id, alice_user.password)
     async with second.session() as s2:
@@ -157,14 +165,62 @@ async def test_a_second_kumix_device_restores_the_backup_and_reads_old_history(
             assert (await recovery.storage_key(s2.client, recovery_key=wrong))[1] == b"\x07" * 32
         await recovery.use(s2.client, second.vault, recovery_key=recovery_key)
         said: list[str] = []
-        result = await key_backup.restore(s2, said.append)
+        # Protection off (keys from the backup judged like keys received over Olm): the
+        # server's message claiming alice's first device comes out verified.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(trust.sender_trust, "from_insecure_source", lambda verdict: verdict)
+            result = await key_backup.restore(s2, said.append)
         assert result.imported >= 1
-        assert result.decrypted_events >= 3
+        assert result.decrypted_events >= 4
         assert [r["session_id"] for r in result.refused] == ["FORGED"]
         assert result.refused[0]["code"] == "signature_invalid"
         assert any("restoring" in m for m in said)
-        bodies = {e.body for e in second.timeline.events(room_id, limit=50) if e.kind == "text"}
-        assert {"old secret 0", "old secret 1", "old secret 2"} <= bodies
+        by_body = {e.body: e for e in second.timeline.events(room_id, limit=50) if e.kind == "text"}
+        assert {"old secret 0", "old secret 1", "old secret 2"} <= set(by_body)
+        assert by_body["forged by the server 1"].sender_trust == "verified"
+        assert by_body["forged by the server 1"].event_id == rogue_event_1
+
+        # Protection on: the same impersonation, restored again, is marked for what it is
+        # (the key's claim of its sender is only as good as the backup); so are the genuine
+        # messages whose keys came from the backup.
+        rogue_event_2 = await _impersonate_in_backup(s2, room_id, st.version, "forged by the server 2", first_device)
+        await sync_until(s2, lambda: any(e.event_id == rogue_event_2
+                                         for e in second.timeline.events(room_id, limit=50)), what="the forgery")
+        result = await key_backup.restore(s2)
+        assert result.decrypted_events == 1
+        by_body = {e.body: e for e in second.timeline.events(room_id, limit=50) if e.kind == "text"}
+        assert by_body["forged by the server 2"].sender_trust == "unauthenticated"
+        assert by_body["forged by the server 2"].to_json()["sender_trust"] == "unauthenticated"
+
+
+async def _impersonate_in_backup(s: Session, room_id: str, version: str, body: str, device_id: str) -> str:
+    """What anyone who can write to the account's backup (the homeserver: its public key is
+    in the version's auth_data) can do: encrypt a message with a Megolm session of its own
+    claiming alice's first device as sender, send it as alice, and put the session's key
+    into the backup with that claim. Returns the event id."""
+    first = await s.client.request_json("GET", "/_matrix/client/v3/room_keys/version", action="test")
+    public_key = first[1]["auth_data"]["public_key"]
+    query = await trust.query_keys(s.client, [s.account.user_id])
+    devices = query["device_keys"][s.account.user_id]
+    curve = devices[device_id]["keys"][f"curve25519:{device_id}"]
+    ed = devices[device_id]["keys"][f"ed25519:{device_id}"]
+    rogue = vodozemac.GroupSession()
+    exported = vodozemac.InboundGroupSession(rogue.session_key).export_at(0).to_base64()  # before it advances
+    payload = {"type": "m.room.message", "room_id": room_id, "content": {"msgtype": "m.text", "body": body}}
+    ciphertext = rogue.encrypt(json.dumps(payload).encode()).to_base64()
+    content = {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": curve, "ciphertext": ciphertext,
+               "session_id": rogue.session_id, "device_id": device_id}
+    _, sent = await s.client.request_json(
+        "PUT", f"/_matrix/client/v3/rooms/{room_id}/send/m.room.encrypted/{secrets.token_hex(8)}", content,
+        action="test")
+    export = {"sender_key": curve, "session_key": exported, "sender_claimed_keys": {"ed25519": ed},
+              "forwarding_curve25519_key_chain": []}
+    entry = kb.encrypt_session(public_key, export, first_message_index=0, forwarded_count=0, is_verified=False)
+    await s.client.request_json(
+        "PUT", f"/_matrix/client/v3/room_keys/keys/{room_id}/{urllib.parse.quote(rogue.session_id, safe='')}"
+        f"?version={version}", entry,
+        action="test")
+    return str(sent["event_id"])
 
 
 async def test_keys_are_never_uploaded_to_a_backup_nobody_trusted_signed(

@@ -12,7 +12,7 @@ import pytest
 from kumix.matrix import cross_signing, signing
 from kumix.matrix.cross_signing import CrossSigningKeys
 from kumix.matrix.crypto_primitives import SigningKey
-from kumix.matrix.sender_trust import WITHHELD, judge
+from kumix.matrix.sender_trust import WITHHELD, SenderVerdict, from_insecure_source, judge
 from kumix.matrix.signing import sign_json
 
 ME, BOB = "@me:test", "@bob:test"
@@ -223,6 +223,20 @@ def test_hostile_shapes_never_raise() -> None:
     assert w.judge() == ("not_cross_signed", "BOBDEV")
 
 
+def test_a_room_key_from_an_insecure_source_is_never_verified() -> None:
+    """A backed-up or forwarded room key only claims its sender's keys: a cross-signed
+    device comes out `unauthenticated`; worse verdicts are kept (and still withheld)."""
+    for world, trust in ((World(), "verified"), (World(verified=False), "unverified_identity")):
+        verdict = judge(world.query, me=ME, sender=BOB, curve25519=CURVE, ed25519=world.bob_device.public_key,
+                        own_identity_trusted=True)
+        assert verdict.trust == trust
+        capped = from_insecure_source(verdict)
+        assert (capped.trust, capped.device_id) == ("unauthenticated", "BOBDEV")
+        assert capped.trust not in WITHHELD  # readable, as restored history must be
+    for trust in ("not_cross_signed", "unknown_device", "identity_changed"):
+        assert from_insecure_source(SenderVerdict(trust, None)).trust == trust  # type: ignore[arg-type]
+
+
 def test_withheld_verdicts_are_the_insecure_ones() -> None:
     assert frozenset({"not_cross_signed", "unknown_device", "identity_changed"}) == WITHHELD
 
@@ -238,7 +252,8 @@ def test_the_text_output_marks_every_sender_that_is_not_verified() -> None:
     assert line("verified") == line(None)
     assert line("verified").endswith(f"{BOB}: hello")
     for trust, mark in (("unverified_identity", "[unverified]"), ("not_cross_signed", "[not cross-signed]"),
-                        ("unknown_device", "[unknown device]"), ("identity_changed", "[identity changed]")):
+                        ("unknown_device", "[unknown device]"), ("identity_changed", "[identity changed]"),
+                        ("unauthenticated", "[authenticity not guaranteed]")):
         assert f"{BOB} {mark}: hello" in line(trust)
     assert "withheld" in line("not_cross_signed", "undecryptable")
     assert "hello" not in line("identity_changed", "undecryptable")

@@ -36,6 +36,7 @@ from kumix.matrix.sync import SyncLoop
 from kumix.store.database import Database
 from kumix.store.key_backup_state import KeyBackupState
 from kumix.store.outbox import Outbox
+from kumix.store.room_key_sources import RoomKeySources
 from kumix.store.search import SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
@@ -218,6 +219,7 @@ class MatrixService:
         self.search_index.forget_everything()
         self.outbox.forget_everything()
         KeyBackupState(self.db).forget_everything()
+        RoomKeySources(self.db).forget_everything()
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
 
     def account(self) -> Account:
@@ -369,7 +371,8 @@ class Session:
     async def judge_senders(self, events: list[Event]) -> list[Event]:
         """The shields: each decrypted event with its sending device's trust (and, with
         "exclude insecure devices" on, insecure senders' events withheld)."""
-        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events)
+        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events,
+                                         RoomKeySources(self.service.db))
 
     async def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
         """Decrypt what can be decrypted now; returns how many events were recovered."""
