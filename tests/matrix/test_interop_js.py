@@ -63,7 +63,7 @@ async def test_messages_pass_both_ways_with_exclude_insecure_devices_once_kumix_
         await js_bob.do("wait_device", user=alice_user.user_id, device=s.account.device_id)
         # Protection check: while Kumix is not cross-signed the peer refuses its messages ...
         await s.send_text(room_id, "before cross-signing")
-        refused = await js_bob.do("wait_event", room=room_id, failure=True)
+        refused = await js_bob.do("wait_event", room=room_id, failure=True, reason="UNSIGNED_SENDER_DEVICE")
         assert refused["sender"] == alice_user.user_id
         assert "UNSIGNED_SENDER_DEVICE" in str(refused["decryption_failure"])
         # ... and withholds its room keys from Kumix.

@@ -625,6 +625,11 @@ class Session:
     async def import_keys(self, path: Path, passphrase: str) -> int:
         """Import room keys, then decrypt every held event they unlock; returns that count."""
         self.service.progress("importing keys…")
+        before = self.client.held_sessions()
         await self.client.import_keys(path, passphrase)
+        # A key file, like a backup, only claims who each key's sender is.
+        RoomKeySources(self.service.db).mark_insecure(
+            [sid for sid, index in self.client.held_sessions().items() if before.get(sid, index + 1) > index],
+            "key_export")
         self.service.progress("retrying undecryptable events…")
         return await self.retry_undecryptable()

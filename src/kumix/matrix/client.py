@@ -537,6 +537,10 @@ class MatrixClient:
             })
         return out
 
+    def held_sessions(self) -> dict[str, int]:
+        """Session id -> first known index of every Megolm room key this device holds."""
+        return {s.id: int(s.first_known_index) for s in self._olm().inbound_group_store}
+
     def import_room_keys(self, exports: list[dict[str, Any]]) -> list[str]:
         """Add room keys (key-export format, already validated) to the crypto store; returns
         the session ids of those that were new or better (an earlier first index) than what
