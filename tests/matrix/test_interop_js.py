@@ -124,6 +124,12 @@ async def test_a_recovery_key_set_up_by_the_peer_makes_a_kumix_device_trusted(
         with pytest.raises(WrongRecoveryKey):
             await recovery.use(s.client, kumix_bob.vault, passphrase="not the passphrase")
         assert trust.held_keys(kumix_bob.vault).seeds() == {}
+        # Protection off (the key description's check skipped): both are taken as the storage key.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(recovery.ss, "check_key", lambda key, description: None)
+            assert (await recovery.storage_key(s.client, recovery_key=encode_recovery_key(b"\x07" * 32)))[1] \
+                == b"\x07" * 32
+            assert len((await recovery.storage_key(s.client, passphrase="not the passphrase"))[1]) == 32
         before = await js_bob.do("device_status", user=bob.user_id, device=s.account.device_id)
         assert before["cross_signing_verified"] is False
 

@@ -6,6 +6,7 @@ import { useEffect, useRef, useState, useLayoutEffect } from "../vendor/preact-h
 import { Virtualizer, elementScroll, observeElementOffset, observeElementRect, measureElement } from "../vendor/virtual-core/index.js";
 import { t, tn, formatTime, formatDay, formatBytes } from "../lib/i18n.js";
 import { messageHtml } from "../lib/trusted-html.js";
+import { shieldOf } from "../vm/shield.js";
 
 /** @typedef {import("../vm/timeline.js").Tile} Tile */
 /** @typedef {import("../vm/timeline.js").MessageTile} MessageTile */
@@ -17,7 +18,11 @@ const shortName = (userId) => userId.replace(/^@/, "").split(":")[0];
 function Body({ app, tile }) {
   const ev = tile.event;
   if (tile.redacted) return html`<p class="muted redacted">${t("Message deleted")}</p>`;
-  if (tile.undecryptable) return html`<p class="muted undecryptable">${t("Waiting for this message's keys…")}</p>`;
+  if (tile.undecryptable) {
+    return html`<p class="muted undecryptable">${shieldOf(ev)?.withheld
+      ? t("Not shown: its sender's device is not trusted (exclude insecure devices is on)")
+      : t("Waiting for this message's keys…")}</p>`;
+  }
   if (ev.kind === "file" && ev.file) {
     const src = `/api/media/${encodeURIComponent(ev.event_id)}`;
     if ((ev.file.mimetype ?? "").startsWith("image/")) {
@@ -32,6 +37,21 @@ function Body({ app, tile }) {
       : html`<span class="muted">${t("In reply to an earlier message")}</span>`}</blockquote>`}
     ${tile.html ? html`<div class="html" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>` : html`<p class="text">${tile.body}</p>`}
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;
+}
+
+/** The trust of the device a message came from (docs/encryption.md, "What the shields mean").
+ * @param {{ev: import("../vm/timeline.js").EventDoc}} props */
+function Shield({ ev }) {
+  const shield = shieldOf(ev);
+  if (!shield) return null;
+  const why = {
+    unverified_identity: t("Sent by a device of someone you have not verified"),
+    unauthenticated: t("The authenticity of this message cannot be guaranteed on this device"),
+    not_cross_signed: t("Sent from a device its owner has not verified"),
+    unknown_device: t("Sent from an unknown or deleted device"),
+    identity_changed: t("The sender's identity changed since you verified them"),
+  }[shield.trust];
+  return html`<span class=${`shield ${shield.level}`} title=${why}><${Icon} name="shield" label=${why} /></span>`;
 }
 
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: Tile}} props */
@@ -54,7 +74,7 @@ function Row({ app, tile }) {
     ${!tile.continuation && html`<header><span class="avatar" aria-hidden="true">${shortName(ev.sender).slice(0, 1).toUpperCase()}</span>
       <strong class="sender">${shortName(ev.sender)}</strong> <time class="muted small">${formatTime(ev.ts)}</time>
       ${ev.encrypted && html`<span class="lock small" title=${t("Encrypted")}><${Icon} name="lock" label=${t("Encrypted")} /></span>`}</header>`}
-    <div class="content"><${Body} app=${app} tile=${tile} /></div>
+    <div class="content"><${Shield} ev=${ev} /><${Body} app=${app} tile=${tile} /></div>
     ${tile.reactions.length > 0 && html`<div class="reactions">${tile.reactions.map((r) => html`<button class=${r.mine ? "reaction mine" : "reaction"} aria-pressed=${!!r.mine}
         aria-label=${tn("{key}: {count} reaction", "{key}: {count} reactions", r.count, { key: r.key })}
         onClick=${() => void app.toggleReaction(ev.event_id, r.key, r.mine)}>${r.key} ${r.count}</button>`)}</div>`}

@@ -21,6 +21,8 @@ import { signal, computed, batch } from "../vendor/signals-core.js";
  * @property {string} [key]
  * @property {{url: string, name: string, mimetype: string | null, size: number | null}} [file]
  * @property {number} [cursor]
+ * @property {string} [sender_trust]  of an encrypted event: the shield (vm/shield.js)
+ * @property {string} [sender_device]
  */
 
 /** @typedef {{key: string, count: number, mine: string | null, senders: string[]}} Reaction */
