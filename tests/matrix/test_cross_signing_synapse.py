@@ -10,8 +10,9 @@ import pytest
 from tests.matrix.conftest import make_service
 from tests.synapse_harness import SynapseHarness, TestUser
 
-from kumix.app import trust
+from kumix.app import key_backup, trust
 from kumix.core.errors import Unauthorized
+from kumix.store.key_backup_state import KeyBackupState
 
 
 async def _no_password() -> str | None:
@@ -101,6 +102,11 @@ async def test_a_new_device_verified_by_sas_with_an_old_one_becomes_verified(
         await s_old.sync()
         await s_new.sync()
         assert not (await trust.status(s_new.client, new.vault)).device_verified
+        # A key backup the old device made (signed by the master key): the new device does
+        # not trust it yet, so it would upload nothing to it.
+        await key_backup.enable(s_old.client, old.vault)
+        backups = KeyBackupState(new.db)
+        assert not (await key_backup.status(s_new.client, new.vault, backups)).trusted
         asking, answering = Verifier(s_old), Verifier(s_new)
         v_old, v_new = await asyncio.gather(asking.request(user.user_id, s_new.account.device_id),
                                             answering.wait_request(user.user_id))
@@ -112,3 +118,5 @@ async def test_a_new_device_verified_by_sas_with_an_old_one_becomes_verified(
         assert st.identity_trusted
         assert st.device_verified
         assert st.private_keys == ()  # trusted by verification, holding no private key
+        # Now it trusts the identity, and so the backup its master key signed.
+        assert (await key_backup.status(s_new.client, new.vault, backups)).trusted

@@ -249,3 +249,26 @@ def test_hostile_values_cancel_with_a_code_and_never_raise() -> None:
     out = bob.receive("m.key.verification.request", {"transaction_id": TXN, "from_device": lone,
                                                       "methods": ["m.sas.v1"], "timestamp": 0})
     assert out[0][1]["code"] == "m.invalid_message"
+
+
+def test_a_new_in_room_request_is_another_transaction() -> None:
+    """In a room, a request event is matched by its event id when it is answered; another
+    request from the same user in the same room (a retry) must not cancel this one."""
+    alice = SasVerification(us=Party("@a:x", "ADEV"), their_user="@b:x", transaction_id="$req", our_keys={},
+                            their_keys=lambda d: {}, requester=True, room_id="!dm:x")
+    ready = {"from_device": "BDEV", "methods": ["m.sas.v1"], "m.relates_to": {"rel_type": "m.reference",
+                                                                              "event_id": "$req"}}
+    assert [t for t, _ in alice.receive("m.key.verification.ready", ready)] == ["m.key.verification.start"]
+    again = {"msgtype": "m.key.verification.request", "from_device": "BDEV", "methods": ["m.sas.v1"], "to": "@a:x"}
+    assert alice.receive("m.key.verification.request", again) == []
+    assert alice.state == "started"
+
+
+def test_a_timeout_cancels_with_its_own_code() -> None:
+    alice, bob, _, _ = _pair()
+    _until_sas(alice, bob)
+    out = alice.timeout()
+    assert out[0][1]["code"] == "m.timeout"
+    assert alice.cancelled
+    assert alice.verified == {}
+    assert alice.timeout() == []  # once over, nothing more to send

@@ -91,8 +91,9 @@ async def _trusted_keys(client: MatrixClient, vault: Vault) -> dict[str, str]:
         keys[me.device_id] = own
     query = await trust.query_keys(client, [me.user_id])
     identity = trust.parse_own_identity(me.user_id, query)
-    held = trust.held_keys(vault)
-    if identity is not None and held.master is not None and held.master.public_key == identity.master_key:
+    # Our identity as this device trusts it: it holds the master key, or verified it by SAS
+    # with another of our devices (which then signs backups it creates with that key).
+    if identity is not None and trust.trusts_own_identity(vault, identity):
         keys[identity.master_key] = identity.master_key
         devices = query.get("device_keys", {}).get(me.user_id, {})
         for device_id, dk in devices.items() if isinstance(devices, dict) else ():

@@ -181,7 +181,7 @@ class Verifier:
                 await self._send(v, v.receive(str(ev.get("type")), content))
         self._check(v)
         if not done():
-            await self._send(v, v.mismatch() if v.state == "keys" else [])
+            await self._send(v, v.timeout())
             raise VerificationFailed("the other side stopped answering", details={"reason": "m.timeout"})
 
     async def wait_for_sas(self, v: SasVerification) -> None:
@@ -198,6 +198,9 @@ class Verifier:
 
     async def cancel(self, v: SasVerification) -> None:
         await self._send(v, v.cancel())
+
+    async def timeout(self, v: SasVerification) -> None:
+        await self._send(v, v.timeout())
 
     async def _record(self, v: SasVerification) -> None:
         me = self.client.account

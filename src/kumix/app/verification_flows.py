@@ -138,7 +138,7 @@ class Flow:
         except TimeoutError:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STEP_SECONDS):
-                    await self._send_cancel()
+                    await self._send_cancel(timed_out=True)
             self.phase = "failed"
             self.error = {"code": "timeout", "message": f"not finished within {FLOW_SECONDS:.0f} s"}
         except KumixError as exc:
@@ -149,10 +149,10 @@ class Flow:
             self.phase = "failed"
             self.error = {"code": "internal", "message": "internal error; see the server's log"}
 
-    async def _send_cancel(self) -> None:
+    async def _send_cancel(self, *, timed_out: bool = False) -> None:
         if self.sas is not None:
             with contextlib.suppress(KumixError):
-                await self.verifier.cancel(self.sas)
+                await (self.verifier.timeout(self.sas) if timed_out else self.verifier.cancel(self.sas))
 
     async def _steps(self) -> None:
         verifier = self.verifier

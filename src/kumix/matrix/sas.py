@@ -102,7 +102,9 @@ class SasVerification:
         if not self.in_room:
             return content.get("transaction_id") == self.transaction_id
         if event_type == "m.key.verification.request":
-            return True  # the request itself: the caller matched it by its event id
+            # The request itself, which the caller matched by its event id, only while it is
+            # being answered; any later request in the room is another transaction.
+            return not self.requester and self.state == "requested"
         rel = content.get("m.relates_to")
         return isinstance(rel, dict) and rel.get("rel_type") == "m.reference" \
             and rel.get("event_id") == self.transaction_id
@@ -327,6 +329,12 @@ class SasVerification:
         if self.state in ("cancelled", "done"):
             return []
         return self._fail("m.user", "the user cancelled the verification")
+
+    def timeout(self) -> Outgoing:
+        """The transaction took too long (the spec allows 10 minutes): cancel with `m.timeout`."""
+        if self.state in ("cancelled", "done"):
+            return []
+        return self._fail("m.timeout", "the verification took too long")
 
     def _on_mac(self, content: dict[str, Any]) -> Outgoing:
         if self.state == "keys":
