@@ -144,6 +144,7 @@ def test_a_second_device_answering_does_not_break_the_chosen_ones_verification()
     other = {"transaction_id": TXN, "from_device": "BDEV2", "methods": ["m.sas.v1"]}
     assert alice.receive("m.key.verification.ready", other) == []
     assert alice.receive("m.key.verification.ready", ready[0][1]) == []
+    assert alice.receive("m.key.verification.start", {**start[0][1], "from_device": "BDEV2"}) == []
     assert not alice.cancelled
     assert alice.their_device == "BDEV"
     key_a = _deliver(alice, _deliver(bob, start))

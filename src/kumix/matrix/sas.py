@@ -217,7 +217,9 @@ class SasVerification:
             raise self._unexpected("start")
         self._check_from(content)
         if content.get("from_device") != self.their_device:
-            raise _err("a start from another device", "m.unexpected_message")
+            # The transaction is bound to the device that answered; another device of theirs
+            # (which also got a request sent to all of them) neither joins nor cancels it.
+            return []
         if self.state == "started":
             # Both sides started at once: the spec keeps the start of the lexicographically
             # smaller user id (then device id); the other is dropped.
