@@ -192,6 +192,10 @@ async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None
         pinned = settings.pinned(target) if settings is not None else None
         changed = pinned is not None and (identity is None or identity.master_key != pinned)
         verified = verified and not changed
+        if verified and pinned is None and settings is not None and identity is not None:
+            # Verified from another of our devices (our USK signed them): remembered, so a
+            # later change of their identity is a warning here too, not a silent downgrade.
+            settings.pin(target, identity.master_key)
     out: list[DeviceInfo] = []
     for device_id, keys in sorted(_device_list(query, target).items()):
         signed = identity is not None and identity.signs_device(keys)
@@ -352,6 +356,12 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
         verdict = sender_trust.judge(query, me=me, sender=ev.sender, curve25519=curve, ed25519=ed,
                                      own_identity_trusted=own_trusted,
                                      pinned_master=settings.pinned(ev.sender) if ev.sender != me else None)
+        if verdict.trust == "verified" and ev.sender != me and settings.pinned(ev.sender) is None:
+            # Seen verified (our USK signed them, perhaps from another device): remembered,
+            # so that a later change of their identity warns (`identity_changed`).
+            seen = _safe_identity(ev.sender, query)
+            if seen is not None:
+                settings.pin(ev.sender, seen.master_key)
         if ev.sender_session is not None and (ev.sender_session[1] or ev.sender_session[0] in from_backup):
             verdict = sender_trust.from_insecure_source(verdict)
         # This device's own messages are never withheld from itself (it holds the Olm
