@@ -261,3 +261,13 @@ test("paging back page by page gives the tiles a single build of every event giv
   const p3 = messages(paged).find((t) => t.key === "$p3");
   assert.ok(p3 && p3.type === "message" && p3.body === "edited 3" && p3.edited);
 });
+
+test("a read receipt names the room's newest event, a reaction after the last message included", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  assert.equal(vm.newestEventId.value, null);
+  vm.add([ev({ event_id: "$a" }), ev({ event_id: "$b" })]);
+  assert.equal(vm.newestEventId.value, "$b");
+  vm.add([ev({ event_id: "$r", kind: "reaction", relates_to: "$a", key: "🎉" })]);
+  assert.equal(vm.newestEventId.value, "$r");
+  assert.equal(messages(vm).at(-1)?.event.event_id, "$b", "the reaction is no tile of its own");
+});
