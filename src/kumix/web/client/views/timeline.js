@@ -2,6 +2,7 @@
 // messages, stable keys so paging back does not jump), role="log" for screen readers.
 import { html } from "../lib/html.js";
 import { Icon } from "./icons.js";
+import { Component } from "../vendor/preact.js";
 import { useEffect, useRef, useState, useLayoutEffect } from "../vendor/preact-hooks.js";
 import { Virtualizer, elementScroll, observeElementOffset, observeElementRect, measureElement } from "../vendor/virtual-core/index.js";
 import { t, tn, formatTime, formatDay, formatBytes } from "../lib/i18n.js";
@@ -106,6 +107,44 @@ function Row({ app, tile }) {
   </article>`;
 }
 
+/** @typedef {{app: import("../vm/app.js").AppViewModel, tile: Tile}} RowProps */
+
+/**
+ * A row renders again only when its tile does: the view model hands out the same tile object
+ * while its content is the same, and the virtualizer re-renders the list on every range change
+ * (every frame of a scroll). What a row reads from signals (the focused message, the catalog)
+ * still re-renders it by itself.
+ * @extends {Component<RowProps>}
+ */
+class KeptRow extends Component {
+  /** @param {RowProps} next */
+  shouldComponentUpdate(next) {
+    return next.tile !== this.props.tile || next.app !== this.props.app;
+  }
+
+  /** @param {RowProps} props */
+  render({ app, tile }) {
+    return html`<${Row} app=${app} tile=${tile} />`;
+  }
+}
+
+/**
+ * elementScroll, except for a correction (a row above the fold measured at another size than
+ * its estimate, which would move what the reader sees): that moves the scroll position by the
+ * difference from where it is now. The virtualizer knows the position of the last scroll event
+ * only; an absolute write from there takes back whatever the reader scrolled since, which
+ * happened on every other frame of a scroll up through rows being measured for the first time.
+ * @type {import("../vendor/virtual-core/index.js").VirtualizerOptions<HTMLDivElement, HTMLElement>["scrollToFn"]}
+ */
+const scrollKeepingReader = (offset, options, instance) => {
+  const box = instance.scrollElement;
+  if (box && options.adjustments && options.behavior !== "smooth") box.scrollTop += options.adjustments;
+  else elementScroll(offset, options, instance);
+};
+
+/** Start paging back while this many tiles are still above the first rendered one (a page is 50). */
+const PREFETCH_TILES = 40;
+
 /** @param {{app: import("../vm/app.js").AppViewModel, vm: import("../vm/timeline.js").TimelineViewModel}} props */
 export function Timeline({ app, vm }) {
   const tiles = vm.tiles.value;
@@ -123,7 +162,7 @@ export function Timeline({ app, vm }) {
       overscan: 8,
       anchorTo: "end",
       followOnAppend: true,
-      scrollToFn: elementScroll,
+      scrollToFn: scrollKeepingReader,
       observeElementRect,
       observeElementOffset,
       measureElement,
@@ -135,9 +174,20 @@ export function Timeline({ app, vm }) {
   useLayoutEffect(() => v._willUpdate());
   useEffect(() => v._didMount(), []);
   const items = v.getVirtualItems();
+  // Whether the first page has been anchored to the end: before that the range starts at the
+  // first tile without anyone having scrolled, and paging back then would fetch a page nobody
+  // asked for while the room opens.
+  const anchored = useRef(false);
   useEffect(() => {
-    // Near the top: page back. The stable keys keep the visible message in place.
-    if (items.length && items[0].index < 5 && vm.hasMore.value && !vm.loading.value) void vm.loadOlder();
+    const box = scroller.current;
+    if (!box || !items.length) return;
+    if (!anchored.current) {
+      if (box.scrollTop > 0 || box.scrollHeight <= box.clientHeight) anchored.current = true;
+      else return;
+    }
+    // Near the top: page back, early enough that the page is there before the top is. The
+    // stable keys keep the visible message in place.
+    if (items[0].index < PREFETCH_TILES && vm.hasMore.value && !vm.loading.value) void vm.loadOlder();
   });
   // Scroll to a message a search hit asked for, and mark it.
   const focused = vm.focused.value;
@@ -179,13 +229,16 @@ export function Timeline({ app, vm }) {
   };
   return html`<div class="timeline-wrap">
     <div class="timeline" ref=${scroller} role="log" aria-live="polite" aria-label=${t("Messages")} tabindex="0" onKeyDown=${onKey}>
-      ${vm.loading.value && html`<p class="muted small center">${t("Loading older messages…")}</p>`}
-      ${!vm.hasMore.value && html`<p class="muted small center">${t("This is the start of the room.")}</p>`}
+      ${/* One line of fixed height above the rows, whatever it says: text appearing and going
+           there while paging would move every row the virtualizer has placed. */ ""}
+      <p class="muted small center timeline-start">${!vm.hasMore.value ? t("This is the start of the room.") : vm.loading.value ? t("Loading older messages…") : ""}</p>
       <div class="timeline-inner" style=${{ height: `${v.getTotalSize()}px` }}>
         ${items.map((item) => {
           const tile = tiles[item.index];
-          return tile ? html`<div key=${item.key} data-index=${item.index} ref=${(/** @type {HTMLElement | null} */ el) => v.measureElement(el)}
-              class="row" style=${{ transform: `translateY(${item.start}px)` }}><${Row} app=${app} tile=${tile} /></div>` : null;
+          // The virtualizer's own measureElement is one function for the life of the list, so
+          // a row is measured when it mounts and then by the ResizeObserver, not on every render.
+          return tile ? html`<div key=${item.key} data-index=${item.index} ref=${v.measureElement}
+              class="row" style=${{ transform: `translateY(${item.start}px)` }}><${KeptRow} app=${app} tile=${tile} /></div>` : null;
         })}
       </div>
     </div>
