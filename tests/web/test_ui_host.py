@@ -244,6 +244,8 @@ def test_reading_pushing_and_a_confirmed_vote_that_reaches_synapse(server: WebSe
                                     {"type": "org.matrix.msc3381.poll.response", "content": vote}))
         ask = page.next("bridge_ask", widget)
         assert (ask["extension_id"], ask["event_type"]) == ("poll", "org.matrix.msc3381.poll.response")
+        # What the person is shown comes from the poll the room holds, not from the frame.
+        assert ask["poll"] == {"question": "Lunch?", "answers": ["Yes"]}
         page.send(type="bridge_answer", widget_id=widget, request_id=ask["request_id"], approved=True, always=False)
         answer = page.next("bridge", widget)["message"]
         event_id = answer["response"]["event_id"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from kumix.core.errors import Unavailable
+from kumix.core.errors import KumixError, Unavailable
 from kumix.core.models import Event
 
 if TYPE_CHECKING:
@@ -87,3 +87,42 @@ class AccountBridgeActions:
 
     async def proc_call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any:
         return await self._k.call(extension_id, method, params)
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        unstable = value.get("org.matrix.msc1767.text")
+        if isinstance(unstable, str):
+            return unstable
+        texts = value.get("m.text")
+        if isinstance(texts, list) and texts and isinstance(texts[0], dict) and isinstance(texts[0].get("body"), str):
+            return str(texts[0]["body"])
+    return ""
+
+
+def vote_summary(k: Kumix, content: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a vote a frame wants to send means, from the poll as the room holds it (not as
+    the frame claims): `{question, answers: [chosen answer texts]}`, or None when the poll
+    is not known here."""
+    relates = content.get("m.relates_to")
+    poll_id = relates.get("event_id") if isinstance(relates, dict) else None
+    unstable = content.get("org.matrix.msc3381.poll.response")
+    chosen = content.get("m.selections") or (unstable.get("answers") if isinstance(unstable, dict) else None)
+    if not isinstance(poll_id, str) or not isinstance(chosen, list):
+        return None
+    try:
+        start = k.event(poll_id)
+    except KumixError:
+        return None
+    source = start.source
+    kept = source.get("content") if isinstance(source, dict) else None
+    if not isinstance(kept, dict):
+        return None
+    body = kept.get("m.poll") or kept.get("org.matrix.msc3381.poll.start")
+    if not isinstance(body, dict) or not isinstance(body.get("answers"), list):
+        return None
+    texts = {str(a.get("m.id") or a.get("id") or ""): _text_of(a) for a in body["answers"][:20] if isinstance(a, dict)}
+    return {"question": _text_of(body.get("question"))[:500],
+            "answers": [texts.get(str(c), str(c))[:200] for c in chosen[:20]]}

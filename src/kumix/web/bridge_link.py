@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kumix.app.kumix import Kumix
-from kumix.app.ui_bridge import AccountBridgeActions, matrix_event
+from kumix.app.ui_bridge import AccountBridgeActions, matrix_event, vote_summary
 from kumix.app.ui_frames import AskUser, Effect, MountedFrame, Reply, Unload
 from kumix.core.errors import BadRequest, KumixError, NotFound
 from kumix.core.models import Event
@@ -139,9 +139,12 @@ class BridgeLink:
             if isinstance(effect, Reply):
                 self.offer({"type": "bridge", "widget_id": widget_id, "message": effect.message})
             elif isinstance(effect, AskUser) and frame is not None:
-                self.offer({"type": "bridge_ask", "widget_id": widget_id, "extension_id": frame.extension_id,
-                            "request_id": effect.request_id, "event_type": effect.event_type,
-                            "content": dict(effect.content)})
+                ask: dict[str, Any] = {
+                    "type": "bridge_ask", "widget_id": widget_id, "extension_id": frame.extension_id,
+                    "request_id": effect.request_id, "event_type": effect.event_type, "content": dict(effect.content)}
+                if effect.event_type != "m.room.message":
+                    ask["poll"] = vote_summary(self.k, effect.content)
+                self.offer(ask)
             elif isinstance(effect, Unload):
                 self._unload(widget_id)
                 self.offer({"type": "bridge_unload", "widget_id": widget_id, "reason": effect.reason})
