@@ -63,8 +63,9 @@ function SoloPage({ app }) {
   const solo = app.solo.value;
   if (!solo) return null;
   const room = app.rooms.byId.value.get(solo.roomId);
+  const name = app.frames.available.value.find((e) => e.id === solo.extensionId)?.name ?? solo.extensionId;
   return html`<div class="solo">
-    <header class="room-head"><h1>${t("{extension} with {room}", { extension: solo.extensionId, room: room?.name || solo.roomId })}</h1>
+    <header class="room-head"><h1>${t("{extension} with {room}", { extension: name, room: room?.name || solo.roomId })}</h1>
       <a href="/" class="small">${t("Open Kumix")}</a></header>
     <${FramesPanel} vm=${app.frames} />
     <${ConfirmSend} vm=${app.frames} roomName=${room?.name || solo.roomId} />
