@@ -102,7 +102,8 @@ class MatrixService:
         """`reset_cross_signing`: replace an identity this device cannot use (only for
         accounts no other client uses, like the demo's: it undoes their verifications).
         `vault_passphrase`: the vault's passphrase when no other key source is here (the
-        web page asks for it; see `Vault.needs_passphrase`)."""
+        web page asks for it; see `Vault.needs_passphrase`); "" from a caller that can ask
+        but has no answer yet: refused before the homeserver is asked when one is needed."""
         return await self._login(homeserver, lambda c: c.login_password(user, password), password=password,
                                  reset_cross_signing=reset_cross_signing, vault_passphrase=vault_passphrase)
 
@@ -114,9 +115,10 @@ class MatrixService:
                      vault_passphrase: str | None = None) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
-        if vault_passphrase is None and self.vault.needs_passphrase():
-            # Asked before the homeserver is: no device is created for a login that could
-            # not keep its token.
+        if vault_passphrase == "" and self.vault.needs_passphrase():
+            # A caller that can ask (the web page) gives "" until it has an answer: the
+            # question comes before the homeserver is asked, so no device is created for a
+            # login that could not keep its token. (The command line asks on its terminal.)
             raise Unauthorized(
                 "no way to protect the credential vault: no OS keyring here and no terminal to ask a passphrase. "
                 f"Put a passphrase in a file only you can read (chmod 600) and set {ENV_PASSPHRASE_FILE} to its path "
@@ -124,7 +126,7 @@ class MatrixService:
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how, password, reset_cross_signing, vault_passphrase)
+            return await self._login_locked(homeserver, how, password, reset_cross_signing, vault_passphrase or None)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:

@@ -10,6 +10,9 @@ import { messageHtml } from "../lib/trusted-html.js";
 /** @typedef {import("../vm/timeline.js").Tile} Tile */
 /** @typedef {import("../vm/timeline.js").MessageTile} MessageTile */
 
+/** After Reply or Edit, typing goes on in the composer. */
+const focusComposer = () => /** @type {HTMLTextAreaElement | null} */ (document.querySelector(".composer textarea"))?.focus();
+
 /** @param {string} userId */
 const shortName = (userId) => userId.replace(/^@/, "").split(":")[0];
 
@@ -60,6 +63,7 @@ function Row({ app, tile }) {
     return html`<p class="notice muted small">${lines[tile.change]}</p>`;
   }
   const ev = tile.event;
+  const own = ev.sender === app.account.value?.user_id;
   const focused = app.timeline.value?.focused.value === ev.event_id;
   return html`<article class=${`message${tile.continuation ? " continuation" : ""}${focused ? " focused" : ""}`} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}
       data-event-id=${ev.event_id} tabindex="-1">
@@ -74,8 +78,10 @@ function Row({ app, tile }) {
     ${tile.sending === "failed" && html`<span class="error small">${t("Not sent.")} <button class="link" onClick=${() => void app.retry(tile.key.slice(4))}>${t("Retry")}</button></span>`}
     ${tile.readBy.length > 0 && html`<span class="receipts muted small">${tn("Read by {count} person", "Read by {count} people", tile.readBy.length)}</span>`}
     ${tile.sending === null && !tile.redacted && html`<span class="hover-actions">
-      <button class="link" onClick=${() => app.composer.replyTo(ev.event_id)}>${t("Reply")}</button>
+      <button class="link" onClick=${() => { app.composer.replyTo(ev.event_id); focusComposer(); }}>${t("Reply")}</button>
       <button class="link" onClick=${() => void app.toggleReaction(ev.event_id, "👍", tile.reactions.find((r) => r.key === "👍")?.mine ?? null)} aria-label=${t("React with a thumbs up")}>👍</button>
+      ${own && ev.kind === "text" && !tile.undecryptable && html`<button class="link" onClick=${() => { app.composer.startEdit(ev.event_id, tile.body); focusComposer(); }}>${t("Edit")}</button>`}
+      ${own && html`<button class="link" onClick=${() => { app.deleting.value = ev.event_id; }}>${t("Delete")}</button>`}
     </span>`}
   </article>`;
 }
@@ -123,7 +129,8 @@ export function Timeline({ app, vm }) {
   // The newest message is on screen and the page is visible: it has been read.
   const last = tiles.length ? tiles[tiles.length - 1] : null;
   useEffect(() => {
-    if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
+    const newest = vm.newestEventId.value;
+    if (newest && last && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, newest);
   });
   const typing = vm.typingOthers.value;
   /**
