@@ -35,8 +35,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.synapse)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope, not session: the sync API keeps an event loop running in this thread
+    # while Playwright is up, and every asyncio test collected after this package would then
+    # fail with "asyncio.run() cannot be called from a running event loop".
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as p:
         b = launch(p)
