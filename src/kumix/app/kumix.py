@@ -93,6 +93,10 @@ class SendResult:
         return doc
 
 
+
+THEME_EXTENSION = "theme-default"
+THEME_METHOD = "theme.tokens.provide"
+
 class Kumix:
     """Application core for one data directory. Create it with `Kumix.open`."""
 
@@ -663,6 +667,18 @@ class Kumix:
     async def call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any:
         """One call through the governed proc host (governance, limits, confinement)."""
         return await (await self._extension_caller()).call(extension_id, method, params)
+
+    async def theme_tokens(self) -> dict[str, dict[str, str]]:
+        """The light and dark token maps of the `theme-default` proc extension, called like any
+        extension (governed, confined); only string-to-string maps come back. The page and the
+        UI frames (`io.kumix.theme_tokens`) both read them from here."""
+        answer = await self.call(THEME_EXTENSION, THEME_METHOD, {})
+        maps: dict[str, dict[str, str]] = {}
+        for scheme in ("light", "dark"):
+            found = answer.get(scheme) if isinstance(answer, dict) else None
+            if isinstance(found, dict):
+                maps[scheme] = {str(k): v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
+        return maps
 
     async def ping(self, extension_id: str) -> float:
         return await (await self._extension_caller()).ping(extension_id)
