@@ -82,11 +82,12 @@ def main() -> None:
     for name, samples in walls.items():
         median = statistics.median(samples)
         extra = "" if name == "python -c pass" else f"{(median - base) * 1e3:+17.1f} ms"
-        print(f"{name:40} {median * 1e3:7.1f} ms  {extra}   (rounds {min(samples) * 1e3:.0f}–{max(samples) * 1e3:.0f})")
+        spread = f"rounds {min(samples) * 1e3:.0f} to {max(samples) * 1e3:.0f}"
+        print(f"{name:40} {median * 1e3:7.1f} ms  {extra:>20}   ({spread})")
     if latencies:
         median = statistics.median(latencies)
         print(f"{'  of which the call, to its answer':40} {median * 1e3:7.1f} ms  (target <= 50 ms; rounds "
-              f"{min(latencies) * 1e3:.0f}–{max(latencies) * 1e3:.0f})")
+              f"{min(latencies) * 1e3:.0f} to {max(latencies) * 1e3:.0f})")
 
 
 if __name__ == "__main__":
