@@ -260,6 +260,10 @@ class SharingRules:
         members = self.client.room_members(room_id)
         if not members:
             return
+        if self.settings is not None:
+            # Read at each send: the setting can change while the session runs (the web
+            # page's encryption settings), and the next room key must follow it.
+            self.exclude_insecure = self.settings.exclude_insecure_devices(had_account=True)
         excluded: set[tuple[str, str]] = set()
         pinned = {u: k for u in members if (k := self.settings.pinned(u)) is not None} if self.settings else {}
         if self.exclude_insecure or pinned:

@@ -175,11 +175,18 @@ class Api:
         doc = await self.body(request)
         homeserver = self.need(doc, "homeserver", max_len=2048)
         token = self.opt(doc, "access_token", max_len=4096)
+        # The vault key question, answered in the page when this server has no passphrase
+        # file and no keyring (the answer is `unauthorized`, reason `vault_passphrase_required`).
+        vault = self.opt(doc, "vault_passphrase", max_len=4096)
+        if vault == "":
+            raise BadRequest("vault_passphrase must not be empty")
+        # "": the page can ask, and has not been asked yet.
+        vault = vault or ""
         if token:
-            await self.k.login_token(homeserver, token)
+            await self.k.login_token(homeserver, token, vault_passphrase=vault)
         else:
             await self.k.login_password(homeserver, self.need(doc, "user", max_len=255),
-                                        self.need(doc, "password", max_len=4096))
+                                        self.need(doc, "password", max_len=4096), vault_passphrase=vault)
         # The server keeps the device from now on: sync and outbox run until it stops.
         await self.k.start_live()
         return self._json(self._whoami())

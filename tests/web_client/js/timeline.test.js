@@ -192,3 +192,13 @@ test("pages go on from the position the server's page names, and a changed event
   vm.add([{ type: "event", cursor: 500, event: ev({ event_id: "$a", ts: 1000, body: "now readable" }) }]);
   assert.deepEqual(messages(vm).map((t) => t.type === "message" && t.event.event_id), ["$a", "$b", "$c"]);
 });
+
+test("a read receipt names the room's newest event, a reaction after the last message included", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  assert.equal(vm.newestEventId.value, null);
+  vm.add([ev({ event_id: "$a" }), ev({ event_id: "$b" })]);
+  assert.equal(vm.newestEventId.value, "$b");
+  vm.add([ev({ event_id: "$r", kind: "reaction", relates_to: "$a", key: "🎉" })]);
+  assert.equal(vm.newestEventId.value, "$r");
+  assert.equal(messages(vm).at(-1)?.event.event_id, "$b", "the reaction is no tile of its own");
+});

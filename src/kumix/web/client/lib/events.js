@@ -34,10 +34,13 @@ export class EventFeed {
       } catch {
         return;
       }
-      if (typeof frame.cursor === "number" && (frame.type === "event" || frame.type === "ready" || frame.type === "heartbeat")) {
+      // Resume from the last event seen (a heartbeat's cursor too: nothing is missing up to
+      // it). Not from "hello": its cursor is where the catch-up that follows ends, and a drop
+      // during the catch-up must replay the rest.
+      if (typeof frame.cursor === "number" && (frame.type === "event" || frame.type === "heartbeat")) {
         this.cursor = Math.max(this.cursor ?? 0, frame.cursor);
       }
-      if (frame.type === "ready") {
+      if (frame.type === "hello") {
         this.delay = 500;
         this.onState(true);
       }

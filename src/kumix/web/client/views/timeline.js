@@ -10,8 +10,23 @@ import { messageHtml } from "../lib/trusted-html.js";
 /** @typedef {import("../vm/timeline.js").Tile} Tile */
 /** @typedef {import("../vm/timeline.js").MessageTile} MessageTile */
 
+/** After Reply or Edit, typing goes on in the composer. */
+const focusComposer = () => /** @type {HTMLTextAreaElement | null} */ (document.querySelector(".composer textarea"))?.focus();
+
 /** @param {string} userId */
 const shortName = (userId) => userId.replace(/^@/, "").split(":")[0];
+
+/**
+ * The message a reply quotes, as that message shows (its latest edit, rendered from its
+ * sanitized HTML like the message itself, never its markdown source).
+ * @param {{tile: MessageTile}} props
+ */
+function Quote({ tile }) {
+  if (tile.redacted) return html`<span class="muted">${t("Message deleted")}</span>`;
+  if (tile.undecryptable) return html`<span class="muted">${t("Waiting for this message's keys…")}</span>`;
+  if (tile.html) return html`<div class="html quoted" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>`;
+  return html`<span class="quoted">${tile.body}</span>`;
+}
 
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: MessageTile}} props */
 function Body({ app, tile }) {
@@ -28,7 +43,7 @@ function Body({ app, tile }) {
   }
   const quoted = ev.reply_to ? app.timeline.value?.byEventId.value.get(ev.reply_to) : undefined;
   return html`${ev.reply_to && html`<blockquote class="reply">${quoted
-      ? html`<strong>${shortName(quoted.event.sender)}</strong> ${quoted.redacted ? t("Message deleted") : quoted.body}`
+      ? html`<strong class="reply-sender">${shortName(quoted.event.sender)}</strong> <${Quote} tile=${quoted} />`
       : html`<span class="muted">${t("In reply to an earlier message")}</span>`}</blockquote>`}
     ${tile.html ? html`<div class="html" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>` : html`<p class="text">${tile.body}</p>`}
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;
@@ -48,6 +63,7 @@ function Row({ app, tile }) {
     return html`<p class="notice muted small">${lines[tile.change]}</p>`;
   }
   const ev = tile.event;
+  const own = ev.sender === app.account.value?.user_id;
   const focused = app.timeline.value?.focused.value === ev.event_id;
   return html`<article class=${`message${tile.continuation ? " continuation" : ""}${focused ? " focused" : ""}`} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}
       data-event-id=${ev.event_id} tabindex="-1">
@@ -62,8 +78,10 @@ function Row({ app, tile }) {
     ${tile.sending === "failed" && html`<span class="error small">${t("Not sent.")} <button class="link" onClick=${() => void app.retry(tile.key.slice(4))}>${t("Retry")}</button></span>`}
     ${tile.readBy.length > 0 && html`<span class="receipts muted small">${tn("Read by {count} person", "Read by {count} people", tile.readBy.length)}</span>`}
     ${tile.sending === null && !tile.redacted && html`<span class="hover-actions">
-      <button class="link" onClick=${() => app.composer.replyTo(ev.event_id)}>${t("Reply")}</button>
+      <button class="link" onClick=${() => { app.composer.replyTo(ev.event_id); focusComposer(); }}>${t("Reply")}</button>
       <button class="link" onClick=${() => void app.toggleReaction(ev.event_id, "👍", tile.reactions.find((r) => r.key === "👍")?.mine ?? null)} aria-label=${t("React with a thumbs up")}>👍</button>
+      ${own && ev.kind === "text" && !tile.undecryptable && html`<button class="link" onClick=${() => { app.composer.startEdit(ev.event_id, tile.body); focusComposer(); }}>${t("Edit")}</button>`}
+      ${own && html`<button class="link" onClick=${() => { app.deleting.value = ev.event_id; }}>${t("Delete")}</button>`}
     </span>`}
   </article>`;
 }
@@ -111,7 +129,8 @@ export function Timeline({ app, vm }) {
   // The newest message is on screen and the page is visible: it has been read.
   const last = tiles.length ? tiles[tiles.length - 1] : null;
   useEffect(() => {
-    if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
+    const newest = vm.newestEventId.value;
+    if (newest && last && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, newest);
   });
   const typing = vm.typingOthers.value;
   /**

@@ -30,6 +30,22 @@ export function echoState(entry) {
   return { state: eventId || entry.state === "sent" ? "sent" : "sending", eventId, error: null };
 }
 
+/**
+ * A receipts frame's list ({user_id, event_id, type, ts}) as user → event read up to; a
+ * private receipt (only ever our own) shows nothing to others, so it is left out.
+ * @param {unknown[]} receipts @returns {Record<string, string>}
+ */
+export function receiptMap(receipts) {
+  /** @type {Record<string, string>} */
+  const map = {};
+  for (const r of receipts) {
+    if (!r || typeof r !== "object") continue;
+    const { user_id: user, event_id: eventId, type } = /** @type {Record<string, unknown>} */ (r);
+    if (typeof user === "string" && typeof eventId === "string" && type !== "m.read.private") map[user] = eventId;
+  }
+  return map;
+}
+
 export class AppViewModel {
   /**
    * @param {Api} api
@@ -49,6 +65,9 @@ export class AppViewModel {
     this.rooms = new RoomListViewModel();
     this.createRoom = new CreateRoomViewModel();
     this.creating = signal(false);
+    /** The message whose deletion waits for the person's yes (the dialog shows while set). */
+    this.deleting = signal(/** @type {string | null} */ (null));
+    this.deleteFailure = signal(/** @type {string | null} */ (null));
     this.theme = new ThemeViewModel();
     this.extensions = new ExtensionsViewModel();
     this.login = new LoginViewModel(async (body) => {
@@ -139,12 +158,12 @@ export class AppViewModel {
     else if ((frame.type === "event" || frame.type === "changed") && frame.event && typeof frame.event === "object") {
       const ev = normalize(frame);
       this.timelines.get(ev.room_id)?.add([ev]);
-    } else if (frame.type === "extensions" && frame.figures && typeof frame.figures === "object") {
-      this.extensions.applyFigures(/** @type {Record<string, unknown>} */ (frame.figures));
-    } else if (frame.type === "typing" && typeof frame.room_id === "string" && Array.isArray(frame.users)) {
-      this.timelines.get(frame.room_id)?.applyTyping(frame.users);
-    } else if (frame.type === "receipts" && typeof frame.room_id === "string" && frame.receipts && typeof frame.receipts === "object") {
-      this.timelines.get(frame.room_id)?.applyReceipts(/** @type {Record<string, string>} */ (frame.receipts));
+    } else if (frame.type === "figures" && typeof frame.extension_id === "string" && frame.live && typeof frame.live === "object") {
+      this.extensions.applyFigures({ [frame.extension_id]: frame.live });
+    } else if (frame.type === "typing" && typeof frame.room_id === "string" && Array.isArray(frame.user_ids)) {
+      this.timelines.get(frame.room_id)?.applyTyping(frame.user_ids.filter((u) => typeof u === "string"));
+    } else if (frame.type === "receipts" && typeof frame.room_id === "string" && Array.isArray(frame.receipts)) {
+      this.timelines.get(frame.room_id)?.applyReceipts(receiptMap(frame.receipts));
     }
   }
 
@@ -177,6 +196,21 @@ export class AppViewModel {
     if (!timeline || !p) return;
     timeline.dropEcho(txn);
     await this.sendMessage(p.body, p.replyTo);
+  }
+
+  /** Redact the message the delete dialog asked about; the dialog stays open with the reason when it fails. */
+  async confirmDelete() {
+    const eventId = this.deleting.value;
+    if (!eventId) return false;
+    this.deleteFailure.value = null;
+    try {
+      await this.roomSend("redact", { event_id: eventId });
+      this.deleting.value = null;
+      return true;
+    } catch (err) {
+      this.deleteFailure.value = err instanceof Error ? err.message : String(err);
+      return false;
+    }
   }
 
   /** @param {string} eventId @param {string} key @param {string | null} mine */

@@ -142,6 +142,17 @@ export class TimelineViewModel {
       }
       return null;
     });
+    /**
+     * The newest event of the room, whatever its kind: what a read receipt names. A reaction
+     * or an edit after the last message counts too (in an encrypted room the homeserver
+     * cannot tell them from messages and counts them as unread until a receipt covers them).
+     */
+    this.newestEventId = computed(() => {
+      /** @type {EventDoc | null} */
+      let newest = null;
+      for (const ev of this.events.value.values()) if (!newest || order(newest, ev) < 0) newest = ev;
+      return newest ? newest.event_id : null;
+    });
     /** event id → its message tile (a reply's quote shows the latest text of its target). */
     this.byEventId = computed(() => {
       /** @type {Map<string, MessageTile>} */
