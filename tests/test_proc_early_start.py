@@ -92,3 +92,32 @@ def test_ext_call_launches_its_fork_server_first_and_never_imports_confinement(d
     assert "<em>x</em>" in result.stdout
     assert doc["launches"] == [[]], "one server, launched before asyncio, the app core or the host were imported"
     assert doc["heavy"] == [], "the host process needs none of the workers' confinement machinery"
+
+
+def test_the_fork_server_is_ready_without_asyncio_or_jsonschema() -> None:
+    """The essentials a worker needs before its entry file: not the event loop (the SDK imports
+    it on first use) and not the schema validator (workers rebuild the host's manifest)."""
+    probe = ("import sys; import kumix.extensions.proc.forkserver as f; f._preload_essentials(); "
+             "print(sorted(m for m in ('asyncio', 'jsonschema', 'uvloop') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_worker_rebuilds_the_hosts_manifest_and_still_checks_across_fields() -> None:
+    import pytest
+
+    from kumix.core.errors import InvalidManifest
+    from kumix.extensions.manifest import manifest_from_host
+    from tests.proc_support import records
+
+    proc = [r.manifest for r in records().values() if r.manifest is not None and r.manifest.kind == "proc"]
+    assert len(proc) > 3
+    for manifest in proc:
+        assert manifest_from_host(manifest.to_json(), display="x") == manifest
+    doc = proc[0].to_json()
+    doc["methods"] = {"ping": doc["capabilities"][0]}  # the runtime's own method
+    with pytest.raises(InvalidManifest, match="reserved"):
+        manifest_from_host(doc, display="x")
+    doc["methods"] = {"x.y": "not-declared"}
+    with pytest.raises(InvalidManifest, match="not listed"):
+        manifest_from_host(doc, display="x")
