@@ -49,7 +49,10 @@ class CliContext:
         if extensions:
             from kumix.app.early_start import launch_fork_server
 
-            early = launch_fork_server(self.settings)
+            try:
+                early = launch_fork_server(self.settings)
+            except OSError:
+                early = None  # the host launches its own and reports what went wrong, in order
         try:
             import asyncio
 
