@@ -224,19 +224,3 @@ def test_any_json_result_survives_any_chunking(value: object, step: int) -> None
         return
     [event] = events
     assert event == Reply(request_id, value) or (isinstance(event, Failure) and event.code == "output_too_large")
-
-
-def test_the_spin_hint_reaches_the_worker_and_is_omitted_when_true() -> None:
-    host = ready_channel()
-    worker = WorkerChannel(max_input_bytes=1024, max_output_bytes=MAX_OUT)
-    _, may = host.send_request("m", encode_params({}, 1024), 1000)
-    _, may_not = host.send_request("m", encode_params({}, 1024), 1000, spin=False)
-    assert b"spin" not in may, "the usual case costs no bytes"
-    assert [r.spin for r in worker.receive_data(may + may_not)] == [True, False]
-
-
-@pytest.mark.parametrize("hint", ["no", 0, None, [], {"x": 1}])
-def test_a_spin_hint_that_is_not_a_boolean_is_a_malformed_request(hint: object) -> None:
-    worker = WorkerChannel(max_input_bytes=1024, max_output_bytes=MAX_OUT)
-    with pytest.raises(ProtocolError, match="malformed request"):
-        worker.receive_data(frame({"id": 1, "method": "m", "params": {}, "timeoutMs": 5, "spin": hint}))

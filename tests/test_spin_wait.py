@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from kumix.extensions.proc.spin_wait import (
     CREDIT_MAX,
     PROBE_EVERY,
@@ -138,40 +136,3 @@ def test_a_saturated_machine_is_never_spun_on() -> None:
             burner.wait()
         os.close(read_fd)
         os.close(write_fd)
-
-
-def test_the_worker_loop_spins_only_while_the_host_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runtime's request loop, in process: after a request saying `"spin": false` the
-    worker blocks at once for the next one; after one that allows it, it may spin."""
-    from kumix.extensions.proc.protocol import HostChannel, WorkerChannel, encode_params
-    from kumix.sdk.proc import _Runtime
-
-    host = HostChannel(max_input_bytes=1024, max_output_bytes=1024)
-    host.receive_data(WorkerChannel(max_input_bytes=1024, max_output_bytes=1024).hello({"confined": False}))
-    frames = [
-        host.send_request("ping", encode_params({}, 1024), 1000, spin=allowed)[1]
-        for allowed in (False, False, True, False)
-    ]
-    request_r, request_w = os.pipe()
-    reply_r, reply_w = os.pipe()
-    waits: list[int] = []
-    reads = iter([*frames, b""])  # one request per read, then the host's EOF
-    try:
-        runtime = _Runtime(WorkerChannel(max_input_bytes=1024, max_output_bytes=1024), request_r, reply_w)
-        real_wait = runtime.spin.wait
-
-        def counting(fd: int) -> bool:
-            waits.append(len(waits))
-            return real_wait(fd)
-
-        monkeypatch.setattr(runtime.spin, "wait", counting)
-        monkeypatch.setattr(os, "read", lambda fd, size: next(reads))
-        assert runtime.run() == 0
-        monkeypatch.undo()
-        assert len(os.read(reply_r, 65536)) > 0, "every ping was answered"
-    finally:
-        for fd in (request_r, request_w, reply_r, reply_w):
-            os.close(fd)
-    # A wait before the first read (allowed until told otherwise) and before the read that
-    # follows the one request allowing it: two, not five.
-    assert len(waits) == 2

@@ -95,12 +95,10 @@ class _Runtime:
 
     def run(self) -> int:
         read, read_fd, receive, spin = os.read, self.read_fd, self.channel.receive_data, self.spin.wait
-        may_spin = True
         while self.exit_code is None:
             # Stay awake briefly for a caller's next request before blocking, while that pays
-            # and the host did not say otherwise with the last request (spin_wait.py).
-            if may_spin:
-                spin(read_fd)
+            # (spin_wait.py).
+            spin(read_fd)
             data = read(read_fd, READ_CHUNK_BYTES)
             if not data:
                 return EXIT_OK
@@ -111,7 +109,6 @@ class _Runtime:
                 return EXIT_PROTOCOL
             for request in requests:
                 self.dispatch(request)
-                may_spin = request.spin
         return self.exit_code
 
     def dispatch(self, request: Request) -> None:

@@ -1,9 +1,7 @@
 """The host⇄worker wire protocol, sans-I/O: bytes in, events out, no pipes or processes.
 
 A frame is a 4-byte big-endian body length followed by a msgspec JSON body. The host sends
-requests `{"id", "method", "params", "timeoutMs"}`, with `"spin": false` added when the worker
-should not spin for the next request (the host sees that they share a CPU or that the machine
-is busy, which the confined worker cannot; spin_wait.py); the worker answers each with
+requests `{"id", "method", "params", "timeoutMs"}`; the worker answers each with
 `{"id", "result"}` or `{"id", "error": {"code", "message"}}`. Before any request the worker
 sends a hello under id 0: `{"id": 0, "result": {"ready": true, "confined": bool}}`, or an
 error if it cannot start (for example `confinement_unavailable`).
@@ -127,12 +125,11 @@ class _ReplyFrame(msgspec.Struct, forbid_unknown_fields=True):
     error: _ErrorBody | msgspec.UnsetType = msgspec.UNSET
 
 
-class _RequestOut(msgspec.Struct, omit_defaults=True):
+class _RequestOut(msgspec.Struct):
     id: int
     method: str
     params: msgspec.Raw
     timeout_ms: int = msgspec.field(name="timeoutMs")
-    spin: bool = True
 
 
 class _RequestIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -140,7 +137,6 @@ class _RequestIn(msgspec.Struct, forbid_unknown_fields=True):
     method: Annotated[str, msgspec.Meta(max_length=MAX_METHOD_CHARS)]
     params: dict[str, Any]
     timeout_ms: int | None = msgspec.field(default=None, name="timeoutMs")
-    spin: bool = True
 
 
 class _ReplyOut(msgspec.Struct):
@@ -198,8 +194,6 @@ class Request:
     method: str
     params: dict[str, Any]
     timeout_ms: int | None
-    spin: bool = True
-    """Whether the worker may spin for the next request (the host's hint, spin_wait.py)."""
 
 
 class FrameTooLarge(ProtocolError):
@@ -329,18 +323,15 @@ class HostChannel:
     def buffered(self) -> int:
         return self._reader.buffered
 
-    def send_request(
-        self, method: str, params: msgspec.Raw, timeout_ms: int, *, spin: bool = True
-    ) -> tuple[int, bytes]:
-        """Number a request and frame it; the id is pending until its reply arrives. `spin`:
-        whether the worker may spin for the request after this one."""
+    def send_request(self, method: str, params: msgspec.Raw, timeout_ms: int) -> tuple[int, bytes]:
+        """Number a request and frame it; the id is pending until its reply arrives."""
         if self.state is not ChannelState.READY:
             raise ProtocolError(f"channel is {self.state.value}; cannot send")
         if len(params) > self.max_input_bytes:
             raise InputTooLarge(f"params are {len(params)} bytes; the policy allows {self.max_input_bytes}")
         self._last_id += 1
         request_id = self._last_id
-        body = _encoder.encode(_RequestOut(request_id, method, params, timeout_ms, spin))
+        body = _encoder.encode(_RequestOut(request_id, method, params, timeout_ms))
         self.pending.add(request_id)
         return request_id, HEADER.pack(len(body)) + body
 
@@ -450,7 +441,7 @@ class WorkerChannel:
                 frame = _request_decoder.decode(body)
             except _DECODE_ERRORS as exc:
                 raise ProtocolError(f"malformed request: {_quoted(str(exc)[:200])}") from None
-            requests.append(Request(frame.id, frame.method, frame.params, frame.timeout_ms, frame.spin))
+            requests.append(Request(frame.id, frame.method, frame.params, frame.timeout_ms))
         return requests
 
     def reply(self, request_id: int, result: Any) -> bytes:

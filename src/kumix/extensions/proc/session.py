@@ -185,14 +185,13 @@ class _Worker:
         transport = self.write_transport
         assert transport is not None
         remaining_ms = max(1, int((call.deadline - now) * 1000))
-        spin = self.spin
-        _, frame = self.channel.send_request(call.method, call.params, remaining_ms, spin=spin.peer_may_spin)
+        _, frame = self.channel.send_request(call.method, call.params, remaining_ms)
         transport.write(frame)
         if self.reply_fd is not None and transport.get_write_buffer_size() == 0:
             # Keep this vCPU awake for a fast answer instead of sleeping in the event loop
             # and paying a wake-up, while that pays (spin_wait.py); the transport still
             # reads the reply.
-            spin.wait(self.reply_fd)
+            self.spin.wait(self.reply_fd)
 
     def on_data(self, data: bytes) -> None:
         if self.kill_reason is not None:

@@ -28,9 +28,7 @@ brings the waiter back as soon as the answer is written. So:
    the budget, is a failure. After a few failures it stops spinning and blocks at once, and
    tries one spin every `PROBE_EVERY` waits to notice when things change. The worker, which
    cannot see the host's process (confinement), relies on this alone: spinning on the host's
-   CPU means the host's request never comes within the budget, so it stops after two waits;
-   and the host passes its own view on with every request (`"spin": false` while they share
-   a CPU or the machine is busy), so the worker does not even probe then.
+   CPU means the host's request never comes within the budget, so it stops after two waits.
    The decision is `SpinGovernor`, a pure state machine; the tests drive it with sequences.
 
 Cost: at most `budget_ns` of CPU per wait while spinning pays, about `budget_ns /
@@ -167,13 +165,6 @@ class AdaptiveSpin:
         """Whether more tasks were runnable than there are CPUs (looked up at the same time)."""
         self._cpus = len(os.sched_getaffinity(0))
         self._until_placement = 0
-
-    @property
-    def peer_may_spin(self) -> bool:
-        """What the host tells its worker with each request (`"spin": false` otherwise): a
-        worker sharing this CPU, or on a machine with no idle CPU, should block at once too,
-        for the same reasons as the host; the confined worker cannot look either up itself."""
-        return not (self.shares_cpu or self.machine_busy)
 
     def wait(self, fd: int) -> bool:
         """Spin for `fd` if that has paid lately; True if it became readable while spinning.
