@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
 from tests.browser.harness import TIMEOUT_MS, NioProcess, RequestRecorder, launch, log_in_through_api, open_signed_in
 from tests.synapse_harness import SynapseHarness, TestUser
 from tests.web.web_harness import WebServer
