@@ -15,12 +15,12 @@ import time
 from typing import Any
 
 from playwright.sync_api import Page, expect
-from tests.browser.harness import TIMEOUT_MS, message, open_room, room_button, shot
-from tests.synapse_harness import SynapseHarness, TestUser
-from tests.web.web_harness import MatrixUser, WebServer
 
 from kumix.core.models import Event
 from kumix.store.timeline import TimelineStore
+from tests.browser.harness import TIMEOUT_MS, message, open_room, room_button, shot
+from tests.synapse_harness import SynapseHarness, TestUser
+from tests.web.web_harness import MatrixUser, WebServer
 
 MESSAGES = 10_000
 MAX_NODES = 300

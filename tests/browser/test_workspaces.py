@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import BrowserContext, Page, expect
+
 from tests.browser.harness import (
     REPO_ROOT,
     TIMEOUT_MS,
