@@ -1,5 +1,6 @@
 import { html } from "../lib/html.js";
 import { t } from "../lib/i18n.js";
+import { useEffect } from "../vendor/preact-hooks.js";
 
 /** @param {{code: string, message: string}} problem */
 export function unlockProblemText(problem) {
@@ -15,6 +16,10 @@ export function unlockProblemText(problem) {
 /** @param {{vm: import("../vm/unlock.js").UnlockViewModel, userId: string | null}} props */
 export function UnlockView({ vm, userId }) {
   const problem = vm.problem.value;
+  // After a refused try the cursor goes back to the (cleared) field, ready for the next one.
+  useEffect(() => {
+    if (problem) /** @type {HTMLInputElement | null} */ (document.querySelector("input[name=unlock]"))?.focus();
+  }, [problem]);
   /** @param {Event} e */
   const submit = (e) => { e.preventDefault(); void vm.submit(); };
   return html`<main class="login">
