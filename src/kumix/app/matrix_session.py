@@ -36,6 +36,7 @@ from kumix.matrix.sync import SyncLoop
 from kumix.store.database import Database
 from kumix.store.key_backup_state import KeyBackupState
 from kumix.store.outbox import Outbox
+from kumix.store.room_key_sources import RoomKeySources
 from kumix.store.search import SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
@@ -232,6 +233,7 @@ class MatrixService:
         self.search_index.forget_everything()
         self.outbox.forget_everything()
         KeyBackupState(self.db).forget_everything()
+        RoomKeySources(self.db).forget_everything()
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
 
     def account(self) -> Account:
@@ -383,7 +385,8 @@ class Session:
     async def judge_senders(self, events: list[Event]) -> list[Event]:
         """The shields: each decrypted event with its sending device's trust (and, with
         "exclude insecure devices" on, insecure senders' events withheld)."""
-        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events)
+        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events,
+                                         RoomKeySources(self.service.db))
 
     async def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
         """Decrypt what can be decrypted now; returns how many events were recovered."""
@@ -636,6 +639,11 @@ class Session:
     async def import_keys(self, path: Path, passphrase: str) -> int:
         """Import room keys, then decrypt every held event they unlock; returns that count."""
         self.service.progress("importing keys…")
+        before = self.client.held_sessions()
         await self.client.import_keys(path, passphrase)
+        # A key file, like a backup, only claims who each key's sender is.
+        RoomKeySources(self.service.db).mark_insecure(
+            [sid for sid, index in self.client.held_sessions().items() if before.get(sid, index + 1) > index],
+            "key_export")
         self.service.progress("retrying undecryptable events…")
         return await self.retry_undecryptable()

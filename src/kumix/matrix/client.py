@@ -265,7 +265,8 @@ class MatrixClient:
             # Decrypted, but by a session whose sender keys are unknown: judged as an
             # unknown device (withheld under MSC4153), never left without a shield.
             return dataclasses.replace(event, sender_keys=("", ""))
-        return dataclasses.replace(event, sender_keys=(curve, ed))
+        forwarded = bool(getattr(session, "forwarding_chain", None))
+        return dataclasses.replace(event, sender_keys=(curve, ed), sender_session=(str(session_id), forwarded))
 
     def _room(self, r: Any, membership: str) -> Room:
         return translate_room(r, membership, user_id=self._nio.user_id, direct_rooms=self._direct_rooms)
@@ -561,11 +562,16 @@ class MatrixClient:
             })
         return out
 
-    def import_room_keys(self, exports: list[dict[str, Any]]) -> int:
+    def held_sessions(self) -> dict[str, int]:
+        """Session id -> first known index of every Megolm room key this device holds."""
+        return {s.id: int(s.first_known_index) for s in self._olm().inbound_group_store}
+
+    def import_room_keys(self, exports: list[dict[str, Any]]) -> list[str]:
         """Add room keys (key-export format, already validated) to the crypto store; returns
-        how many were new or better (an earlier first index) than what was held."""
+        the session ids of those that were new or better (an earlier first index) than what
+        was held."""
         olm = self._olm()
-        added = 0
+        added: list[str] = []
         for e in exports:
             session = olm._import_group_session(e["session_key"], e["sender_claimed_keys"]["ed25519"],
                                                 e["sender_key"], e["room_id"], e["forwarding_curve25519_key_chain"])
@@ -576,7 +582,7 @@ class MatrixClient:
                 continue  # what we hold already decrypts at least as much
             if olm.inbound_group_store.add(session):
                 olm.save_inbound_group_session(session)
-                added += 1
+                added.append(session.id)
         return added
 
     def room_members(self, room_id: str) -> list[str]:
