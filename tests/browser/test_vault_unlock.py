@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
+
 from tests.browser.harness import room_button, shot, token_url
 from tests.synapse_harness import SynapseHarness
 from tests.web.web_harness import MatrixUser, WebServer
