@@ -25,6 +25,7 @@ class Peer:
         self.password = password
         self.seen: list[dict[str, Any]] = []
         self.new_event = asyncio.Event()
+        self.late_keys: dict[str, tuple[str, Any, str, str]] = {}
 
     async def start(self) -> None:
         resp = await self.client.login(self.password, device_name="nio-peer")
@@ -44,8 +45,17 @@ class Peer:
         await c.send_to_device_messages()
 
     async def _on_event(self, room: nio.MatrixRoom, event: nio.Event) -> None:
+        source = event.source if isinstance(event.source, dict) else {}
+        content = source.get("content") if isinstance(source.get("content"), dict) else {}
+        relates = content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
+        reply = relates.get("m.in_reply_to") if isinstance(relates.get("m.in_reply_to"), dict) else {}
+        new_content = content.get("m.new_content") if isinstance(content.get("m.new_content"), dict) else {}
         doc: dict[str, Any] = {"room_id": room.room_id, "event_id": event.event_id, "sender": event.sender,
-                               "type": type(event).__name__, "decrypted": bool(getattr(event, "decrypted", False))}
+                               "type": type(event).__name__, "decrypted": bool(getattr(event, "decrypted", False)),
+                               "etype": source.get("type"), "rel_type": relates.get("rel_type"),
+                               "relates_to": relates.get("event_id"), "key": relates.get("key"),
+                               "in_reply_to": reply.get("event_id"), "new_body": new_content.get("body"),
+                               "redacts": source.get("redacts") or content.get("redacts")}
         if isinstance(event, nio.RoomMessageText):
             doc["body"] = event.body
             doc["formatted_body"] = event.formatted_body
@@ -63,6 +73,49 @@ class Peer:
             await self.client.sync(timeout=1000)
             await self._upkeep()
 
+    async def _send(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        await self.client.sync(timeout=0)
+        await self._upkeep()
+        resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
+        assert isinstance(resp, nio.RoomSendResponse), resp
+        return str(resp.event_id)
+
+    async def _send_late_key(self, room_id: str, user: str, device_id: str, body: str) -> str:
+        """A message in a new Megolm session whose key every device gets but `device_id`:
+        what that device sees when the room key is delayed (a to-device message lost or
+        late). The session's key from its first index is kept for `deliver_key`."""
+        olm = self.client.olm
+        assert olm is not None
+        await self.client.sync(timeout=0)
+        await self._upkeep()
+        olm.outbound_group_sessions.pop(room_id, None)
+        olm.create_outbound_group_session(room_id)
+        session = olm.outbound_group_sessions[room_id]
+        device = self.client.device_store[user][device_id]
+        assert olm.session_store.get(device.curve25519) is not None, "no Olm session with that device yet"
+        self.client.blacklist_device(device)
+        try:
+            event_id = await self._send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+        finally:
+            self.client.unblacklist_device(device)
+        self.late_keys[event_id] = (room_id, device, session.id, session.session_key)
+        # The next message starts a session shared normally.
+        olm.outbound_group_sessions.pop(room_id, None)
+        return event_id
+
+    async def _deliver_key(self, event_id: str) -> None:
+        """The delayed m.room_key arrives: Olm-encrypted to that one device."""
+        olm = self.client.olm
+        assert olm is not None
+        room_id, device, session_id, session_key = self.late_keys.pop(event_id)
+        olm_session = olm.session_store.get(device.curve25519)
+        content = olm._olm_encrypt(olm_session, device, "m.room_key", {
+            "algorithm": "m.megolm.v1.aes-sha2", "room_id": room_id, "session_id": session_id,
+            "session_key": session_key})
+        olm.save_session(device.curve25519, olm_session)
+        resp = await self.client.to_device(nio.ToDeviceMessage("m.room.encrypted", device.user_id, device.id, content))
+        assert isinstance(resp, nio.ToDeviceResponse), resp
+
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         op = cmd["op"]
         c = self.client
@@ -72,18 +125,59 @@ class Peer:
             await self._upkeep()
             return {"ok": isinstance(resp, nio.JoinResponse)}
         if op == "create_room":
-            resp = await c.room_create(name=cmd.get("name"), invite=cmd.get("invite", []), initial_state=[
-                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+            encryption = [{"type": "m.room.encryption", "state_key": "",
+                           "content": {"algorithm": "m.megolm.v1.aes-sha2"}}] if cmd.get("encrypted", True) else []
+            resp = await c.room_create(name=cmd.get("name"), invite=cmd.get("invite", []), initial_state=encryption)
             assert isinstance(resp, nio.RoomCreateResponse), resp
             await c.sync(timeout=0)
             return {"room_id": resp.room_id}
         if op == "send":
-            await c.sync(timeout=0)
-            await self._upkeep()
-            resp = await c.room_send(cmd["room"], "m.room.message", {"msgtype": "m.text", "body": cmd["body"]},
-                                     ignore_unverified_devices=True)
-            assert isinstance(resp, nio.RoomSendResponse), resp
+            content: dict[str, Any] = {"msgtype": "m.text", "body": cmd["body"]}
+            if cmd.get("html"):
+                content |= {"format": "org.matrix.custom.html", "formatted_body": cmd["html"]}
+            if cmd.get("reply_to"):
+                content["m.relates_to"] = {"m.in_reply_to": {"event_id": cmd["reply_to"]}}
+            return {"event_id": await self._send(cmd["room"], "m.room.message", content)}
+        if op == "edit":
+            new = {"msgtype": "m.text", "body": cmd["body"]}
+            return {"event_id": await self._send(cmd["room"], "m.room.message", {
+                "msgtype": "m.text", "body": f"* {cmd['body']}", "m.new_content": new,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": cmd["event_id"]}})}
+        if op == "react":
+            return {"event_id": await self._send(cmd["room"], "m.reaction", {"m.relates_to": {
+                "rel_type": "m.annotation", "event_id": cmd["event_id"], "key": cmd["key"]}})}
+        if op == "redact":
+            resp = await c.room_redact(cmd["room"], cmd["event_id"], reason=cmd.get("reason"))
+            assert isinstance(resp, nio.RoomRedactResponse), resp
             return {"event_id": resp.event_id}
+        if op == "send_image":
+            # An encrypted image (m.image with an encrypted file), as Element sends one.
+            data = bytes.fromhex(cmd["hex"])
+            up, keys = await c.upload(io.BytesIO(data), content_type=cmd["mimetype"], filename=cmd["name"],
+                                      encrypt=True, filesize=len(data))
+            assert isinstance(up, nio.UploadResponse), up
+            return {"event_id": await self._send(cmd["room"], "m.room.message", {
+                "msgtype": "m.image", "body": cmd["name"], "file": {**keys, "url": up.content_uri},
+                "info": {"size": len(data), "mimetype": cmd["mimetype"], "w": cmd.get("w"), "h": cmd.get("h")}})}
+        if op == "send_late_key":
+            return {"event_id": await self._send_late_key(cmd["room"], cmd["user"], cmd["device"], cmd["body"])}
+        if op == "deliver_key":
+            await self._deliver_key(cmd["event_id"])
+            return {"ok": True}
+        if op == "wait_event":
+            # Wait for an event whose recorded fields equal all of `where`; report it.
+            where: dict[str, Any] = cmd["where"]
+            async with asyncio.timeout(cmd.get("timeout", 60)):
+                while True:
+                    for doc in self.seen:
+                        if all(doc.get(k) == v for k, v in where.items()):
+                            if "url" in doc:
+                                dl = await c.download(doc["url"])
+                                plain = decrypt_attachment(dl.body, doc["key"], doc["sha256"], doc["iv"])
+                                doc = {**doc, "plain_sha256": hashlib.sha256(plain).hexdigest()}
+                            return doc
+                    self.new_event.clear()
+                    await self.new_event.wait()
         if op == "send_file":
             data = bytes.fromhex(cmd["hex"])
             up, keys = await c.upload(io.BytesIO(data), content_type="application/octet-stream",

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
     from kumix.app.matrix_session import MatrixService, Session
+    from kumix.app.ui_frames import UiFrames
     from kumix.app.verification_flows import VerificationFlows
     from kumix.extensions.policy import Policy
     from kumix.store.database import Database
@@ -121,6 +122,7 @@ class Kumix:
         self._holder: DeviceHolder | None = None
         self._live = False
         self._flows: VerificationFlows | None = None
+        self._ui_frames: UiFrames | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -314,11 +316,15 @@ class Kumix:
 
     # -- account ---------------------------------------------------------------------------
 
-    async def login_password(self, homeserver: str, user: str, password: str) -> Account:
-        return await self._matrix().login_password(homeserver, user, password)
+    async def login_password(self, homeserver: str, user: str, password: str, *,
+                             vault_passphrase: str | None = None) -> Account:
+        """`vault_passphrase`: the answer to the vault key question where this process has
+        no other key source (a web page's form); unauthorized with `details.reason`
+        `vault_passphrase_required` when it is needed and missing, before any device exists."""
+        return await self._matrix().login_password(homeserver, user, password, vault_passphrase=vault_passphrase)
 
-    async def login_token(self, homeserver: str, access_token: str) -> Account:
-        return await self._matrix().login_token(homeserver, access_token)
+    async def login_token(self, homeserver: str, access_token: str, *, vault_passphrase: str | None = None) -> Account:
+        return await self._matrix().login_token(homeserver, access_token, vault_passphrase=vault_passphrase)
 
     async def logout(self) -> None:
         """Revoke the token on the server, then remove the session and its keys here: the
@@ -486,6 +492,14 @@ class Kumix:
                 await session.flush_outbox()
         return _checked(self._entry(entry.txn_id), None)
 
+    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> SendResult:
+        """Send one event of any message type through the outbox (a UI frame's vote, say).
+        The caller decides which types and contents are acceptable; this needs the device."""
+        session = await self._require_device()
+        online = self._live or await self._refresh(session)
+        entry = await session.enqueue(room_id, event_type, content, deliver=online)
+        return _checked(self._entry(entry.txn_id), None)
+
     async def edit(self, room_id: str, event_id: str, text: str, *, markdown: bool = True) -> SendResult:
         entry = await (await self._require_device()).edit(room_id, event_id, text, markdown=markdown)
         return _checked(self._entry(entry.txn_id), None)
@@ -631,6 +645,16 @@ class Kumix:
         if self._caller is not None:
             return await self._caller.disable(extension_id)
         return self.extension_service.disable(extension_id)
+
+    @property
+    def ui_frames(self) -> UiFrames:
+        """The UI frames mounted by this process's front end (one registry per process)."""
+        if self._ui_frames is None:
+            from kumix.app.ui_frames import UiFrames
+            from kumix.store.ui_send_approvals import SendApprovalStore
+
+            self._ui_frames = UiFrames(self.extension_service, SendApprovalStore(self.database))
+        return self._ui_frames
 
     def grant(self, extension_id: str, capability: str) -> ExtensionStatus:
         return self.extension_service.grant(extension_id, capability)

@@ -40,7 +40,7 @@ from kumix.store.search import SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
 from kumix.store.trust_settings import TrustSettings
-from kumix.store.vault import Vault
+from kumix.store.vault import ENV_PASSPHRASE_FILE, Vault
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +98,33 @@ class MatrixService:
     # -- login / logout ----------------------------------------------------------------
 
     async def login_password(self, homeserver: str, user: str, password: str, *,
-                             reset_cross_signing: bool = False) -> Account:
+                             reset_cross_signing: bool = False, vault_passphrase: str | None = None) -> Account:
         """`reset_cross_signing`: replace an identity this device cannot use (only for
-        accounts no other client uses, like the demo's: it undoes their verifications)."""
+        accounts no other client uses, like the demo's: it undoes their verifications).
+        `vault_passphrase`: the vault's passphrase when no other key source is here (the
+        web page asks for it; see `Vault.needs_passphrase`)."""
         return await self._login(homeserver, lambda c: c.login_password(user, password), password=password,
-                                 reset_cross_signing=reset_cross_signing)
+                                 reset_cross_signing=reset_cross_signing, vault_passphrase=vault_passphrase)
 
-    async def login_token(self, homeserver: str, access_token: str) -> Account:
-        return await self._login(homeserver, lambda c: c.login_token(access_token))
+    async def login_token(self, homeserver: str, access_token: str, *, vault_passphrase: str | None = None) -> Account:
+        return await self._login(homeserver, lambda c: c.login_token(access_token), vault_passphrase=vault_passphrase)
 
     async def _login(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
-                     password: str | None = None, reset_cross_signing: bool = False) -> Account:
+                     password: str | None = None, reset_cross_signing: bool = False,
+                     vault_passphrase: str | None = None) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
+        if vault_passphrase is None and self.vault.needs_passphrase():
+            # Asked before the homeserver is: no device is created for a login that could
+            # not keep its token.
+            raise Unauthorized(
+                "no way to protect the credential vault: no OS keyring here and no terminal to ask a passphrase. "
+                f"Put a passphrase in a file only you can read (chmod 600) and set {ENV_PASSPHRASE_FILE} to its path "
+                "(or, in the web page, give the vault passphrase)", details={"reason": "vault_passphrase_required"})
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how, password, reset_cross_signing)
+            return await self._login_locked(homeserver, how, password, reset_cross_signing, vault_passphrase)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
@@ -123,7 +133,8 @@ class MatrixService:
                              "directory", details={"reason": "logged_in"})
 
     async def _login_locked(self, homeserver: str, how: Callable[[MatrixClient], Awaitable[Account]],
-                            password: str | None = None, reset_cross_signing: bool = False) -> Account:
+                            password: str | None = None, reset_cross_signing: bool = False,
+                            vault_passphrase: str | None = None) -> Account:
         # A fresh device gets a fresh crypto store and pickle key; leftovers of an earlier
         # session (a crash during login) would not open with the new key. They are moved
         # aside, never deleted: keys are only ever removed by an explicit logout.
@@ -146,7 +157,8 @@ class MatrixService:
             # Seal the secrets before recording the session: a session row without a vault
             # would be a login nobody can use.
             try:
-                self.vault.create({"access_token": c.access_token, "pickle_key": pickle_key})
+                self.vault.create({"access_token": c.access_token, "pickle_key": pickle_key},
+                                  passphrase=vault_passphrase)
             except KumixError:
                 # No vault key (none supplied, a bad passphrase file, Ctrl-D): the token
                 # could never be used again, so the device it created is removed too.

@@ -18,17 +18,23 @@ from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
 from kumix.extensions.ui.bootstrap import BootstrapConfig
 from kumix.extensions.ui.bridge_session import (
+    AskUser,
     BridgeSession,
     Effect,
     FrameRights,
     Perform,
     RememberSendApproval,
+    Reply,
     Unload,
 )
 from kumix.extensions.ui.capabilities import UI_CAPABILITIES
 from kumix.extensions.ui.frame_document import FrameDocument, build_frame
 from kumix.extensions.ui.frame_policy import FrameGrant, frame_grant
 from kumix.store.ui_send_approvals import SendApprovalStore
+
+__all__ = ["AskUser", "BridgeActions", "Effect", "MountedFrame", "Reply", "UiFrames", "Unload", "egress_summary",
+           "frame_egress"]
+"""The effects a front end acts on are re-exported here: front ends import only `kumix.app`."""
 
 TOKEN_BYTES = 16
 """128 bits: the bridge token is the only thing that tells one frame's messages from another's."""
@@ -239,6 +245,12 @@ class UiFrames:
             raise PolicyDenied(f"the policy does not allow capability {capability!r}",
                                details={"missing": [capability]})
         return {"result": await actions.proc_call(target.id, p["method"], dict(p["params"]))}
+
+    def send_always_allowed(self, extension_id: str) -> bool:
+        """Whether the user ticked "allow for this extension" (for the extensions page)."""
+        if self._approvals is None:
+            return False
+        return self._approvals.always_allowed(extension_id, _source_path(self._extensions.get(extension_id)))
 
     def revoke_send_approval(self, extension_id: str) -> bool:
         for frame in self._mounted.values():

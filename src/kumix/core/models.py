@@ -16,6 +16,16 @@ HtmlSanitizer = Callable[[str], str]
 
 Membership = Literal["join", "invite", "leave"]
 
+POLL_EVENT_TYPES = frozenset({
+    "m.poll.start", "m.poll.response", "m.poll.end",
+    # The unstable MSC3381 names clients still send.
+    "org.matrix.msc3381.poll.start", "org.matrix.msc3381.poll.response", "org.matrix.msc3381.poll.end",
+})
+"""Poll events (MSC3381): stored as kind `other` with their type and content in `source`,
+so a UI frame with `room.context.read` can read and show them."""
+MAX_KEPT_CONTENT = 16_384
+"""A poll event's content (as JSON) larger than this is stored without it."""
+
 EventKind = Literal[
     "text",  # m.text, m.notice, m.emote
     "file",  # m.file, m.image, m.audio, m.video
@@ -109,7 +119,8 @@ class Event:
     """Megolm session of an undecryptable event: which key would unlock it."""
     transaction_id: str | None = None
     source: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-    """Raw encrypted event, kept only for undecryptable ones so they can be retried."""
+    """Raw encrypted event of an undecryptable one (so it can be retried), or `{type,
+    content}` of a poll event (kind `other`); None for every other event."""
     sender_trust: str | None = None
     """Of a decrypted event: the trust of its sending device when it was decrypted (a
     `kumix.core.trust.SenderTrust`); of a withheld one (`kind` undecryptable), why."""

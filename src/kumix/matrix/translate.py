@@ -7,11 +7,22 @@ empty here, never an exception later (one such event once made every later sync 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import nio
 
-from kumix.core.models import Attachment, Event, HtmlSanitizer, Receipt, ReceiptsUpdate, Room, TypingUpdate
+from kumix.core.models import (
+    MAX_KEPT_CONTENT,
+    POLL_EVENT_TYPES,
+    Attachment,
+    Event,
+    HtmlSanitizer,
+    Receipt,
+    ReceiptsUpdate,
+    Room,
+    TypingUpdate,
+)
 
 
 def text_or_none(value: Any) -> str | None:
@@ -124,6 +135,11 @@ def translate_event(room_id: str, ev: Any, sanitize: HtmlSanitizer) -> Event:
                      reply_to=reply_to, relates_to=reply_to)
     if getattr(ev, "state_key", None) is not None or "state_key" in source:
         return Event(**base, kind="state", body=str(source.get("type", "")))
+    kind = source.get("type")
+    if kind in POLL_EVENT_TYPES:
+        # Kept whole (bounded) for UI frames that show polls; never rendered as HTML.
+        kept = content if len(json.dumps(content)) <= MAX_KEPT_CONTENT else {}
+        return Event(**base, kind="other", body=str(kind), source={"type": kind, "content": kept})
     return Event(**base, kind="other", body=str(source.get("type", type(ev).__name__)))
 
 def text_of(content: dict[str, Any], sanitize: HtmlSanitizer) -> tuple[str, str | None]:

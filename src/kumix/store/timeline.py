@@ -206,10 +206,10 @@ class TimelineStore:
                 if existing["kind"] == "undecryptable" and ev.kind != "undecryptable":
                     tx.execute(
                         "UPDATE matrix_events SET kind = ?, body = ?, html = ?, msgtype = ?, relates_to = ?,"
-                        " reply_to = ?, reaction_key = ?, attachment = ?, source = NULL, change = ?,"
+                        " reply_to = ?, reaction_key = ?, attachment = ?, source = ?, change = ?,"
                         " sender_trust = ?, sender_device = ? WHERE event_id = ?",
                         (ev.kind, ev.body, ev.formatted_html, ev.msgtype, ev.relates_to, ev.reply_to,
-                         ev.reaction_key, _attachment_json(ev.attachment), _next_change(tx),
+                         ev.reaction_key, _attachment_json(ev.attachment), _kept_source(ev), _next_change(tx),
                          ev.sender_trust, ev.sender_device, ev.event_id),
                     )
                     changed.extend(_apply_relation(tx, ev))
@@ -236,7 +236,7 @@ class TimelineStore:
                 (ev.event_id, ev.room_id, seq, ev.sender, ev.origin_ts, ev.kind, ev.body,
                  ev.formatted_html, ev.msgtype, int(ev.encrypted), ev.relates_to, ev.reply_to, ev.reaction_key,
                  _attachment_json(ev.attachment), ev.session_id, ev.transaction_id,
-                 json.dumps(ev.source) if ev.kind == "undecryptable" and ev.source else None, _next_change(tx),
+                 _kept_source(ev), _next_change(tx),
                  ev.sender_trust, ev.sender_device),
             )
             if ev.kind in TEXT_KINDS:
@@ -338,6 +338,11 @@ def _apply_relation(tx: Transaction, ev: Event) -> list[tuple[Event, bool]]:
         if target_row is not None:
             return [(_event(target_row), True)]
     return []
+
+
+def _kept_source(ev: Event) -> str | None:
+    """An undecryptable event's raw source (for a retry) or a poll's `{type, content}`."""
+    return json.dumps(ev.source) if ev.kind in ("undecryptable", "other") and ev.source else None
 
 
 def _next_change(tx: Transaction) -> int:

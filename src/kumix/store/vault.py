@@ -170,14 +170,21 @@ def _keyring_failure(action: str, exc: Exception) -> Unauthorized:
     )
 
 
-def resolve_key_source(env: Mapping[str, str] | None = None, *, interactive: bool | None = None) -> KeySource:
-    """The key source for a vault about to be created; see the module docstring for the order."""
+def resolve_key_source(env: Mapping[str, str] | None = None, *, interactive: bool | None = None,
+                       passphrase: str | None = None) -> KeySource:
+    """The key source for a vault about to be created; see the module docstring for the order.
+    `passphrase` is an answer already given where the prompt would ask (the web page's login
+    form): used only when neither the file nor a keyring is there, like the prompt."""
     env = os.environ if env is None else env
     file_path = env.get(ENV_PASSPHRASE_FILE)
     if file_path:
         return KeySource("passphrase", lambda _confirm: _read_passphrase_file(file_path))
     if _keyring_usable():
         return KeySource("keyring")
+    if passphrase is not None:
+        if not passphrase:
+            raise Unauthorized("an empty vault passphrase is not accepted")
+        return KeySource("passphrase", lambda _confirm: passphrase)
     tty = sys.stdin.isatty() if interactive is None else interactive
     if tty:
         return KeySource("passphrase", _prompt)
@@ -216,9 +223,17 @@ class Vault:
         return hash_secret_raw(passphrase.encode("utf-8"), salt, time_cost=t, memory_cost=m, parallelism=p,
                                hash_len=32, type=Type.ID)
 
-    def create(self, secrets_doc: Mapping[str, str]) -> None:
-        """Seal secrets into a new vault (replacing any), choosing the key source now."""
-        source = resolve_key_source(self._env, interactive=self._interactive)
+    def needs_passphrase(self) -> bool:
+        """A new vault here would have no key source but a passphrase given by the caller
+        (no passphrase file, no OS keyring, no terminal to ask on)."""
+        if self._env.get(ENV_PASSPHRASE_FILE) or _keyring_usable():
+            return False
+        return not (sys.stdin.isatty() if self._interactive is None else self._interactive)
+
+    def create(self, secrets_doc: Mapping[str, str], *, passphrase: str | None = None) -> None:
+        """Seal secrets into a new vault (replacing any), choosing the key source now;
+        `passphrase` as in `resolve_key_source`."""
+        source = resolve_key_source(self._env, interactive=self._interactive, passphrase=passphrase)
         header: dict[str, Any] = {"version": FORMAT_VERSION, "mode": source.mode}
         if source.mode == "keyring":
             backend = _os_keyring()

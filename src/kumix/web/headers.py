@@ -8,27 +8,48 @@ connections, powerful features), so an injection has as little to work with as p
 
 from __future__ import annotations
 
-PAGE_CSP = "; ".join((
-    "default-src 'none'",
-    # Only the server's own files; never 'unsafe-inline' or 'unsafe-eval' (a srcdoc frame
-    # inherits this policy, so the UI-extension host adds per-response nonces instead).
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' blob: data:",
-    "font-src 'self'",
-    "media-src 'self' blob:",
-    "connect-src 'self'",
-    "frame-src 'none'",
-    "worker-src 'self'",
-    "manifest-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "frame-ancestors 'none'",
-    "form-action 'self'",
-    "require-trusted-types-for 'script'",
-    "trusted-types kumix",
-))
-"""Content-Security-Policy of pages, API answers, static files and errors."""
+
+def _csp(*, nonce: str | None = None, frame_egress: tuple[str, ...] = ()) -> str:
+    inline = f" 'nonce-{nonce}'" if nonce else ""
+    egress = "".join(f" {source}" for source in frame_egress)
+    return "; ".join((
+        "default-src 'none'",
+        # Only the server's own files; never 'unsafe-inline' or 'unsafe-eval'. A page that
+        # mounts UI frames adds its response's nonce: a srcdoc frame inherits this policy,
+        # and the frame's inline scripts and styles carry that nonce (docs/ui-extensions.md).
+        f"script-src 'self'{inline}",
+        f"style-src 'self'{inline}",
+        f"img-src 'self' blob: data:{egress}",
+        "font-src 'self'",
+        "media-src 'self' blob:",
+        # A frame's loads must pass this policy too: the policy's ui.connectSrc (the cap of
+        # every frame's egress; none by default) is added here, or no frame could use it.
+        f"connect-src 'self'{egress}",
+        # srcdoc frames are not a fetch, so 'none' lets them load while it stops a frame
+        # navigating itself (or by meta refresh) to any URL.
+        "frame-src 'none'",
+        "child-src 'none'",
+        "worker-src 'self'",
+        "manifest-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "require-trusted-types-for 'script'",
+        # `kumix` is the page's one policy (lib/trusted-html.js); `default` is the policy the
+        # bootstrap of each frame creates in the frame's own realm (a frame inherits this list).
+        "trusted-types kumix default" if nonce else "trusted-types kumix",
+    ))
+
+
+PAGE_CSP = _csp()
+"""Content-Security-Policy of API answers, static files and errors."""
+
+
+def page_csp(nonce: str, frame_egress: tuple[str, ...] = ()) -> str:
+    """Content-Security-Policy of one answer with the page (`/`, `/ext/{id}`): `nonce` is
+    new for that answer and is the one the server writes into the frames that page mounts."""
+    return _csp(nonce=nonce, frame_egress=frame_egress)
 
 MEDIA_CSP = "sandbox; default-src 'none'"
 """Content-Security-Policy of a file from a room: even if a browser rendered it as a

@@ -299,8 +299,19 @@ def document() -> S:
             errors=("bad_request", "not_found", "policy_denied", "unavailable", "invalid_manifest"),
             params=[_path_param("extension_id"),
                     {"name": "action", "in": "path", "required": True, "schema": {"enum": ["enable", "disable",
-                                                                                           "grant"]}}],
+                                                                                           "grant", "revoke-send"]}}],
             body=_body(_obj({"capability": text}, []), required=False))},
+        "/api/ui/frames": {"post": _op(
+            "mount a UI extension for a room on the page's event WebSocket: the iframe's srcdoc, sandbox, "
+            "referrerPolicy, allow, widgetId (the bridge token) and limits", _obj(
+                {"widgetId": {"type": "string"}, "extensionId": {"type": "string"}, "roomId": {"type": "string"},
+                 "srcdoc": {"type": "string"}, "sandbox": {"type": "string"}, "referrerPolicy": {"type": "string"},
+                 "allow": {"type": "string"}, "limits": {"type": "object"}},
+                ["widgetId", "extensionId", "roomId", "srcdoc", "sandbox", "referrerPolicy", "allow", "limits"]),
+            errors=("bad_request", "not_found", "disabled", "policy_denied", "capability_not_declared", "not_granted",
+                    "invalid_manifest", "extension_error"),
+            body=_body(_obj({"extension": text, "room": text, "nonce": text, "connection": text},
+                            ["extension", "room", "nonce", "connection"])))},
         "/api/policy": {"get": _op("the active policy", {"type": "object"}, errors=("unavailable",))},
         "/api/policy/check": {"get": _op("which extension the policy allows, and why", _obj(
             {"policy": {"type": "string"}, "extensions": {"type": "array"}}, ["policy", "extensions"]),

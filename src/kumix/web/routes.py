@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import shutil
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -31,7 +32,9 @@ from kumix.app.verification_flows import Decision, Flow
 from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
 from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 from kumix.web import openapi
+from kumix.web.bridge_link import BridgeLink
 from kumix.web.errors import error_document, status_of
+from kumix.web.headers import page_csp
 from kumix.web.media_rules import media_answer, sniffed_image_type
 from kumix.web.security import ASGIApp, Checks, Guard
 from kumix.web.send_queue import SendQueue
@@ -43,6 +46,9 @@ MAX_JSON_BODY = 256 * 1024
 MAX_PAGE = 200
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 SUBSCRIPTION_QUEUE = 1000
+MAX_NONCES = 256
+"""Page nonces remembered for mounting frames: one per answer with the page (tabs, reloads)."""
+PAGE_SCRIPT = b'<script type="module" src="/static/main.js"></script>'
 APP_HEARTBEAT_SECONDS = 15.0
 """An application-level heartbeat frame (with the current cursor) goes through each
 connection's send queue this often, so a reader that stopped is found even when the
@@ -61,6 +67,10 @@ class Api:
         self.connections = 0
         self.cut_off = 0
         """Connections closed because their reader fell behind (CLOSE_TOO_SLOW)."""
+        self.nonces: OrderedDict[str, None] = OrderedDict()
+        """Nonces of the page answers given out: a frame is built only with one of these."""
+        self.links: dict[str, BridgeLink] = {}
+        """The UI-frame side of each open event WebSocket, by its connection id."""
 
     def _too_slow(self) -> None:
         self.cut_off += 1
@@ -143,8 +153,33 @@ class Api:
 
     # -- pages --------------------------------------------------------------------------
 
+    def page(self) -> Response:
+        """The page, with a nonce new for this answer in its CSP and on its script tag (where
+        the page reads it to mount frames: the frames' inline scripts carry it)."""
+        nonce = secrets.token_urlsafe(16)
+        self.nonces[nonce] = None
+        while len(self.nonces) > MAX_NONCES:
+            self.nonces.popitem(last=False)
+        body = _asset("index.html").replace(
+            PAGE_SCRIPT, f'<script type="module" nonce="{nonce}" src="/static/main.js"></script>'.encode())
+        egress = tuple(self.k.policy().ui.connect_src)
+        return Response(body, media_type="text/html; charset=utf-8",
+                        headers={"content-security-policy": page_csp(nonce, egress)})
+
     async def index(self, request: Request) -> Response:
-        return Response(_asset("index.html"), media_type="text/html; charset=utf-8")
+        return self.page()
+
+    async def extension_page(self, request: Request) -> Response:
+        """`/ext/{id}?room=ROOM`: the page with only that UI extension mounted (for authors)."""
+        extension_id = str(request.path_params["extension_id"])
+        status = self.k.extension(extension_id)
+        if status.manifest is None or status.manifest.kind != "ui":
+            raise NotFound(f"{extension_id[:100]!r} is not a UI extension")
+        room = request.query_params.get("room")
+        if not room:
+            raise BadRequest("room is required: /ext/ID?room=ROOM_ID")
+        self.k.known_room_id(room)
+        return self.page()
 
     async def static(self, request: Request) -> Response:
         name = str(request.path_params["name"])
@@ -175,11 +210,16 @@ class Api:
         doc = await self.body(request)
         homeserver = self.need(doc, "homeserver", max_len=2048)
         token = self.opt(doc, "access_token", max_len=4096)
+        # The vault key question, answered in the page when this server has no passphrase
+        # file and no keyring (the answer is `unauthorized`, reason `vault_passphrase_required`).
+        vault = self.opt(doc, "vault_passphrase", max_len=4096)
+        if vault == "":
+            raise BadRequest("vault_passphrase must not be empty")
         if token:
-            await self.k.login_token(homeserver, token)
+            await self.k.login_token(homeserver, token, vault_passphrase=vault)
         else:
             await self.k.login_password(homeserver, self.need(doc, "user", max_len=255),
-                                        self.need(doc, "password", max_len=4096))
+                                        self.need(doc, "password", max_len=4096), vault_passphrase=vault)
         # The server keeps the device from now on: sync and outbox run until it stops.
         await self.k.start_live()
         return self._json(self._whoami())
@@ -342,10 +382,15 @@ class Api:
     async def extensions(self, request: Request) -> Response:
         rows = []
         for status in self.k.extensions():
-            row = status.to_json()
+            row = self._extension_row(status.id, status.to_json())
             row["figures"] = self.k.figures(status.id)
             rows.append(row)
         return self._json({"extensions": rows})
+
+    def _extension_row(self, extension_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        if row.get("kind") == "ui":
+            row["send_always_allowed"] = self.k.ui_frames.send_always_allowed(extension_id)
+        return row
 
     async def extension_action(self, request: Request) -> Response:
         extension_id = str(request.path_params["extension_id"])
@@ -356,9 +401,33 @@ class Api:
             status = await self.k.disable_extension(extension_id)
         elif action == "grant":
             status = self.k.grant(extension_id, self.need(await self.body(request), "capability", max_len=255))
+        elif action == "revoke-send":
+            # "Allow for this extension" taken back: every later send is confirmed again.
+            self.k.extension(extension_id)
+            self.k.ui_frames.revoke_send_approval(extension_id)
+            status = self.k.extension(extension_id)
         else:
             raise NotFound(f"no extension action {action[:64]}")
-        return self._json(status.to_json())
+        return self._json(self._extension_row(status.id, status.to_json()))
+
+    # -- UI frames ----------------------------------------------------------------------
+
+    async def mount_frame(self, request: Request) -> Response:
+        """Mount a UI extension for a room on the page's event WebSocket (`connection` from
+        its hello frame); answers what the page sets on the iframe."""
+        doc = await self.body(request)
+        nonce = self.need(doc, "nonce", max_len=128)
+        if nonce not in self.nonces:
+            raise BadRequest("nonce is not the nonce of a page this server gave out")
+        link = self.links.get(self.need(doc, "connection", max_len=64))
+        if link is None or not link.owned_by(request.cookies.get(self.sessions.cookie)):
+            raise NotFound("no event connection of this session with that id")
+        room_id = self.k.known_room_id(self.need(doc, "room", max_len=255))
+        settings = client_settings.load(self.k.settings.data_dir)
+        frame = link.mount(self.need(doc, "extension", max_len=255), room_id=room_id,
+                           host_origin=f"http://{request.headers['host']}", nonce=nonce,
+                           theme={"name": settings.get("theme", "system")}, language=settings.get("language", "en"))
+        return self._json(frame.to_json())
 
     async def policy(self, request: Request) -> Response:
         policy = self.k.policy()
@@ -483,11 +552,15 @@ class Api:
             return
         await ws.accept()
         self.connections += 1
+        stream = EventStream(self.k, ws, SendQueue(self.queue_frames, self.queue_bytes), on_too_slow=self._too_slow,
+                             session_id=ws.cookies.get(self.sessions.cookie))
+        self.links[stream.link.connection_id] = stream.link
         try:
-            stream = EventStream(self.k, ws, SendQueue(self.queue_frames, self.queue_bytes), on_too_slow=self._too_slow)
             await stream.run(cursor)
         finally:
             self.connections -= 1
+            self.links.pop(stream.link.connection_id, None)
+            stream.link.close()
 
 
 VERIFICATION_ACTIONS: dict[str, Decision] = {"accept": "accept", "confirm": "confirm", "mismatch": "mismatch",
@@ -515,12 +588,13 @@ class EventStream:
     A peer that stops reading overflows the queue and is closed with CLOSE_TOO_SLOW."""
 
     def __init__(self, k: Kumix, ws: WebSocket, queue: SendQueue,
-                 on_too_slow: Callable[[], None] = lambda: None) -> None:
+                 on_too_slow: Callable[[], None] = lambda: None, session_id: str | None = None) -> None:
         self.k = k
         self.ws = ws
         self.queue = queue
         self.on_too_slow = on_too_slow
         self.wakeup = asyncio.Event()
+        self.link = BridgeLink(k, self.offer, session_id)
 
     def offer(self, frame: dict[str, Any]) -> bool:
         accepted = self.queue.offer(json.dumps(frame).encode())
@@ -543,10 +617,11 @@ class EventStream:
     async def _run(self, cursor: int | None) -> None:
         start = self.k.cursor() if cursor is None else cursor
         # The cursor the replay runs up to: frames with a cursor at or below it are catch-up.
-        self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start})
+        self.offer({"type": "hello", "cursor": self.k.cursor(), "from": start,
+                    "connection": self.link.connection_id})
         async with asyncio.TaskGroup() as tg:
             pump = tg.create_task(self._pump(start))
-            reader = tg.create_task(self._read())
+            reader = tg.create_task(self._read(tg))
             beat = tg.create_task(self._heartbeat())
             try:
                 await self._write()
@@ -564,7 +639,10 @@ class EventStream:
                         cursor = update.cursor
                         break
                     if isinstance(update, TimelineUpdate):
+                        fresh = update.cursor > cursor
                         cursor = max(cursor, update.cursor)
+                        if fresh:
+                            self.link.push(update.event)
                     if not self.offer(update_frame(update)):
                         return
 
@@ -580,13 +658,23 @@ class EventStream:
                     await self.ws.close(code=code)
                     return
 
-    async def _read(self) -> None:
-        # The page sends nothing on this socket; reading is how a close or disconnect is seen.
+    async def _read(self, tg: asyncio.TaskGroup) -> None:
+        # The page sends only its UI frames' bridge traffic; reading is also how a close or
+        # disconnect is seen. Anything else is ignored.
         try:
             while True:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
+                text = message.get("text")
+                if not isinstance(text, str):
+                    continue
+                try:
+                    doc = json.loads(text)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(doc, dict) and str(doc.get("type", "")).startswith("bridge"):
+                    await self.link.receive(doc, tg)
         finally:
             self.queue.close()
             self.wakeup.set()
@@ -626,6 +714,8 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
 
     routes = [
         Route("/", g(api.index), methods=["GET"]),
+        Route("/ext/{extension_id}", g(api.extension_page), methods=["GET"]),
+        Route("/api/ui/frames", g(api.mount_frame), methods=["POST"]),
         Route("/static/{name:path}", g(api.static), methods=["GET"]),
         Route("/api/openapi.json", g(api.openapi_doc), methods=["GET"]),
         Route("/api/whoami", g(api.whoami), methods=["GET"]),

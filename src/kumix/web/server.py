@@ -24,7 +24,10 @@ LOOPBACK = "127.0.0.1"
 HEARTBEAT_SECONDS = 20.0
 """WebSocket protocol pings: a peer that does not answer one within this long is dead and
 its connection is closed (this also frees a connection whose reader stopped)."""
-MAX_WS_MESSAGE_BYTES = 64 * 1024
+MAX_WS_MESSAGE_BYTES = 4 * 1024 * 1024
+"""The page sends UI frames' bridge messages on the socket: up to the policy's
+ui.maxMessageBytes (1 MiB in dev), as a JSON string inside a JSON frame (escaping can double
+it). The server's bridge session refuses anything over the policy's limit itself."""
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 

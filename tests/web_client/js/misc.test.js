@@ -5,7 +5,7 @@ import { ThemeViewModel } from "../../../src/kumix/web/client/vm/theme.js";
 import { ExtensionsViewModel } from "../../../src/kumix/web/client/vm/extensions.js";
 import { SearchViewModel } from "../../../src/kumix/web/client/vm/search.js";
 import { ApiError, withQuery, roomPath } from "../../../src/kumix/web/client/lib/api.js";
-import { echoState } from "../../../src/kumix/web/client/vm/app.js";
+import { echoState, receiptMap } from "../../../src/kumix/web/client/vm/app.js";
 
 test("login: a bare homeserver gets https, a token replaces user and password, secrets are cleared", async () => {
   /** @type {Record<string, string>[]} */
@@ -32,11 +32,20 @@ test("login: the server's error code is kept, and a locked vault asks for its pa
   vm.password.value = "b";
   assert.equal(await vm.submit(), false);
   assert.deepEqual(vm.problem.value, { code: "unauthorized", message: "Invalid password" });
-  code = "vault_locked";
+  // The server has no key source for a new vault: it says so before any device exists.
+  vm.login = async () => { throw new ApiError("unauthorized", "no way to protect the vault", 401, { reason: "vault_passphrase_required" }); };
   await vm.submit();
   assert.equal(vm.needsVaultKey.value, true);
+  assert.equal(vm.problem.value?.code, "vault_passphrase_required");
   assert.equal(vm.ready.value, false, "needs the passphrase now");
   vm.vaultKey.value = "k";
+  assert.equal(vm.ready.value, false, "and typed twice");
+  vm.vaultKeyAgain.value = "j";
+  assert.equal(vm.vaultMismatch.value, true);
+  assert.equal(vm.ready.value, false);
+  vm.vaultKeyAgain.value = "k";
+  assert.equal(vm.vaultMismatch.value, false);
+  assert.equal(vm.ready.value, true);
   assert.equal(vm.body().vault_passphrase, "k");
 });
 
@@ -96,4 +105,12 @@ test("search drops an answer that arrives after a newer query", async () => {
 test("api paths escape room ids and drop empty query values", () => {
   assert.equal(roomPath("!a/b:x"), "/api/rooms/!a%2Fb%3Ax");
   assert.equal(withQuery("/api/search", { q: "a b", room: undefined }), "/api/search?q=a+b");
+});
+
+test("receipts frames: the server's list becomes user → event, private receipts and junk left out", () => {
+  assert.deepEqual(receiptMap([
+    { user_id: "@bob:x", event_id: "$2", type: "m.read", ts: 1 },
+    { user_id: "@me:x", event_id: "$3", type: "m.read.private", ts: 2 },
+    null, { user_id: 5, event_id: "$4" }, "x",
+  ]), { "@bob:x": "$2" });
 });

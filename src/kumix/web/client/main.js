@@ -3,7 +3,7 @@
 import { render } from "./vendor/preact.js";
 // @preact/signals hooks into Preact's render: a component that reads a signal re-renders
 // when it changes. The view models use @preact/signals-core, the same instance.
-import { effect } from "./vendor/signals.js";
+import { effect, untracked } from "./vendor/signals.js";
 import { html } from "./lib/html.js";
 import { installPolicy } from "./lib/trusted-html.js";
 import { loadLanguage, pickLanguage } from "./lib/i18n.js";
@@ -16,7 +16,19 @@ import { App } from "./views/app.js";
 installPolicy();
 const api = new Api();
 const getJson = async (/** @type {URL} */ url) => (await fetch(url, { credentials: "same-origin" })).json();
-const app = new AppViewModel(api, (language) => loadLanguage(pickLanguage(language), getJson), upload);
+// This answer's CSP nonce, from the one script tag the server wrote it on (the attribute
+// itself reads empty: browsers hide nonces from the DOM, the property keeps it).
+const nonce = /** @type {HTMLScriptElement | null} */ (document.querySelector("script[nonce]"))?.nonce ?? "";
+const app = new AppViewModel(api, (language) => loadLanguage(pickLanguage(language), getJson), upload, nonce);
+
+// /ext/{id}?room=ROOM: that UI extension alone, with that room (for extension authors).
+const solo = location.pathname.match(/^\/ext\/([^/]+)$/);
+const soloRoom = new URLSearchParams(location.search).get("room");
+if (solo && soloRoom) {
+  app.frames.only = decodeURIComponent(solo[1]);
+  app.solo.value = { extensionId: app.frames.only, roomId: soloRoom };
+  app.rooms.select(soloRoom);
+}
 
 /** @param {"en" | "ja"} language */
 async function switchLanguage(language) {
@@ -47,9 +59,18 @@ document.addEventListener("keydown", (e) => {
 });
 
 const feed = new EventFeed((frame) => app.onFrame(frame), (up) => { app.online.value = up; });
+app.sendFrame = (frame) => feed.send(frame);
 effect(() => {
   if (app.account.value) feed.start();
   else feed.stop();
+});
+// The UI extensions of the open room, mounted on the current event connection (again after
+// a reconnect, which ends the earlier connection's frames on the server).
+effect(() => {
+  const roomId = app.rooms.selected.value;
+  const connection = app.connection.value;
+  if (!app.account.value || !connection) return;
+  untracked(() => void app.frames.show(roomId));
 });
 
 await loadLanguage(pickLanguage(navigator.language), getJson);

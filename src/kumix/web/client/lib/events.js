@@ -16,6 +16,18 @@ export class EventFeed {
     this.stopped = false;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.timer = null;
+    /** The id the server gave this connection (its hello frame): UI frames are mounted on it. */
+    this.connection = /** @type {string | null} */ (null);
+  }
+
+  /**
+   * A frame for the server (UI frames' bridge traffic); false when the socket is not open.
+   * @param {Record<string, unknown>} frame
+   */
+  send(frame) {
+    if (!this.socket || this.socket.readyState !== 1) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
   }
 
   start() {
@@ -34,16 +46,21 @@ export class EventFeed {
       } catch {
         return;
       }
-      if (typeof frame.cursor === "number" && (frame.type === "event" || frame.type === "ready" || frame.type === "heartbeat")) {
+      // Resume from the last event seen (a heartbeat's cursor too: nothing is missing up to
+      // it). Not from "hello": its cursor is where the catch-up that follows ends, and a drop
+      // during the catch-up must replay the rest.
+      if (typeof frame.cursor === "number" && (frame.type === "event" || frame.type === "heartbeat")) {
         this.cursor = Math.max(this.cursor ?? 0, frame.cursor);
       }
-      if (frame.type === "ready") {
+      if (frame.type === "hello" && typeof frame.connection === "string") this.connection = frame.connection;
+      if (frame.type === "hello") {
         this.delay = 500;
         this.onState(true);
       }
       this.onFrame(frame);
     };
     socket.onclose = () => {
+      this.connection = null;
       this.onState(false);
       if (this.stopped) return;
       this.timer = setTimeout(() => this.start(), this.delay);

@@ -7,6 +7,7 @@ import { Timeline } from "./timeline.js";
 import { Composer } from "./composer.js";
 import { SearchPage, SettingsPage, ExtensionsPage } from "./pages.js";
 import { Dialog } from "./dialog.js";
+import { FramesPanel, ConfirmSend } from "./frames.js";
 
 /** @param {{app: import("../vm/app.js").AppViewModel}} props */
 function CreateRoomDialog({ app }) {
@@ -47,8 +48,26 @@ function RoomPane({ app }) {
       ${room.encrypted && html`<span class="muted small"><${Icon} name="lock" /> ${t("Encrypted")}</span>`}
       ${room.topic && html`<p class="muted small topic">${room.topic}</p>`}
     </header>
-    <${Timeline} app=${app} vm=${timeline} key=${room.room_id} />
-    <${Composer} app=${app} />
+    <div class="room-body">
+      <div class="room-main">
+        <${Timeline} app=${app} vm=${timeline} key=${room.room_id} />
+        <${Composer} app=${app} />
+      </div>
+      <${FramesPanel} vm=${app.frames} />
+    </div>
+  </div>`;
+}
+
+/** `/ext/{id}?room=ROOM`: one UI extension alone, for its author. @param {{app: import("../vm/app.js").AppViewModel}} props */
+function SoloPage({ app }) {
+  const solo = app.solo.value;
+  if (!solo) return null;
+  const room = app.rooms.byId.value.get(solo.roomId);
+  return html`<div class="solo">
+    <header class="room-head"><h1>${t("{extension} with {room}", { extension: solo.extensionId, room: room?.name || solo.roomId })}</h1>
+      <a href="/" class="small">${t("Open Kumix")}</a></header>
+    <${FramesPanel} vm=${app.frames} />
+    <${ConfirmSend} vm=${app.frames} roomName=${room?.name || solo.roomId} />
   </div>`;
 }
 
@@ -57,6 +76,7 @@ export function App({ app, onLanguage }) {
   const account = app.account.value;
   if (account === undefined) return html`<p class="muted center">${t("Loading…")}</p>`;
   if (account === null) return html`<${LoginView} vm=${app.login} />`;
+  if (app.solo.value) return html`<${SoloPage} app=${app} />`;
   const screen = app.screen.value;
   /** @type {[import("../vm/app.js").Screen, string][]} */
   const tabs = [["rooms", t("Rooms")], ["search", t("Search")], ["extensions", t("Extensions")], ["settings", t("Settings")]];
@@ -78,5 +98,6 @@ export function App({ app, onLanguage }) {
       ${screen === "extensions" && html`<${ExtensionsPage} app=${app} />`}
     </main>
     ${app.creating.value && html`<${CreateRoomDialog} app=${app} />`}
+    <${ConfirmSend} vm=${app.frames} roomName=${app.rooms.current.value?.name || app.rooms.current.value?.room_id || ""} />
   </div>`;
 }

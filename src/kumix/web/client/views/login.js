@@ -9,10 +9,14 @@ export function problemText(problem) {
     network: t("The local Kumix server could not be reached."),
     bad_request: t("Something in the form is not right."),
     state_busy: t("Another Kumix process is using this account."),
-    vault_locked: t("Enter the vault passphrase to keep this session's keys safe."),
-    vault_key_needed: t("Enter the vault passphrase to keep this session's keys safe."),
+    vault_passphrase_required: t("Choose a passphrase for the vault that keeps this session's keys on this computer."),
   };
   return known[problem.code] ?? t("Sign-in failed.");
+}
+
+/** A problem whose words above say it all: the server's own message would only repeat it. @param {string} code */
+function explained(code) {
+  return code === "vault_passphrase_required";
 }
 
 /** @param {{vm: import("../vm/login.js").LoginViewModel}} props */
@@ -36,8 +40,10 @@ export function LoginView({ vm }) {
         ? html`<label>${t("Access token")}<input name="token" type="password" autocomplete="off" value=${vm.token.value} onInput=${bind(vm.token)} /></label>`
         : html`<label>${t("User")}<input name="user" autocomplete="username" value=${vm.user.value} onInput=${bind(vm.user)} placeholder=${t("@alice:example.org")} /></label>
           <label>${t("Password")}<input name="password" type="password" autocomplete="current-password" value=${vm.password.value} onInput=${bind(vm.password)} /></label>`}
-      ${vm.needsVaultKey.value && html`<label>${t("Vault passphrase")}<input name="vault" type="password" autocomplete="off" value=${vm.vaultKey.value} onInput=${bind(vm.vaultKey)} /></label>`}
-      ${problem && html`<p class="error" role="alert"><strong>${problemText(problem)}</strong> <span class="muted">${problem.message}</span></p>`}
+      ${vm.needsVaultKey.value && html`<label>${t("Vault passphrase")}<input name="vault" type="password" autocomplete="new-password" value=${vm.vaultKey.value} onInput=${bind(vm.vaultKey)} /></label>
+        <label>${t("Vault passphrase again")}<input name="vault-again" type="password" autocomplete="new-password" value=${vm.vaultKeyAgain.value} onInput=${bind(vm.vaultKeyAgain)} aria-invalid=${vm.vaultMismatch.value} /></label>
+        ${vm.vaultMismatch.value && html`<p class="error small">${t("The two passphrases differ.")}</p>`}`}
+      ${problem && html`<p class=${explained(problem.code) ? "notice-box" : "error"} role="alert"><strong>${problemText(problem)}</strong>${explained(problem.code) ? null : html` <span class="muted">${problem.message}</span>`}</p>`}
       <button class="primary" type="submit" disabled=${!vm.ready.value}>${vm.busy.value ? t("Signing in…") : t("Sign in")}</button>
     </form>
   </main>`;

@@ -91,6 +91,8 @@ export function ExtensionsPage({ app }) {
         <dt>${t("p50")}</dt><dd>${millis(figures.p50_ms)}</dd>
         <dt>${t("p99")}</dt><dd>${millis(figures.p99_ms)}</dd>
       </dl>
+      ${ext.send_always_allowed && html`<p class="small">${t("Sends in your name without asking (you allowed it).")}
+        <button onClick=${() => void app.extensionAction(ext.id, "revoke-send")}>${t("Ask before each send")}</button></p>`}
       ${ext.state !== "invalid" && html`<button onClick=${() => void app.extensionAction(ext.id, enabled ? "disable" : "enable")}>${enabled ? t("Disable") : t("Enable")}</button>`}
     </article>`)}
   </section>`;

@@ -13,6 +13,18 @@ import { messageHtml } from "../lib/trusted-html.js";
 /** @param {string} userId */
 const shortName = (userId) => userId.replace(/^@/, "").split(":")[0];
 
+/**
+ * The message a reply quotes, as that message shows (its latest edit, rendered from its
+ * sanitized HTML like the message itself, never its markdown source).
+ * @param {{tile: MessageTile}} props
+ */
+function Quote({ tile }) {
+  if (tile.redacted) return html`<span class="muted">${t("Message deleted")}</span>`;
+  if (tile.undecryptable) return html`<span class="muted">${t("Waiting for this message's keys…")}</span>`;
+  if (tile.html) return html`<div class="html quoted" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>`;
+  return html`<span class="quoted">${tile.body}</span>`;
+}
+
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: MessageTile}} props */
 function Body({ app, tile }) {
   const ev = tile.event;
@@ -28,7 +40,7 @@ function Body({ app, tile }) {
   }
   const quoted = ev.reply_to ? app.timeline.value?.byEventId.value.get(ev.reply_to) : undefined;
   return html`${ev.reply_to && html`<blockquote class="reply">${quoted
-      ? html`<strong>${shortName(quoted.event.sender)}</strong> ${quoted.redacted ? t("Message deleted") : quoted.body}`
+      ? html`<strong class="reply-sender">${shortName(quoted.event.sender)}</strong> <${Quote} tile=${quoted} />`
       : html`<span class="muted">${t("In reply to an earlier message")}</span>`}</blockquote>`}
     ${tile.html ? html`<div class="html" dangerouslySetInnerHTML=${messageHtml(tile.html)}></div>` : html`<p class="text">${tile.body}</p>`}
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;

@@ -9,6 +9,7 @@ import { LoginViewModel } from "./login.js";
 import { ThemeViewModel } from "./theme.js";
 import { ExtensionsViewModel } from "./extensions.js";
 import { SearchViewModel } from "./search.js";
+import { FramesViewModel } from "./frames.js";
 
 /** @typedef {"rooms" | "search" | "settings" | "extensions"} Screen */
 /** @typedef {{user_id: string, device_id: string, homeserver: string}} Account */
@@ -30,13 +31,30 @@ export function echoState(entry) {
   return { state: eventId || entry.state === "sent" ? "sent" : "sending", eventId, error: null };
 }
 
+/**
+ * A receipts frame's list ({user_id, event_id, type, ts}) as user → event read up to; a
+ * private receipt (only ever our own) shows nothing to others, so it is left out.
+ * @param {unknown[]} receipts @returns {Record<string, string>}
+ */
+export function receiptMap(receipts) {
+  /** @type {Record<string, string>} */
+  const map = {};
+  for (const r of receipts) {
+    if (!r || typeof r !== "object") continue;
+    const { user_id: user, event_id: eventId, type } = /** @type {Record<string, unknown>} */ (r);
+    if (typeof user === "string" && typeof eventId === "string" && type !== "m.read.private") map[user] = eventId;
+  }
+  return map;
+}
+
 export class AppViewModel {
   /**
    * @param {Api} api
    * @param {(language: string) => Promise<void>} [applyLanguage]  loads a catalog (main.js)
    * @param {Uploader} [upload]
+   * @param {string} [nonce]  this page's CSP nonce (its script tag's): UI frames are built with it
    */
-  constructor(api, applyLanguage, upload) {
+  constructor(api, applyLanguage, upload, nonce = "") {
     this.api = api;
     this.applyLanguage = applyLanguage ?? (async () => undefined);
     this.upload = upload ?? (async () => { throw new Error("no uploader"); });
@@ -80,6 +98,41 @@ export class AppViewModel {
     this.typingRoom = "";
     /** @type {Map<string, string>} */
     this.receiptSent = new Map();
+    this.nonce = nonce;
+    /** `/ext/{id}?room=ROOM`: one UI extension alone with that room, for its author. */
+    this.solo = signal(/** @type {{extensionId: string, roomId: string} | null} */ (null));
+    /** The event WebSocket's connection id (its hello frame); UI frames are mounted on it. */
+    this.connection = signal(/** @type {string | null} */ (null));
+    /** @type {(frame: Record<string, unknown>) => boolean} set by main.js to the event feed's send */
+    this.sendFrame = () => false;
+    this.frames = new FramesViewModel({
+      mount: async (extensionId, roomId) => this.api.send("/api/ui/frames", {
+        extension: extensionId, room: roomId, nonce: this.nonce, connection: this.connection.value ?? "",
+      }),
+      enabled: async () => {
+        const doc = await this.api.get("/api/extensions");
+        this.extensions.apply(doc.extensions ?? []);
+        return (doc.extensions ?? [])
+          .filter((/** @type {any} */ e) => e.kind === "ui" && e.state === "enabled")
+          .map((/** @type {any} */ e) => ({ id: String(e.id), name: String(e.name || e.id) }));
+      },
+      send: (frame) => this.sendFrame(frame),
+      navigate: (uri) => this.navigate(uri),
+    });
+  }
+
+  /**
+   * A frame asked for a matrix.to room link (the server checked its shape): open that room
+   * when this account knows it.
+   * @param {string} uri
+   */
+  navigate(uri) {
+    const target = decodeURIComponent(uri.replace(/^https:\/\/matrix\.to\/#\//, "").split(/[/?]/)[0]);
+    const room = this.rooms.all.value.find((r) => r.room_id === target || r.alias === target);
+    if (room) {
+      this.rooms.select(room.room_id);
+      this.show("rooms");
+    }
   }
 
   /** @param {string} roomId @param {string} me */
@@ -127,7 +180,13 @@ export class AppViewModel {
 
   /** @param {import("../lib/events.js").Frame} frame */
   onFrame(frame) {
-    if (frame.type === "rooms" && Array.isArray(frame.rooms)) this.rooms.merge(frame.rooms);
+    if (frame.type === "hello" && typeof frame.connection === "string") {
+      // A new connection: frames mounted on an earlier one are gone with it on the server.
+      if (this.connection.value && this.connection.value !== frame.connection) this.frames.dropAll();
+      this.connection.value = frame.connection;
+    } else if (typeof frame.type === "string" && (frame.type.startsWith("bridge") || frame.type === "navigate")) {
+      this.frames.onFrame(frame);
+    } else if (frame.type === "rooms" && Array.isArray(frame.rooms)) this.rooms.merge(frame.rooms);
     else if (frame.type === "resync") {
       // The feed dropped updates while this page was behind: read the room list again and
       // each open timeline's newest page (known events are merged, not repeated).
@@ -139,12 +198,12 @@ export class AppViewModel {
     else if ((frame.type === "event" || frame.type === "changed") && frame.event && typeof frame.event === "object") {
       const ev = normalize(frame);
       this.timelines.get(ev.room_id)?.add([ev]);
-    } else if (frame.type === "extensions" && frame.figures && typeof frame.figures === "object") {
-      this.extensions.applyFigures(/** @type {Record<string, unknown>} */ (frame.figures));
-    } else if (frame.type === "typing" && typeof frame.room_id === "string" && Array.isArray(frame.users)) {
-      this.timelines.get(frame.room_id)?.applyTyping(frame.users);
-    } else if (frame.type === "receipts" && typeof frame.room_id === "string" && frame.receipts && typeof frame.receipts === "object") {
-      this.timelines.get(frame.room_id)?.applyReceipts(/** @type {Record<string, string>} */ (frame.receipts));
+    } else if (frame.type === "figures" && typeof frame.extension_id === "string" && frame.live && typeof frame.live === "object") {
+      this.extensions.applyFigures({ [frame.extension_id]: frame.live });
+    } else if (frame.type === "typing" && typeof frame.room_id === "string" && Array.isArray(frame.user_ids)) {
+      this.timelines.get(frame.room_id)?.applyTyping(frame.user_ids.filter((u) => typeof u === "string"));
+    } else if (frame.type === "receipts" && typeof frame.room_id === "string" && Array.isArray(frame.receipts)) {
+      this.timelines.get(frame.room_id)?.applyReceipts(receiptMap(frame.receipts));
     }
   }
 
@@ -228,7 +287,7 @@ export class AppViewModel {
     }
   }
 
-  /** @param {string} extensionId @param {"enable" | "disable" | "grant"} action @param {string} [capability] */
+  /** @param {string} extensionId @param {"enable" | "disable" | "grant" | "revoke-send"} action @param {string} [capability] */
   async extensionAction(extensionId, action, capability) {
     await this.api.send(`/api/extensions/${encodeURIComponent(extensionId)}/${action}`, capability ? { capability } : {});
     const doc = await this.api.get("/api/extensions");

@@ -15,6 +15,7 @@ import { signal, computed } from "../vendor/signals-core.js";
  * @property {string[]} [capabilities]
  * @property {string[]} [granted]  external extensions only
  * @property {unknown} [figures]  the saved call figures (store.extension_stats)
+ * @property {boolean} [send_always_allowed]  UI extensions: the person ticked "allow for this extension"
  */
 /** @typedef {{calls: number, errors: number, timeouts: number, restarts: number, p50_ms: number | null, p99_ms: number | null}} Figures */
 

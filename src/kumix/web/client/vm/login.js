@@ -16,15 +16,18 @@ export class LoginViewModel {
     this.password = signal("");
     this.token = signal("");
     this.vaultKey = signal("");
+    /** The passphrase typed again: a new vault's passphrase is asked twice, as on a terminal. */
+    this.vaultKeyAgain = signal("");
     /** @type {import("../vendor/signals-core.js").Signal<LoginMethod>} */
     this.method = signal("password");
     this.needsVaultKey = signal(false);
+    this.vaultMismatch = computed(() => this.needsVaultKey.value && !!this.vaultKeyAgain.value && this.vaultKey.value !== this.vaultKeyAgain.value);
     this.busy = signal(false);
     /** @type {import("../vendor/signals-core.js").Signal<Problem | null>} */
     this.problem = signal(null);
     this.ready = computed(() => {
       if (!this.homeserver.value.trim() || this.busy.value) return false;
-      if (this.needsVaultKey.value && !this.vaultKey.value) return false;
+      if (this.needsVaultKey.value && (!this.vaultKey.value || this.vaultKey.value !== this.vaultKeyAgain.value)) return false;
       return this.method.value === "token" ? !!this.token.value.trim() : !!this.user.value.trim() && !!this.password.value;
     });
   }
@@ -54,11 +57,17 @@ export class LoginViewModel {
       this.password.value = "";
       this.token.value = "";
       this.vaultKey.value = "";
+      this.vaultKeyAgain.value = "";
       return true;
     } catch (err) {
-      const code = err instanceof ApiError ? err.code : "network";
-      // The server needs the vault passphrase to seal the new session's keys: ask for it here.
-      if (code === "vault_locked" || code === "vault_key_needed") this.needsVaultKey.value = true;
+      let code = err instanceof ApiError ? err.code : "network";
+      // The server has no passphrase file and no keyring to seal the new session's keys
+      // with (it asked before creating a device): the passphrase is asked for here.
+      const details = err instanceof ApiError && err.details && typeof err.details === "object" ? /** @type {Record<string, unknown>} */ (err.details) : {};
+      if (code === "unauthorized" && details.reason === "vault_passphrase_required") {
+        this.needsVaultKey.value = true;
+        code = "vault_passphrase_required";
+      }
       this.problem.value = { code, message: err instanceof Error ? err.message : String(err) };
       return false;
     } finally {
