@@ -10,7 +10,7 @@ to a temporary directory, granted what it declares) and measures, inside the fra
    session → back) against a bare `postMessage` round trip between the same frame and page
    (the page echoes it), and the WebSocket hop alone (the page sends the same request for a
    mounted-but-not-shown frame straight on a WebSocket of its own: no frame, no gate);
-   target: bridge ≤ 3 × bare + WebSocket hop;
+   target: bridge <= 3 x bare + WebSocket hop;
 2. `io.kumix.proc_call` to `markdown-renderer` through the bridge against `Kumix.call` of
    the same method on the server's own loop;
 3. mounting a frame (POST /api/ui/frames: build; then the iframe until its first
@@ -55,7 +55,11 @@ const post = (m) => parent.postMessage(m, "*");
 window.addEventListener("message", (event) => {
   if (event.source !== parent) return;
   const m = event.data;
-  if (m && m.benchEcho !== undefined) { const w = pending.get("echo"); if (w) { pending.delete("echo"); w(m); } return; }
+  if (m && m.benchEcho !== undefined) {
+    const w = pending.get("echo");
+    if (w) { pending.delete("echo"); w(m); }
+    return;
+  }
   if (!m || m.widgetId !== boot.widgetId) return;
   if (m.api === "fromWidget" && m.response) {
     const w = pending.get(m.requestId); if (w) { pending.delete(m.requestId); w(m.response); }
@@ -86,6 +90,19 @@ const time = async (n, one) => {
   }
   return out;
 };
+window.kumixWarm = async (markdown) => {
+  await ready;
+  // The first call of each proc extension starts its worker: retry until both answer.
+  for (const [action, data] of [["io.kumix.theme_tokens", {}],
+      ["io.kumix.proc_call",
+       { extension: "markdown-renderer", method: "render.markdown", params: { source: markdown } }]]) {
+    for (let i = 0; i < 30; i += 1) {
+      const answer = await ask(action, data);
+      if (!answer.error) break;
+      await sleep(500);
+    }
+  }
+};
 window.kumixBench = async (rounds, markdown) => {
   await ready;
   const result = { bare: [], bridge: [], proc: [] };
@@ -93,7 +110,7 @@ window.kumixBench = async (rounds, markdown) => {
     result.bare.push(...await time(rounds / 3, (i) => echo(i)));
     result.bridge.push(...await time(rounds / 3, () => ask("io.kumix.theme_tokens", {})));
     result.proc.push(...await time(rounds / 6, () => ask("io.kumix.proc_call",
-      { extension: "markdown-renderer", method: "render.markdown", params: { markdown } })));
+      { extension: "markdown-renderer", method: "render.markdown", params: { source: markdown } })));
   }
   return result;
 };
@@ -115,13 +132,17 @@ async ([rounds, roomId]) => {
   const ws = new WebSocket(`ws://${location.host}/api/events`);
   const frames = [];
   let waiter = null;
-  ws.onmessage = (e) => { const f = JSON.parse(e.data); if (waiter && waiter.test(f)) { const w = waiter; waiter = null; w.resolve(f); } };
+  ws.onmessage = (e) => {
+    const f = JSON.parse(e.data);
+    if (waiter && waiter.test(f)) { const w = waiter; waiter = null; w.resolve(f); }
+  };
   const next = (test) => new Promise((resolve) => { waiter = { test, resolve }; });
   const hello = await next((f) => f.type === "hello");
   const answer = await (await fetch("/api/ui/frames", { method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ extension: "bench-bridge", room: roomId, nonce, connection: hello.connection }) })).json();
   const W = answer.widgetId;
-  const bridge = (message) => ws.send(JSON.stringify({ type: "bridge", widget_id: W, message: JSON.stringify(message) }));
+  const bridge = (message) => ws.send(JSON.stringify(
+    { type: "bridge", widget_id: W, message: JSON.stringify(message) }));
   let got = next((f) => f.type === "bridge" && f.message.action === "capabilities");
   ws.send(JSON.stringify({ type: "bridge_start", widget_id: W }));
   const caps = (await got).message;
@@ -150,7 +171,9 @@ MOUNT_JS = """
 async ([count, roomId]) => {
   const nonce = document.querySelector("script[nonce]").nonce;
   const ws = new WebSocket(`ws://${location.host}/api/events`);
-  const hello = await new Promise((resolve) => { ws.onmessage = (e) => { const f = JSON.parse(e.data); if (f.type === "hello") resolve(f); }; });
+  const hello = await new Promise((resolve) => {
+    ws.onmessage = (e) => { const f = JSON.parse(e.data); if (f.type === "hello") resolve(f); };
+  });
   // The page's CSP allows a policy named "default" (the frames' own); the page does not use it.
   const pass = trustedTypes.createPolicy("default", { createHTML: (s) => s });
   const firstMessage = (iframe) => new Promise((resolve) => {
@@ -160,7 +183,8 @@ async ([count, roomId]) => {
   const kumix = [], build = [], plain = [];
   for (let i = 0; i < count; i += 1) {
     let t0 = performance.now();
-    const answer = await (await fetch("/api/ui/frames", { method: "POST", headers: { "content-type": "application/json" },
+    const answer = await (await fetch("/api/ui/frames", {
+      method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ extension: "bench-bridge", room: roomId, nonce, connection: hello.connection }) })).json();
     build.push(performance.now() - t0);
     let iframe = document.createElement("iframe");
@@ -176,7 +200,8 @@ async ([count, roomId]) => {
     t0 = performance.now();
     iframe = document.createElement("iframe");
     iframe.setAttribute("sandbox", "allow-scripts");
-    iframe.srcdoc = pass.createHTML(`<!DOCTYPE html><html><head><script nonce="${nonce}">parent.postMessage("loaded", "*")</` + `script></head><body><p>plain</p></body></html>`);
+    iframe.srcdoc = pass.createHTML(`<!DOCTYPE html><html><head><script nonce="${nonce}">`
+      + `parent.postMessage("loaded", "*")</` + `script></head><body><p>plain</p></body></html>`);
     loaded = firstMessage(iframe);
     document.body.append(iframe);
     await loaded;
@@ -253,7 +278,6 @@ def _write_policy(path: Path) -> None:
     from importlib import resources
 
     doc = json.loads(resources.files("kumix.bundled.policies").joinpath("dev.json").read_text())
-    doc["name"] = "bench"
     doc["ui"]["maxMessagesPerSecond"] = 2000
     path.write_text(json.dumps(doc))
 
@@ -309,16 +333,16 @@ def main() -> None:
                 try:
                     server.k.known_room_id(room_id)
                     break
-                except Exception:  # noqa: BLE001 (not synced yet)
+                except Exception:  # not synced yet
                     time.sleep(0.05)
 
             # The direct call: Kumix.call on the server's own loop (warm the worker first).
             async def direct(n: int) -> list[float]:
                 out = []
-                await server.k.call("markdown-renderer", "render.markdown", {"markdown": MARKDOWN})
+                await server.k.call("markdown-renderer", "render.markdown", {"source": MARKDOWN})
                 for _ in range(n):
                     t0 = time.perf_counter()
-                    await server.k.call("markdown-renderer", "render.markdown", {"markdown": MARKDOWN})
+                    await server.k.call("markdown-renderer", "render.markdown", {"source": MARKDOWN})
                     out.append((time.perf_counter() - t0) * 1000)
                 return out
 
@@ -332,7 +356,8 @@ def main() -> None:
                 frame = frame_el.content_frame()
                 assert frame is not None
                 frame.wait_for_function("() => typeof window.kumixBench === 'function'")
-                frame.evaluate("([r, md]) => window.kumixBench(6, md)", [6, MARKDOWN])  # warm-up
+                frame.evaluate("(md) => window.kumixWarm(md)", MARKDOWN)
+                frame.evaluate("([r, md]) => window.kumixBench(r, md)", [6, MARKDOWN])  # warm-up
                 measured = frame.evaluate("([r, md]) => window.kumixBench(r, md)", [rounds, MARKDOWN])
                 ws_hop = page.evaluate(WS_HOP_JS, [rounds // 3 * 3, room_id])
                 mounts = page.evaluate(MOUNT_JS, [args.mounts, room_id])

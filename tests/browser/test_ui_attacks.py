@@ -10,13 +10,19 @@ everything on it fails.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
-from tests.browser.ui_attack_host import AttackHost, Listener, Off, Run, iter_reports
+from tests.browser.harness import api, log_in_through_api, open_room, open_signed_in, shot
+from tests.browser.ui_attack_host import FIXTURES, AttackHost, Listener, Off, Run, iter_reports
+from tests.synapse_harness import SynapseHarness
+from tests.web.web_harness import WebServer
 
+from kumix.app.settings import Settings
 from kumix.core.errors import ExtensionFailed
 
 pytestmark = pytest.mark.browser
@@ -383,3 +389,82 @@ def test_script_breakout_runs_when_inlined_raw_without_the_csps(page: Page, host
 def test_script_breakout_is_refused_by_the_builder(host: AttackHost) -> None:
     with pytest.raises(ExtensionFailed, match="</script"):
         host.prepare(["hostile-breakout"])
+
+
+# -- the same hostile extensions in Kumix's own page ------------------------------------------------
+
+
+HOSTILE_IN_PAGE = ["hostile-egress", "hostile-reads", "hostile-navigate", "hostile-self-nav", "hostile-refresh",
+                   "hostile-top-nav", "hostile-escalate", "hostile-fake-bootstrap", "hostile-bridge"]
+
+LONG_TASK_OBSERVER = """
+window.__kumixLongTasks = [];
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) window.__kumixLongTasks.push([entry.startTime, entry.duration]);
+}).observe({ type: "longtask", buffered: true });
+"""
+
+
+@pytest.fixture
+def attack_server(data_dir: Path, vault_env: dict[str, str], host: AttackHost) -> Iterator[WebServer]:
+    """A kumix web server whose extension path holds the installed hostile extensions."""
+    server = WebServer(data_dir, vault_env)
+    server.settings = Settings(data_dir=data_dir, policy="dev", extension_roots=(host.ext_root,))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_hostile_extensions_in_kumix_s_page_reach_nothing(synapse: SynapseHarness, attack_server: WebServer,
+                                                           context: BrowserContext, listener: Listener) -> None:
+    """Kumix's real page (`kumix serve`'s app, its CSP and nonce, its WebSocket bridge): every
+    hostile extension granted and enabled, all mounted next to one room at once."""
+    user = synapse.user("attacked")
+    log_in_through_api(attack_server, synapse.url, user)
+    api(attack_server, "POST", "/api/rooms", {"name": "Attacked room"})
+    for extension_id in HOSTILE_IN_PAGE:
+        manifest = json.loads((FIXTURES / extension_id / "manifest.json").read_text())
+        for capability in manifest["capabilities"]:
+            api(attack_server, "POST", f"/api/extensions/{extension_id}/grant", {"capability": capability})
+        api(attack_server, "POST", f"/api/extensions/{extension_id}/enable", {})
+    reports: list[tuple[str, str]] = []
+    context.add_init_script(LONG_TASK_OBSERVER)
+    context.on("console", lambda message: reports.extend(iter_reports(message.text)))
+    listener.clear()
+    page = open_signed_in(context, attack_server)
+    open_room(page, "Attacked room")
+    frames = page.locator("iframe[data-widget-id]")
+    frames.nth(len(HOSTILE_IN_PAGE) - 1).wait_for(state="attached")
+    for _ in range(300):
+        # The bridge attacker is handed a token that is not its own (until it has started).
+        if not any(name == "no-token" for name, _ in reports):
+            page.evaluate("""() => { for (const f of document.querySelectorAll("iframe[data-widget-id]")) {
+                f.contentWindow.postMessage({ leakedToken: "C".repeat(22) }, "*"); } }""")
+        if sum(1 for name, _ in reports if name == "done") >= 7:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(1500)
+    outcome = dict(reports)
+    assert outcome.get("webrtc", "").startswith("threw TypeError"), reports
+    assert outcome["webrtc-nested"].startswith("threw NotSupportedError")
+    assert outcome["parent.document"].startswith("threw SecurityError")
+    assert outcome["window.open"] == "ok null"
+    assert outcome["top.location"].startswith("threw")
+    assert outcome["send-other-room"].startswith("refused")
+    assert outcome["read-other-room"].startswith("refused")
+    assert outcome["openid"].startswith("refused")
+    assert "FAKE" not in outcome["bootstrap"]
+    assert listener.hits() == []
+    assert len(context.pages) == 1
+    assert page.url.startswith(attack_server.origin)
+    tasks = page.evaluate("() => window.__kumixLongTasks.map(([, d]) => d)")
+    shot(page, "hostile-extensions")
+    # The flood unloads the bridge attacker; the page says so and keeps running.
+    page.get_by_text("An extension was unloaded").wait_for()
+    assert '"attack-oversize":"input_too_large"' in dict(reports)["errors-before-flood"]
+    assert page.locator('iframe[title="hostile-bridge"]').count() == 0
+    assert page.locator('iframe[title="hostile-egress"]').count() == 1
+    assert max(tasks, default=0.0) < LONG_TASK_MS, tasks
+    assert page.evaluate("() => 1 + 1") == 2
