@@ -127,10 +127,9 @@ addEventListener("message", (event) => {
 # The WebSocket hop alone, from the page: a connection of its own, a frame mounted on it but
 # never shown, negotiated by hand, then the same theme_tokens request straight on the socket.
 WS_HOP_JS = """
-async ([rounds, roomId]) => {
-  const nonce = document.querySelector("script[nonce]").nonce;
+async ([rounds, roomId, givenNonce]) => {
+  const nonce = givenNonce || document.querySelector("script[nonce]").nonce;
   const ws = new WebSocket(`ws://${location.host}/api/events`);
-  const frames = [];
   let waiter = null;
   ws.onmessage = (e) => {
     const f = JSON.parse(e.data);
@@ -263,6 +262,55 @@ class Server:
         self.thread.join(60)
 
 
+def _python_ws_hop(origin: str, token: str, room_id: str, rounds: int) -> list[float]:
+    """The same WebSocket hop as WS_HOP_JS from a Python client: the server and the socket
+    without Chromium, to tell the server's share from the page's."""
+    import re
+
+    import httpx
+    from websockets.sync.client import connect
+
+    c = httpx.Client(base_url=origin, headers={"origin": origin}, timeout=60)
+    c.get("/", params={"token": token})
+    nonce_match = re.search(r'nonce="([^"]+)"', c.get("/").text)
+    assert nonce_match is not None
+    cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+    ws = connect(origin.replace("http", "ws") + "/api/events", origin=origin, additional_headers={"Cookie": cookie},
+                 compression=None, ping_interval=None)
+
+    def until(test: Any) -> dict[str, Any]:
+        while True:
+            frame: dict[str, Any] = json.loads(ws.recv(timeout=60))
+            if test(frame):
+                return frame
+
+    hello = until(lambda f: f.get("type") == "hello")
+    answer = c.post("/api/ui/frames", json={"extension": "bench-bridge", "room": room_id, "nonce": nonce_match.group(1),
+                                            "connection": hello["connection"]}).json()
+    widget = answer["widgetId"]
+
+    def bridge(message: dict[str, Any]) -> None:
+        ws.send(json.dumps({"type": "bridge", "widget_id": widget, "message": json.dumps(message)}))
+
+    ws.send(json.dumps({"type": "bridge_start", "widget_id": widget}))
+    caps = until(lambda f: f.get("type") == "bridge" and f["message"].get("action") == "capabilities")["message"]
+    bridge({**caps, "response": {"capabilities": ["io.kumix.theme_tokens"]}})
+    notify = until(lambda f: f.get("type") == "bridge" and f["message"].get("action") == "notify_capabilities")
+    bridge({**notify["message"], "response": {}})
+    out = []
+    for i in range(rounds):
+        rid = f"py{i}"
+        t0 = time.perf_counter()
+        bridge({"api": "fromWidget", "widgetId": widget, "requestId": rid, "action": "io.kumix.theme_tokens",
+                "data": {}})
+        until(lambda f, rid=rid: f.get("type") == "bridge" and f["message"].get("requestId") == rid)
+        out.append((time.perf_counter() - t0) * 1000)
+        if i % 20 == 19:
+            time.sleep(0.025)
+    ws.close()
+    return out
+
+
 def _write_extension(root: Path) -> None:
     ext = root / "bench-bridge"
     ext.mkdir(parents=True)
@@ -361,8 +409,16 @@ def main() -> None:
                 measured = frame.evaluate("([r, md]) => window.kumixBench(r, md)", [rounds, MARKDOWN])
                 ws_hop = page.evaluate(WS_HOP_JS, [rounds // 3 * 3, room_id])
                 mounts = page.evaluate(MOUNT_JS, [args.mounts, room_id])
+                # The same hop from a page of the same origin that runs no Kumix client (a JSON
+                # answer): what the Kumix page's own main-thread work adds to the hop.
+                blank = browser.new_page()
+                blank.goto(f"{origin}/?token={server.sessions.token}")
+                nonce = blank.evaluate("() => document.querySelector('script[nonce]').nonce")
+                blank.goto(f"{origin}/api/whoami")
+                blank_hop = blank.evaluate(WS_HOP_JS, [rounds // 3 * 3, room_id, nonce])
                 browser.close()
             direct_ms = server.run(direct(max(20, rounds // 2)))
+            py_hop = _python_ws_hop(origin, server.sessions.token, room_id, rounds)
         finally:
             server.close()
     finally:
@@ -373,6 +429,8 @@ def main() -> None:
     rows = [
         ("bare postMessage round trip, frame ↔ page", bare, None),
         ("WebSocket hop alone: page → server session → page (theme_tokens)", ws_hop, None),
+        ("same hop from a same-origin page without the Kumix client", blank_hop, None),
+        ("same hop from a Python client (no browser)", py_hop, None),
         ("bridge io.kumix.theme_tokens round trip, frame → page → server → frame", bridge, None),
         ("bridge io.kumix.proc_call markdown-renderer render.markdown", proc, None),
         ("Kumix.call markdown-renderer render.markdown on the server's loop", direct_ms, None),
