@@ -306,3 +306,37 @@ def test_comments_are_removed_so_no_raw_text_is_left(tmp_path: Path) -> None:
     srcdoc = build(tmp_path, "<math><!--<script>--></math><p><!-- --!><iframe> --></p>")
     assert "<!--" not in srcdoc
     assert "iframe" not in all_tags(srcdoc)
+
+
+# -- the per-extension template ------------------------------------------------------
+
+
+def test_each_mount_fills_the_cached_template_with_its_own_nonce_and_bootstrap(tmp_path: Path) -> None:
+    ext_dir = make_ui_extension(tmp_path, "probe", "<p>hi</p><script>var a = 1</script><style>p{}</style>")
+    other = BootstrapConfig(extension_id="probe", widget_id="X" * 22, host_origin="http://127.0.0.1:8765",
+                            capabilities=[], theme={}, language="en")
+    first = build_frame(extension_dir=ext_dir, manifest=load_manifest(ext_dir), policy=load_policy("strict"),
+                        config=CONFIG, script_nonce=NONCE).srcdoc
+    second = build_frame(extension_dir=ext_dir, manifest=load_manifest(ext_dir), policy=load_policy("strict"),
+                         config=other, script_nonce="B" * 22).srcdoc
+    assert first.count(f'nonce="{NONCE}"') == 3  # the bootstrap, the script, the style
+    assert second.count('nonce="' + "B" * 22 + '"') == 3
+    assert NONCE not in second
+    assert "W" * 22 not in second
+    assert "X" * 22 in second
+    assert "KxNonce" not in second
+    assert "KxBootstrap" not in second
+    assert head_children(second)[1].get("nonce") == "B" * 22
+
+
+def test_a_changed_file_makes_a_new_template(tmp_path: Path) -> None:
+    ext_dir = make_ui_extension(tmp_path, "probe", '<p>hi</p><script src="app.js"></script>',
+                                files={"app.js": "var version = 1"})
+    args = {"manifest": load_manifest(ext_dir), "policy": load_policy("strict"), "config": CONFIG,
+            "script_nonce": NONCE}
+    assert "var version = 1" in build_frame(extension_dir=ext_dir, **args).srcdoc  # type: ignore[arg-type]
+    (ext_dir / "app.js").write_text("var version = 22")
+    assert "var version = 22" in build_frame(extension_dir=ext_dir, **args).srcdoc  # type: ignore[arg-type]
+    (ext_dir / "app.js").write_text("</script><script>alert(1)")
+    with pytest.raises(ExtensionFailed):
+        build_frame(extension_dir=ext_dir, **args)  # type: ignore[arg-type]

@@ -268,7 +268,7 @@ def test_a_flooding_frame_is_unloaded(server: WebServer, browser: httpx.Client, 
     page = Page(server, browser)
     try:
         widget = page.mount("github-panel", room)["widgetId"]
-        limit = 200  # the dev policy's ui.maxMessagesPerSecond
+        limit = 200  # at least every bundled policy's ui.maxMessagesPerSecond (strict 50, dev 200)
         for i in range(2 * limit + 2):
             page.bridge(widget, request(widget, f"f{i}", "supported_api_versions", {}))
         unload = page.next("bridge_unload", widget)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -30,7 +31,7 @@ from kumix.core.models import Event, TimelineUpdate
 from kumix.store.database import Database
 from kumix.store.vault import Vault
 from kumix.web import openapi
-from kumix.web.headers import MEDIA_CSP, PAGE_CSP
+from kumix.web.headers import MEDIA_CSP, PAGE_CSP, page_csp
 from kumix.web.send_queue import CLOSE_TOO_SLOW
 from tests.conftest import run_kumix
 from tests.synapse_harness import SynapseHarness, TestUser
@@ -171,7 +172,7 @@ def test_page_token_exchange_and_redirect(server: WebServer) -> None:
             assert attr in cookie
         page = c.get("/")
         assert page.status_code == 200
-        assert '<script type="module" src="/static/main.js">' in page.text
+        assert page_nonce(page)
         assert c.get("/api/whoami").json()["logged_in"] is True
 
 
@@ -242,6 +243,13 @@ def test_server_listens_on_loopback_only(server: WebServer) -> None:
 
 # -- headers on every kind of answer --------------------------------------------------------
 
+def page_nonce(page: httpx.Response) -> str:
+    """The nonce of an answer with the page: on its one module script and in its CSP."""
+    match = re.search(r'<script type="module" nonce="([A-Za-z0-9_-]{22,})" src="/static/main.js">', page.text)
+    assert match, page.text[:300]
+    return match.group(1)
+
+
 def assert_header_set(r: httpx.Response, csp: str = PAGE_CSP) -> None:
     h = r.headers
     assert h["content-security-policy"] == csp, r.url
@@ -259,7 +267,8 @@ def test_security_headers_on_every_answer(server: WebServer, browser: httpx.Clie
                browser.get("/api/nothing"), browser.get("/static/../x.js"), browser.post("/api/whoami"),
                browser.get("/api/rooms/!nope:x/events"), browser.get("/api/whoami", headers={"host": "evil"}),
                browser.get("/", params={"token": "wrong"}), browser.get("/", params={"token": server.token})]
-    for r in answers:
+    assert_header_set(answers[0], page_csp(page_nonce(answers[0])))
+    for r in answers[1:]:
         assert_header_set(r)
     assert answers[3].status_code == 404
     assert answers[3].json()["error"]["code"] == "not_found"
@@ -282,7 +291,7 @@ def test_static_files_never_leave_the_client_directory(browser: httpx.Client, pa
 
 def test_the_client_is_served_with_its_nested_modules(browser: httpx.Client) -> None:
     page = browser.get("/")
-    assert '<script type="module" src="/static/main.js">' in page.text
+    assert page_nonce(page)
     for path in ("/static/vendor/preact.js", "/static/i18n/ja.json", "/static/css/app.css"):
         r = browser.get(path)
         assert r.status_code == 200, path

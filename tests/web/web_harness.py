@@ -49,8 +49,9 @@ class Capture:
 
 class WebServer:
     def __init__(self, data_dir: Path, env: Mapping[str, str], *, checks: Checks | None = None,
-                 queue_frames: int = 256, queue_bytes: int = 4 * 1024 * 1024) -> None:
-        self.settings = Settings(data_dir=data_dir)
+                 queue_frames: int = 256, queue_bytes: int = 4 * 1024 * 1024,
+                 extension_roots: tuple[Path, ...] = ()) -> None:
+        self.settings = Settings(data_dir=data_dir, extension_roots=extension_roots)
         self.env = dict(env)
         self.checks = checks
         self.queue = (queue_frames, queue_bytes)

@@ -7,6 +7,7 @@ out twice in this process, and its own BridgeSession, which decides every reques
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +69,23 @@ class MountedFrame:
         }
 
 
+@dataclass(frozen=True)
+class _MountPlan:
+    """What a mount decided before the document is built (rights, token, bootstrap)."""
+
+    status: ExtensionStatus
+    manifest: Manifest
+    policy: Policy
+    rights: FrameRights
+    config: BootstrapConfig
+    room_id: str
+    always: bool
+
+    def build_args(self, script_nonce: str) -> dict[str, Any]:
+        return {"extension_dir": self.status.record.path, "manifest": self.manifest, "policy": self.policy,
+                "config": self.config, "script_nonce": script_nonce}
+
+
 class BridgeActions(Protocol):
     """What a frame's requests can make happen, carried out by the account's use cases
     (the web server wires these to `kumix.app` for the signed-in account)."""
@@ -127,6 +145,27 @@ class UiFrames:
         theme: Mapping[str, str] | None = None,
         language: str = "en",
     ) -> MountedFrame:
+        plan = self._plan(extension_id, room_id=room_id, host_origin=host_origin, theme=theme, language=language)
+        return self._register(plan, build_frame(**plan.build_args(script_nonce)))
+
+    async def mount_async(
+        self,
+        extension_id: str,
+        *,
+        room_id: str,
+        host_origin: str,
+        script_nonce: str,
+        theme: Mapping[str, str] | None = None,
+        language: str = "en",
+    ) -> MountedFrame:
+        """`mount` for a server: the document is built in a worker thread (parsing a large
+        extension page the first time takes seconds; the event loop keeps serving)."""
+        plan = self._plan(extension_id, room_id=room_id, host_origin=host_origin, theme=theme, language=language)
+        document = await asyncio.to_thread(build_frame, **plan.build_args(script_nonce))
+        return self._register(plan, document)
+
+    def _plan(self, extension_id: str, *, room_id: str, host_origin: str, theme: Mapping[str, str] | None,
+              language: str) -> _MountPlan:
         if len(self._mounted) >= MAX_MOUNTED:
             raise BadRequest(f"{MAX_MOUNTED} frames are mounted already; unload one first")
         status = self._extensions.require_runnable(extension_id)
@@ -149,20 +188,24 @@ class UiFrames:
             theme=dict(theme or {}),
             language=language,
         )
-        document = build_frame(extension_dir=status.record.path, manifest=manifest, policy=policy,
-                               config=config, script_nonce=script_nonce)
         source = _source_path(status)
         always = self._approvals.always_allowed(extension_id, source) if self._approvals else False
+        return _MountPlan(status, manifest, policy, rights, config, room_id, always)
+
+    def _register(self, plan: _MountPlan, document: FrameDocument) -> MountedFrame:
+        if len(self._mounted) >= MAX_MOUNTED:
+            raise BadRequest(f"{MAX_MOUNTED} frames are mounted already; unload one first")
+        widget_id = plan.config.widget_id
         session = BridgeSession(
             widget_id=widget_id,
-            extension_id=extension_id,
-            room_id=room_id,
-            rights=rights,
-            max_message_bytes=policy.ui.max_message_bytes,
-            max_messages_per_second=policy.ui.max_messages_per_second,
-            send_always_allowed=always,
+            extension_id=plan.config.extension_id,
+            room_id=plan.room_id,
+            rights=plan.rights,
+            max_message_bytes=plan.policy.ui.max_message_bytes,
+            max_messages_per_second=plan.policy.ui.max_messages_per_second,
+            send_always_allowed=plan.always,
         )
-        frame = MountedFrame(widget_id, extension_id, room_id, document, session)
+        frame = MountedFrame(widget_id, plan.config.extension_id, plan.room_id, document, session)
         self._mounted[widget_id] = frame
         return frame
 

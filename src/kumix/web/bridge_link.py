@@ -55,6 +55,8 @@ class BridgeLink:
         self._started: set[str] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self.actions = AccountBridgeActions(k, self._navigate)
+        self._mounting = 0
+        self.closed = False
 
     def owned_by(self, session_id: str | None) -> bool:
         return bool(self._session_id) and hmac.compare_digest(self._session_id, session_id or "")
@@ -64,17 +66,26 @@ class BridgeLink:
 
     # -- mounting (from the HTTP route) ---------------------------------------------------
 
-    def mount(self, extension_id: str, *, room_id: str, host_origin: str, nonce: str,
-              theme: dict[str, str], language: str) -> MountedFrame:
-        if len(self.frames) >= MAX_FRAMES_PER_CONNECTION:
+    async def mount(self, extension_id: str, *, room_id: str, host_origin: str, nonce: str,
+                    theme: dict[str, str], language: str) -> MountedFrame:
+        if len(self.frames) + self._mounting >= MAX_FRAMES_PER_CONNECTION:
             raise BadRequest(f"{MAX_FRAMES_PER_CONNECTION} frames are mounted on this page already; unload one first")
-        frame = self.k.ui_frames.mount(extension_id, room_id=room_id, host_origin=host_origin, script_nonce=nonce,
-                                       theme=theme, language=language)
+        self._mounting += 1
+        try:
+            frame = await self.k.ui_frames.mount_async(extension_id, room_id=room_id, host_origin=host_origin,
+                                                       script_nonce=nonce, theme=theme, language=language)
+        finally:
+            self._mounting -= 1
+        if self.closed:
+            # The page went away while the document was built: the frame goes with it.
+            self.k.ui_frames.unload(frame.widget_id)
+            raise NotFound("the event connection closed while the frame was built")
         self.frames[frame.widget_id] = frame
         return frame
 
     def close(self) -> None:
         """The connection ended: its frames go with it (their tokens are never reused)."""
+        self.closed = True
         for widget_id in list(self.frames):
             self.k.ui_frames.unload(widget_id)
         self.frames.clear()

@@ -424,7 +424,7 @@ class Api:
             raise NotFound("no event connection of this session with that id")
         room_id = self.k.known_room_id(self.need(doc, "room", max_len=255))
         settings = client_settings.load(self.k.settings.data_dir)
-        frame = link.mount(self.need(doc, "extension", max_len=255), room_id=room_id,
+        frame = await link.mount(self.need(doc, "extension", max_len=255), room_id=room_id,
                            host_origin=f"http://{request.headers['host']}", nonce=nonce,
                            theme={"name": settings.get("theme", "system")}, language=settings.get("language", "en"))
         return self._json(frame.to_json())

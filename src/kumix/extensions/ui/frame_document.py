@@ -7,8 +7,13 @@ before normalizing), and only regular files within the size bounds are read.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import secrets
 import stat
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +38,18 @@ HOST_ORIGIN_PATTERN = re.compile(r"https?://(127\.0\.0\.1|localhost|\[::1\])(:[0
 MAX_THEME_TOKENS = 512
 MAX_THEME_CHARS = 512
 ALLOWED_SUFFIXES = {".js": "script", ".mjs": "script", ".css": "style"}
+MAX_TEMPLATES = 32
+"""Composed and verified documents kept per process (one per extension version, CSP and
+language): mermaid-viewer's 3.5 MB page takes seconds of parsing, a mount must not."""
+SCRIPT_BREAKERS = re.compile(r"<!--|</?script", re.IGNORECASE)
+"""What would end or change a script element's text in HTML (the builder refuses it in
+extension scripts too)."""
+MAX_TREE_FILES = 4096
+"""Files of one extension directory looked at for the template key."""
+_NONCE_TOKEN = "KxNonce" + secrets.token_hex(16)
+_BOOTSTRAP_TOKEN = "/*KxBootstrap" + secrets.token_hex(16) + "*/"
+"""Stand-ins composed into a cached template and replaced per mount. Random per process, so
+no extension can put them into its own files; a count check guards the replacement anyway."""
 
 
 @dataclass(frozen=True)
@@ -121,10 +138,78 @@ def build_frame(
         raise BadRequest(f"theme tokens must be at most {MAX_THEME_TOKENS} strings of {MAX_THEME_CHARS} characters")
     grant = frame_grant(policy, manifest)
     csp = frame_csp(grant)
-    cleaned = clean_to_fixpoint(read_entry(extension_dir, manifest), _reader(extension_dir))
-    parts = FrameParts(csp=csp, bootstrap_js=bootstrap_script(config), script_nonce=script_nonce,
-                       language=config.language)
-    srcdoc = compose(cleaned, parts)
+    template = _template(extension_dir, manifest, csp, config.language)
+    srcdoc = _fill(template, script_nonce, bootstrap_script(config))
     if len(srcdoc.encode("utf-8")) > MAX_DOCUMENT_BYTES:
         raise ExtensionFailed(f"the frame document is larger than {MAX_DOCUMENT_BYTES} bytes")
     return FrameDocument(srcdoc=srcdoc, sandbox=grant.sandbox_attribute, csp=csp, grant=grant)
+
+
+@dataclass(frozen=True)
+class _Template:
+    text: str
+    nonces: int
+    """How many times the nonce stand-in occurs: once per script and style."""
+
+
+_templates: OrderedDict[tuple[object, ...], _Template] = OrderedDict()
+_templates_lock = threading.Lock()
+
+
+def _tree_signature(extension_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file of the extension by path, size and modification time: a change to any of
+    them (the entry, a script, a stylesheet) makes a new template."""
+    root = extension_dir.resolve()
+    out: list[tuple[str, int, int]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            out.append((str(path.relative_to(root)), info.st_size, info.st_mtime_ns))
+            if len(out) > MAX_TREE_FILES:
+                raise ExtensionFailed(f"the extension has more than {MAX_TREE_FILES} files")
+    return tuple(out)
+
+
+def _template(extension_dir: Path, manifest: Manifest, csp: str, language: str) -> _Template:
+    """The cleaned, composed and verified document with stand-ins for the nonce and the
+    bootstrap; built once per extension version, CSP and language."""
+    entry = read_entry(extension_dir, manifest)
+    key = (str(extension_dir.resolve()), manifest.id, manifest.entry, hashlib.sha256(entry.encode()).hexdigest(),
+           _tree_signature(extension_dir), csp, language)
+    with _templates_lock:
+        cached = _templates.get(key)
+        if cached is not None:
+            _templates.move_to_end(key)
+            return cached
+    cleaned = clean_to_fixpoint(entry, _reader(extension_dir))
+    if _NONCE_TOKEN in cleaned or _BOOTSTRAP_TOKEN in cleaned:
+        raise ExtensionFailed("the entry document contains Kumix's stand-ins; refused")
+    parts = FrameParts(csp=csp, bootstrap_js=_BOOTSTRAP_TOKEN, script_nonce=_NONCE_TOKEN, language=language)
+    text = compose(cleaned, parts)
+    if text.count(_BOOTSTRAP_TOKEN) != 1:
+        raise ExtensionFailed("the frame document's bootstrap could not be placed; refused")
+    made = _Template(text=text, nonces=text.count(_NONCE_TOKEN))
+    with _templates_lock:
+        _templates[key] = made
+        while len(_templates) > MAX_TEMPLATES:
+            _templates.popitem(last=False)
+    return made
+
+
+def _fill(template: _Template, nonce: str, bootstrap_js: str) -> str:
+    """The template with this mount's nonce and bootstrap. Safe as plain replacement: the
+    nonce is base64 (NONCE_PATTERN, checked), the bootstrap is Kumix's fixed program with
+    script-safe JSON (no `<`, `>` or `&`, so it cannot end its script element), and both
+    stand-ins sit where compose() put them, which verify() checked on the template."""
+    if SCRIPT_BREAKERS.search(bootstrap_js) or NONCE_PATTERN.fullmatch(nonce) is None:
+        raise BadRequest("a frame's bootstrap and nonce must be script-safe")
+    text = template.text.replace(_BOOTSTRAP_TOKEN, bootstrap_js)
+    filled = text.replace(_NONCE_TOKEN, nonce)
+    if filled.count(nonce) < template.nonces:
+        raise ExtensionFailed("the frame document's nonces could not be placed; refused")
+    return filled

@@ -7,6 +7,7 @@
   const UNSTABLE = "org.matrix.msc3381.poll";
   const polls = new Map();  // start event id -> poll
   const votes = new Map();  // start event id -> Map(sender -> {ts, answers})
+  const statuses = new Map();  // start event id -> what the last vote here came to (kept across renders)
 
   const textOf = (value) => {
     if (typeof value === "string") return value;
@@ -64,12 +65,18 @@
     const request = poll.unstable
       ? { type: `${UNSTABLE}.response`, content: { "m.relates_to": relates, [`${UNSTABLE}.response`]: { answers: [answer.id] } } }
       : { type: "m.poll.response", content: { "m.relates_to": relates, "m.selections": [answer.id] } };
-    status.textContent = "Waiting for your confirmation in Kumix…";
+    const say = (text) => {
+      statuses.set(poll.id, text);
+      // A render may have replaced the element meanwhile (a pushed vote): update the live one.
+      const live = document.querySelector(`section[data-poll="${CSS.escape(poll.id)}"] .vote-status`);
+      (live || status).textContent = text;
+    };
+    say("Waiting for your confirmation in Kumix…");
     try {
       await w.request("send_event", request);
-      status.textContent = `Voted “${answer.text}”.`;
+      say(`Voted “${answer.text}”.`);
     } catch (error) {
-      status.textContent = `Not sent: ${error.message}`;
+      say(`Not sent: ${error.message}`);
     }
   };
 
@@ -80,7 +87,7 @@
       for (const { answers } of (votes.get(poll.id) || new Map()).values()) {
         for (const id of answers.slice(0, 1)) tally.set(id, (tally.get(id) || 0) + 1);
       }
-      const status = w.el("p", { class: "vote-status" });
+      const status = w.el("p", { class: "vote-status" }, statuses.get(poll.id) || "");
       const buttons = poll.answers.map((answer) => {
         const button = w.el("button", { type: "button", "data-answer": answer.id },
           `${answer.text} (${tally.get(answer.id) || 0})`);
