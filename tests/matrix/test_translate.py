@@ -180,3 +180,20 @@ def test_room_avatar_and_space_links_from_untrusted_state() -> None:
     plain = translate_room(room(room_type=["m.space"]), "join", user_id="@me:x", direct_rooms=set())
     assert not plain.is_space
     assert plain.children == ()
+
+
+def test_poll_events_keep_their_type_and_content_and_nothing_else_does() -> None:
+    poll = {"type": "org.matrix.msc3381.poll.start", "sender": "@bob:localhost", "event_id": "$poll",
+            "origin_server_ts": 1700000005000,
+            "content": {"org.matrix.msc3381.poll.start": {"question": {"org.matrix.msc1767.text": "Lunch?"},
+                                                          "answers": [{"id": "a", "org.matrix.msc1767.text": "Yes"}]}}}
+    event = translated(poll)
+    assert (event.kind, event.body) == ("other", "org.matrix.msc3381.poll.start")
+    assert event.source == {"type": "org.matrix.msc3381.poll.start", "content": poll["content"]}
+    huge = copy.deepcopy(poll)
+    huge["content"]["padding"] = "x" * 20_000
+    assert translated(huge).source == {"type": "org.matrix.msc3381.poll.start", "content": {}}
+    other = copy.deepcopy(poll)
+    other["type"] = "com.example.custom"
+    assert translated(other).source is None
+    assert translated(TEXT).source is None
