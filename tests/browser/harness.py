@@ -42,6 +42,7 @@ TIMEOUT_MS = 30_000
 
 def launch(playwright: Playwright) -> Browser:
     """Debian's Chromium, never a browser Playwright downloaded."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package"
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
@@ -151,8 +152,10 @@ def open_room(page: Page, name: str) -> None:
 
 
 def message(page: Page, text: str) -> Any:
-    """The message article showing this text (the latest text of an edited message)."""
-    return page.locator("article.message", has_text=text).last
+    """The message article whose own text (the latest of an edited message; not a quote
+    of it in a reply) contains this text."""
+    own_text = page.locator(".content > :is(p.text, div.html)", has_text=text)
+    return page.locator("article.message").filter(has=own_text).last
 
 
 def send_from_page(page: Page, text: str) -> None:
@@ -214,7 +217,13 @@ class NioProcess:
         self.proc.stdin.flush()
         result = self._answer(timeout)
         if "error" in result:
-            raise PeerError(f"{op}: {result['error']}")
+            seen = ""
+            if op == "wait_event":
+                # What did arrive, to say why the awaited event did not.
+                events = self.do("seen", room=args.get("where", {}).get("room_id"))["events"]
+                brief = [{k: v for k, v in e.items() if v is not None} for e in events[-12:]]
+                seen = "; received: " + json.dumps(brief)
+            raise PeerError(f"{op} {json.dumps(args)[:300]}: {result['error']}{seen}")
         return result
 
     def stop(self) -> None:

@@ -177,12 +177,17 @@ const ops = {
     const r = await client.sendMessage(room, { msgtype: "m.text", body });
     return { event_id: r.event_id };
   },
-  async wait_event({ room, body, failure }) {
-    // Waits for a decrypted event with `body`, or (with `failure`) for any undecryptable event.
-    const ev = await until(`event ${body ?? "failure"}`, async () => {
+  async wait_event({ room, body, failure, reason }) {
+    // Waits for a decrypted event with `body`, or (with `failure`) for any undecryptable event
+    // (with `reason`: one whose failure reason says so). A failure's reason can change: an
+    // event that arrives before its room key fails as "unknown session" first, and is judged
+    // again once the key is in, so a single look at the reason is a race.
+    const ev = await until(`event ${body ?? "failure"} ${reason ?? ""}`, async () => {
       for (const e of eventsOf(room)) {
         if (e.isBeingDecrypted?.()) continue;
-        if (failure && e.isDecryptionFailure()) return e;
+        if (failure && e.isDecryptionFailure() && (!reason || String(e.decryptionFailureReason).includes(reason))) {
+          return e;
+        }
         if (body !== undefined && e.getContent()?.body === body) return e;
       }
       return null;

@@ -13,6 +13,7 @@ import io
 import json
 import sys
 from typing import Any
+from uuid import uuid4
 
 import nio
 from nio.crypto import decrypt_attachment
@@ -91,6 +92,7 @@ class Peer:
         olm.outbound_group_sessions.pop(room_id, None)
         olm.create_outbound_group_session(room_id)
         session = olm.outbound_group_sessions[room_id]
+        first_key = session.session_key  # from index 0: read before the message ratchets it on
         device = self.client.device_store[user][device_id]
         assert olm.session_store.get(device.curve25519) is not None, "no Olm session with that device yet"
         self.client.blacklist_device(device)
@@ -98,7 +100,7 @@ class Peer:
             event_id = await self._send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
         finally:
             self.client.unblacklist_device(device)
-        self.late_keys[event_id] = (room_id, device, session.id, session.session_key)
+        self.late_keys[event_id] = (room_id, device, session.id, first_key)
         # The next message starts a session shared normally.
         olm.outbound_group_sessions.pop(room_id, None)
         return event_id
@@ -144,8 +146,20 @@ class Peer:
                 "msgtype": "m.text", "body": f"* {cmd['body']}", "m.new_content": new,
                 "m.relates_to": {"rel_type": "m.replace", "event_id": cmd["event_id"]}})}
         if op == "react":
-            return {"event_id": await self._send(cmd["room"], "m.reaction", {"m.relates_to": {
-                "rel_type": "m.annotation", "event_id": cmd["event_id"], "key": cmd["key"]}})}
+            content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": cmd["event_id"], "key": cmd["key"]}}
+            room = c.rooms.get(cmd["room"])
+            if room is None or not room.encrypted:
+                return {"event_id": await self._send(cmd["room"], "m.reaction", content)}
+            # nio's room_send leaves reactions in clear; encrypted, as Element sends them.
+            await c.sync(timeout=0)
+            await self._upkeep()
+            if c.olm is not None and c.olm.should_share_group_session(cmd["room"]):
+                await c.share_group_session(cmd["room"], ignore_unverified_devices=True)
+            event_type, encrypted = c.encrypt(cmd["room"], "m.reaction", content)
+            method, path, data = nio.Api.room_send(c.access_token, cmd["room"], event_type, encrypted, str(uuid4()))
+            resp = await c._send(nio.RoomSendResponse, method, path, data, (cmd["room"],))
+            assert isinstance(resp, nio.RoomSendResponse), resp
+            return {"event_id": resp.event_id}
         if op == "redact":
             resp = await c.room_redact(cmd["room"], cmd["event_id"], reason=cmd.get("reason"))
             assert isinstance(resp, nio.RoomRedactResponse), resp
@@ -203,6 +217,9 @@ class Peer:
                             return doc
                     self.new_event.clear()
                     await self.new_event.wait()
+        if op == "seen":
+            # Everything received so far, in order (for a test's own checks or its failure message).
+            return {"events": [d for d in self.seen if cmd.get("room") in (None, d["room_id"])]}
         if op == "stop":
             return {"ok": True}
         raise ValueError(f"unknown op {op}")

@@ -10,8 +10,9 @@ import pytest
 from tests.matrix.conftest import make_service
 from tests.synapse_harness import SynapseHarness, TestUser
 
-from kumix.app import trust
+from kumix.app import key_backup, trust
 from kumix.core.errors import Unauthorized
+from kumix.store.key_backup_state import KeyBackupState
 
 
 async def _no_password() -> str | None:
@@ -101,6 +102,11 @@ async def test_a_new_device_verified_by_sas_with_an_old_one_becomes_verified(
         await s_old.sync()
         await s_new.sync()
         assert not (await trust.status(s_new.client, new.vault)).device_verified
+        # A key backup the old device made (signed by the master key): the new device does
+        # not trust it yet, so it would upload nothing to it.
+        await key_backup.enable(s_old.client, old.vault)
+        backups = KeyBackupState(new.db)
+        assert not (await key_backup.status(s_new.client, new.vault, backups)).trusted
         asking, answering = Verifier(s_old), Verifier(s_new)
         v_old, v_new = await asyncio.gather(asking.request(user.user_id, s_new.account.device_id),
                                             answering.wait_request(user.user_id))
@@ -112,3 +118,48 @@ async def test_a_new_device_verified_by_sas_with_an_old_one_becomes_verified(
         assert st.identity_trusted
         assert st.device_verified
         assert st.private_keys == ()  # trusted by verification, holding no private key
+        # Now it trusts the identity, and so the backup its master key signed.
+        assert (await key_backup.status(s_new.client, new.vault, backups)).trusted
+
+
+async def test_a_user_verified_from_another_device_still_warns_when_their_identity_changes(
+    synapse: SynapseHarness, tmp_path: Path, vault_env: dict[str, str],
+) -> None:
+    """Erin verified Fred from another of her devices: here there is only her user-signing
+    signature on Fred's master key, nothing pinned yet. Once this device has seen Fred
+    verified, a replaced identity of Fred's is `identity_changed` (a warning, and messages to
+    him held back), not a silent fall back to `unverified_identity`."""
+    from kumix.core.errors import IdentityChanged
+    from kumix.matrix import cross_signing
+
+    erin_user, fred_user = synapse.user("erin"), synapse.user("fred")
+    erin = make_service(tmp_path / "erin", vault_env)
+    await erin.login_password(synapse.url, erin_user.user_id, erin_user.password)
+    fred = make_service(tmp_path / "fred", vault_env)
+    await fred.login_password(synapse.url, fred_user.user_id, fred_user.password)
+    settings = trust.settings_of(erin.db)
+    async with erin.session() as s:
+        # What her other device's verification left on the server: her USK's signature of Fred's master.
+        query = await trust.query_keys(s.client, [fred_user.user_id])
+        identity = cross_signing.parse_identity(fred_user.user_id, query)
+        assert identity is not None
+        usk = trust.held_keys(erin.vault).user_signing
+        assert usk is not None
+        await trust.upload_signatures(s.client, {fred_user.user_id: {identity.master_key: cross_signing.sign_master_of(
+            erin_user.user_id, identity.master_object, usk)}})
+        assert settings.pinned(fred_user.user_id) is None
+        seen = await trust.devices(s.client, erin.vault, fred_user.user_id, settings)
+        assert seen.identity_verified
+        assert settings.pinned(fred_user.user_id) == identity.master_key  # remembered as verified
+
+        async with fred.session() as f:
+            async def password() -> str | None:
+                return fred_user.password
+            assert await trust.bootstrap(f.client, fred.vault, password, reset=True)
+        changed = await trust.devices(s.client, erin.vault, fred_user.user_id, settings)
+        assert changed.identity_changed
+        assert not changed.identity_verified
+        room_id = await s.create_room(name="To Fred", encrypted=True, invite=(fred_user.user_id,))
+        rules = trust.SharingRules(s.client, True, settings)
+        with pytest.raises(IdentityChanged):
+            await rules(room_id)

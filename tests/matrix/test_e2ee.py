@@ -130,6 +130,12 @@ async def test_kumix_and_nio_exchange_encrypted_messages_and_files(
                     and e.encrypted]
             assert nios
             assert all(e.kind == "undecryptable" and e.sender_trust == "not_cross_signed" for e in nios)
+            # A key file only claims who sent each key: alice's own messages are readable, but
+            # marked as not authenticated (never verified from a key file).
+            own = [e for e in second.timeline.events(room_id, limit=500) if e.sender == alice_user.user_id
+                   and e.encrypted and e.kind == "text"]
+            assert own
+            assert {e.sender_trust for e in own} == {"unauthenticated"}
             assert "from nio, encrypted" not in texts
             assert s2.search("encrypted nio") == []
             # ... and with the rule off (the protection switched off) they are readable.

@@ -63,7 +63,7 @@ async def test_messages_pass_both_ways_with_exclude_insecure_devices_once_kumix_
         await js_bob.do("wait_device", user=alice_user.user_id, device=s.account.device_id)
         # Protection check: while Kumix is not cross-signed the peer refuses its messages ...
         await s.send_text(room_id, "before cross-signing")
-        refused = await js_bob.do("wait_event", room=room_id, failure=True)
+        refused = await js_bob.do("wait_event", room=room_id, failure=True, reason="UNSIGNED_SENDER_DEVICE")
         assert refused["sender"] == alice_user.user_id
         assert "UNSIGNED_SENDER_DEVICE" in str(refused["decryption_failure"])
         # ... and withholds its room keys from Kumix.
@@ -124,6 +124,12 @@ async def test_a_recovery_key_set_up_by_the_peer_makes_a_kumix_device_trusted(
         with pytest.raises(WrongRecoveryKey):
             await recovery.use(s.client, kumix_bob.vault, passphrase="not the passphrase")
         assert trust.held_keys(kumix_bob.vault).seeds() == {}
+        # Protection off (the key description's check skipped): both are taken as the storage key.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(recovery.ss, "check_key", lambda key, description: None)
+            assert (await recovery.storage_key(s.client, recovery_key=encode_recovery_key(b"\x07" * 32)))[1] \
+                == b"\x07" * 32
+            assert len((await recovery.storage_key(s.client, passphrase="not the passphrase"))[1]) == 32
         before = await js_bob.do("device_status", user=bob.user_id, device=s.account.device_id)
         assert before["cross_signing_verified"] is False
 

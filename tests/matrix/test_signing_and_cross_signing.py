@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from kumix.core.errors import BadRequest, SignatureInvalid
-from kumix.matrix import cross_signing
+from kumix.matrix import cross_signing, signing
 from kumix.matrix.cross_signing import CrossSigningKeys
 from kumix.matrix.crypto_primitives import SigningKey
 from kumix.matrix.signing import canonical_json, sign_json, verify_signed_json
@@ -54,22 +54,32 @@ def test_signatures_match_the_spec_vectors() -> None:
     verify_signed_json(signed | {"unsigned": {"age": 5}}, "domain", "1", key.public_key)
 
 
-def test_a_changed_or_forged_signed_object_is_refused() -> None:
+@pytest.mark.parametrize("protection", ["on", "off"])
+def test_a_changed_or_forged_signed_object_is_refused(protection: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Protection off (Ed25519 verification skipped): every forgery below is accepted."""
+    if protection == "off":
+        _signatures_off(monkeypatch)
     key, other = SigningKey(SPEC_SEED), SigningKey.generate()
     signed = sign_json({"one": 1, "two": "Two"}, "domain", "1", key)
-    with pytest.raises(SignatureInvalid):
-        verify_signed_json(signed | {"two": "Three"}, "domain", "1", key.public_key)
-    with pytest.raises(SignatureInvalid):
-        verify_signed_json(signed, "domain", "1", other.public_key)
-    with pytest.raises(SignatureInvalid):
-        verify_signed_json(signed, "elsewhere", "1", key.public_key)
     forged = sign_json({"one": 1, "two": "Two"}, "domain", "1", other)
-    with pytest.raises(SignatureInvalid):
-        verify_signed_json(forged, "domain", "1", key.public_key)
     garbage = copy.deepcopy(signed)
     garbage["signatures"]["domain"]["ed25519:1"] = "!!not base64!!"
+    attacks = [(signed | {"two": "Three"}, key.public_key), (signed, other.public_key),
+               (forged, key.public_key), (garbage, key.public_key)]
+    for obj, public in attacks:
+        if protection == "off":
+            verify_signed_json(obj, "domain", "1", public)
+        else:
+            with pytest.raises(SignatureInvalid):
+                verify_signed_json(obj, "domain", "1", public)
+    # No signature filed under that entity at all: refused either way (nothing to verify).
     with pytest.raises(SignatureInvalid):
-        verify_signed_json(garbage, "domain", "1", key.public_key)
+        verify_signed_json(signed, "elsewhere", "1", key.public_key)
+
+
+def _signatures_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protection switched off: every Ed25519 signature is taken as valid."""
+    monkeypatch.setattr(signing, "verify_ed25519", lambda public_key, message, signature: None)
 
 
 def _published(user: str, keys: CrossSigningKeys) -> dict[str, object]:
@@ -85,7 +95,15 @@ def _device(user: str, device_id: str) -> tuple[dict[str, object], SigningKey]:
     return sign_json(device, user, device_id, dkey), dkey
 
 
-def test_cross_signing_chain_accepts_the_real_thing_and_refuses_forgeries() -> None:
+@pytest.mark.parametrize("protection", ["on", "off"])
+def test_cross_signing_chain_accepts_the_real_thing_and_refuses_forgeries(
+    protection: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each forgery is refused; with the protection off (Ed25519 verification skipped) each
+    one passes as cross-signed: it is the signature check that stops them."""
+    if protection == "off":
+        _signatures_off(monkeypatch)
+    off = protection == "off"
     user = "@alice:example.org"
     keys = CrossSigningKeys.generate()
     query = _published(user, keys)
@@ -98,47 +116,89 @@ def test_cross_signing_chain_accepts_the_real_thing_and_refuses_forgeries() -> N
     # The server merges the signatures it stores; the client sees both.
     merged = device | {"signatures": {user: {**device["signatures"][user], **signed["signatures"][user]}}}  # type: ignore[index]
     assert identity.signs_device(merged)
-    # Without the SSK signature: not cross-signed.
+    # Without the SSK signature: not cross-signed (nothing to verify, so even with the check off).
     assert not identity.signs_device(device)
 
     # Attack 1: a device key changed behind the identity's back (the server swaps in its own).
     tampered = copy.deepcopy(merged)
     tampered["keys"]["ed25519:DEV"] = SigningKey.generate().public_key  # type: ignore[index]
-    assert not identity.signs_device(tampered)
+    assert identity.signs_device(tampered) is off
 
     # Attack 2: an SSK signature made by some other key.
     attacker = SigningKey.generate()
     forged = device | {"signatures": {user: {**device["signatures"][user],  # type: ignore[index]
                                              f"ed25519:{keys.self_signing.public_key}": attacker.sign(b"x")}}}
-    assert not identity.signs_device(forged)
+    assert identity.signs_device(forged) is off
 
-    # Attack 3: the server publishes an SSK that the master key did not sign.
+    # Attack 3: the server publishes an SSK that the master key did not sign (a signature
+    # filed under the master key's id, made by another key), and a device signed by it.
     bad = copy.deepcopy(query)
     evil = cross_signing.key_object(user, "self_signing", attacker.public_key)
-    bad["self_signing_keys"] = {user: sign_json(evil, user, attacker.public_key, attacker)}
-    with pytest.raises(SignatureInvalid):
-        cross_signing.parse_identity(user, bad)
-    # Attack 4: someone else's master key filed under this user.
+    bad["self_signing_keys"] = {user: sign_json(evil, user, identity.master_key, attacker)}
+    evil_device = cross_signing.sign_device(user, device, attacker)
+    evil_device["signatures"][user].update(device["signatures"][user])  # type: ignore[index]
+    if off:
+        rogue = cross_signing.parse_identity(user, bad)
+        assert rogue is not None
+        assert rogue.signs_device(evil_device)
+    else:
+        with pytest.raises(SignatureInvalid):
+            cross_signing.parse_identity(user, bad)
+    # Attack 4: someone else's master key filed under this user (refused by its user id,
+    # not by a signature: refused even with the check off).
     other = _published("@mallory:example.org", CrossSigningKeys.generate())
     with pytest.raises(SignatureInvalid):
         cross_signing.parse_identity(user, {"master_keys": {user: other["master_keys"]["@mallory:example.org"]}})  # type: ignore[index]
-
-
-def test_protection_off_the_forgeries_would_pass() -> None:
-    """The attacks above succeed against a check that does not verify signatures: proof
-    that it is the signature verification that stops them."""
-    user = "@alice:example.org"
-    keys = CrossSigningKeys.generate()
-    device, _ = _device(user, "DEV")
-    attacker = SigningKey.generate()
-    assert keys.self_signing is not None
-    forged = device | {"signatures": {user: {**device["signatures"][user],  # type: ignore[index]
-                                             f"ed25519:{keys.self_signing.public_key}": attacker.sign(b"x")}}}
-    naive_present = f"ed25519:{keys.self_signing.public_key}" in forged["signatures"][user]  # type: ignore[index]
-    assert naive_present  # a presence-only check would call this device cross-signed
 
 
 def test_seeds_round_trip() -> None:
     keys = CrossSigningKeys.generate()
     again = CrossSigningKeys.from_seeds(keys.seeds())
     assert again.public() == keys.public()
+
+
+def test_only_the_device_key_a_verification_confirmed_is_signed() -> None:
+    """After SAS with our own other device, what gets our self-signing signature is the
+    device object `/keys/query` answers *then*: a server that swapped the device's key
+    since the MACs verified (or publishes one the device did not sign) gets nothing."""
+    user = "@alice:example.org"
+    device, dkey = _device(user, "DEV")
+    query = {"device_keys": {user: {"DEV": device}}}
+    assert cross_signing.published_device(query, user, "DEV", dkey.public_key) == device
+    swapped, _ = _device(user, "DEV")  # the same device id, the server's own key
+    assert cross_signing.published_device({"device_keys": {user: {"DEV": swapped}}}, user, "DEV",
+                                          dkey.public_key) is None
+    unsigned = copy.deepcopy(device)
+    del unsigned["signatures"]
+    assert cross_signing.published_device({"device_keys": {user: {"DEV": unsigned}}}, user, "DEV",
+                                          dkey.public_key) is None
+    renamed = device | {"device_id": "OTHER"}
+    assert cross_signing.published_device({"device_keys": {user: {"DEV": renamed}}}, user, "DEV",
+                                          dkey.public_key) is None
+    for hostile in ({}, {"device_keys": []}, {"device_keys": {user: "x"}}, {"device_keys": {user: {"DEV": 5}}}):
+        assert cross_signing.published_device(hostile, user, "DEV", dkey.public_key) is None
+
+
+def test_a_lone_surrogate_has_no_canonical_form_and_never_crashes_a_check() -> None:
+    """JSON may escape half a UTF-16 pair (`"\\ud800"`), which Python's parser keeps as a
+    lone surrogate that UTF-8 cannot encode: a hostile server or sender putting one into a
+    signed object must get a refusal, never an exception out of the trust checks."""
+    import json
+
+    from kumix.matrix.sender_trust import judge
+
+    hostile = json.loads('{"a": "\\ud800"}')
+    with pytest.raises(BadRequest):
+        canonical_json(hostile)
+    with pytest.raises(BadRequest):
+        canonical_json(json.loads('{"\\udfff": 1}'))
+    key = SigningKey.generate()
+    signed = sign_json({"a": "b"}, "domain", "1", key) | hostile
+    with pytest.raises(SignatureInvalid):
+        verify_signed_json(signed, "domain", "1", key.public_key)
+    user = "@alice:example.org"
+    device, dkey = _device(user, "DEV")
+    device["algorithms"] = ["\ud800"]
+    query = {"device_keys": {user: {"DEV": device}}}
+    assert judge(query, me=user, sender=user, curve25519="x", ed25519=dkey.public_key,
+                 own_identity_trusted=True).trust == "unknown_device"

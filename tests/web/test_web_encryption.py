@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from kumix.app.matrix_session import MatrixService
 from kumix.matrix.secret_storage import encode_recovery_key
-from kumix.store.database import Database
+from tests.conftest import run_kumix
 from tests.matrix.js_peer import JsPeer
 from tests.synapse_harness import SynapseHarness, TestUser
 from tests.web.web_harness import WebServer
@@ -70,12 +69,13 @@ def alice_user(synapse: SynapseHarness) -> TestUser:
 
 
 def logged_in_dir(root: Path, synapse: SynapseHarness, user: TestUser, env: dict[str, str]) -> Path:
+    """A data directory logged in by `kumix login` in a process of its own: nio's crypto store
+    binds its (global) peewee models per call, so a second nio client opened in this process
+    while a test server's thread runs another one races it ("Query must be bound")."""
     data_dir = root / "data"
-    data_dir.mkdir(mode=0o700)
-    db = Database(data_dir / "state.db")
-    service = MatrixService(data_dir, db, env=env, interactive=False)
-    asyncio.run(service.login_password(synapse.url, user.user_id, user.password))
-    db.close()
+    r = run_kumix("login", "--homeserver", synapse.url, "--user", user.localpart, "--password-stdin",
+                  env={**env, "KUMIX_DATA_DIR": str(data_dir)}, input=user.password + "\n")
+    assert r.returncode == 0, r.stderr
     return data_dir
 
 

@@ -24,6 +24,7 @@ from kumix.matrix.backoff import Backoff
 from kumix.matrix.client import MatrixClient
 from kumix.matrix.crypto_primitives import PkDecryptionKey
 from kumix.store.key_backup_state import KeyBackupState
+from kumix.store.room_key_sources import RoomKeySources
 from kumix.store.vault import Vault
 
 if TYPE_CHECKING:
@@ -90,8 +91,9 @@ async def _trusted_keys(client: MatrixClient, vault: Vault) -> dict[str, str]:
         keys[me.device_id] = own
     query = await trust.query_keys(client, [me.user_id])
     identity = trust.parse_own_identity(me.user_id, query)
-    held = trust.held_keys(vault)
-    if identity is not None and held.master is not None and held.master.public_key == identity.master_key:
+    # Our identity as this device trusts it: it holds the master key, or verified it by SAS
+    # with another of our devices (which then signs backups it creates with that key).
+    if identity is not None and trust.trusts_own_identity(vault, identity):
         keys[identity.master_key] = identity.master_key
         devices = query.get("device_keys", {}).get(me.user_id, {})
         for device_id, dk in devices.items() if isinstance(devices, dict) else ():
@@ -196,9 +198,13 @@ async def restore(session: Session, progress: Callable[[str], None] | None = Non
         if n % BATCH == 0:
             say(f"{n}/{len(found)} room keys checked")
     imported = client.import_room_keys(good)
-    say(f"{imported} room key(s) imported; retrying undecryptable events…")
+    # Marked before anything is decrypted with them: a backup entry's claim of its sender
+    # is only as good as whoever could write to the backup.
+    RoomKeySources(session.service.db).mark_insecure(imported, "key_backup")
+    say(f"{len(imported)} room key(s) imported; retrying undecryptable events…")
     decrypted = await session.retry_undecryptable()
-    return RestoreResult(total=len(found), imported=imported, decrypted_events=decrypted, refused=tuple(refused))
+    return RestoreResult(total=len(found), imported=len(imported), decrypted_events=decrypted,
+                         refused=tuple(refused))
 
 
 async def backup_loop(session: Session, state: KeyBackupState) -> None:

@@ -319,8 +319,9 @@ class Kumix:
     async def login_password(self, homeserver: str, user: str, password: str, *,
                              vault_passphrase: str | None = None) -> Account:
         """`vault_passphrase`: the answer to the vault key question where this process has
-        no other key source (a web page's form); unauthorized with `details.reason`
-        `vault_passphrase_required` when it is needed and missing, before any device exists."""
+        no other key source (a web page's form), "" while it has none: unauthorized with
+        `details.reason` `vault_passphrase_required` when one is needed, before any device
+        exists."""
         return await self._matrix().login_password(homeserver, user, password, vault_passphrase=vault_passphrase)
 
     async def login_token(self, homeserver: str, access_token: str, *, vault_passphrase: str | None = None) -> Account:

@@ -36,6 +36,7 @@ from kumix.matrix.sync import SyncLoop
 from kumix.store.database import Database
 from kumix.store.key_backup_state import KeyBackupState
 from kumix.store.outbox import Outbox
+from kumix.store.room_key_sources import RoomKeySources
 from kumix.store.search import SearchIndex
 from kumix.store.session_lock import SessionLock
 from kumix.store.timeline import TimelineStore
@@ -102,7 +103,8 @@ class MatrixService:
         """`reset_cross_signing`: replace an identity this device cannot use (only for
         accounts no other client uses, like the demo's: it undoes their verifications).
         `vault_passphrase`: the vault's passphrase when no other key source is here (the
-        web page asks for it; see `Vault.needs_passphrase`)."""
+        web page asks for it; see `Vault.needs_passphrase`); "" from a caller that can ask
+        but has no answer yet: refused before the homeserver is asked when one is needed."""
         return await self._login(homeserver, lambda c: c.login_password(user, password), password=password,
                                  reset_cross_signing=reset_cross_signing, vault_passphrase=vault_passphrase)
 
@@ -114,9 +116,10 @@ class MatrixService:
                      vault_passphrase: str | None = None) -> Account:
         self._refuse_second_login()
         homeserver = homeserver_url(homeserver)
-        if vault_passphrase is None and self.vault.needs_passphrase():
-            # Asked before the homeserver is: no device is created for a login that could
-            # not keep its token.
+        if vault_passphrase == "" and self.vault.needs_passphrase():
+            # A caller that can ask (the web page) gives "" until it has an answer: the
+            # question comes before the homeserver is asked, so no device is created for a
+            # login that could not keep its token. (The command line asks on its terminal.)
             raise Unauthorized(
                 "no way to protect the credential vault: no OS keyring here and no terminal to ask a passphrase. "
                 f"Put a passphrase in a file only you can read (chmod 600) and set {ENV_PASSPHRASE_FILE} to its path "
@@ -124,7 +127,7 @@ class MatrixService:
         with self._device():
             # Again under the lock: another process may have logged in since the first look.
             self._refuse_second_login()
-            return await self._login_locked(homeserver, how, password, reset_cross_signing, vault_passphrase)
+            return await self._login_locked(homeserver, how, password, reset_cross_signing, vault_passphrase or None)
 
     def _refuse_second_login(self) -> None:
         if self.timeline.account() is not None:
@@ -230,6 +233,7 @@ class MatrixService:
         self.search_index.forget_everything()
         self.outbox.forget_everything()
         KeyBackupState(self.db).forget_everything()
+        RoomKeySources(self.db).forget_everything()
         shutil.rmtree(self.paths.crypto_dir, ignore_errors=True)
 
     def account(self) -> Account:
@@ -381,7 +385,8 @@ class Session:
     async def judge_senders(self, events: list[Event]) -> list[Event]:
         """The shields: each decrypted event with its sending device's trust (and, with
         "exclude insecure devices" on, insecure senders' events withheld)."""
-        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events)
+        return await trust.judge_senders(self.client, self.service.vault, TrustSettings(self.service.db), events,
+                                         RoomKeySources(self.service.db))
 
     async def retry_undecryptable(self, session_ids: frozenset[str] | None = None) -> int:
         """Decrypt what can be decrypted now; returns how many events were recovered."""
@@ -634,6 +639,11 @@ class Session:
     async def import_keys(self, path: Path, passphrase: str) -> int:
         """Import room keys, then decrypt every held event they unlock; returns that count."""
         self.service.progress("importing keys…")
+        before = self.client.held_sessions()
         await self.client.import_keys(path, passphrase)
+        # A key file, like a backup, only claims who each key's sender is.
+        RoomKeySources(self.service.db).mark_insecure(
+            [sid for sid, index in self.client.held_sessions().items() if before.get(sid, index + 1) > index],
+            "key_export")
         self.service.progress("retrying undecryptable events…")
         return await self.retry_undecryptable()

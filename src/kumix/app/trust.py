@@ -22,6 +22,7 @@ from kumix.matrix.client import MatrixClient
 from kumix.matrix.cross_signing import CrossSigningKeys, Identity
 from kumix.matrix.signing import signing_payload
 from kumix.store.database import Database
+from kumix.store.room_key_sources import RoomKeySources
 from kumix.store.timeline import TimelineStore
 from kumix.store.trust_settings import TrustSettings
 from kumix.store.vault import Vault
@@ -191,6 +192,10 @@ async def devices(client: MatrixClient, vault: Vault, user_id: str | None = None
         pinned = settings.pinned(target) if settings is not None else None
         changed = pinned is not None and (identity is None or identity.master_key != pinned)
         verified = verified and not changed
+        if verified and pinned is None and settings is not None and identity is not None:
+            # Verified from another of our devices (our USK signed them): remembered, so a
+            # later change of their identity is a warning here too, not a silent downgrade.
+            settings.pin(target, identity.master_key)
     out: list[DeviceInfo] = []
     for device_id, keys in sorted(_device_list(query, target).items()):
         signed = identity is not None and identity.signs_device(keys)
@@ -260,6 +265,10 @@ class SharingRules:
         members = self.client.room_members(room_id)
         if not members:
             return
+        if self.settings is not None:
+            # Read at each send: the setting can change while the session runs (the web
+            # page's encryption settings), and the next room key must follow it.
+            self.exclude_insecure = self.settings.exclude_insecure_devices(had_account=True)
         excluded: set[tuple[str, str]] = set()
         pinned = {u: k for u in members if (k := self.settings.pinned(u)) is not None} if self.settings else {}
         if self.exclude_insecure or pinned:
@@ -323,13 +332,14 @@ WITHHELD_BODY = {
 
 
 async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSettings,
-                        events: list[Event]) -> list[Event]:
+                        events: list[Event], sources: RoomKeySources | None = None) -> list[Event]:
     """Each decrypted event with the trust of its sending device, as of now (one
     `/keys/query` for all their senders); the others unchanged.
 
     With "exclude insecure devices" on (MSC4153), an event whose verdict is in
     `sender_trust.WITHHELD` is withheld: it becomes an undecryptable event (its plaintext
-    is dropped here, before anything stores or shows it), marked with why."""
+    is dropped here, before anything stores or shows it), marked with why. An event whose
+    room key came forwarded, or from a key backup (`sources`), is at best `unauthenticated`."""
     todo = [e for e in events if e.sender_keys is not None]
     if not todo:
         return events
@@ -339,6 +349,8 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
     exclude = settings.exclude_insecure_devices(had_account=True)
     mine = client.device_keys()["keys"]
     this_device = (mine[f"curve25519:{client.account.device_id}"], mine[f"ed25519:{client.account.device_id}"])
+    from_backup = sources.insecure(e.sender_session[0] for e in todo if e.sender_session is not None) \
+        if sources is not None else set()
     out: list[Event] = []
     for ev in events:
         if ev.sender_keys is None:
@@ -348,6 +360,14 @@ async def judge_senders(client: MatrixClient, vault: Vault, settings: TrustSetti
         verdict = sender_trust.judge(query, me=me, sender=ev.sender, curve25519=curve, ed25519=ed,
                                      own_identity_trusted=own_trusted,
                                      pinned_master=settings.pinned(ev.sender) if ev.sender != me else None)
+        if verdict.trust == "verified" and ev.sender != me and settings.pinned(ev.sender) is None:
+            # Seen verified (our USK signed them, perhaps from another device): remembered,
+            # so that a later change of their identity warns (`identity_changed`).
+            seen = _safe_identity(ev.sender, query)
+            if seen is not None:
+                settings.pin(ev.sender, seen.master_key)
+        if ev.sender_session is not None and (ev.sender_session[1] or ev.sender_session[0] in from_backup):
+            verdict = sender_trust.from_insecure_source(verdict)
         # This device's own messages are never withheld from itself (it holds the Olm
         # account that sent them); their mark still says whether it is cross-signed.
         if exclude and verdict.trust in sender_trust.WITHHELD and ev.sender_keys != this_device:

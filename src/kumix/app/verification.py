@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kumix.app import trust
 from kumix.core.errors import NotFound, VerificationFailed
 from kumix.matrix import cross_signing
-from kumix.matrix.sas import Outgoing, Party, SasVerification, room_request_content
+from kumix.matrix.sas import Outgoing, Party, SasVerification, request_is_stale, room_request_content
 from kumix.store.trust_settings import TrustSettings
 
 if TYPE_CHECKING:
@@ -108,7 +108,8 @@ class Verifier:
                 if ev.get("type") != "m.key.verification.request" or not isinstance(content, dict) \
                         or not isinstance(sender, str) or (from_user and sender != from_user):
                     continue
-                if not isinstance(content.get("transaction_id"), str):
+                if not isinstance(content.get("transaction_id"), str) \
+                        or request_is_stale(ev, int(time.time() * 1000)):
                     continue
                 return await self.answer(ev)
         raise NotFound("no verification request arrived")
@@ -156,7 +157,7 @@ class Verifier:
                         or not isinstance(room_id, str) or not isinstance(sender, str) or sender == me.user_id \
                         or content.get("to") != me.user_id or (from_user and sender != from_user):
                     continue
-                if not isinstance(ev.get("event_id"), str):
+                if not isinstance(ev.get("event_id"), str) or request_is_stale(ev, int(time.time() * 1000)):
                     continue
                 return await self.answer(ev)
         raise NotFound("no verification request arrived")
@@ -180,7 +181,7 @@ class Verifier:
                 await self._send(v, v.receive(str(ev.get("type")), content))
         self._check(v)
         if not done():
-            await self._send(v, v.mismatch() if v.state == "keys" else [])
+            await self._send(v, v.timeout())
             raise VerificationFailed("the other side stopped answering", details={"reason": "m.timeout"})
 
     async def wait_for_sas(self, v: SasVerification) -> None:
@@ -198,6 +199,9 @@ class Verifier:
     async def cancel(self, v: SasVerification) -> None:
         await self._send(v, v.cancel())
 
+    async def timeout(self, v: SasVerification) -> None:
+        await self._send(v, v.timeout())
+
     async def _record(self, v: SasVerification) -> None:
         me = self.client.account
         vault = self.session.service.vault
@@ -212,8 +216,12 @@ class Verifier:
                 signed[v.their_user] = {identity.master_key: cross_signing.sign_master_of(
                     me.user_id, identity.master_object, held.user_signing)}
         else:
-            device = query.get("device_keys", {}).get(me.user_id, {}).get(v.their_device or "")
-            if held.self_signing is not None and isinstance(device, dict):
+            # Only the device key whose MAC verified, as published now: a server that swapped
+            # it since the MACs (or publishes an object the device did not sign) gets nothing.
+            verified_key = v.verified.get(f"ed25519:{v.their_device}")
+            device = cross_signing.published_device(query, me.user_id, str(v.their_device), verified_key) \
+                if verified_key is not None else None
+            if held.self_signing is not None and device is not None:
                 signed[me.user_id] = {str(v.their_device): cross_signing.sign_device(me.user_id, device,
                                                                                    held.self_signing)}
             if master_verified and identity is not None and held.master is None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kumix.app.verification import Verifier, take_events
 from kumix.core.errors import BadRequest, KumixError, NotFound, StateBusy, VerificationFailed
+from kumix.matrix.sas import request_is_stale
 
 if TYPE_CHECKING:
     from kumix.app.matrix_session import Session
@@ -137,7 +138,7 @@ class Flow:
         except TimeoutError:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STEP_SECONDS):
-                    await self._send_cancel()
+                    await self._send_cancel(timed_out=True)
             self.phase = "failed"
             self.error = {"code": "timeout", "message": f"not finished within {FLOW_SECONDS:.0f} s"}
         except KumixError as exc:
@@ -148,10 +149,10 @@ class Flow:
             self.phase = "failed"
             self.error = {"code": "internal", "message": "internal error; see the server's log"}
 
-    async def _send_cancel(self) -> None:
+    async def _send_cancel(self, *, timed_out: bool = False) -> None:
         if self.sas is not None:
             with contextlib.suppress(KumixError):
-                await self.verifier.cancel(self.sas)
+                await (self.verifier.timeout(self.sas) if timed_out else self.verifier.cancel(self.sas))
 
     async def _steps(self) -> None:
         verifier = self.verifier
@@ -174,16 +175,6 @@ class Flow:
             raise VerificationFailed("the emoji did not match: verification cancelled; nothing was trusted",
                                      details={"reason": "m.mismatched_sas"})
         raise _Cancelled
-
-
-def _stale(event: dict[str, Any], content: dict[str, Any]) -> bool:
-    """A request more than 10 minutes old or 5 minutes ahead is ignored, as the spec says
-    (an old request in a room's history is no invitation to verify now)."""
-    ts = content.get("timestamp", event.get("origin_server_ts"))
-    if not isinstance(ts, int) or isinstance(ts, bool):
-        return False
-    now = time.time() * 1000
-    return ts < now - 10 * 60_000 or ts > now + 5 * 60_000
 
 
 class _Cancelled(Exception):
@@ -285,7 +276,7 @@ class VerificationFlows:
                     continue
                 if room_id is None and (sender == me.user_id and content.get("from_device") == me.device_id):
                     continue
-                if _stale(ev, content):
+                if request_is_stale(ev, int(time.time() * 1000)):
                     continue
                 device = content.get("from_device")
                 flow = Flow(self, role="answerer", user_id=sender,

@@ -167,7 +167,8 @@ async def until_interrupted(work: Awaitable[None]) -> None:
 
 
 SHIELD_MARKS = {"unverified_identity": "[unverified]", "not_cross_signed": "[not cross-signed]",
-                "unknown_device": "[unknown device]", "identity_changed": "[identity changed]"}
+                "unknown_device": "[unknown device]", "identity_changed": "[identity changed]",
+                "unauthenticated": "[authenticity not guaranteed]"}
 """The short mark after the sender of a decrypted message whose device is not verified
 (docs/encryption.md, "What the shields mean"); a verified sender has none."""
 

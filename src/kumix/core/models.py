@@ -128,6 +128,9 @@ class Event:
     sender_keys: tuple[str, str] | None = field(default=None, repr=False, compare=False)
     """Of a decrypted event: the Megolm session's (Curve25519, claimed Ed25519) sender keys,
     what the sender's trust is judged from (`kumix.matrix.sender_trust`); not stored."""
+    sender_session: tuple[str, bool] | None = field(default=None, repr=False, compare=False)
+    """Of a decrypted event: its Megolm session id, and whether that room key came forwarded
+    by another device (rather than from the sender over Olm); not stored."""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

@@ -13,13 +13,16 @@ DeviceTrust = Literal["verified", "cross_signed_unverified_identity", "not_cross
 `cross_signed_unverified_identity`: signed by its owner's identity, which we have not
 verified (MSC4153 shares keys with these). `not_cross_signed`: an insecure device."""
 
-SenderTrust = Literal["verified", "unverified_identity", "not_cross_signed", "unknown_device", "identity_changed"]
+SenderTrust = Literal["verified", "unverified_identity", "not_cross_signed", "unknown_device", "identity_changed",
+                      "unauthenticated"]
 """The trust of the device that sent a decrypted message, when it was decrypted (the
 shield): `verified` (its owner cross-signed it and we verified the owner, or for our own
 devices, we trust our identity), `unverified_identity` (cross-signed by an identity we
 have not verified), `not_cross_signed` (an insecure device), `unknown_device` (no
 published device holds the session's keys), `identity_changed` (cross-signed by a new
-identity of a user we had verified). See docs/encryption.md, "What the shields mean"."""
+identity of a user we had verified), `unauthenticated` (a cross-signed device, but the
+room key came from a key backup or was forwarded, not over Olm from the sender: its claim
+of who sent it cannot be checked). See docs/encryption.md, "What the shields mean"."""
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,8 @@ class MatrixClient:
             # Decrypted, but by a session whose sender keys are unknown: judged as an
             # unknown device (withheld under MSC4153), never left without a shield.
             return dataclasses.replace(event, sender_keys=("", ""))
-        return dataclasses.replace(event, sender_keys=(curve, ed))
+        forwarded = bool(getattr(session, "forwarding_chain", None))
+        return dataclasses.replace(event, sender_keys=(curve, ed), sender_session=(str(session_id), forwarded))
 
     def _room(self, r: Any, membership: str) -> Room:
         return translate_room(r, membership, user_id=self._nio.user_id, direct_rooms=self._direct_rooms)
@@ -426,12 +427,37 @@ class MatrixClient:
         mroom = self._nio.rooms.get(room_id)
         if self.before_encrypted_send is not None and mroom is not None and mroom.encrypted:
             await self.before_encrypted_send(room_id)
-        resp = await guard(
-            self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
-            "send",
-        )
+        if event_type == "m.reaction" and mroom is not None and mroom.encrypted and self._nio.olm is not None:
+            resp = await self._send_encrypted_reaction(room_id, content, txn_id)
+        else:
+            resp = await guard(
+                self._nio.room_send(room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True),
+                "send",
+            )
         raise_for(resp, "send")
         return str(resp.event_id)
+
+    async def _send_encrypted_reaction(self, room_id: str, content: dict[str, Any], txn_id: str) -> Any:
+        """nio's `room_send` sends reactions in clear even in an encrypted room (written
+        before reactions were encrypted by clients), which shows the homeserver who reacted
+        with what: the reaction is encrypted here, with nio's own steps of `room_send`
+        (members, device keys, the room key shared), its relation left in clear as the spec
+        wants for aggregation."""
+        n = self._nio
+        assert n.olm is not None
+        if not n.rooms[room_id].members_synced:
+            await call(n.joined_members(room_id), "joined members")
+            if n.should_query_keys:
+                await call(n.keys_query(), "keys query")
+        if n.olm.should_share_group_session(room_id):
+            sharing = n.sharing_session.get(room_id)
+            if sharing is not None:
+                await guard(sharing.wait(), "share room key")
+            else:
+                await call(n.share_group_session(room_id, ignore_unverified_devices=True), "share room key")
+        event_type, encrypted = n.encrypt(room_id, "m.reaction", content)
+        method, path, data = nio.Api.room_send(n.access_token, room_id, event_type, encrypted, txn_id)
+        return await guard(n._send(nio.RoomSendResponse, method, path, data, (room_id,)), "send")
 
     async def redact(self, room_id: str, event_id: str, txn_id: str, reason: str | None = None) -> str:
         resp = await guard(self._nio.room_redact(room_id, event_id, reason=reason, tx_id=txn_id), "redact")
@@ -536,11 +562,16 @@ class MatrixClient:
             })
         return out
 
-    def import_room_keys(self, exports: list[dict[str, Any]]) -> int:
+    def held_sessions(self) -> dict[str, int]:
+        """Session id -> first known index of every Megolm room key this device holds."""
+        return {s.id: int(s.first_known_index) for s in self._olm().inbound_group_store}
+
+    def import_room_keys(self, exports: list[dict[str, Any]]) -> list[str]:
         """Add room keys (key-export format, already validated) to the crypto store; returns
-        how many were new or better (an earlier first index) than what was held."""
+        the session ids of those that were new or better (an earlier first index) than what
+        was held."""
         olm = self._olm()
-        added = 0
+        added: list[str] = []
         for e in exports:
             session = olm._import_group_session(e["session_key"], e["sender_claimed_keys"]["ed25519"],
                                                 e["sender_key"], e["room_id"], e["forwarding_curve25519_key_chain"])
@@ -551,7 +582,7 @@ class MatrixClient:
                 continue  # what we hold already decrypts at least as much
             if olm.inbound_group_store.add(session):
                 olm.save_inbound_group_session(session)
-                added += 1
+                added.append(session.id)
         return added
 
     def room_members(self, room_id: str) -> list[str]:

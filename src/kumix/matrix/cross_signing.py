@@ -89,6 +89,26 @@ def sign_master_of(user_id: str, their_master: dict[str, Any], usk: SigningKey) 
 # -- reading what others published -----------------------------------------------------------
 
 
+def published_device(query: dict[str, Any], user_id: str, device_id: str, ed25519: str) -> dict[str, Any] | None:
+    """The device object `/keys/query` publishes for `user_id`'s `device_id` when it holds
+    exactly the Ed25519 key `ed25519` and carries its own signature by it; None otherwise.
+    What a verification confirmed is that key: an object the server changed since (another
+    key, no self-signature, another device's) is not what was verified, and is not signed."""
+    table = query.get("device_keys")
+    devices = table.get(user_id) if isinstance(table, dict) else None
+    obj = devices.get(device_id) if isinstance(devices, dict) else None
+    if not isinstance(obj, dict) or obj.get("user_id") != user_id or obj.get("device_id") != device_id:
+        return None
+    keys = obj.get("keys")
+    if not isinstance(keys, dict) or keys.get(f"ed25519:{device_id}") != ed25519:
+        return None
+    try:
+        verify_signed_json(obj, user_id, device_id, ed25519)
+    except SignatureInvalid:
+        return None
+    return obj
+
+
 def _single_key(obj: Any, user_id: str, usage: str) -> str:
     """The public key of a published cross-signing key object, or `SignatureInvalid`."""
     if not isinstance(obj, dict) or obj.get("user_id") != user_id:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kumix.core.errors import SignatureInvalid, VerificationFailed
-from kumix.matrix.crypto_primitives import EstablishedSas, SasKeyAgreement, b64encode
+from kumix.core.errors import BadRequest, SignatureInvalid, VerificationFailed
+from kumix.matrix.crypto_primitives import EstablishedSas, SasKeyAgreement, b64encode, constant_time_equal
 from kumix.matrix.signing import canonical_json
 
 METHOD = "m.sas.v1"
@@ -102,7 +102,9 @@ class SasVerification:
         if not self.in_room:
             return content.get("transaction_id") == self.transaction_id
         if event_type == "m.key.verification.request":
-            return True  # the request itself: the caller matched it by its event id
+            # The request itself, which the caller matched by its event id, only while it is
+            # being answered; any later request in the room is another transaction.
+            return not self.requester and self.state == "requested"
         rel = content.get("m.relates_to")
         return isinstance(rel, dict) and rel.get("rel_type") == "m.reference" \
             and rel.get("event_id") == self.transaction_id
@@ -117,6 +119,10 @@ class SasVerification:
         dev = content.get("from_device")
         if not isinstance(dev, str):
             raise _err("the other side did not say which device it is", "m.invalid_message")
+        _utf8(dev)  # it goes into the SAS and MAC info strings
+        if self.their_user == self.us.user_id and dev == self.us.device_id:
+            # Our own event reflected back, or someone using our device id: never a device to verify.
+            raise _err("a verification message naming this very device", "m.invalid_message")
 
     @property
     def cancelled(self) -> bool:
@@ -170,6 +176,10 @@ class SasVerification:
             code = str(exc.details.get("reason", "m.key_mismatch" if isinstance(exc, SignatureInvalid)
                                        else "m.unexpected_message"))
             return self._fail(code, exc.message)
+        except BadRequest as exc:
+            # A value that is not what it claims (a key that is no Curve25519 key, content
+            # with no canonical form): the other side's message is invalid.
+            return self._fail("m.invalid_message", exc.message)
 
     def _unexpected(self, what: str) -> VerificationFailed:
         return _err(f"unexpected {what} in state {self.state}", "m.unexpected_message")
@@ -186,6 +196,12 @@ class SasVerification:
         return [("m.key.verification.ready", self._c(from_device=self.us.device_id, methods=[METHOD]))]
 
     def _on_ready(self, content: dict[str, Any]) -> Outgoing:
+        if self.requester and self.state != "requested" and self.their_device is not None \
+                and self.state not in ("cancelled", "done"):
+            # A request to all of their devices: the first `ready` chose the device; a later
+            # one (another device, or a replay) must not cancel or redirect the transaction
+            # with the chosen one. (The other device learns it lost when it sees no start.)
+            return []
         if not self.requester or self.state != "requested":
             raise self._unexpected("ready")
         self._check_from(content)
@@ -201,7 +217,9 @@ class SasVerification:
             raise self._unexpected("start")
         self._check_from(content)
         if content.get("from_device") != self.their_device:
-            raise _err("a start from another device", "m.unexpected_message")
+            # The transaction is bound to the device that answered; another device of theirs
+            # (which also got a request sent to all of them) neither joins nor cancels it.
+            return []
         if self.state == "started":
             # Both sides started at once: the spec keeps the start of the lexicographically
             # smaller user id (then device id); the other is dropped.
@@ -221,8 +239,7 @@ class SasVerification:
         if not isinstance(sas_types, list) or ("emoji" not in sas_types and "decimal" not in sas_types):
             raise _err("no short authentication string type in common", "m.unknown_method")
         self._start_content = content
-        commitment = b64encode(hashlib.sha256(self._agreement.public_key.encode()
-                                              + canonical_json(content)).digest())
+        commitment = commitment_of(self._agreement.public_key, content)
         self.state = "accepted"
         return [("m.key.verification.accept", self._c(
             method=METHOD, key_agreement_protocol=KEY_AGREEMENT, hash=HASH,
@@ -236,6 +253,9 @@ class SasVerification:
         if content.get("key_agreement_protocol") != KEY_AGREEMENT or content.get("hash") != HASH \
                 or content.get("message_authentication_code") != MAC_METHOD:
             raise _err("the other side accepted with methods Kumix did not offer", "m.unknown_method")
+        sas_types = content.get("short_authentication_string")
+        if not isinstance(sas_types, list) or not sas_types or not all(t in SAS_TYPES for t in sas_types):
+            raise _err("the other side accepted no short authentication string Kumix offered", "m.unknown_method")
         commitment = content.get("commitment")
         if not isinstance(commitment, str):
             raise _err("the accept has no commitment", "m.invalid_message")
@@ -252,9 +272,8 @@ class SasVerification:
         out: Outgoing = []
         if self.we_started:
             assert self._start_content is not None
-            expected = b64encode(hashlib.sha256(key.encode() + canonical_json(self._start_content)).digest())
-            if expected != self._commitment:
-                raise _err("the other side's key does not match its commitment", "m.mismatched_commitment")
+            assert self._commitment is not None
+            check_commitment(key, self._start_content, self._commitment)
         else:
             out.append(("m.key.verification.key", self._c(key=self._agreement.public_key)))
         self._their_key = key
@@ -313,14 +332,20 @@ class SasVerification:
             return []
         return self._fail("m.user", "the user cancelled the verification")
 
+    def timeout(self) -> Outgoing:
+        """The transaction took too long (the spec allows 10 minutes): cancel with `m.timeout`."""
+        if self.state in ("cancelled", "done"):
+            return []
+        return self._fail("m.timeout", "the verification took too long")
+
     def _on_mac(self, content: dict[str, Any]) -> Outgoing:
         if self.state == "keys":
             if self._their_mac is not None:
                 raise self._unexpected("second mac")
             self._their_mac = content  # checked once our user has confirmed
             return []
-        if self.state != "confirmed":
-            raise self._unexpected("mac")
+        if self.state != "confirmed" or self._sent_done:
+            raise self._unexpected("mac")  # before the keys, or a second one after ours verified
         return self._check_mac(content)
 
     def _check_mac(self, content: dict[str, Any]) -> Outgoing:
@@ -353,6 +378,10 @@ class SasVerification:
         return out
 
     def _on_done(self, content: dict[str, Any]) -> Outgoing:
+        # The other side sends `done` after our MAC verified with it: before we sent our MAC
+        # (state `confirmed`) it is out of order; a second one is a duplicate.
+        if self.state != "confirmed" or self._got_done:
+            raise self._unexpected("done")
         self._got_done = True
         if self._sent_done:
             self.state = "done"
@@ -362,6 +391,44 @@ class SasVerification:
         self.state = "cancelled"
         self.cancel_reason = (str(content.get("code", "m.user"))[:64], str(content.get("reason", ""))[:200])
         return []
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        raise BadRequest("a verification value is not valid text") from None
+
+
+def commitment_of(key: str, start_content: dict[str, Any]) -> str:
+    """The accepter's commitment: SHA-256 of its SAS public key and the canonical start
+    content, so it cannot pick its key after seeing ours (and grind for a colliding SAS)."""
+    return b64encode(hashlib.sha256(_utf8(key) + canonical_json(start_content)).digest())
+
+
+def check_commitment(key: str, start_content: dict[str, Any], commitment: str) -> None:
+    """`VerificationFailed` (`m.mismatched_commitment`) unless `key` is the one `commitment` promised."""
+    if not constant_time_equal(commitment_of(key, start_content).encode(), _utf8(commitment)):
+        raise _err("the other side's key does not match its commitment", "m.mismatched_commitment")
+
+
+REQUEST_MAX_AGE_MS = 10 * 60_000
+REQUEST_MAX_AHEAD_MS = 5 * 60_000
+
+
+def request_is_stale(event: dict[str, Any], now_ms: int) -> bool:
+    """A request more than 10 minutes old or 5 minutes ahead is to be ignored, as the spec
+    says (an old request in a room's history, or a replayed one, is no invitation to verify
+    now). To-device requests carry `timestamp` (required; none is stale); in a room the
+    event's `origin_server_ts` counts."""
+    content = event.get("content")
+    if event.get("room_id") is not None:
+        ts = event.get("origin_server_ts")
+    else:
+        ts = content.get("timestamp") if isinstance(content, dict) else None
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        return True
+    return ts < now_ms - REQUEST_MAX_AGE_MS or ts > now_ms + REQUEST_MAX_AHEAD_MS
 
 
 def room_request_content(us: Party, their_user: str) -> dict[str, Any]:

@@ -87,6 +87,19 @@ def judge(query: dict[str, Any], *, me: str, sender: str, curve25519: str | None
     return SenderVerdict("verified" if verified else "unverified_identity", device_id)
 
 
+def from_insecure_source(verdict: SenderVerdict) -> SenderVerdict:
+    """The verdict of a message whose room key came from a key backup or was forwarded by
+    another device, rather than over Olm from the sender. Such a key only *claims* its
+    sender's keys, and anyone who can write to the backup (its public key is in the
+    version's auth_data, readable by the homeserver) or who forwarded it can make that claim
+    for any device: a cross-signed device is then `unauthenticated`, never `verified` (as
+    matrix-rust-sdk marks such messages: "authenticity cannot be guaranteed"). Worse
+    verdicts stand as they are."""
+    if verdict.trust in ("verified", "unverified_identity"):
+        return SenderVerdict("unauthenticated", verdict.device_id)
+    return verdict
+
+
 WITHHELD: frozenset[SenderTrust] = frozenset({"not_cross_signed", "unknown_device", "identity_changed"})
 """With "exclude insecure devices" on (MSC4153), messages whose sending device has one of
 these verdicts are not shown: they are kept as undecryptable (withheld). An insecure or

@@ -20,10 +20,22 @@ from kumix.matrix.crypto_primitives import SigningKey, verify_ed25519
 MAX_SAFE_INT = 2**53 - 1
 
 
+def _check_text(text: str) -> None:
+    # JSON can escape half a UTF-16 pair ("\ud800"), which Python's parser keeps as a lone
+    # surrogate: it has no UTF-8 encoding, so no canonical form (and must not raise later).
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("canonical JSON: a string holds a lone surrogate") from None
+
+
 def _check(value: Any, depth: int = 0) -> None:
     if depth > 100:
         raise BadRequest("canonical JSON: nested too deeply")
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str):
+        _check_text(value)
         return
     if isinstance(value, int):
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
@@ -35,6 +47,7 @@ def _check(value: Any, depth: int = 0) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise BadRequest("canonical JSON: object keys must be strings")
+            _check_text(k)
             _check(v, depth + 1)
         return
     if isinstance(value, list | tuple):

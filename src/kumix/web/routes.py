@@ -215,6 +215,8 @@ class Api:
         vault = self.opt(doc, "vault_passphrase", max_len=4096)
         if vault == "":
             raise BadRequest("vault_passphrase must not be empty")
+        # "": the page can ask, and has not been asked yet.
+        vault = vault or ""
         if token:
             await self.k.login_token(homeserver, token, vault_passphrase=vault)
         else:

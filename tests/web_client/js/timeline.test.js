@@ -192,3 +192,82 @@ test("pages go on from the position the server's page names, and a changed event
   vm.add([{ type: "event", cursor: 500, event: ev({ event_id: "$a", ts: 1000, body: "now readable" }) }]);
   assert.deepEqual(messages(vm).map((t) => t.type === "message" && t.event.event_id), ["$a", "$b", "$c"]);
 });
+
+test("paging back page by page gives the tiles a single build of every event gives, and keeps unchanged tiles", () => {
+  // Oldest first: two days, sender runs across the page seams, a pause, a notice, relations
+  // in both directions (an edit, a reaction and a redaction newer than their targets, some of
+  // whose targets arrive only with an older page), an edit by someone else, a redacted reaction.
+  const day1 = Date.UTC(2026, 0, 5, 23, 50);
+  /** @type {any[]} */
+  const all = [];
+  for (let i = 0; i < 230; i++) {
+    const ts = day1 + i * 20_000 + (i > 100 ? 3600_000 : 0);
+    const sender = i % 7 < 4 ? "@bob:x" : ME;
+    all.push({ event_id: `$p${i}`, room_id: ROOM, sender, ts, kind: "text", body: `m${i}`, encrypted: false, cursor: i });
+  }
+  all.push({ event_id: "$n", room_id: ROOM, sender: "@bob:x", ts: day1 + 61 * 20_000 + 1, kind: "member", body: "@carol:x join", encrypted: false, cursor: 61.5 });
+  const late = day1 + 300 * 20_000 + 3600_000;
+  const rel = (/** @type {any} */ e, /** @type {number} */ n) => ({ room_id: ROOM, sender: "@bob:x", ts: late + n, encrypted: false, cursor: 1000 + n, body: "", ...e });
+  all.push(rel({ event_id: "$e1", kind: "edit", relates_to: "$p3", body: "edited 3" }, 1));
+  all.push(rel({ event_id: "$e2", kind: "edit", relates_to: "$p4", body: "not yours", sender: "@mallory:x" }, 2));
+  all.push(rel({ event_id: "$r1", kind: "reaction", relates_to: "$p10", key: "👍" }, 3));
+  all.push(rel({ event_id: "$r2", kind: "reaction", relates_to: "$p10", key: "👍", sender: ME }, 4));
+  all.push(rel({ event_id: "$x1", kind: "redaction", relates_to: "$r2", sender: ME }, 5));
+  all.push(rel({ event_id: "$x2", kind: "redaction", relates_to: "$p200" }, 6));
+  all.push(rel({ event_id: "$r3", kind: "reaction", relates_to: "$p150", key: "🎉" }, 7));
+  // A reaction that sorts before newer messages (clock skew): its page comes after its target's.
+  all.push(rel({ event_id: "$r4", kind: "reaction", relates_to: "$p120", key: "👀", ts: all[125].ts + 1 }, 8));
+  const newestFirst = [...all].sort((a, b) => b.ts - a.ts);
+
+  const one = (/** @type {import("../../../src/kumix/web/client/vm/timeline.js").Tile} */ t) => JSON.stringify(t.type === "message"
+    ? [t.key, t.body, t.edited, t.redacted, t.continuation, t.reactions.map((r) => [r.key, r.count, r.mine])]
+    : [t.key]);
+  const show = (/** @type {TimelineViewModel} */ vm) => vm.tiles.value.map(one);
+
+  const whole = new TimelineViewModel(ROOM, ME, async () => []);
+  whole.add(all);
+  const paged = new TimelineViewModel(ROOM, ME, async () => []);
+  const prepend = paged.prepend.bind(paged);
+  let fast = 0;
+  let full = 0;
+  paged.prepend = (last, added, events) => {
+    const tiles = prepend(last, added, events);
+    if (tiles) fast += 1;
+    else full += 1;
+    return tiles;
+  };
+  /** @type {Map<string, any>} */
+  let before = new Map();
+  let kept = 0;
+  for (let at = 0; at < newestFirst.length; at += 50) {
+    paged.add(newestFirst.slice(at, at + 50));
+    const tiles = paged.tiles.value;
+    const once = new TimelineViewModel(ROOM, ME, async () => []);
+    once.add(newestFirst.slice(0, at + 50));
+    assert.deepEqual(show(paged), show(once), `after ${at + 50} events`);
+    // A tile that was there and shows the same is the same object (the view skips its row).
+    for (const tile of tiles) {
+      const had = before.get(tile.key);
+      if (had && one(had) === one(tile)) {
+        assert.equal(tile, had, `tile ${tile.key} was rebuilt without a change`);
+        kept += 1;
+      }
+    }
+    before = new Map(tiles.map((t) => [t.key, t]));
+  }
+  assert.ok(kept > 400, `only ${kept} tiles were kept`);
+  assert.deepEqual(show(paged), show(whole));
+  assert.ok(fast >= 3 && full >= 1, `pages built on the previous tiles: ${fast}, in full: ${full}`);
+  const p3 = messages(paged).find((t) => t.key === "$p3");
+  assert.ok(p3 && p3.type === "message" && p3.body === "edited 3" && p3.edited);
+});
+
+test("a read receipt names the room's newest event, a reaction after the last message included", () => {
+  const vm = new TimelineViewModel(ROOM, ME, async () => []);
+  assert.equal(vm.newestEventId.value, null);
+  vm.add([ev({ event_id: "$a" }), ev({ event_id: "$b" })]);
+  assert.equal(vm.newestEventId.value, "$b");
+  vm.add([ev({ event_id: "$r", kind: "reaction", relates_to: "$a", key: "🎉" })]);
+  assert.equal(vm.newestEventId.value, "$r");
+  assert.equal(messages(vm).at(-1)?.event.event_id, "$b", "the reaction is no tile of its own");
+});

@@ -37,6 +37,18 @@ function CreateRoomDialog({ app }) {
 }
 
 /** @param {{app: import("../vm/app.js").AppViewModel}} props */
+function DeleteDialog({ app }) {
+  const close = () => { app.deleting.value = null; app.deleteFailure.value = null; };
+  return html`<${Dialog} label=${t("Delete this message?")} onClose=${close}>
+    <h2>${t("Delete this message?")}</h2>
+    <p>${t("Everyone in the room will see that it was deleted.")}</p>
+    ${app.deleteFailure.value && html`<p class="error" role="alert">${t("The message could not be deleted.")} <span class="muted">${app.deleteFailure.value}</span></p>`}
+    <div class="buttons"><button type="button" onClick=${close}>${t("Cancel")}</button>
+      <button class="primary danger" type="button" onClick=${() => void app.confirmDelete()}>${t("Delete")}</button></div>
+  <//>`;
+}
+
+/** @param {{app: import("../vm/app.js").AppViewModel}} props */
 function RoomPane({ app }) {
   const room = app.rooms.current.value;
   const timeline = app.timeline.value;
@@ -99,5 +111,6 @@ export function App({ app, onLanguage }) {
     </main>
     ${app.creating.value && html`<${CreateRoomDialog} app=${app} />`}
     <${ConfirmSend} vm=${app.frames} roomName=${app.rooms.current.value?.name || app.rooms.current.value?.room_id || ""} />
+    ${app.deleting.value && html`<${DeleteDialog} app=${app} />`}
   </div>`;
 }

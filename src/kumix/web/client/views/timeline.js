@@ -2,13 +2,18 @@
 // messages, stable keys so paging back does not jump), role="log" for screen readers.
 import { html } from "../lib/html.js";
 import { Icon } from "./icons.js";
+import { Component } from "../vendor/preact.js";
 import { useEffect, useRef, useState, useLayoutEffect } from "../vendor/preact-hooks.js";
 import { Virtualizer, elementScroll, observeElementOffset, observeElementRect, measureElement } from "../vendor/virtual-core/index.js";
 import { t, tn, formatTime, formatDay, formatBytes } from "../lib/i18n.js";
 import { messageHtml } from "../lib/trusted-html.js";
+import { shieldOf } from "../vm/shield.js";
 
 /** @typedef {import("../vm/timeline.js").Tile} Tile */
 /** @typedef {import("../vm/timeline.js").MessageTile} MessageTile */
+
+/** After Reply or Edit, typing goes on in the composer. */
+const focusComposer = () => /** @type {HTMLTextAreaElement | null} */ (document.querySelector(".composer textarea"))?.focus();
 
 /** @param {string} userId */
 const shortName = (userId) => userId.replace(/^@/, "").split(":")[0];
@@ -29,7 +34,11 @@ function Quote({ tile }) {
 function Body({ app, tile }) {
   const ev = tile.event;
   if (tile.redacted) return html`<p class="muted redacted">${t("Message deleted")}</p>`;
-  if (tile.undecryptable) return html`<p class="muted undecryptable">${t("Waiting for this message's keys…")}</p>`;
+  if (tile.undecryptable) {
+    return html`<p class="muted undecryptable">${shieldOf(ev)?.withheld
+      ? t("Not shown: its sender's device is not trusted (exclude insecure devices is on)")
+      : t("Waiting for this message's keys…")}</p>`;
+  }
   if (ev.kind === "file" && ev.file) {
     const src = `/api/media/${encodeURIComponent(ev.event_id)}`;
     if ((ev.file.mimetype ?? "").startsWith("image/")) {
@@ -46,6 +55,21 @@ function Body({ app, tile }) {
     ${tile.edited && html`<span class="muted small">${t("(edited)")}</span>`}`;
 }
 
+/** The trust of the device a message came from (docs/encryption.md, "What the shields mean").
+ * @param {{ev: import("../vm/timeline.js").EventDoc}} props */
+function Shield({ ev }) {
+  const shield = shieldOf(ev);
+  if (!shield) return null;
+  const why = {
+    unverified_identity: t("Sent by a device of someone you have not verified"),
+    unauthenticated: t("The authenticity of this message cannot be guaranteed on this device"),
+    not_cross_signed: t("Sent from a device its owner has not verified"),
+    unknown_device: t("Sent from an unknown or deleted device"),
+    identity_changed: t("The sender's identity changed since you verified them"),
+  }[shield.trust];
+  return html`<span class=${`shield ${shield.level}`} title=${why}><${Icon} name="shield" label=${why} /></span>`;
+}
+
 /** @param {{app: import("../vm/app.js").AppViewModel, tile: Tile}} props */
 function Row({ app, tile }) {
   if (tile.type === "day") return html`<div class="day" role="separator"><span>${formatDay(tile.ts)}</span></div>`;
@@ -60,13 +84,14 @@ function Row({ app, tile }) {
     return html`<p class="notice muted small">${lines[tile.change]}</p>`;
   }
   const ev = tile.event;
+  const own = ev.sender === app.account.value?.user_id;
   const focused = app.timeline.value?.focused.value === ev.event_id;
   return html`<article class=${`message${tile.continuation ? " continuation" : ""}${focused ? " focused" : ""}`} aria-label=${t("Message from {user}", { user: shortName(ev.sender) })}
       data-event-id=${ev.event_id} tabindex="-1">
     ${!tile.continuation && html`<header><span class="avatar" aria-hidden="true">${shortName(ev.sender).slice(0, 1).toUpperCase()}</span>
       <strong class="sender">${shortName(ev.sender)}</strong> <time class="muted small">${formatTime(ev.ts)}</time>
       ${ev.encrypted && html`<span class="lock small" title=${t("Encrypted")}><${Icon} name="lock" label=${t("Encrypted")} /></span>`}</header>`}
-    <div class="content"><${Body} app=${app} tile=${tile} /></div>
+    <div class="content"><${Shield} ev=${ev} /><${Body} app=${app} tile=${tile} /></div>
     ${tile.reactions.length > 0 && html`<div class="reactions">${tile.reactions.map((r) => html`<button class=${r.mine ? "reaction mine" : "reaction"} aria-pressed=${!!r.mine}
         aria-label=${tn("{key}: {count} reaction", "{key}: {count} reactions", r.count, { key: r.key })}
         onClick=${() => void app.toggleReaction(ev.event_id, r.key, r.mine)}>${r.key} ${r.count}</button>`)}</div>`}
@@ -74,11 +99,51 @@ function Row({ app, tile }) {
     ${tile.sending === "failed" && html`<span class="error small">${t("Not sent.")} <button class="link" onClick=${() => void app.retry(tile.key.slice(4))}>${t("Retry")}</button></span>`}
     ${tile.readBy.length > 0 && html`<span class="receipts muted small">${tn("Read by {count} person", "Read by {count} people", tile.readBy.length)}</span>`}
     ${tile.sending === null && !tile.redacted && html`<span class="hover-actions">
-      <button class="link" onClick=${() => app.composer.replyTo(ev.event_id)}>${t("Reply")}</button>
+      <button class="link" onClick=${() => { app.composer.replyTo(ev.event_id); focusComposer(); }}>${t("Reply")}</button>
       <button class="link" onClick=${() => void app.toggleReaction(ev.event_id, "👍", tile.reactions.find((r) => r.key === "👍")?.mine ?? null)} aria-label=${t("React with a thumbs up")}>👍</button>
+      ${own && ev.kind === "text" && !tile.undecryptable && html`<button class="link" onClick=${() => { app.composer.startEdit(ev.event_id, tile.body); focusComposer(); }}>${t("Edit")}</button>`}
+      ${own && html`<button class="link" onClick=${() => { app.deleting.value = ev.event_id; }}>${t("Delete")}</button>`}
     </span>`}
   </article>`;
 }
+
+/** @typedef {{app: import("../vm/app.js").AppViewModel, tile: Tile}} RowProps */
+
+/**
+ * A row renders again only when its tile does: the view model hands out the same tile object
+ * while its content is the same, and the virtualizer re-renders the list on every range change
+ * (every frame of a scroll). What a row reads from signals (the focused message, the catalog)
+ * still re-renders it by itself.
+ * @extends {Component<RowProps>}
+ */
+class KeptRow extends Component {
+  /** @param {RowProps} next */
+  shouldComponentUpdate(next) {
+    return next.tile !== this.props.tile || next.app !== this.props.app;
+  }
+
+  /** @param {RowProps} props */
+  render({ app, tile }) {
+    return html`<${Row} app=${app} tile=${tile} />`;
+  }
+}
+
+/**
+ * elementScroll, except for a correction (a row above the fold measured at another size than
+ * its estimate, which would move what the reader sees): that moves the scroll position by the
+ * difference from where it is now. The virtualizer knows the position of the last scroll event
+ * only; an absolute write from there takes back whatever the reader scrolled since, which
+ * happened on every other frame of a scroll up through rows being measured for the first time.
+ * @type {import("../vendor/virtual-core/index.js").VirtualizerOptions<HTMLDivElement, HTMLElement>["scrollToFn"]}
+ */
+const scrollKeepingReader = (offset, options, instance) => {
+  const box = instance.scrollElement;
+  if (box && options.adjustments && options.behavior !== "smooth") box.scrollTop += options.adjustments;
+  else elementScroll(offset, options, instance);
+};
+
+/** Start paging back while this many tiles are still above the first rendered one (a page is 50). */
+const PREFETCH_TILES = 40;
 
 /** @param {{app: import("../vm/app.js").AppViewModel, vm: import("../vm/timeline.js").TimelineViewModel}} props */
 export function Timeline({ app, vm }) {
@@ -97,7 +162,7 @@ export function Timeline({ app, vm }) {
       overscan: 8,
       anchorTo: "end",
       followOnAppend: true,
-      scrollToFn: elementScroll,
+      scrollToFn: scrollKeepingReader,
       observeElementRect,
       observeElementOffset,
       measureElement,
@@ -109,9 +174,20 @@ export function Timeline({ app, vm }) {
   useLayoutEffect(() => v._willUpdate());
   useEffect(() => v._didMount(), []);
   const items = v.getVirtualItems();
+  // Whether the first page has been anchored to the end: before that the range starts at the
+  // first tile without anyone having scrolled, and paging back then would fetch a page nobody
+  // asked for while the room opens.
+  const anchored = useRef(false);
   useEffect(() => {
-    // Near the top: page back. The stable keys keep the visible message in place.
-    if (items.length && items[0].index < 5 && vm.hasMore.value && !vm.loading.value) void vm.loadOlder();
+    const box = scroller.current;
+    if (!box || !items.length) return;
+    if (!anchored.current) {
+      if (box.scrollTop > 0 || box.scrollHeight <= box.clientHeight) anchored.current = true;
+      else return;
+    }
+    // Near the top: page back, early enough that the page is there before the top is. The
+    // stable keys keep the visible message in place.
+    if (items[0].index < PREFETCH_TILES && vm.hasMore.value && !vm.loading.value) void vm.loadOlder();
   });
   // Scroll to a message a search hit asked for, and mark it.
   const focused = vm.focused.value;
@@ -123,7 +199,8 @@ export function Timeline({ app, vm }) {
   // The newest message is on screen and the page is visible: it has been read.
   const last = tiles.length ? tiles[tiles.length - 1] : null;
   useEffect(() => {
-    if (last && last.type === "message" && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, last.event.event_id);
+    const newest = vm.newestEventId.value;
+    if (newest && last && v.isAtEnd(48) && document.visibilityState === "visible") app.readUpTo(vm.roomId, newest);
   });
   const typing = vm.typingOthers.value;
   /**
@@ -152,13 +229,16 @@ export function Timeline({ app, vm }) {
   };
   return html`<div class="timeline-wrap">
     <div class="timeline" ref=${scroller} role="log" aria-live="polite" aria-label=${t("Messages")} tabindex="0" onKeyDown=${onKey}>
-      ${vm.loading.value && html`<p class="muted small center">${t("Loading older messages…")}</p>`}
-      ${!vm.hasMore.value && html`<p class="muted small center">${t("This is the start of the room.")}</p>`}
+      ${/* One line of fixed height above the rows, whatever it says: text appearing and going
+           there while paging would move every row the virtualizer has placed. */ ""}
+      <p class="muted small center timeline-start">${!vm.hasMore.value ? t("This is the start of the room.") : vm.loading.value ? t("Loading older messages…") : ""}</p>
       <div class="timeline-inner" style=${{ height: `${v.getTotalSize()}px` }}>
         ${items.map((item) => {
           const tile = tiles[item.index];
-          return tile ? html`<div key=${item.key} data-index=${item.index} ref=${(/** @type {HTMLElement | null} */ el) => v.measureElement(el)}
-              class="row" style=${{ transform: `translateY(${item.start}px)` }}><${Row} app=${app} tile=${tile} /></div>` : null;
+          // The virtualizer's own measureElement is one function for the life of the list, so
+          // a row is measured when it mounts and then by the ResizeObserver, not on every render.
+          return tile ? html`<div key=${item.key} data-index=${item.index} ref=${v.measureElement}
+              class="row" style=${{ transform: `translateY(${item.start}px)` }}><${KeptRow} app=${app} tile=${tile} /></div>` : null;
         })}
       </div>
     </div>

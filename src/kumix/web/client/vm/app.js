@@ -67,6 +67,9 @@ export class AppViewModel {
     this.rooms = new RoomListViewModel();
     this.createRoom = new CreateRoomViewModel();
     this.creating = signal(false);
+    /** The message whose deletion waits for the person's yes (the dialog shows while set). */
+    this.deleting = signal(/** @type {string | null} */ (null));
+    this.deleteFailure = signal(/** @type {string | null} */ (null));
     this.theme = new ThemeViewModel();
     this.extensions = new ExtensionsViewModel();
     this.login = new LoginViewModel(async (body) => {
@@ -236,6 +239,21 @@ export class AppViewModel {
     if (!timeline || !p) return;
     timeline.dropEcho(txn);
     await this.sendMessage(p.body, p.replyTo);
+  }
+
+  /** Redact the message the delete dialog asked about; the dialog stays open with the reason when it fails. */
+  async confirmDelete() {
+    const eventId = this.deleting.value;
+    if (!eventId) return false;
+    this.deleteFailure.value = null;
+    try {
+      await this.roomSend("redact", { event_id: eventId });
+      this.deleting.value = null;
+      return true;
+    } catch (err) {
+      this.deleteFailure.value = err instanceof Error ? err.message : String(err);
+      return false;
+    }
   }
 
   /** @param {string} eventId @param {string} key @param {string | null} mine */

@@ -21,6 +21,8 @@ import { signal, computed, batch } from "../vendor/signals-core.js";
  * @property {string} [key]
  * @property {{url: string, name: string, mimetype: string | null, size: number | null}} [file]
  * @property {number} [cursor]
+ * @property {string} [sender_trust]  of an encrypted event: the shield (vm/shield.js)
+ * @property {string} [sender_device]
  */
 
 /** @typedef {{key: string, count: number, mine: string | null, senders: string[]}} Reaction */
@@ -127,6 +129,17 @@ export class TimelineViewModel {
     /** The message a search hit or a reply link asked to see; the view scrolls to it. */
     this.focused = signal(/** @type {string | null} */ (null));
 
+    /**
+     * The tiles of the last build by key: a rebuild hands out the same object for a tile whose
+     * content did not change, so the view re-renders only the rows that did (a page of 50
+     * older messages in a room of 10 000 changes no row on screen).
+     * @type {Map<string, Tile>}
+     */
+    this.built = new Map();
+    /** @type {LastBuild | null} */
+    this.last = null;
+    /** @type {{from: Map<string, EventDoc>, to: Map<string, EventDoc>, added: EventDoc[]} | null} the last `add` */
+    this.change = null;
     /** @type {import("../vendor/signals-core.js").ReadonlySignal<Tile[]>} */
     this.tiles = computed(() => this.build(this.events.value, this.pending.value, this.receipts.value));
     this.typingOthers = computed(() => this.typing.value.filter((u) => u !== this.ownUserId));
@@ -142,6 +155,17 @@ export class TimelineViewModel {
       }
       return null;
     });
+    /**
+     * The newest event of the room, whatever its kind: what a read receipt names. A reaction
+     * or an edit after the last message counts too (in an encrypted room the homeserver
+     * cannot tell them from messages and counts them as unread until a receipt covers them).
+     */
+    this.newestEventId = computed(() => {
+      /** @type {EventDoc | null} */
+      let newest = null;
+      for (const ev of this.events.value.values()) if (!newest || order(newest, ev) < 0) newest = ev;
+      return newest ? newest.event_id : null;
+    });
     /** event id → its message tile (a reply's quote shows the latest text of its target). */
     this.byEventId = computed(() => {
       /** @type {Map<string, MessageTile>} */
@@ -154,14 +178,23 @@ export class TimelineViewModel {
   /** @param {any[]} items  events or {cursor, event} from the server, in any order */
   add(items) {
     if (!items.length) return;
-    const next = new Map(this.events.value);
+    const from = this.events.value;
+    const next = new Map(from);
+    /** @type {EventDoc[]} */
+    const added = [];
+    let replaced = false;
     for (const raw of items) {
       const ev = normalize(raw);
       if (!ev || typeof ev.event_id !== "string" || ev.room_id !== this.roomId) continue;
       const had = next.get(ev.event_id);
       // A "changed" frame (a key arrived, a retry decrypted it) replaces the event in place.
-      next.set(ev.event_id, had && had.cursor !== undefined && ev.cursor === undefined ? { ...ev, cursor: had.cursor } : ev);
+      const kept = had && had.cursor !== undefined && ev.cursor === undefined ? { ...ev, cursor: had.cursor } : ev;
+      next.set(ev.event_id, kept);
+      if (had) replaced = true;
+      else added.push(kept);
     }
+    // What `build` may take as a page added to the last build (nothing replaced).
+    this.change = replaced ? null : { from, to: next, added };
     // Own messages that arrived: their echoes go. By event id when the send's answer named
     // it; otherwise (the outbox had only queued it) the oldest echo with the same text.
     const arrivedBodies = items.map(normalize)
@@ -260,41 +293,108 @@ export class TimelineViewModel {
   }
 
   /**
+   * The tiles, built in full, or — when the only change since the last build is a page of
+   * events older than every loaded one (paging back) — by building that page's tiles and
+   * joining them to the previous ones: paging through 10 000 messages then costs each page
+   * its own 50 events instead of all those loaded.
    * @param {Map<string, EventDoc>} events @param {Pending[]} pending @param {Record<string, string>} receipts
    * @returns {Tile[]}
    */
   build(events, pending, receipts) {
+    const last = this.last;
+    const change = this.change;
+    if (last && change && change.to === events && change.from === last.events && pending === last.pending && receipts === last.receipts) {
+      const tiles = this.prepend(last, change.added, events);
+      if (tiles) return tiles;
+    }
     const all = [...events.values()].sort(order);
-    /** @type {Set<string>} */
-    const redacted = new Set();
-    /** @type {Map<string, EventDoc>} */
-    const latestEdit = new Map();
-    /** @type {Map<string, EventDoc[]>} */
-    const reactions = new Map();
-    for (const ev of all) {
-      if (ev.kind === "redaction" && ev.relates_to) redacted.add(ev.relates_to);
-    }
-    for (const ev of all) {
-      if (redacted.has(ev.event_id) || !ev.relates_to) continue;
-      const target = events.get(ev.relates_to);
-      if (ev.kind === "edit") {
-        // Only the original sender may edit; a later edit wins.
-        if (target && target.sender !== ev.sender) continue;
-        const had = latestEdit.get(ev.relates_to);
-        if (!had || order(had, ev) < 0) latestEdit.set(ev.relates_to, ev);
-      } else if (ev.kind === "reaction" && ev.key) {
-        reactions.set(ev.relates_to, [...(reactions.get(ev.relates_to) ?? []), ev]);
-      }
-    }
+    /** @type {Relations} */
+    const rel = { redacted: new Set(), latestEdit: new Map(), reactions: new Map() };
+    relate(rel, all, events);
     /** @type {Map<string, string[]>} */
     const readBy = new Map();
     for (const [user, eventId] of Object.entries(receipts)) {
       if (user === this.ownUserId) continue;
       readBy.set(eventId, [...(readBy.get(eventId) ?? []), user]);
     }
+    const run = this.tilesOf(all, rel, readBy);
+    for (const p of pending) {
+      if (p.eventId && events.has(p.eventId)) continue;
+      run.separate(p.ts);
+      run.push({
+        type: "message",
+        key: `txn:${p.txn}`,
+        event: { event_id: p.eventId ?? `txn:${p.txn}`, room_id: this.roomId, sender: this.ownUserId, ts: p.ts, kind: "text", body: p.body, encrypted: false, reply_to: p.replyTo ?? undefined },
+        body: p.body,
+        html: undefined,
+        edited: false,
+        redacted: false,
+        undecryptable: false,
+        continuation: false,
+        reactions: [],
+        readBy: [],
+        sending: p.state,
+      });
+    }
+    const tiles = run.tiles;
+    this.built = new Map(tiles.map((tile) => [tile.key, tile]));
+    this.last = { events, pending, receipts, oldest: all[0], rel, readBy, tiles };
+    return tiles;
+  }
 
+  /**
+   * The paging-back fast path of `build`, or null when the change is anything else: an added
+   * event newer than the oldest loaded one, a relation of the new page aimed at a loaded event
+   * (it would change a tile already built), or a loaded edit whose target arrives with another
+   * sender (the edit was accepted while its target was unknown).
+   * @param {LastBuild} last @param {EventDoc[]} added @param {Map<string, EventDoc>} events
+   * @returns {Tile[] | null}
+   */
+  prepend(last, added, events) {
+    if (!added.length || !last.oldest) return null;
+    const page = [...added].sort(order);
+    if (order(page[page.length - 1], last.oldest) >= 0) return null;
+    for (const ev of page) {
+      if (ev.relates_to && last.events.has(ev.relates_to)) return null;
+      const edit = last.rel.latestEdit.get(ev.event_id);
+      if (edit && edit.sender !== ev.sender) return null;
+    }
+    relate(last.rel, page, events);
+    const run = this.tilesOf(page, last.rel, last.readBy);
+    const fresh = run.tiles;
+    let old = last.tiles;
+    // The previous tiles start with their day's separator; the page may end in that day.
+    const first = old[0];
+    if (first && first.type === "day" && fresh.some((t) => t.type === "day" && t.key === first.key)) {
+      old = old.slice(1);
+      const next = old[0];
+      const prev = run.previous();
+      if (next && next.type === "message" && prev) {
+        const continuation = prev.event.sender === next.event.sender && next.event.ts - prev.event.ts < RUN_MS && !prev.redacted;
+        if (continuation !== next.continuation) old = [{ ...next, continuation }, ...old.slice(1)];
+      }
+    }
+    const tiles = [...fresh, ...old];
+    for (const tile of fresh) this.built.set(tile.key, tile);
+    if (old[0] && old[0] !== last.tiles[1] && old[0] !== last.tiles[0]) this.built.set(old[0].key, old[0]);
+    this.last = { ...last, events, oldest: page[0], tiles };
+    return tiles;
+  }
+
+  /**
+   * Tiles for events in timeline order: date separators, sender runs, notices; `push` and
+   * `separate` go on from where the events stopped (the echoes of messages being sent).
+   * @param {EventDoc[]} sorted @param {Relations} rel @param {Map<string, string[]>} readBy
+   */
+  tilesOf(sorted, rel, readBy) {
     /** @type {Tile[]} */
     const tiles = [];
+    const built = this.built;
+    /** @template {Tile} T @param {T} tile @returns {T} the previous build's tile when it is the same */
+    const kept = (tile) => {
+      const had = built.get(tile.key);
+      return had && sameTile(had, tile) ? /** @type {T} */ (had) : tile;
+    };
     let lastDay = "";
     /** @type {MessageTile | null} */
     let previous = null;
@@ -302,7 +402,7 @@ export class TimelineViewModel {
     const separate = (ts) => {
       const day = dayOf(ts);
       if (day !== lastDay) {
-        tiles.push({ type: "day", key: `day:${day}`, ts });
+        tiles.push(kept({ type: "day", key: `day:${day}`, ts }));
         lastDay = day;
         previous = null;
       }
@@ -311,26 +411,28 @@ export class TimelineViewModel {
     const push = (tile) => {
       const prev = /** @type {MessageTile | null} */ (previous);
       tile.continuation = !!prev && prev.event.sender === tile.event.sender && tile.event.ts - prev.event.ts < RUN_MS && !prev.redacted;
-      tiles.push(tile);
-      previous = tile;
+      const same = kept(tile);
+      tiles.push(same);
+      previous = same;
     };
-    for (const ev of all) {
+    for (const ev of sorted) {
       if (ev.kind === "edit" || ev.kind === "reaction" || ev.kind === "redaction" || ev.kind === "other") continue;
       if (ev.kind === "member" || ev.kind === "state") {
         const line = notice(ev);
         if (line) {
           separate(ev.ts);
-          tiles.push({ type: "notice", key: ev.event_id, event: ev, ...line });
+          tiles.push(kept({ type: "notice", key: ev.event_id, event: ev, ...line }));
           previous = null;
         }
         continue;
       }
       separate(ev.ts);
-      const edit = latestEdit.get(ev.event_id);
-      const isRedacted = redacted.has(ev.event_id);
+      const edit = rel.latestEdit.get(ev.event_id);
+      const isRedacted = rel.redacted.has(ev.event_id);
       /** @type {Map<string, Reaction>} */
       const counts = new Map();
-      for (const r of isRedacted ? [] : reactions.get(ev.event_id) ?? []) {
+      for (const r of isRedacted ? [] : rel.reactions.get(ev.event_id) ?? []) {
+        if (rel.redacted.has(r.event_id)) continue;
         const key = /** @type {string} */ (r.key);
         const entry = counts.get(key) ?? { key, count: 0, mine: null, senders: [] };
         if (entry.senders.includes(r.sender)) continue; // one reaction per key and sender
@@ -354,24 +456,59 @@ export class TimelineViewModel {
         sending: null,
       });
     }
-    for (const p of pending) {
-      if (p.eventId && events.has(p.eventId)) continue;
-      separate(p.ts);
-      push({
-        type: "message",
-        key: `txn:${p.txn}`,
-        event: { event_id: p.eventId ?? `txn:${p.txn}`, room_id: this.roomId, sender: this.ownUserId, ts: p.ts, kind: "text", body: p.body, encrypted: false, reply_to: p.replyTo ?? undefined },
-        body: p.body,
-        html: undefined,
-        edited: false,
-        redacted: false,
-        undecryptable: false,
-        continuation: false,
-        reactions: [],
-        readBy: [],
-        sending: p.state,
-      });
-    }
-    return tiles;
+    return { tiles, separate, push, previous: () => /** @type {MessageTile | null} */ (previous) };
   }
+}
+
+/** @typedef {{redacted: Set<string>, latestEdit: Map<string, EventDoc>, reactions: Map<string, EventDoc[]>}} Relations */
+/**
+ * What the last build started from and gave, for the paging-back fast path.
+ * @typedef {{events: Map<string, EventDoc>, pending: Pending[], receipts: Record<string, string>, oldest: EventDoc | undefined, rel: Relations, readBy: Map<string, string[]>, tiles: Tile[]}} LastBuild
+ */
+
+/**
+ * Add the relations among `sorted` (in timeline order) to `rel`: redactions first (a
+ * redacted edit or reaction counts for nothing), then edits (only the original sender's; a
+ * later one wins) and reactions.
+ * @param {Relations} rel @param {EventDoc[]} sorted @param {Map<string, EventDoc>} events
+ */
+function relate(rel, sorted, events) {
+  for (const ev of sorted) {
+    if (ev.kind === "redaction" && ev.relates_to) rel.redacted.add(ev.relates_to);
+  }
+  for (const ev of sorted) {
+    if (rel.redacted.has(ev.event_id) || !ev.relates_to) continue;
+    if (ev.kind === "edit") {
+      const target = events.get(ev.relates_to);
+      if (target && target.sender !== ev.sender) continue;
+      const had = rel.latestEdit.get(ev.relates_to);
+      if (!had || order(had, ev) < 0) rel.latestEdit.set(ev.relates_to, ev);
+    } else if (ev.kind === "reaction" && ev.key) {
+      const list = rel.reactions.get(ev.relates_to);
+      if (list) list.push(ev);
+      else rel.reactions.set(ev.relates_to, [ev]);
+    }
+  }
+}
+
+/** @param {readonly string[]} a @param {readonly string[]} b */
+const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/**
+ * Whether two builds of a tile show the same thing (the event object is the store's, kept
+ * by `add` until the server sends a new version of it).
+ * @param {Tile} a @param {Tile} b
+ */
+export function sameTile(a, b) {
+  if (a.type === "day" || b.type === "day") return a.type === b.type && a.key === b.key;
+  if (a.type === "notice" || b.type === "notice") {
+    return a.type === "notice" && b.type === "notice" && a.event === b.event && a.change === b.change && a.subject === b.subject;
+  }
+  return a.event === b.event && a.body === b.body && a.html === b.html && a.edited === b.edited && a.redacted === b.redacted &&
+    a.undecryptable === b.undecryptable && a.continuation === b.continuation && a.sending === b.sending &&
+    sameList(a.readBy, b.readBy) && a.reactions.length === b.reactions.length &&
+    a.reactions.every((r, i) => {
+      const o = b.reactions[i];
+      return r.key === o.key && r.count === o.count && r.mine === o.mine && sameList(r.senders, o.senders);
+    });
 }
