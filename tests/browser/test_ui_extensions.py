@@ -7,13 +7,15 @@ active list with unload, and /ext/{id}. Screenshots go to test-results/screensho
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, FrameLocator, Page, expect
 from tests.browser.harness import TIMEOUT_MS, api, log_in_through_api, open_room, open_signed_in, shot
 from tests.synapse_harness import SynapseHarness, TestUser
 from tests.ui_fixtures import make_ui_extension
@@ -59,9 +61,57 @@ def patient_expect() -> Iterator[None]:
     expect.set_options(timeout=5_000)
 
 
+class Listener:
+    """A loopback HTTP-ish listener that records what arrives (a frame must reach nothing)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received = b""
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    data = conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 7\r\n\r\nreached")
+                except OSError:
+                    data = b""
+            with self.lock:
+                self.received += data
+
+    def got(self) -> bytes:
+        with self.lock:
+            return self.received
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @pytest.fixture
-def extension_root(tmp_path: Path) -> Path:
+def listener() -> Iterator[Listener]:
+    s = Listener()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def extension_root(tmp_path: Path, listener: Listener) -> Path:
     root = tmp_path / "extensions"
+    # Navigates itself (and tries a meta refresh, which the builder removes) to the listener.
+    make_ui_extension(root, "navigator", f"""<!doctype html><html><head><title>Navigator</title>
+<meta http-equiv="refresh" content="0; url=http://127.0.0.1:{listener.port}/refreshed">
+<script src="nav.js"></script></head><body><p id="state">here</p></body></html>""",
+                      files={"nav.js": "setTimeout(() => { location.href = "
+                                       f'"http://127.0.0.1:{listener.port}/navigated"; }}, 200);'})
     ext = make_ui_extension(root, "element-widget", """<!doctype html><html><head><title>Element-style widget</title>
 <script src="matrix-widget-api.min.js"></script><script src="widget.js"></script></head>
 <body><h1>Element-style widget</h1><p id="approved"></p><p id="bodies"></p><p id="send"></p></body></html>""",
@@ -276,3 +326,35 @@ def test_extension_page_shows_one_extension_alone(page: Page, ui_server: WebServ
     expect(frame(page, "github-panel").locator("#refs a")).to_have_text(["kumix/kumix#1"])
     expect(page.locator("iframe")).to_have_count(1)
     shot(page, "ext-page")
+
+
+def test_a_frame_cannot_navigate_itself_away(page: Page, ui_server: WebServer, bob: MatrixUser,
+                                             listener: Listener, browser: Browser) -> None:
+    api(ui_server, "POST", "/api/extensions/navigator/grant", {"capability": "room.context.read"})
+    api(ui_server, "POST", "/api/extensions/navigator/enable", {})
+    room_with(ui_server, bob, "Navigation room")
+    # The host page's frame-src 'none' refuses the frame's own navigation (srcdoc is no
+    # fetch, so the frame itself loaded); Chromium says so on the console.
+    target = f"127.0.0.1:{listener.port}"
+    with page.expect_console_message(lambda m: target in m.text and "frame-src 'none'" in m.text,
+                                     timeout=TIMEOUT_MS):
+        open_room(page, "Navigation room")
+    assert b"GET /navigated" not in listener.got()
+    assert b"/refreshed" not in listener.got()
+    shot(page, "navigation-refused")
+
+    # The same page with CSP switched off in the browser: the frame's navigation reaches the
+    # listener. So the refusal above is the host page's frame-src. (A page whose header is
+    # stripped by routing is no longer seen as loopback, and Chromium's local-network checks
+    # then stop its WebSocket: bypass_csp keeps the real answer.)
+    bare_context = browser.new_context(bypass_csp=True)
+    try:
+        bare = open_signed_in(bare_context, ui_server)
+        open_room(bare, "Navigation room")
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while b"GET /navigated" not in listener.got() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert b"GET /navigated" in listener.got()
+        assert b"/refreshed" not in listener.got()  # the builder removed the meta refresh
+    finally:
+        bare_context.close()

@@ -36,7 +36,8 @@ test("a room's enabled UI extensions mount; another room's go; a closed one stay
   await vm.show("!a");
   assert.deepEqual(vm.mounted.value.map((m) => m.answer.extensionId), ["github-panel"]);
   await vm.reopen("poll");
-  assert.deepEqual(vm.mounted.value.map((m) => m.answer.extensionId), ["github-panel", "poll"]);
+  // Shown in the order the extensions are listed, whichever mount finished first.
+  assert.deepEqual(vm.mounted.value.map((m) => m.answer.extensionId), ["poll", "github-panel"]);
 });
 
 test("bridge frames reach only the frame they name; asks queue and are answered in order", async () => {
@@ -67,6 +68,14 @@ test("bridge frames reach only the frame they name; asks queue and are answered 
   vm.onFrame({ type: "bridge_unload", widget_id: second.answer.widgetId, reason: "more than 50 messages a second" });
   assert.deepEqual(vm.mounted.value.map((m) => m.answer.widgetId), [first.answer.widgetId]);
   assert.match(String(vm.notice.value), /50 messages/);
+});
+
+test("a mount already asked for is never asked twice", async () => {
+  const { vm } = setup();
+  vm.roomId.value = "!a";
+  const ext = { id: "poll", name: "Polls" };
+  await Promise.all([vm.mountOne(ext, "!a"), vm.mountOne(ext, "!a")]);
+  assert.deepEqual(vm.mounted.value.map((m) => m.answer.extensionId), ["poll"]);
 });
 
 test("a new event connection drops every frame (the server ended them with the old one)", async () => {

@@ -75,8 +75,9 @@ function SoloPage({ app }) {
   const solo = app.solo.value;
   if (!solo) return null;
   const room = app.rooms.byId.value.get(solo.roomId);
+  const name = app.frames.available.value.find((e) => e.id === solo.extensionId)?.name ?? solo.extensionId;
   return html`<div class="solo">
-    <header class="room-head"><h1>${t("{extension} with {room}", { extension: solo.extensionId, room: room?.name || solo.roomId })}</h1>
+    <header class="room-head"><h1>${t("{extension} with {room}", { extension: name, room: room?.name || solo.roomId })}</h1>
       <a href="/" class="small">${t("Open Kumix")}</a></header>
     <${FramesPanel} vm=${app.frames} />
     <${ConfirmSend} vm=${app.frames} roomName=${room?.name || solo.roomId} />
@@ -110,7 +111,12 @@ export function App({ app, onLanguage }) {
       ${screen === "extensions" && html`<${ExtensionsPage} app=${app} />`}
     </main>
     ${app.creating.value && html`<${CreateRoomDialog} app=${app} />`}
+<<<<<<< HEAD
     <${ConfirmSend} vm=${app.frames} roomName=${app.rooms.current.value?.name || app.rooms.current.value?.room_id || ""} />
     ${app.deleting.value && html`<${DeleteDialog} app=${app} />`}
+=======
+    ${app.deleting.value && html`<${DeleteDialog} app=${app} />`}
+    <${ConfirmSend} vm=${app.frames} roomName=${app.rooms.current.value?.name || app.rooms.current.value?.room_id || ""} />
+>>>>>>> uihost
   </div>`;
 }

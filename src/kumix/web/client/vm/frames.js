@@ -56,6 +56,9 @@ export class FramesViewModel {
       return this.available.value.filter((e) => !shown.has(e.id));
     });
     this.generation = 0;
+    /** Mounts asked for and not answered yet ("room extension"): never asked twice. */
+    /** @type {Set<string>} */
+    this.inFlight = new Set();
   }
 
   /**
@@ -79,25 +82,33 @@ export class FramesViewModel {
     if (this.only) list = list.filter((e) => e.id === this.only);
     this.available.value = list;
     const closed = this.closed.get(roomId) ?? new Set();
-    for (const ext of list) {
-      if (closed.has(ext.id) && !this.only) continue;
-      if (this.mounted.value.some((m) => m.answer.extensionId === ext.id && m.answer.roomId === roomId)) continue;
-      await this.mountOne(ext, roomId);
-      if (generation !== this.generation) return;
-    }
+    // All at once: a large extension's first document takes seconds to build on the server,
+    // and the others need not wait for it.
+    await Promise.all(list
+      .filter((ext) => (this.only || !closed.has(ext.id))
+        && !this.mounted.value.some((m) => m.answer.extensionId === ext.id && m.answer.roomId === roomId))
+      .map((ext) => this.mountOne(ext, roomId)));
   }
 
   /** @param {{id: string, name: string}} ext @param {string} roomId */
   async mountOne(ext, roomId) {
+    const key = `${roomId} ${ext.id}`;
+    if (this.inFlight.has(key)) return;
+    this.inFlight.add(key);
     try {
       const answer = await this.io.mount(ext.id, roomId);
       if (this.roomId.value !== roomId) {
         this.io.send({ type: "bridge_unload", widget_id: answer.widgetId });
         return;
       }
-      this.mounted.value = [...this.mounted.value, { answer, name: ext.name, handle: null }];
+      // Shown in the order the extensions are listed, whichever mount finished first.
+      const rank = (/** @type {Mounted} */ m) => this.available.value.findIndex((e) => e.id === m.answer.extensionId);
+      this.mounted.value = [...this.mounted.value, { answer, name: ext.name, handle: null }]
+        .sort((x, y) => rank(x) - rank(y));
     } catch (err) {
       this.problem.value = `${ext.name}: ${err instanceof Error ? err.message : String(err)}`;
+    } finally {
+      this.inFlight.delete(key);
     }
   }
 
