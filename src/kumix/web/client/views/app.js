@@ -111,12 +111,7 @@ export function App({ app, onLanguage }) {
       ${screen === "extensions" && html`<${ExtensionsPage} app=${app} />`}
     </main>
     ${app.creating.value && html`<${CreateRoomDialog} app=${app} />`}
-<<<<<<< HEAD
-    <${ConfirmSend} vm=${app.frames} roomName=${app.rooms.current.value?.name || app.rooms.current.value?.room_id || ""} />
-    ${app.deleting.value && html`<${DeleteDialog} app=${app} />`}
-=======
     ${app.deleting.value && html`<${DeleteDialog} app=${app} />`}
     <${ConfirmSend} vm=${app.frames} roomName=${app.rooms.current.value?.name || app.rooms.current.value?.room_id || ""} />
->>>>>>> uihost
   </div>`;
 }
