@@ -438,6 +438,10 @@ class AttackHost:
             unload = next((e.reason for e in effects if isinstance(e, Unload)), None)
             if unload is not None:
                 run.unloads.append(widget_id)
+                if run.off.gate:
+                    # The gate alone is under test: the server's own unload (it checks the
+                    # rate again) is recorded but not carried out in the page.
+                    unload = None
             answers.append({"widgetId": widget_id, "replies": replies, "unload": unload})
         return answers
 
