@@ -78,8 +78,8 @@ def settle(page: Page, listener: Listener, expected: set[str] | None = None) -> 
 
 
 def long_tasks(page: Page) -> list[float]:
-    """Durations of the host page's long tasks from the moment it starts mounting frames
-    (loading the page's own modules before that is not the frames' doing)."""
+    """Durations of the host page's long tasks from the moment its frames are mounted (the
+    page's own start and the mounting are not the frames' doing)."""
     tasks: list[float] = page.evaluate("""() => {
         const s = window.__kumixAttack;
         return s ? s.longTasks.filter(([start, duration]) => start + duration > s.mountingAt).map(([, d]) => d) : [];
