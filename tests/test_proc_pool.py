@@ -267,3 +267,25 @@ async def test_spares_count_against_max_concurrency(tmp_path: Path) -> None:
             await until(lambda: probe.busy_workers == 0)
             assert probe.stats.snapshot()["workers"] == 2
         assert len(probe.worker_pids) == 2, "both slots served calls; no third process for a spare"
+
+
+async def test_answered_calls_leave_one_deadline_timer_and_a_late_call_still_times_out(tmp_path: Path) -> None:
+    async with probe_host(tmp_path, maxConcurrency=1, deadline_ms=1500) as (host, probe, _):
+        async with asyncio.timeout(SAFETY_S):
+            await probe.warm()  # a cold start on a loaded machine can outlast the short deadline
+            await probe.call("probe.echo", {})
+            armed = probe._deadline_timer
+            assert armed is not None, "the first call armed the session's deadline timer"
+            for i in range(50):
+                assert (await probe.call("probe.echo", {"n": i}))["n"] == i
+                # An answered call cancels nothing and arms nothing: same timer, later deadlines.
+                assert probe._deadline_timer is armed
+            worker = probe.current_pid
+            with pytest.raises(CallTimeout):
+                await probe.call("probe.spin", {})
+            assert worker is not None
+            assert await wait_gone([worker]) == [], "the worker that ran past its deadline was killed"
+            assert (await probe.call("probe.echo", {"after": 1}))["after"] == 1
+        stats = probe.stats.snapshot()
+        assert stats["errors"] == {"timeout": 1}
+        assert stats["ok"] == 52

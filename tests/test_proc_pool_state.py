@@ -283,3 +283,117 @@ def test_a_busy_worker_is_never_retired_and_counts_as_the_kept_one() -> None:
     assert p.answered("w2", 51.0) == "c"
     assert p.usable_workers() == ["w2"]
     assert p.retire_due(500.0) == [], "the last worker stays warm"
+
+
+def _feed(p: WorkerPool[str, str], seed: int, *, fast: bool) -> list[object]:
+    """Drive a pool through a random sequence of what a session can see, the way the session
+    does: with `fast`, calls go through `run_now` first and an answer is planned only when the
+    pool is not `settled`; without, every event is followed by a full plan. Events pick their
+    worker among the pool's own, so two pools in the same state see the same sequence."""
+    import random
+
+    rng = random.Random(seed)
+    seen: list[object] = []
+    now = 0.0
+    made = 0
+    circuit_open = False
+    kinds = ["call", "call", "call", "ready", "ready", "answer", "answer", "answer", "crash", "fail", "circuit"]
+
+    def plan() -> None:
+        result = p.plan(now, may_start=not circuit_open)
+        seen.extend(("sent", w, c) for w, c in result.sends)
+        seen.append(("starts", result.starts))
+
+    for i in range(400):
+        now += 0.1
+        kind = rng.choice(kinds)
+        busy = sorted(w for w in p.usable_workers() if p.call_of(w) is not None)
+        usable = sorted(p.usable_workers())
+        if kind == "circuit":
+            # The crash circuit opens or closes. Closing plans nothing by itself: the next
+            # call finds whatever slots the open circuit left empty.
+            circuit_open = not circuit_open
+        elif kind == "fail" and p.starting:
+            p.start_failed()
+            p.keep_warm = False  # as the session does when a start fails
+            plan()
+        elif kind == "call":
+            name = f"c{i}"
+            if circuit_open or not p.admits():
+                seen.append(("refused", name))
+                continue
+            worker = p.run_now(name) if fast else None
+            if worker is not None:
+                seen.append(("sent", worker, name))
+                seen.append(("starts", 0))
+            else:
+                p.submit(name)
+                plan()
+        elif kind == "ready" and p.starting:
+            made += 1
+            p.ready(f"w{made}", now)
+            plan()
+        elif kind == "answer" and busy:
+            seen.append(("answered", p.answered(rng.choice(busy), now)))
+            if fast and p.settled:
+                seen.append(("starts", 0))
+            else:
+                plan()
+        elif kind == "crash" and usable:
+            victim = rng.choice(usable)
+            p.unusable(victim)
+            seen.append(("lost", p.gone(victim)))
+            plan()
+        seen.append((p.busy, p.queued, p.slots, p.starting, sorted(p.usable_workers()), p.keep_warm))
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_run_now_decides_exactly_as_submit_then_plan(seed: int) -> None:
+    spare = seed % 3
+    slow = _feed(pool(max_workers=3, max_queue=2, spare=spare), seed, fast=False)
+    fast = _feed(pool(max_workers=3, max_queue=2, spare=spare), seed, fast=True)
+    assert fast == slow
+    assert sum(1 for entry in fast if isinstance(entry, tuple) and entry[:1] == ("sent",)) > 20
+
+
+def test_run_now_declines_until_the_pool_is_in_use_and_settled() -> None:
+    p = pool(max_workers=2, spare=1)
+    assert p.run_now("c0") is None, "no worker yet"
+    assert p.queued == 0, "a declined call is not queued by run_now"
+    p.submit("c1")
+    assert p.plan(0.0, may_start=True).starts == 1
+    p.ready("w1", 0.0)
+    plan = p.plan(0.0, may_start=True)
+    assert (plan.sends, plan.starts) == ([("w1", "c1")], 1), "the call, and the spare's start"
+    assert p.answered("w1", 0.1) == "c1"
+    assert p.settled, "a reserved start counts: nothing more to start"
+    p.start_failed()  # the spare did not come up
+    assert not p.settled
+    assert p.run_now("c2") is None, "a start is wanted: the full plan must run"
+    p.submit("c2")
+    plan = p.plan(0.1, may_start=True)
+    assert (plan.sends, plan.starts) == ([("w1", "c2")], 1)
+    p.ready("w2", 0.2)
+    p.answered("w1", 0.3)
+    assert p.settled
+    assert p.run_now("c3") == "w1", "the most recently used idle worker"
+    with pytest.raises(PoolError):
+        p.run_now("c3")
+    assert p.run_now("c4") == "w2"
+    assert p.run_now("c5") is None, "no idle worker: it queues through submit"
+
+
+def test_settled_means_a_plan_would_do_nothing() -> None:
+    p = pool(max_workers=3, spare=1)
+    p.submit("c1")
+    p.plan(0.0, may_start=True)
+    p.ready("w1", 0.0)
+    p.plan(0.0, may_start=True)
+    p.answered("w1", 0.1)
+    p.plan(0.1, may_start=True)
+    p.ready("w2", 0.2)
+    assert p.settled
+    plan = p.plan(0.2, may_start=True)
+    assert (plan.sends, plan.starts) == ([], 0)
+    assert not p.surplus, "two usable workers are exactly the kept 1 + spare"

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, WebSocket
+
 from tests.synapse_harness import TestUser
 from tests.web.web_harness import WebServer
 

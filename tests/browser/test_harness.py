@@ -5,6 +5,7 @@ nothing leaves the machine), it must name every one of them and pass 127.0.0.1."
 from __future__ import annotations
 
 from playwright.sync_api import Browser, Route
+
 from tests.browser.harness import RequestRecorder, is_local
 
 FOREIGN = "http://198.51.100.7"

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, FrameLocator, Page, expect
+
 from tests.browser.harness import TIMEOUT_MS, api, log_in_through_api, open_room, open_signed_in, shot
 from tests.synapse_harness import SynapseHarness, TestUser
 from tests.ui_fixtures import make_ui_extension

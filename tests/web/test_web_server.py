@@ -604,6 +604,23 @@ def test_extension_figures_are_pushed_after_each_call(server: WebServer, browser
     assert "latency_ms" in calls[1]
 
 
+def test_theme_tokens_come_from_the_theme_extension_and_stop_when_it_is_disabled(
+        browser: httpx.Client) -> None:
+    r = browser.get("/api/theme")
+    assert r.status_code == 200, r.text
+    maps = r.json()
+    assert set(maps) == {"light", "dark"}
+    assert maps["light"]["color-bg"] != maps["dark"]["color-bg"]
+    assert browser.post("/api/extensions/theme-default/disable").status_code == 200
+    try:
+        refused = browser.get("/api/theme")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "disabled"
+    finally:
+        assert browser.post("/api/extensions/theme-default/enable").status_code == 200
+    assert browser.get("/api/theme").json() == maps
+
+
 def test_send_from_another_terminal_is_handed_to_the_server(server: WebServer, browser: httpx.Client, room: str,
                                                            alice_dir: Path, vault_env: dict[str, str]) -> None:
     with server.websocket(browser) as ws:

@@ -6,6 +6,7 @@ confinement code in `kumix.extensions.proc.confinement`.
 
 from __future__ import annotations
 
-from kumix.extensions.proc.confinement import LAYERS, SIMULATE_ENV, WEAKER_WITHOUT_NAMESPACES, probe_machine
+from kumix.extensions.proc.confinement import LAYERS, WEAKER_WITHOUT_NAMESPACES, probe_machine
+from kumix.extensions.proc.simulation import SIMULATE_ENV
 
 __all__ = ["LAYERS", "SIMULATE_ENV", "WEAKER_WITHOUT_NAMESPACES", "probe_machine"]

@@ -20,6 +20,7 @@ from kumix.app.extensions import ExtensionService, ExtensionStatus
 from kumix.app.settings import Settings
 from kumix.core.errors import BadRequest, Disabled, NotGranted, PolicyDenied
 from kumix.extensions.proc.host import ProcHost
+from kumix.extensions.proc.launch import LaunchedServer
 from kumix.extensions.proc.session import ProcSession
 
 FiguresListener = Callable[[str, dict[str, Any]], None]
@@ -28,10 +29,12 @@ FiguresListener = Callable[[str, dict[str, Any]], None]
 
 class ExtensionCaller:
     def __init__(self, extensions: ExtensionService, settings: Settings, *,
-                 on_figures: FiguresListener | None = None) -> None:
+                 on_figures: FiguresListener | None = None, launched: LaunchedServer | None = None) -> None:
+        """`launched`: the fork server `kumix.app.early_start` started for this process, if any."""
         self._extensions = extensions
         self._on_figures = on_figures
-        self._host = ProcHost(extensions.policy, logs_dir=settings.logs_dir, scratch_root=settings.scratch_dir)
+        self._host = ProcHost(extensions.policy, logs_dir=settings.logs_dir, scratch_root=settings.scratch_dir,
+                              launched=launched)
 
     async def __aenter__(self) -> ExtensionCaller:
         await self._host.__aenter__()

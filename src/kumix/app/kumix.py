@@ -50,6 +50,7 @@ from kumix.core.outbox import OutboxEntry, OutboxState
 if TYPE_CHECKING:
     import asyncio
 
+    from kumix.app.early_start import EarlyForkServer
     from kumix.app.encryption import Encryption
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
@@ -93,12 +94,20 @@ class SendResult:
         return doc
 
 
+
+THEME_EXTENSION = "theme-default"
+THEME_METHOD = "theme.tokens.provide"
+
 class Kumix:
     """Application core for one data directory. Create it with `Kumix.open`."""
 
     def __init__(self, settings: Settings, tasks: asyncio.TaskGroup | None, *, env: Mapping[str, str] | None,
-                 interactive: bool | None, notice: Notice, command: str) -> None:
+                 interactive: bool | None, notice: Notice, command: str,
+                 fork_server: EarlyForkServer | None = None) -> None:
         self.settings = settings
+        self._early_fork_server = fork_server
+        """Launched before `open` by the front end (early_start.py); the extension host
+        adopts it, or this `Kumix` closes it when it closes unused."""
         self._tasks = tasks
         self._background: list[asyncio.Task[None]] = []
         self._env = env
@@ -130,17 +139,22 @@ class Kumix:
     @asynccontextmanager
     async def open(cls, settings: Settings, *, live: bool = False, env: Mapping[str, str] | None = None,
                    interactive: bool | None = None, notice: Notice | None = None,
-                   command: str = "kumix") -> AsyncIterator[Kumix]:
+                   command: str = "kumix", fork_server: EarlyForkServer | None = None) -> AsyncIterator[Kumix]:
         """Open the data directory. `live=True` also takes the account's device and starts
         the sync and outbox loops (raises `StateBusy` when another process holds it).
         `env`/`interactive` choose how the vault key is found (default: the process's
         environment, a prompt only on a terminal); `command` names this process to others
-        that find the device in use."""
+        that find the device in use. `fork_server`: the extension host's fork server, started
+        by the front end before anything else (`kumix.app.early_start`), which this `Kumix`
+        then owns."""
         import asyncio
 
         try:
             async with asyncio.TaskGroup() as tasks:
-                k = cls(settings, tasks, env=env, interactive=interactive, notice=notice or _quiet, command=command)
+                k = cls(settings, tasks, env=env, interactive=interactive, notice=notice or _quiet, command=command,
+                        fork_server=fork_server)
+                if fork_server is not None:
+                    k._closers.callback(fork_server.close)  # a no-op once the host adopted it
                 try:
                     with k._closers:
                         async with k._resources:
@@ -263,7 +277,8 @@ class Kumix:
             from kumix.app.extension_calls import ExtensionCaller
 
             self._caller = await self._resources.enter_async_context(
-                ExtensionCaller(self.extension_service, self.settings, on_figures=self._publish_figures))
+                ExtensionCaller(self.extension_service, self.settings, on_figures=self._publish_figures,
+                                launched=self._early_fork_server))
         return self._caller
 
     def _matrix(self) -> MatrixService:
@@ -663,6 +678,18 @@ class Kumix:
     async def call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any:
         """One call through the governed proc host (governance, limits, confinement)."""
         return await (await self._extension_caller()).call(extension_id, method, params)
+
+    async def theme_tokens(self) -> dict[str, dict[str, str]]:
+        """The light and dark token maps of the `theme-default` proc extension, called like any
+        extension (governed, confined); only string-to-string maps come back. The page and the
+        UI frames (`io.kumix.theme_tokens`) both read them from here."""
+        answer = await self.call(THEME_EXTENSION, THEME_METHOD, {})
+        maps: dict[str, dict[str, str]] = {}
+        for scheme in ("light", "dark"):
+            found = answer.get(scheme) if isinstance(answer, dict) else None
+            if isinstance(found, dict):
+                maps[scheme] = {str(k): v for k, v in found.items() if isinstance(k, str) and isinstance(v, str)}
+        return maps
 
     async def ping(self, extension_id: str) -> float:
         return await (await self._extension_caller()).ping(extension_id)

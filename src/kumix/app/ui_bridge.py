@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 SCAN_EVENTS = 500
 """How far back read_events looks in the room's stored timeline for matching events."""
-THEME_EXTENSION = "theme-default"
-THEME_METHOD = "theme.tokens.provide"
 
 
 def matrix_event(event: Event) -> dict[str, Any] | None:
@@ -82,8 +80,7 @@ class AccountBridgeActions:
         await self._navigate(room_link)
 
     async def theme_tokens(self) -> Mapping[str, Any]:
-        tokens = await self._k.call(THEME_EXTENSION, THEME_METHOD, {})
-        return tokens if isinstance(tokens, dict) else {}
+        return await self._k.theme_tokens()
 
     async def proc_call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any:
         return await self._k.call(extension_id, method, params)

@@ -43,6 +43,6 @@ def _parse_params(text: str) -> dict[str, Any]:
 
 def cmd_call(ctx: CliContext) -> int:
     params = _parse_params(ctx.args.params)
-    result = ctx.run(lambda k: k.call(ctx.args.id, ctx.args.method, params), fast_loop=True)
+    result = ctx.run(lambda k: k.call(ctx.args.id, ctx.args.method, params), fast_loop=True, extensions=True)
     emit_json(result)
     return 0

@@ -40,18 +40,34 @@ class CliContext:
         """Named to another process that finds the device in use."""
         return f"kumix {self.args.command}"
 
-    def run(self, use: Callable[[Kumix], Awaitable[T]], *, live: bool = False, fast_loop: bool = False) -> T:
-        """Open `Kumix` for one command, run `use` in it, close everything."""
-        import asyncio
+    def run(self, use: Callable[[Kumix], Awaitable[T]], *, live: bool = False, fast_loop: bool = False,
+            extensions: bool = False) -> T:
+        """Open `Kumix` for one command, run `use` in it, close everything. `extensions`: the
+        command calls an extension, so the extension host's fork server is launched before
+        anything else is imported (kumix.app.early_start) and boots meanwhile."""
+        early = None
+        if extensions:
+            from kumix.app.early_start import launch_fork_server
 
-        from kumix.app.kumix import Kumix, event_loop_factory
+            try:
+                early = launch_fork_server(self.settings)
+            except OSError:
+                early = None  # the host launches its own and reports what went wrong, in order
+        try:
+            import asyncio
 
-        async def main() -> T:
-            async with Kumix.open(self.settings, live=live, notice=progress, command=self.command) as k:
-                return await use(k)
+            from kumix.app.kumix import Kumix, event_loop_factory
 
-        with asyncio.Runner(loop_factory=event_loop_factory() if fast_loop else None) as runner:
-            return runner.run(main())
+            async def main() -> T:
+                async with Kumix.open(self.settings, live=live, notice=progress, command=self.command,
+                                      fork_server=early) as k:
+                    return await use(k)
+
+            with asyncio.Runner(loop_factory=event_loop_factory() if fast_loop else None) as runner:
+                return runner.run(main())
+        finally:
+            if early is not None:
+                early.close()  # a no-op once the extension host adopted it
 
     def local(self, use: Callable[[Kumix], T]) -> T:
         """A use case that only reads or writes local state (extensions, policy): no event

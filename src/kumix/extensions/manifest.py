@@ -137,6 +137,21 @@ def manifest_from_document(doc: Any, *, display: str) -> Manifest:
     if problem is not None:
         raise _invalid(problem)
     assert isinstance(doc, dict)
+    return _build(doc, display)
+
+
+def manifest_from_host(doc: dict[str, Any], *, display: str) -> Manifest:
+    """A manifest the host already validated, rebuilt in a proc worker from the host's own
+    `Manifest.to_json()` (it arrives in the spawn request on the host's control socket, never
+    from the extension). The schema is not run again: that would mean importing jsonschema
+    and compiling the validator in every fork server before its first worker (a quarter of a
+    cold start on a busy machine), to re-check the host's own serialization. The checks
+    across fields still run; they are cheap."""
+    return _build(doc, display)
+
+
+def _build(doc: dict[str, Any], display: str) -> Manifest:
+    """The cross-field checks and the `Manifest`, for a document that conforms to the schema."""
     methods: dict[str, str] = dict(doc.get("methods", {}))
     capabilities = tuple(doc["capabilities"])
     for method, capability in methods.items():

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kumix.core.errors import KumixError, ProtocolError
 from kumix.extensions.manifest import RESERVED_METHODS
-from kumix.extensions.proc.eventloop import new_event_loop
 from kumix.extensions.proc.exit_codes import EXIT_OK, EXIT_PROTOCOL, EXIT_RESOURCE_LIMIT
 from kumix.extensions.proc.protocol import Request, WorkerChannel
 from kumix.extensions.proc.spin_wait import WORKER_SPIN_NS, AdaptiveSpin
@@ -138,6 +137,7 @@ class _Runtime:
         # the fork server can say ready before it has imported it (forkserver.py).
         import asyncio
 
+        from kumix.extensions.proc.eventloop import new_event_loop
 
         if self.loop is None:
             self.loop = new_event_loop()

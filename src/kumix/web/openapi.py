@@ -316,6 +316,10 @@ def document() -> S:
         "/api/policy/check": {"get": _op("which extension the policy allows, and why", _obj(
             {"policy": {"type": "string"}, "extensions": {"type": "array"}}, ["policy", "extensions"]),
             errors=("unavailable",))},
+        "/api/theme": {"get": _op("the theme-default extension's light and dark token maps (CSS custom property "
+                                  "values); an error when that extension is disabled or denied", _obj(
+            {"light": {"type": "object"}, "dark": {"type": "object"}}, []),
+            errors=("disabled", "policy_denied", "unavailable", "extension_error", "timeout"))},
         "/api/settings": {
             "get": _op("the page's settings", SETTINGS, errors=()),
             "put": _op("change theme or language", SETTINGS, body=_body(_obj(

@@ -445,6 +445,9 @@ class Api:
     async def get_settings(self, request: Request) -> Response:
         return self._json(client_settings.load(self.k.settings.data_dir))
 
+    async def theme(self, request: Request) -> Response:
+        return self._json(await self.k.theme_tokens())
+
     async def put_settings(self, request: Request) -> Response:
         doc = await self.body(request)
         return self._json(client_settings.update(self.k.settings.data_dir, theme=self.opt(doc, "theme", max_len=16),
@@ -746,6 +749,7 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
         Route("/api/policy/check", g(api.policy_check), methods=["GET"]),
         Route("/api/settings", g(api.get_settings), methods=["GET"]),
         Route("/api/settings", g(api.put_settings), methods=["PUT"]),
+        Route("/api/theme", g(api.theme), methods=["GET"]),
         Route("/api/encryption", g(api.encryption), methods=["GET"]),
         Route("/api/encryption/settings", g(api.encryption_settings), methods=["PUT"]),
         Route("/api/encryption/cross-signing", g(api.bootstrap_cross_signing), methods=["POST"]),

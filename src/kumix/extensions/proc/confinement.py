@@ -66,6 +66,7 @@ from kumix.extensions.proc import (
     runtime_access,
     seccomp_filter,
 )
+from kumix.extensions.proc.simulation import SIMULATE_ENV
 
 LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "namespaces", "task_limit", "landlock", "seccomp")
 """Every layer a confined worker must have. `unprivileged`: no capability left and, when the
@@ -81,8 +82,6 @@ only. Every other layer stays required."""
 DEFAULT_MAX_TASKS = 32
 """Tasks (threads; a worker cannot fork) per worker when the caller names no limit; the policy's
 `proc.maxTasksPerWorker` is what the host passes."""
-
-SIMULATE_ENV = "KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE"
 
 
 def _parse_simulated(raw: str | None) -> frozenset[str]:

@@ -8,12 +8,13 @@ always safe — which is also why the asyncio host never forks itself.
 
 Start-up comes in two phases, so the first worker of a new process does not wait for
 modules it may never use: before saying ready the server imports only what every worker
-needs to become one (the bootstrap, confinement, the wire, the SDK's request loop, the
-manifest schema); then, whenever no request is waiting, it imports one more of
-`PRELOAD_MODULES` (asyncio, markdown-it-py, wasmtime …), and at the end collects and
-freezes its heap for copy-on-write. A spawn always goes first: a worker forked before the
-preload finished imports what its entry file needs itself, from the runtime files its
-confinement lets it read (runtime_access.py).
+needs to become one (the bootstrap, confinement, the wire, the SDK's request loop; not
+asyncio, which the SDK imports on first use, and not jsonschema: a worker rebuilds the
+manifest the host validated without the schema, `manifest_from_host`); then, whenever no
+request is waiting, it imports one more of `PRELOAD_MODULES` (asyncio, markdown-it-py,
+wasmtime …), and at the end collects and freezes its heap for copy-on-write. A spawn always
+goes first: a worker forked before the preload finished imports what its entry file needs
+itself, from the runtime files its confinement lets it read (runtime_access.py).
 
 Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
   {"op": "spawn", "token": N, "spec": {...}} with three fds attached (channel read end,
@@ -56,25 +57,11 @@ from kumix.extensions.proc.preload import PRELOAD_MODULES
 MAX_CONTROL_MESSAGE_BYTES = 65_536
 """A spawn request is a manifest plus limits, a few KiB; anything bigger is refused."""
 
-_WARM_MANIFEST = {
-    "id": "warm-up",
-    "name": "warm-up",
-    "version": "0.0.0",
-    "kind": "proc",
-    "capabilities": ["x"],
-    "entry": "worker.py",
-    "methods": {"x.y": "x"},
-}
-
 
 def _preload_essentials() -> None:
     """What every worker needs before its entry file runs: imported before the server is ready."""
     # The worker bootstrap and its dependencies; importing them here is what makes a fork cheap.
     importlib.import_module("kumix.extensions.proc.worker")
-    from kumix.extensions.manifest import manifest_from_document
-
-    # Builds and caches the manifest schema validator, so no worker compiles it again.
-    manifest_from_document(_WARM_MANIFEST, display="warm-up")
     # The seccomp allowlist is the same for every worker: compiled once here, loaded as bytes.
     from kumix.extensions.proc import seccomp_filter
 

@@ -18,6 +18,7 @@ from typing import Any
 from kumix.core.errors import BadRequest, ReloadRequired, Unavailable
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
+from kumix.extensions.proc.launch import LaunchedServer
 from kumix.extensions.proc.session import ProcSession
 from kumix.extensions.proc.spawner import ForkServer
 
@@ -26,11 +27,20 @@ SCRATCH_CAPABILITY = "fs.scratch"
 
 
 class ProcHost:
-    def __init__(self, policy: Policy, *, logs_dir: Path, scratch_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        logs_dir: Path,
+        scratch_root: Path | None = None,
+        launched: LaunchedServer | None = None,
+    ) -> None:
+        """`launched`: a fork server the caller started before the host (launch.py); the
+        host adopts and owns it."""
         self.policy = policy
         self._logs_dir = logs_dir
         self._scratch_root = scratch_root
-        self._forkserver = ForkServer(logs_dir)
+        self._forkserver = ForkServer(logs_dir, launched=launched)
         self._sessions: dict[str, ProcSession] = {}
         self._closed = False
 

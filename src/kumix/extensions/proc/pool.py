@@ -121,6 +121,17 @@ class WorkerPool(Generic[W, C]):
     def is_queued(self, call: C) -> bool:
         return call in self._queue
 
+    @property
+    def settled(self) -> bool:
+        """Nothing for `plan` to do: no call queued and every kept worker slot taken (so a
+        plan would neither send nor start). Asked after every answer."""
+        return not self._queue and self._slots >= 1 + self.spare
+
+    @property
+    def surplus(self) -> bool:
+        """More usable workers than the kept `1 + spare`: the retirement timer matters."""
+        return len(self._workers) - len(self._unusable) > 1 + self.spare
+
     # ------------------------------------------------------------ calls
 
     def submit(self, call: C) -> None:
@@ -129,6 +140,22 @@ class WorkerPool(Generic[W, C]):
             raise PoolError("call submitted twice")
         self._queue.append(call)
         self.keep_warm = True
+
+    def run_now(self, call: C) -> W | None:
+        """`submit` and `plan` in one step for the common case: when the extension is in use,
+        nothing is queued, an idle worker is there and no start is wanted, `call` runs on the
+        most recently used idle worker, which is returned (the shell writes the call to it).
+        Otherwise None and nothing changed: the shell submits and plans as usual. Decides
+        exactly as `submit` followed by `plan` would."""
+        if self._queue or not self._idle or not self.keep_warm or self._slots < 1 + self.spare:
+            return None
+        if call in self._running_on:
+            raise PoolError("call submitted twice")
+        worker = self._idle.pop()
+        del self._idle_since[worker]
+        self._running[worker] = call
+        self._running_on[call] = worker
+        return worker
 
     def withdraw(self, call: C) -> bool:
         """A queued call leaves (its deadline passed, its caller went away); False if it was

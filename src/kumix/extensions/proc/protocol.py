@@ -231,6 +231,18 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def whole(self, data: bytes) -> memoryview | None:
+        """The body of `data` when it is exactly one whole frame and nothing is buffered (the
+        common case, decoded in place without a copy); None otherwise (then `feed` it). A
+        length over the limit raises here too."""
+        if self._buffer or len(data) < HEADER_BYTES:
+            return None
+        (length,) = HEADER.unpack_from(data, 0)
+        self._check_length(length)
+        if len(data) != HEADER_BYTES + length:
+            return None
+        return memoryview(data)[HEADER_BYTES:]
+
     def feed(self, data: bytes) -> Iterator[memoryview | bytes]:
         buffer = self._buffer
         if not buffer and len(data) >= HEADER_BYTES:
@@ -266,8 +278,13 @@ class FrameReader:
 # ---------------------------------------------------------------- host side
 
 
+_EMPTY_PARAMS = msgspec.Raw(b"{}")
+
+
 def encode_params(params: Any, max_input_bytes: int) -> msgspec.Raw:
     """Encode params once and check the input limit before anything is queued or sent."""
+    if type(params) is dict and not params and max_input_bytes >= 2:
+        return _EMPTY_PARAMS  # `ping` and parameterless methods: nothing to encode
     try:
         raw = _encoder.encode(params)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -328,6 +345,11 @@ class HostChannel:
             raise ProtocolError(f"channel is {self.state.value}")
         events: list[HostEvent] = []
         try:
+            whole = self._reader.whole(data)
+            if whole is not None:
+                # One whole frame in one read, nothing buffered: the usual reply.
+                events.append(self._event(whole))
+                return events
             for body in self._reader.feed(data):
                 events.append(self._event(body))
         except ProtocolError as exc:
@@ -346,7 +368,18 @@ class HostChannel:
             frame = _reply_decoder.decode(body)
         except _DECODE_ERRORS as exc:
             raise ProtocolError(f"malformed frame: {_quoted(str(exc)[:200])}") from None
-        has_result = frame.result is not msgspec.UNSET
+        result = frame.result
+        if (
+            frame.error is msgspec.UNSET
+            and result is not msgspec.UNSET
+            and self.state is ChannelState.READY
+            and frame.id in self.pending
+        ):
+            # The usual frame, a result for the pending request: the same checks as below in
+            # the order that decides it soonest.
+            self.pending.discard(frame.id)
+            return Reply(frame.id, result)
+        has_result = result is not msgspec.UNSET
         error = frame.error
         if has_result == (not isinstance(error, msgspec.UnsetType)):
             raise ProtocolError("a reply carries exactly one of 'result' and 'error'")

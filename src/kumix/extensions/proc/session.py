@@ -14,8 +14,10 @@ fails, and every queued call goes to another worker or to the replacement.
 Ownership (structured concurrency): the session owns one task, `_run`, which holds a
 TaskGroup; every worker has one task in it (`_slot`: start, serve until the process ends,
 reap) and nothing else is ever spawned. Calls create no task: a call is a future resolved by
-the worker's channel reader callback (a pipe transport the worker owns), with a timer for its
-deadline. `dispose` fails every queued and running call at once, kills every worker, cancels
+the worker's channel reader callback (a pipe transport the worker owns). Deadlines are a
+fourth state machine (`DeadlineQueue`, deadlines.py) behind one loop timer per session, armed
+for the earliest pending deadline, instead of a timer armed and cancelled for every call.
+`dispose` fails every queued and running call at once, kills every worker, cancels
 `_run` and waits for it, so no task and no process outlives it.
 
 Limits (all from the policy's `proc` section):
@@ -74,6 +76,7 @@ from kumix.core.errors import (
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
 from kumix.extensions.proc.circuit import CrashCircuit
+from kumix.extensions.proc.deadlines import DeadlineQueue
 from kumix.extensions.proc.exit_codes import EXIT_RESOURCE_LIMIT
 from kumix.extensions.proc.pool import WorkerPool
 from kumix.extensions.proc.protocol import (
@@ -120,7 +123,7 @@ def worker_error(code: str, message: str) -> KumixError:
     return error_from_code(code, message)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Call:
     """One accepted call: queued, then running on exactly one worker (the pool knows which)."""
 
@@ -128,7 +131,6 @@ class _Call:
     params: RawParams
     deadline: float
     future: asyncio.Future[Any] = field(repr=False)
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class _ChannelReader(asyncio.Protocol):
@@ -178,14 +180,14 @@ class _Worker:
         self.read_transport, _ = await loop.connect_read_pipe(lambda: _ChannelReader(self), reader)
         self.write_transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, writer)
 
-    def send(self, call: _Call) -> None:
+    def send(self, call: _Call, now: float) -> None:
         """Write `call` to this worker, which the pool just gave it (its only call until answered)."""
-        assert self.write_transport is not None
-        loop = asyncio.get_running_loop()
-        remaining_ms = max(1, int((call.deadline - loop.time()) * 1000))
+        transport = self.write_transport
+        assert transport is not None
+        remaining_ms = max(1, int((call.deadline - now) * 1000))
         _, frame = self.channel.send_request(call.method, call.params, remaining_ms)
-        self.write_transport.write(frame)
-        if self.write_transport.get_write_buffer_size() == 0 and self.reply_fd is not None:
+        transport.write(frame)
+        if self.reply_fd is not None and transport.get_write_buffer_size() == 0:
             # Keep this vCPU awake for a fast answer instead of sleeping in the event loop
             # and paying a wake-up, while that pays (spin_wait.py); the transport still
             # reads the reply.
@@ -203,12 +205,11 @@ class _Worker:
             self.kill(f"protocol violation: {exc.message}")
             events = self.channel.before_error
         for event in events:
-            if isinstance(event, Reply | Failure):
+            if type(event) is Reply:
                 # The channel accepts only the pending id, and a worker has one call at a time.
-                if isinstance(event, Reply):
-                    self.session.on_answer(self, event.result, None)
-                else:
-                    self.session.on_answer(self, None, worker_error(event.code, event.message))
+                self.session.on_answer(self, event.result, None)
+            elif isinstance(event, Failure):
+                self.session.on_answer(self, None, worker_error(event.code, event.message))
             elif isinstance(event, Hello):
                 if not self.hello.done():
                     self.hello.set_result(event.info)
@@ -273,6 +274,7 @@ class ProcSession:
         self.policy = policy
         self.limits = policy.proc
         self.timeout_ms = policy.effective_timeout_ms(manifest)
+        self._timeout_s = self.timeout_ms / 1000
         self.stats = CallStats(gauges=self._gauges)
         self._forkserver = forkserver
         self._log_path = logs_dir / f"{extension_id}.log"
@@ -290,6 +292,10 @@ class ProcSession:
             max_crashes=self.limits.max_crashes, window_s=self.limits.crash_window_seconds
         )
         self._retire_timer: asyncio.TimerHandle | None = None
+        self._deadlines: DeadlineQueue[_Call] = DeadlineQueue()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        """The one loop timer behind `_deadlines`, armed for its earliest deadline (or earlier:
+        a call answered before its deadline leaves the timer where it is)."""
         self._warmers: list[asyncio.Future[None]] = []
         self._unreplaced = 0
         """Crashes whose replacement has not said hello yet (each hello counts a restart)."""
@@ -380,6 +386,9 @@ class ProcSession:
             self._pool.keep_warm = False
             if self._retire_timer is not None:
                 self._retire_timer.cancel()
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+                self._deadline_timer = None
             for call in self._pool.drain_queue():
                 self._finish(call, None, make())
             for worker in self._pool.workers:
@@ -400,10 +409,11 @@ class ProcSession:
 
     # ------------------------------------------------------------ calls
 
-    def _check_open(self) -> None:
+    def _check_open(self, now: float | None = None) -> None:
         if self._disposed is not None:
             raise fresh(self._disposed)()
-        now = asyncio.get_running_loop().time()
+        if now is None:
+            now = asyncio.get_running_loop().time()
         if self._circuit.is_open(now):
             raise CircuitOpen(
                 f"{self.extension_id} crashed {self._circuit.crashes_in_window(now)} times in "
@@ -412,38 +422,59 @@ class ProcSession:
             )
 
     async def _round_trip(self, method: str, params: dict[str, Any], started: float) -> Any:
-        self._check_open()
+        self._check_open(started)
         raw = encode_params(params, self.limits.max_input_bytes)
-        limits = self.limits
         pool = self._pool
         if not pool.admits():
+            limits = self.limits
             raise Unavailable(
                 f"{self.extension_id} is busy: {pool.busy} calls running and {pool.queued} queued "
                 f"(maxConcurrency {limits.max_concurrency}, maxQueue {limits.max_queue})"
             )
-        loop = asyncio.get_running_loop()
-        call = _Call(method, raw, started + self.timeout_ms / 1000, loop.create_future())
-        call.timer = loop.call_at(call.deadline, self._on_deadline, call)
-        pool.submit(call)
-        self._dispatch()
+        call = _Call(method, raw, started + self._timeout_s, asyncio.get_running_loop().create_future())
+        if self._deadlines.add(call, call.deadline):
+            self._arm_deadlines()
+        # The common case (an idle warm worker, nothing queued, nothing to start) skips the
+        # pool's full plan; `run_now` decides exactly as `submit` + `plan` would.
+        worker = pool.run_now(call)
+        if worker is not None:
+            worker.send(call, started)
+        else:
+            pool.submit(call)
+            self._dispatch()
         try:
             return await call.future
         finally:
             if not call.future.done():
                 # The caller went away. A queued call just leaves; a running one keeps its
-                # deadline timer, which still ends a worker that never answers.
+                # deadline, which still ends a worker that never answers.
                 call.future.cancel()
-                if pool.withdraw(call) and call.timer is not None:
-                    call.timer.cancel()
+                if pool.withdraw(call):
+                    self._deadlines.remove(call)
 
     def _finish(self, call: _Call, result: Any, error: KumixError | None) -> None:
-        if call.timer is not None:
-            call.timer.cancel()
-        if not call.future.done():
+        self._deadlines.remove(call)
+        future = call.future
+        if not future.done():
             if error is not None:
-                call.future.set_exception(error)
+                future.set_exception(error)
             else:
-                call.future.set_result(result)
+                future.set_result(result)
+
+    def _arm_deadlines(self) -> None:
+        """(Re-)arm the session's one deadline timer for the earliest pending deadline."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        at = self._deadlines.wake_at()
+        if at is not None and self._disposed is None:
+            self._deadline_timer = asyncio.get_running_loop().call_at(at, self._on_deadlines)
+
+    def _on_deadlines(self) -> None:
+        self._deadline_timer = None
+        for call in self._deadlines.due(asyncio.get_running_loop().time()):
+            self._on_deadline(call)
+        self._arm_deadlines()
 
     def _on_deadline(self, call: _Call) -> None:
         if self._pool.withdraw(call):
@@ -462,10 +493,14 @@ class ProcSession:
         worker.kill(f"a call to {call.method} exceeded its deadline")
 
     def on_answer(self, worker: _Worker, result: Any, error: KumixError | None) -> None:
-        call = self._pool.answered(worker, asyncio.get_running_loop().time())
+        pool = self._pool
+        call = pool.answered(worker, asyncio.get_running_loop().time())
         if call is not None:
             self._finish(call, result, error)
-        self._dispatch()
+        if not pool.settled:
+            self._dispatch()  # a queued call for the now idle worker, or a start to make
+        elif pool.surplus:
+            self._schedule_retirement()
 
     def on_protocol_violation(self, worker: _Worker, exc: ProtocolError) -> None:
         worker.kill(f"protocol violation: {exc.message}")
@@ -500,7 +535,7 @@ class ProcSession:
             now, may_start=tasks is not None and not self._circuit.is_open(now), warm_wanted=bool(self._warmers)
         )
         for worker, call in plan.sends:
-            worker.send(call)
+            worker.send(call, now)
         if tasks is None:
             if self._owner is None:
                 self._owner = loop.create_task(self._run(), name=f"kumix-proc-{self.extension_id}")

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
-import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kumix.core.errors import Crashed, Unavailable
-from kumix.extensions.proc.confinement import SIMULATE_ENV
+from kumix.extensions.proc.launch import LaunchedServer, launch_server
 from kumix.extensions.proc.worker_spec import WorkerSpec
 
 SERVER_START_TIMEOUT_S = 30.0
@@ -39,20 +38,13 @@ class SpawnedWorker:
     """Resolves with the raw wait status, or None if the fork server vanished first."""
 
 
-def server_environment() -> dict[str, str]:
-    """The fork server's whole environment; workers build their own from scratch anyway."""
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    # A testing aid that can only make confinement stricter or fail (see confinement.SIMULATE_ENV).
-    if SIMULATE_ENV in os.environ:
-        env[SIMULATE_ENV] = os.environ[SIMULATE_ENV]
-    return env
-
-
 class ForkServer:
     """One fork server process and its control socket, used from one event loop."""
 
-    def __init__(self, logs_dir: Path) -> None:
+    def __init__(self, logs_dir: Path, *, launched: LaunchedServer | None = None) -> None:
         self._logs_dir = logs_dir
+        self._launched = launched
+        """A server launched before the host opened (launch.py), adopted by the first launch."""
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[int] | None = None
@@ -65,8 +57,8 @@ class ForkServer:
         self.launched_at: float | None = None
         self.ready_at: float | None = None
         self.preloaded_at: float | None = None
-        """Loop times of the latest launch, its hello and the end of its preload (forkserver.py),
-        for the benchmarks' cold-start figures."""
+        """`time.monotonic()` of the latest launch, its hello and the end of its preload
+        (forkserver.py), for the benchmarks' cold-start figures."""
 
     @property
     def pid(self) -> int | None:
@@ -113,38 +105,20 @@ class ForkServer:
 
     def _launch(self) -> None:
         loop = asyncio.get_running_loop()
-        host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_fd = os.open(
-            self._logs_dir / "forkserver.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        try:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-I",
-                    "-m",
-                    "kumix.extensions.proc.forkserver",
-                    "--control-fd",
-                    str(server_end.fileno()),
-                    "--parent-pid",
-                    str(os.getpid()),
-                ],
-                pass_fds=[server_end.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                env=server_environment(),
-                close_fds=True,
-            )
-        finally:
-            os.close(log_fd)
-            server_end.close()
+        launched, self._launched = self._launched, None
+        if launched is None or launched.adopted or launched.process.poll() is not None:
+            if launched is not None:
+                launched.close()  # it died before the host needed it: start afresh
+            launched = launch_server(self._logs_dir)
+        launched.adopted = True
+        self._process = launched.process
         self.starts += 1
-        self.launched_at, self.ready_at, self.preloaded_at = loop.time(), None, None
+        self.launched_at, self.ready_at, self.preloaded_at = launched.launched_at, None, None
+        host_end = launched.control
         host_end.setblocking(False)
         self._control = host_end
         self._ready = loop.create_future()
+        # A server launched early may have said ready already: the reader finds it waiting.
         loop.add_reader(host_end.fileno(), self._on_readable)
 
     async def _until_ready(self) -> None:
@@ -179,10 +153,10 @@ class ForkServer:
         op = doc.get("op")
         if op == "ready":
             if self._ready is not None and not self._ready.done():
-                self.ready_at = asyncio.get_running_loop().time()
+                self.ready_at = time.monotonic()
                 self._ready.set_result(int(doc["pid"]))
         elif op == "preloaded":
-            self.preloaded_at = asyncio.get_running_loop().time()
+            self.preloaded_at = time.monotonic()
         elif op == "spawned":
             loop = asyncio.get_running_loop()
             pid = int(doc["pid"])

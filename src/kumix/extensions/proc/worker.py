@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from kumix.core.errors import ConfinementUnavailable
-from kumix.extensions.manifest import manifest_from_document
+from kumix.extensions.manifest import manifest_from_host
 from kumix.extensions.proc import hygiene
 from kumix.extensions.proc.confinement import ConfinementSpec, confine_worker
 from kumix.extensions.proc.protocol import WorkerChannel
@@ -91,7 +91,7 @@ def become_worker(
     extension_dir = report.extension_dir or extension_dir
     scratch = report.scratch_dir if scratch is not None else None
 
-    manifest = manifest_from_document(spec.manifest, display=f"{spec.extension_dir}/manifest.json")
+    manifest = manifest_from_host(spec.manifest, display=f"{spec.extension_dir}/manifest.json")
     set_worker_context(
         WorkerContext(
             extension_id=spec.extension_id,
