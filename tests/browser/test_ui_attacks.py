@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext, Page
+
+from kumix.app.settings import Settings
+from kumix.core.errors import ExtensionFailed
 from tests.browser.harness import api, log_in_through_api, open_room, open_signed_in, shot
 from tests.browser.ui_attack_host import FIXTURES, AttackHost, Listener, Off, Run, iter_reports
 from tests.synapse_harness import SynapseHarness
 from tests.web.web_harness import WebServer
-
-from kumix.app.settings import Settings
-from kumix.core.errors import ExtensionFailed
 
 pytestmark = pytest.mark.browser
 
