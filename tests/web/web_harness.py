@@ -95,8 +95,7 @@ class WebServer:
 
     async def _main(self) -> None:
         async with Kumix.open(self.settings, env=self.env, interactive=False, command="kumix web tests") as k:
-            if k.has_account():
-                await k.start_live()
+            await k.resume()
             sock = bind(None)
             self.port = port_of(sock)
             self.sessions = Sessions(self.port)

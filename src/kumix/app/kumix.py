@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from kumix.app.events import DEFAULT_QUEUE, EventHub, Subscription
 from kumix.app.settings import Settings
-from kumix.core.errors import KumixError, NotFound, StateBusy, Transient, Unavailable
+from kumix.core.errors import BadRequest, KumixError, NotFound, StateBusy, Transient, Unavailable, WrongPassphrase
 from kumix.core.models import (
     Account,
     DeviceHolder,
@@ -66,6 +66,10 @@ Notice = Callable[[str], None]
 """Where the core says what it does instead (offline, device held elsewhere) or how far
 a long operation is; a front end shows it (the CLI on stderr)."""
 
+UNLOCK_FREE_TRIES = 3
+UNLOCK_MAX_DELAY = 30.0
+"""The vault unlock's back-off: wrong passphrases beyond the first few in a row each wait
+1, 2, 4 ... seconds (at most this long) before they are answered."""
 HANDOFF_WAIT_SECONDS = 30.0
 """How long `send_text` waits for the process holding the device to deliver a handed-over message."""
 
@@ -131,6 +135,8 @@ class Kumix:
         self._holder: DeviceHolder | None = None
         self._live = False
         self._flows: VerificationFlows | None = None
+        self._unlocking: asyncio.Lock | None = None
+        self._unlock_failures = 0
         self._ui_frames: UiFrames | None = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -341,6 +347,47 @@ class Kumix:
 
     async def login_token(self, homeserver: str, access_token: str, *, vault_passphrase: str | None = None) -> Account:
         return await self._matrix().login_token(homeserver, access_token, vault_passphrase=vault_passphrase)
+
+    async def resume(self) -> bool:
+        """A server's start: with an account here, take the device and start the sync and
+        outbox loops, unless the vault is locked (False: nothing started; `unlock_vault`
+        starts them once the page gives the passphrase)."""
+        if not self.has_account() or self.vault_locked():
+            return False
+        await self.start_live()
+        return True
+
+    def vault_locked(self) -> bool:
+        """This data directory has an account whose vault needs a passphrase this process
+        cannot get by itself (`kumix serve` with no passphrase file): `unlock_vault` opens it."""
+        # The vault first: once it holds its key (or has no file) this is one attribute or
+        # stat, cheap enough for the web server to ask on every request.
+        return self._matrix().vault.locked() and self.has_account()
+
+    async def unlock_vault(self, passphrase: str) -> None:
+        """Open the locked vault with the passphrase given (the web page's unlock form), then
+        take the device and start the sync and outbox loops. A wrong passphrase is
+        `wrong_passphrase` and changes nothing on disk. Tries run one at a time (argon2id
+        costs ~0.2 s and 64 MiB each) and, after `UNLOCK_FREE_TRIES` wrong ones in a row,
+        each answer waits longer (doubling up to `UNLOCK_MAX_DELAY` s): guessing stays slow
+        even for a page holding the session token."""
+        import asyncio
+
+        if self._unlocking is None:
+            self._unlocking = asyncio.Lock()
+        async with self._unlocking:
+            if not self.vault_locked():
+                raise BadRequest("the credential vault is not locked", details={"reason": "not_locked"})
+            try:
+                await asyncio.to_thread(self._matrix().vault.unlock, passphrase)
+            except WrongPassphrase:
+                self._unlock_failures += 1
+                extra = self._unlock_failures - UNLOCK_FREE_TRIES
+                if extra > 0:
+                    await asyncio.sleep(min(UNLOCK_MAX_DELAY, 2.0 ** (extra - 1)))
+                raise
+            self._unlock_failures = 0
+        await self.start_live()
 
     async def logout(self) -> None:
         """Revoke the token on the server, then remove the session and its keys here: the

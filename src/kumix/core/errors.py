@@ -222,6 +222,19 @@ class VaultCorrupt(KumixError):
     code = "vault_corrupt"
 
 
+class VaultLocked(KumixError):
+    """The credential vault needs its passphrase before this use case can run (a server
+    started without a key source: `kumix serve` asks for it in the page)."""
+
+    code = "vault_locked"
+
+
+class WrongPassphrase(KumixError):
+    """The passphrase given does not open the credential vault; the vault is left untouched."""
+
+    code = "wrong_passphrase"
+
+
 class StateBusy(KumixError):
     """Local state is locked by another Kumix process for longer than we wait."""
 
@@ -287,6 +300,8 @@ ALL_ERRORS: tuple[type[KumixError], ...] = (
     Forbidden,
     ExtensionFailed,
     VaultCorrupt,
+    VaultLocked,
+    WrongPassphrase,
     StateBusy,
     StateCorrupt,
     SignatureInvalid,

@@ -36,7 +36,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kumix.core.errors import KumixError, Unauthorized, VaultCorrupt
+from kumix.core.errors import BadRequest, KumixError, Unauthorized, VaultCorrupt, WrongPassphrase
 from kumix.fs.private_file import write_private
 
 ENV_PASSPHRASE_FILE = "KUMIX_VAULT_PASSPHRASE_FILE"  # noqa: S105 - a variable name, not a secret
@@ -294,33 +294,73 @@ class Vault:
                 raise Unauthorized("the credential vault's key is missing from the OS keyring")
             key = _unb64(stored)
         elif mode == "passphrase":
-            kdf = header.get("kdf")
-            if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
-                raise VaultCorrupt("credential vault has an unknown key derivation")
-            t, m, p = kdf.get("t"), kdf.get("m"), kdf.get("p")
-            # `type(...) is int`: JSON true is a Python int too, and must not pass as 1.
-            if not all(type(v) is int and v > 0 for v in (t, m, p)) or (
-                int(t) > MAX_ARGON2_TIME_COST or int(m) > MAX_ARGON2_MEMORY_KIB or int(p) > 16  # type: ignore[arg-type]
-            ):
-                raise VaultCorrupt("credential vault has out-of-range key derivation parameters")
-            file_path = self._env.get(ENV_PASSPHRASE_FILE)
-            if file_path:
-                passphrase = _read_passphrase_file(file_path)
-            elif sys.stdin.isatty() if self._interactive is None else self._interactive:
-                passphrase = _prompt(False)
-            else:
-                raise Unauthorized(
-                    f"the credential vault needs its passphrase: set {ENV_PASSPHRASE_FILE} to a 0600 file holding it"
-                )
-            try:
-                key = self._kdf(passphrase, _unb64(kdf.get("salt")), int(t), int(m), int(p))  # type: ignore[arg-type]
-            except HashingError as exc:
-                # Parameters argon2 refuses (a salt or memory cost below its minimum) can
-                # only come from a modified file: report that, not an internal error.
-                raise VaultCorrupt(f"credential vault has unusable key derivation parameters ({exc})") from None
+            key = self._passphrase_key(header, self._known_passphrase)
         else:
             raise VaultCorrupt("credential vault has an unknown key mode")
         return key
+
+    def _known_passphrase(self) -> str:
+        file_path = self._env.get(ENV_PASSPHRASE_FILE)
+        if file_path:
+            return _read_passphrase_file(file_path)
+        if sys.stdin.isatty() if self._interactive is None else self._interactive:
+            return _prompt(False)
+        raise Unauthorized(
+            f"the credential vault needs its passphrase: set {ENV_PASSPHRASE_FILE} to a 0600 file holding it"
+        )
+
+    def _passphrase_key(self, header: dict[str, Any], passphrase: Callable[[], str]) -> bytes:
+        """argon2id of the passphrase, with the header's parameters checked first (a
+        tampered file is reported as such before anyone is asked for a passphrase)."""
+        kdf = header.get("kdf")
+        if not isinstance(kdf, dict) or kdf.get("name") != "argon2id":
+            raise VaultCorrupt("credential vault has an unknown key derivation")
+        t, m, p = kdf.get("t"), kdf.get("m"), kdf.get("p")
+        # `type(...) is int`: JSON true is a Python int too, and must not pass as 1.
+        if not all(type(v) is int and v > 0 for v in (t, m, p)) or (
+            int(t) > MAX_ARGON2_TIME_COST or int(m) > MAX_ARGON2_MEMORY_KIB or int(p) > 16  # type: ignore[arg-type]
+        ):
+            raise VaultCorrupt("credential vault has out-of-range key derivation parameters")
+        salt = _unb64(kdf.get("salt"))
+        given = passphrase()
+        try:
+            return self._kdf(given, salt, int(t), int(m), int(p))  # type: ignore[arg-type]
+        except HashingError as exc:
+            # Parameters argon2 refuses (a salt or memory cost below its minimum) can
+            # only come from a modified file: report that, not an internal error.
+            raise VaultCorrupt(f"credential vault has unusable key derivation parameters ({exc})") from None
+
+    def locked(self) -> bool:
+        """The vault exists, is sealed with a passphrase, and this process has neither its key
+        nor a way to get the passphrase (no passphrase file, no terminal): only `unlock` opens it.
+        A vault that cannot be read is not "locked": `load` says what is wrong with it."""
+        if self._key is not None or self._env.get(ENV_PASSPHRASE_FILE) or not self.path.exists():
+            return False
+        if sys.stdin.isatty() if self._interactive is None else self._interactive:
+            return False
+        try:
+            header, _, _ = self._header()
+        except KumixError:
+            return False
+        return header.get("mode") == "passphrase"
+
+    def unlock(self, passphrase: str) -> None:
+        """Open a passphrase vault with a passphrase given by the caller (the web page's
+        unlock form) and keep its key for this process. Reads only: a wrong passphrase is
+        `wrong_passphrase` and leaves the file as it was."""
+        header, nonce, ciphertext = self._header()
+        if header.get("mode") != "passphrase":
+            raise BadRequest("this credential vault's key is not a passphrase; there is nothing to unlock")
+        if len(nonce) != NONCE_BYTES or len(ciphertext) < TAG_BYTES:
+            raise VaultCorrupt("credential vault has a nonce or ciphertext of the wrong length")
+        if not passphrase:
+            raise WrongPassphrase("an empty passphrase does not open the credential vault")
+        key = self._passphrase_key(header, lambda: passphrase)
+        try:
+            AESGCM(key).decrypt(nonce, ciphertext, json.dumps(header, sort_keys=True).encode())
+        except InvalidTag:
+            raise WrongPassphrase("the credential vault does not open with this passphrase") from None
+        self._key = key
 
     def load(self) -> dict[str, str]:
         header, nonce, ciphertext = self._header()

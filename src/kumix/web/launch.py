@@ -1,7 +1,9 @@
 """`kumix serve`: the server's lifecycle, from binding the port to the last closed connection.
 
 Order matters: the account (and with it the device lock) is opened first, so a second
-server for the same data directory is refused before it prints a URL; then the port is
+server for the same data directory is refused before it prints a URL (unless the vault is
+locked: then the server starts without the device, the page asks for the passphrase, and
+`POST /api/vault/unlock` takes the device); then the port is
 bound, the URL printed and written to the 0600 URL file, the browser (with `--open`)
 handed that file — never the token on a command line — and the server runs until Ctrl-C
 or SIGTERM. Stopping closes the server, then the Matrix session, then the extension host
@@ -45,9 +47,10 @@ async def run_serve(settings: Settings, *, port: int | None, open_browser: bool,
                     announce: Callable[[str], None], notice: Callable[[str], None] | None = None,
                     env: Mapping[str, str] | None = None) -> None:
     async with Kumix.open(settings, env=env, interactive=False, notice=notice, command="kumix serve") as k:
-        if k.has_account():
-            # The device first: a second server for this account is refused before any URL.
-            await k.start_live()
+        # The device first: a second server for this account is refused before any URL. A
+        # vault sealed with a passphrase this process cannot read is unlocked in the page.
+        if k.has_account() and not await k.resume() and notice is not None:
+            notice("the credential vault is locked: open the URL and give its passphrase in the page")
         sock = bind(port)
         try:
             sessions = Sessions(port_of(sock))

@@ -35,7 +35,9 @@ ACCOUNT: S = {"type": "object", "required": ["user_id", "device_id", "homeserver
               "properties": {k: {"type": "string"} for k in ("user_id", "device_id", "homeserver")}}
 
 WHOAMI: S = {"type": "object", "required": ["logged_in", "account"], "properties": {
-    "logged_in": {"type": "boolean"}, "account": {"oneOf": [ACCOUNT, {"type": "null"}]}}}
+    "logged_in": {"type": "boolean"}, "account": {"oneOf": [ACCOUNT, {"type": "null"}]},
+    "vault_locked": {"type": "boolean", "description": "the account's vault waits for its passphrase "
+                                                       "(POST /api/vault/unlock); nothing else answers until then"}}}
 
 ROOM: S = {"type": "object",
            "required": ["room_id", "name", "encrypted", "membership", "unread", "highlights", "direct"],
@@ -93,7 +95,8 @@ def _obj(props: S, required: list[str]) -> S:
 def _op(summary: str, ok: S, *, errors: tuple[str, ...] = ("bad_request",), body: S | None = None,
         params: list[S] | None = None, ok_content: S | None = None) -> S:
     responses: S = {"200": ok_content or {"description": "done", "content": {"application/json": {"schema": ok}}}}
-    for code in ("unauthorized", "forbidden", "internal", *errors):
+    # vault_locked: every route but the page's own few answers it until the vault is unlocked.
+    for code in ("unauthorized", "forbidden", "internal", "vault_locked", *errors):
         status = str(STATUS_OF_CODE[code])
         responses.setdefault(status, {"description": f"error ({code} and others of this status)",
                                       "content": {"application/json": {"schema": ERROR}}})
@@ -236,6 +239,10 @@ def document() -> S:
                 _obj({"homeserver": text, "user": text, "password": text}, ["homeserver", "user", "password"]),
                 _obj({"homeserver": text, "access_token": text}, ["homeserver", "access_token"]),
             ]}))},
+        "/api/vault/unlock": {"post": _op(
+            "open the locked credential vault with its passphrase, then start the session", WHOAMI,
+            errors=("bad_request", "wrong_passphrase", *MATRIX),
+            body=_body(_obj({"passphrase": {"type": "string", "minLength": 1, "maxLength": 4096}}, ["passphrase"])))},
         "/api/logout": {"post": _op("log out and forget the local session", WHOAMI, errors=MATRIX)},
         "/api/rooms": {
             "get": _op("the account's rooms and invites", _obj({"rooms": {"type": "array", "items": ROOM}},

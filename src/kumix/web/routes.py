@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from kumix.app import client_settings
 from kumix.app.kumix import Kumix
 from kumix.app.verification_flows import Decision, Flow
-from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound
+from kumix.core.errors import BadRequest, InputTooLarge, KumixError, NotFound, VaultLocked
 from kumix.core.models import FiguresUpdate, ReceiptsUpdate, Resync, RoomsUpdate, TimelineUpdate, TypingUpdate, Update
 from kumix.web import openapi
 from kumix.web.bridge_link import BridgeLink
@@ -81,9 +81,15 @@ class Api:
     def _json(doc: Any, status: int = 200) -> JSONResponse:
         return JSONResponse(doc, status_code=status)
 
-    def guarded(self, handler: Handler) -> Handler:
+    def guarded(self, handler: Handler, *, when_locked: bool = False) -> Handler:
+        """`handler` with errors as JSON answers; unless `when_locked`, refused with
+        `vault_locked` while the vault waits for its passphrase (only the page, the account
+        question, login and the unlock itself answer then)."""
         async def run(request: Request) -> Response:
             try:
+                if not when_locked and self.k.vault_locked():
+                    raise VaultLocked("the credential vault is locked: give its passphrase first "
+                                      "(POST /api/vault/unlock)")
                 return await handler(request)
             except KumixError as exc:
                 return self._json(error_document(exc), status_of(exc))
@@ -198,9 +204,9 @@ class Api:
 
     def _whoami(self) -> dict[str, Any]:
         if not self.k.has_account():
-            return {"logged_in": False, "account": None}
+            return {"logged_in": False, "account": None, "vault_locked": False}
         account = self.k.account()
-        return {"logged_in": True, "account": {
+        return {"logged_in": True, "vault_locked": self.k.vault_locked(), "account": {
             "user_id": account.user_id, "device_id": account.device_id, "homeserver": account.homeserver}}
 
     async def whoami(self, request: Request) -> Response:
@@ -224,6 +230,13 @@ class Api:
                                         self.need(doc, "password", max_len=4096), vault_passphrase=vault)
         # The server keeps the device from now on: sync and outbox run until it stops.
         await self.k.start_live()
+        return self._json(self._whoami())
+
+    async def unlock_vault(self, request: Request) -> Response:
+        # The passphrase goes to the app layer and nowhere else: not logged, not echoed.
+        passphrase = self.need(await self.body(request), "passphrase", max_len=4096)
+        await self.k.unlock_vault(passphrase)
+        del passphrase
         return self._json(self._whoami())
 
     async def logout(self, request: Request) -> Response:
@@ -560,6 +573,10 @@ class Api:
         except ValueError:
             await ws.close(code=1008)
             return
+        if self.k.vault_locked():
+            # Nothing to stream until the vault is unlocked; the page opens the feed after that.
+            await ws.close(code=1008)
+            return
         await ws.accept()
         self.connections += 1
         stream = EventStream(self.k, ws, SendQueue(self.queue_frames, self.queue_bytes), on_too_slow=self._too_slow,
@@ -723,13 +740,14 @@ def build_app(k: Kumix, sessions: Sessions, *, checks: Checks | None = None,
         return api._json(error_document(BadRequest(f"method {request.method} not allowed here")), 405)
 
     routes = [
-        Route("/", g(api.index), methods=["GET"]),
+        Route("/", g(api.index, when_locked=True), methods=["GET"]),
         Route("/ext/{extension_id}", g(api.extension_page), methods=["GET"]),
         Route("/api/ui/frames", g(api.mount_frame), methods=["POST"]),
-        Route("/static/{name:path}", g(api.static), methods=["GET"]),
-        Route("/api/openapi.json", g(api.openapi_doc), methods=["GET"]),
-        Route("/api/whoami", g(api.whoami), methods=["GET"]),
-        Route("/api/login", g(api.login), methods=["POST"]),
+        Route("/static/{name:path}", g(api.static, when_locked=True), methods=["GET"]),
+        Route("/api/openapi.json", g(api.openapi_doc, when_locked=True), methods=["GET"]),
+        Route("/api/whoami", g(api.whoami, when_locked=True), methods=["GET"]),
+        Route("/api/login", g(api.login, when_locked=True), methods=["POST"]),
+        Route("/api/vault/unlock", g(api.unlock_vault, when_locked=True), methods=["POST"]),
         Route("/api/logout", g(api.logout), methods=["POST"]),
         Route("/api/rooms", g(api.rooms), methods=["GET"]),
         Route("/api/rooms", g(api.create_room), methods=["POST"]),

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FrameBridge, UNLOAD_AFTER_WINDOWS } from "../../../src/kumix/web/client/bridge/frame-bridge.js";
+import { FrameBridge, UNLOAD_AFTER_OVERSIZED, UNLOAD_AFTER_WINDOWS, jsonLengthAtLeast } from "../../../src/kumix/web/client/bridge/frame-bridge.js";
 
 const TOKEN = "tok-aaaaaaaaaaaaaaaaaaaaaa";
 const frame = { name: "the frame's window" };
@@ -155,4 +155,36 @@ test("bridge: an oversized message with a huge action or requestId gets nothing 
   assert.equal(/** @type {{ message: { action: string } }} */ (/** @type {unknown} */ (out)).message.action, "");
   assert.deepEqual(b.receive(fromFrame(request("r".repeat(5000))), 0), []);
   assert.equal(b.dropped.too_large, 2);
+});
+
+test("bridge: a frame that keeps sending oversized messages is unloaded", () => {
+  const b = bridge({ maxMessageBytes: 1024 });
+  const big = () => fromFrame(request("big", { data: { pad: "x".repeat(5000) } }));
+  for (let i = 1; i < UNLOAD_AFTER_OVERSIZED; i += 1) assert.equal(b.receive(big(), 0)[0].kind, "post");
+  const [out] = b.receive(big(), 0);
+  assert.equal(out.kind, "unload");
+  assert.equal(b.unloaded, true);
+  assert.deepEqual(b.receive(fromFrame(request()), 0), [{ kind: "drop", reason: "unloaded" }]);
+});
+
+test("bridge: the size bound is a lower bound of the JSON and refuses without serializing", () => {
+  const samples = [
+    {}, [], "", 0, null, true, { a: "b" }, ["x", 1, null, { k: [1, 2, "三"] }], { "é": "\u2028\"quoted\"" },
+    { api: "fromWidget", widgetId: TOKEN, requestId: "r", action: "a", data: { list: [1, 2, 3], nested: { deep: {} } } },
+  ];
+  for (const value of samples) {
+    assert.ok(jsonLengthAtLeast(value, 1e9) <= JSON.stringify(value).length, JSON.stringify(value));
+  }
+  // A cycle (structured clone allows them) is walked once: small, then refused by JSON.
+  /** @type {Record<string, unknown>} */
+  const cyclic = {};
+  cyclic.self = cyclic;
+  assert.ok(jsonLengthAtLeast(cyclic, 1000) < 1000);
+  // An oversized body is refused whether or not it could be serialized.
+  const b = bridge({ maxMessageBytes: 1024 });
+  const big = request("c", { data: { cyclic, pad: "x".repeat(2000), n: 10n } });
+  assert.equal(b.receive(fromFrame(big), 0)[0].kind, "post");
+  assert.equal(b.dropped.too_large, 1);
+  // A million-item array is over after looking at its length only.
+  assert.ok(jsonLengthAtLeast(new Array(1_000_000).fill(0), 1024) > 1024);
 });

@@ -20,6 +20,10 @@
 
 /** Seconds in a row over the message rate before the frame is unloaded (as the server). */
 export const UNLOAD_AFTER_WINDOWS = 3;
+/** Oversized messages of one frame before it is unloaded: each one costs the host page's main
+ * thread its deserialization (measured in Chromium 156: 100-600 ms for 10 MB), so a frame that
+ * keeps sending them is stopped instead of being answered forever. */
+export const UNLOAD_AFTER_OVERSIZED = 3;
 const MAX_ID_CHARS = 128;
 
 /**
@@ -28,6 +32,49 @@ const MAX_ID_CHARS = 128;
  */
 function isRecord(value) {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A lower bound of `JSON.stringify(value).length`, computed only until it passes `limit`, so
+ * an oversized message is refused without serializing it (JSON.stringify of 10 MB is another
+ * 80-140 ms of the host's main thread, measured). Every string counts its length and quotes,
+ * every key its length, quotes and colon, every other value one character: JSON is never
+ * shorter. An object or array met again (a shared or cyclic reference, which structured
+ * clone allows) is counted once, which keeps it a lower bound and ends the walk.
+ * @param {unknown} value
+ * @param {number} limit
+ * @returns {number}
+ */
+export function jsonLengthAtLeast(value, limit) {
+  let total = 0;
+  /** @type {unknown[]} */
+  const stack = [value];
+  const seen = new Set();
+  while (stack.length > 0 && total <= limit) {
+    const current = stack.pop();
+    if (typeof current === "object" && current !== null) {
+      if (seen.has(current)) continue;
+      seen.add(current);
+    }
+    if (typeof current === "string") {
+      total += current.length + 2;
+    } else if (Array.isArray(current)) {
+      total += current.length + 1;
+      if (total > limit) break;
+      for (const item of current) stack.push(item);
+    } else if (isRecord(current)) {
+      const keys = Object.keys(current);
+      total += keys.length + 1;
+      if (total > limit) break;
+      for (const key of keys) {
+        total += key.length + 3;
+        stack.push(current[key]);
+      }
+    } else {
+      total += 1;
+    }
+  }
+  return total;
 }
 
 /**
@@ -68,6 +115,7 @@ export class FrameBridge {
     /** @private */ this.window = -1;
     /** @private */ this.count = 0;
     /** @private */ this.overWindows = 0;
+    /** @private */ this.oversized = 0;
     /** @private */ this.encoder = new TextEncoder();
   }
 
@@ -121,18 +169,26 @@ export class FrameBridge {
       this.drop("rate");
       return errorReply(data, "unavailable", `over ${limit} messages a second; a frame that keeps this up is unloaded`);
     }
-    /** @type {string} */
-    let raw;
-    try {
-      raw = JSON.stringify(data);  // throws on cycles and BigInt, which structured clone allows
-    } catch {
-      return this.drop("not_serializable");
+    const max = this.limits.maxMessageBytes;
+    /** @type {string | null} */
+    let raw = null;
+    if (jsonLengthAtLeast(data, max) <= max) {
+      try {
+        raw = JSON.stringify(data);  // throws on cycles and BigInt, which structured clone allows
+      } catch {
+        return this.drop("not_serializable");
+      }
     }
     // UTF-8 never has fewer bytes than UTF-16 has units: a long string is over without
     // encoding it, and only a string within the bound is encoded for the exact count.
-    if (raw.length > this.limits.maxMessageBytes || this.encoder.encode(raw).length > this.limits.maxMessageBytes) {
+    if (raw === null || raw.length > max || this.encoder.encode(raw).length > max) {
       this.drop("too_large");
-      return errorReply(data, "input_too_large", `message larger than ${this.limits.maxMessageBytes} bytes`);
+      this.oversized += 1;
+      if (this.oversized >= UNLOAD_AFTER_OVERSIZED) {
+        this.unloaded = true;
+        return [{ kind: "unload", reason: `${this.oversized} messages larger than ${max} bytes` }];
+      }
+      return errorReply(data, "input_too_large", `message larger than ${max} bytes`);
     }
     const { requestId, action, api } = data;
     if (typeof requestId !== "string" || requestId.length === 0 || requestId.length > MAX_ID_CHARS

@@ -2,6 +2,7 @@ import { html } from "../lib/html.js";
 import { Icon } from "./icons.js";
 import { t } from "../lib/i18n.js";
 import { LoginView } from "./login.js";
+import { UnlockView } from "./unlock.js";
 import { RoomList, Workspaces } from "./roomlist.js";
 import { Timeline } from "./timeline.js";
 import { Composer } from "./composer.js";
@@ -88,6 +89,8 @@ function SoloPage({ app }) {
 export function App({ app, onLanguage }) {
   const account = app.account.value;
   if (account === undefined) return html`<p class="muted center">${t("Loading…")}</p>`;
+  const locked = app.locked.value;
+  if (locked) return html`<${UnlockView} vm=${app.unlock} userId=${locked.user_id} />`;
   if (account === null) return html`<${LoginView} vm=${app.login} />`;
   if (app.solo.value) return html`<${SoloPage} app=${app} />`;
   const screen = app.screen.value;

@@ -6,6 +6,7 @@ import { RoomListViewModel, CreateRoomViewModel } from "./rooms.js";
 import { TimelineViewModel, normalize } from "./timeline.js";
 import { ComposerViewModel } from "./composer.js";
 import { LoginViewModel } from "./login.js";
+import { UnlockViewModel } from "./unlock.js";
 import { ThemeViewModel } from "./theme.js";
 import { ExtensionsViewModel } from "./extensions.js";
 import { SearchViewModel } from "./search.js";
@@ -74,6 +75,12 @@ export class AppViewModel {
     this.extensions = new ExtensionsViewModel();
     this.login = new LoginViewModel(async (body) => {
       const who = await this.api.send("/api/login", body);
+      await this.signedIn(who);
+    });
+    /** The account whose vault waits for its passphrase (the unlock screen shows while set). */
+    this.locked = signal(/** @type {Account | null} */ (null));
+    this.unlock = new UnlockViewModel(async (passphrase) => {
+      const who = await this.api.send("/api/vault/unlock", { passphrase });
       await this.signedIn(who);
     });
     this.search = new SearchViewModel(async (q, room) => {
@@ -168,7 +175,11 @@ export class AppViewModel {
 
   /** @param {any} who */
   async signedIn(who) {
-    this.account.value = who && who.logged_in ? who.account : null;
+    // A locked vault: nothing but the unlock answers yet, so no account (and no event feed).
+    batch(() => {
+      this.locked.value = who && who.logged_in && who.vault_locked ? who.account : null;
+      this.account.value = who && who.logged_in && !who.vault_locked ? who.account : null;
+    });
     if (!this.account.value) return;
     const [rooms, settings, theme] = await Promise.all([
       this.api.get("/api/rooms"),
