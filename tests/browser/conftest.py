@@ -36,9 +36,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.synapse)
             ours.append(item)
-    # Last in the session: Playwright's sync API keeps an event loop running in the main
-    # thread until the session's `browser` is closed, and every later test that calls
-    # asyncio.run() would fail ("cannot be called from a running event loop").
+    # Last in the session, together: Playwright's sync API keeps an event loop running in the
+    # main thread while `browser` is open (package scope, below), and an asyncio test run in
+    # between would fail ("cannot be called from a running event loop").
     mine = set(ours)
     rest = [item for item in items if item not in mine]
     items[:] = rest + ours
