@@ -234,8 +234,10 @@ def test_phone_layout_and_keyboard(synapse: SynapseHarness, signed_in: tuple[Web
     dialog = page.get_by_role("dialog", name="Create a room")
     expect(dialog).to_be_visible()
     inside = "document.activeElement && document.activeElement.closest('[role=dialog]') !== null"
-    # Focus moves in once the dialog has rendered (an effect after paint).
-    page.wait_for_function(inside)
+    # Focus moves in once the dialog has rendered (an effect after paint). A function, not
+    # the bare expression: Playwright re-polls a bare expression with eval() inside the page,
+    # which the page's CSP refuses whenever the first look comes out false.
+    page.wait_for_function(f"() => {inside}")
     for _ in range(12):
         page.keyboard.press("Tab")
         assert page.evaluate(inside), "Tab left the dialog"
