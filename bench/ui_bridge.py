@@ -118,10 +118,19 @@ post({ api: "fromWidget", widgetId: boot.widgetId, requestId: "loaded", action: 
 """
 
 # The page's side: echo the frame's bare messages (the only thing added to Kumix's page).
+# Playwright runs an init script in every frame, the UI frame too: there it must do nothing,
+# or the frame would echo the page's echo back and each bare round trip would leave a
+# ping-pong running between the two for the rest of the run.
 ECHO_JS = """
-addEventListener("message", (event) => {
-  if (event.data && event.data.benchEcho !== undefined) event.source.postMessage(event.data, "*");
-});
+window.benchEchoes = 0;
+if (window === window.top) {
+  addEventListener("message", (event) => {
+    if (event.data && event.data.benchEcho !== undefined) {
+      window.benchEchoes += 1;
+      event.source.postMessage(event.data, "*");
+    }
+  });
+}
 """
 
 # The WebSocket hop alone, from the page: a connection of its own, a frame mounted on it but
@@ -275,9 +284,12 @@ def _python_ws_hop(origin: str, token: str, room_id: str, rounds: int) -> list[f
     nonce_match = re.search(r'nonce="([^"]+)"', c.get("/").text)
     assert nonce_match is not None
     cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
-    ws = connect(origin.replace("http", "ws") + "/api/events", origin=origin, additional_headers={"Cookie": cookie},
-                 compression=None, ping_interval=None)
+    with connect(origin.replace("http", "ws") + "/api/events", origin=origin, additional_headers={"Cookie": cookie},
+                 compression=None, ping_interval=None) as ws:
+        return _python_ws_rounds(ws, c, room_id, nonce_match.group(1), rounds)
 
+
+def _python_ws_rounds(ws: Any, c: Any, room_id: str, nonce: str, rounds: int) -> list[float]:
     def until(test: Any) -> dict[str, Any]:
         while True:
             frame: dict[str, Any] = json.loads(ws.recv(timeout=60))
@@ -285,7 +297,7 @@ def _python_ws_hop(origin: str, token: str, room_id: str, rounds: int) -> list[f
                 return frame
 
     hello = until(lambda f: f.get("type") == "hello")
-    answer = c.post("/api/ui/frames", json={"extension": "bench-bridge", "room": room_id, "nonce": nonce_match.group(1),
+    answer = c.post("/api/ui/frames", json={"extension": "bench-bridge", "room": room_id, "nonce": nonce,
                                             "connection": hello["connection"]}).json()
     widget = answer["widgetId"]
 
@@ -307,7 +319,6 @@ def _python_ws_hop(origin: str, token: str, room_id: str, rounds: int) -> list[f
         out.append((time.perf_counter() - t0) * 1000)
         if i % 20 == 19:
             time.sleep(0.025)
-    ws.close()
     return out
 
 
@@ -407,6 +418,11 @@ def main() -> None:
                 frame.evaluate("(md) => window.kumixWarm(md)", MARKDOWN)
                 frame.evaluate("([r, md]) => window.kumixBench(r, md)", [6, MARKDOWN])  # warm-up
                 measured = frame.evaluate("([r, md]) => window.kumixBench(r, md)", [rounds, MARKDOWN])
+                # The page echoed each bare message once and nothing else posts them: more
+                # would mean echoes still in flight, loading both renderers for the rest.
+                echoes = page.evaluate("() => window.benchEchoes")
+                if echoes != 6 + rounds:
+                    sys.exit(f"the page echoed {echoes} bare messages, expected {6 + rounds}: figures not valid")
                 ws_hop = page.evaluate(WS_HOP_JS, [rounds // 3 * 3, room_id])
                 mounts = page.evaluate(MOUNT_JS, [args.mounts, room_id])
                 # The same hop from a page of the same origin that runs no Kumix client (a JSON
