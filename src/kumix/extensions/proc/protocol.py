@@ -24,7 +24,6 @@ import enum
 import re
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -36,6 +35,11 @@ RawParams = msgspec.Raw
 
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size
+_unpack_header = HEADER.unpack_from
+_pack_header = HEADER.pack
+
+COPY_BELOW_BYTES = 8_192
+"""A whole frame's body up to this size is copied out of the read buffer rather than viewed."""
 
 HELLO_ID = 0
 """The worker's start-up message; request ids start at 1."""
@@ -132,16 +136,18 @@ class _RequestOut(msgspec.Struct):
     timeout_ms: int = msgspec.field(name="timeoutMs")
 
 
-class _RequestIn(msgspec.Struct, forbid_unknown_fields=True):
-    id: Annotated[int, msgspec.Meta(ge=1, le=MAX_REQUEST_ID)]
-    method: Annotated[str, msgspec.Meta(max_length=MAX_METHOD_CHARS)]
-    params: dict[str, Any]
-    timeout_ms: int | None = msgspec.field(default=None, name="timeoutMs")
-
-
 class _ReplyOut(msgspec.Struct):
     id: int
     result: msgspec.Raw
+
+
+class _ReplyAny(msgspec.Struct):
+    id: int
+    result: Any
+
+
+_REPLY_ENVELOPE = b'{"id":,"result":}'
+"""What `_ReplyAny` adds around the id's digits and the result."""
 
 
 class _FailureOut(msgspec.Struct):
@@ -149,37 +155,33 @@ class _FailureOut(msgspec.Struct):
     error: _ErrorBody
 
 
-_reply_decoder = msgspec.json.Decoder(_ReplyFrame)
-_request_decoder = msgspec.json.Decoder(_RequestIn)
-_encoder = msgspec.json.Encoder()
 
 
 # ---------------------------------------------------------------- events
+# msgspec Structs rather than frozen dataclasses: one of these is built for every request and
+# every reply, and a frozen dataclass's __init__ (object.__setattr__ per field) cost ~0.8 µs
+# against ~0.2 µs for a Struct (Python 3.11) — a measurable part of a warm round trip.
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(msgspec.Struct, frozen=True):
     """The worker imported its extension and is ready for requests."""
 
     info: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class HelloFailed:
+class HelloFailed(msgspec.Struct, frozen=True):
     """The worker could not start; `code` says why (e.g. confinement_unavailable)."""
 
     code: str
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     id: int
     result: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(msgspec.Struct, frozen=True):
     id: int
     code: str
     message: str
@@ -188,12 +190,20 @@ class Failure:
 HostEvent = Hello | HelloFailed | Reply | Failure
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    id: int
-    method: str
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A request as the worker decodes it: the frame body is decoded straight into this
+    (bounds checked by msgspec), no intermediate object."""
+
+    id: Annotated[int, msgspec.Meta(ge=1, le=MAX_REQUEST_ID)]
+    method: Annotated[str, msgspec.Meta(max_length=MAX_METHOD_CHARS)]
     params: dict[str, Any]
-    timeout_ms: int | None
+    timeout_ms: int | None = msgspec.field(default=None, name="timeoutMs")
+
+
+_reply_decoder = msgspec.json.Decoder(_ReplyFrame)
+_request_decoder = msgspec.json.Decoder(Request)
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 
 
 class FrameTooLarge(ProtocolError):
@@ -231,16 +241,20 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def whole(self, data: bytes) -> memoryview | None:
+    def whole(self, data: bytes) -> memoryview | bytes | None:
         """The body of `data` when it is exactly one whole frame and nothing is buffered (the
-        common case, decoded in place without a copy); None otherwise (then `feed` it). A
-        length over the limit raises here too."""
+        common case); None otherwise (then `feed` it). A length over the limit raises here too.
+        A small body is sliced out (a copy of a few bytes: ~85 ns), a large one viewed in
+        place (no copy, but a view and its slice cost ~400 ns)."""
         if self._buffer or len(data) < HEADER_BYTES:
             return None
-        (length,) = HEADER.unpack_from(data, 0)
-        self._check_length(length)
+        (length,) = _unpack_header(data, 0)
+        if length > self.max_body or length == 0:
+            self._check_length(length)
         if len(data) != HEADER_BYTES + length:
             return None
+        if length <= COPY_BELOW_BYTES:
+            return data[HEADER_BYTES:]
         return memoryview(data)[HEADER_BYTES:]
 
     def feed(self, data: bytes) -> Iterator[memoryview | bytes]:
@@ -278,13 +292,14 @@ class FrameReader:
 # ---------------------------------------------------------------- host side
 
 
-_EMPTY_PARAMS = msgspec.Raw(b"{}")
+NO_PARAMS = msgspec.Raw(b"{}")
+"""`{}` encoded: the params of `ping` and of any parameterless call."""
 
 
 def encode_params(params: Any, max_input_bytes: int) -> msgspec.Raw:
     """Encode params once and check the input limit before anything is queued or sent."""
     if type(params) is dict and not params and max_input_bytes >= 2:
-        return _EMPTY_PARAMS  # `ping` and parameterless methods: nothing to encode
+        return NO_PARAMS  # `ping` and parameterless methods: nothing to encode
     try:
         raw = _encoder.encode(params)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -329,11 +344,10 @@ class HostChannel:
             raise ProtocolError(f"channel is {self.state.value}; cannot send")
         if len(params) > self.max_input_bytes:
             raise InputTooLarge(f"params are {len(params)} bytes; the policy allows {self.max_input_bytes}")
-        self._last_id += 1
-        request_id = self._last_id
-        body = _encoder.encode(_RequestOut(request_id, method, params, timeout_ms))
+        request_id = self._last_id = self._last_id + 1
+        body = _encode(_RequestOut(request_id, method, params, timeout_ms))
         self.pending.add(request_id)
-        return request_id, HEADER.pack(len(body)) + body
+        return request_id, _pack_header(len(body)) + body
 
     def forget(self, request_id: int) -> None:
         """Stop expecting a reply (the worker is being killed anyway)."""
@@ -341,15 +355,15 @@ class HostChannel:
 
     def receive_data(self, data: bytes) -> list[HostEvent]:
         """Events for every complete frame in `data`; a violation raises and poisons the channel."""
-        if self.state in (ChannelState.ERROR, ChannelState.CLOSED):
-            raise ProtocolError(f"channel is {self.state.value}")
+        state = self.state
+        if state is ChannelState.ERROR or state is ChannelState.CLOSED:
+            raise ProtocolError(f"channel is {state.value}")
         events: list[HostEvent] = []
         try:
             whole = self._reader.whole(data)
             if whole is not None:
                 # One whole frame in one read, nothing buffered: the usual reply.
-                events.append(self._event(whole))
-                return events
+                return [self._event(whole)]
             for body in self._reader.feed(data):
                 events.append(self._event(body))
         except ProtocolError as exc:
@@ -414,6 +428,13 @@ class HostChannel:
 # ---------------------------------------------------------------- worker side
 
 
+def _decode_request(body: memoryview | bytes) -> Request:
+    try:
+        return _request_decoder.decode(body)
+    except _DECODE_ERRORS as exc:
+        raise ProtocolError(f"malformed request: {_quoted(str(exc)[:200])}") from None
+
+
 def _error_body(code: str, message: str) -> _ErrorBody:
     if len(message) > MAX_ERROR_MESSAGE_CHARS:
         message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
@@ -435,27 +456,28 @@ class WorkerChannel:
         return encode_frame(_encoder.encode(_FailureOut(HELLO_ID, _error_body(code, message))))
 
     def receive_data(self, data: bytes) -> list[Request]:
-        requests: list[Request] = []
-        for body in self._reader.feed(data):
-            try:
-                frame = _request_decoder.decode(body)
-            except _DECODE_ERRORS as exc:
-                raise ProtocolError(f"malformed request: {_quoted(str(exc)[:200])}") from None
-            requests.append(Request(frame.id, frame.method, frame.params, frame.timeout_ms))
-        return requests
+        whole = self._reader.whole(data)
+        if whole is not None:
+            return [_decode_request(whole)]  # one whole request in one read: the usual case
+        return [_decode_request(body) for body in self._reader.feed(data)]
 
     def reply(self, request_id: int, result: Any) -> bytes:
+        # One encode of the whole reply; the result's own size is the body's less the
+        # envelope around it, which is exact: msgspec writes `{"id":N,"result":...}`
+        # without whitespace (tests/test_proc_protocol.py checks the bound at its edge).
         try:
-            raw = _encoder.encode(result)
+            body = _encode(_ReplyAny(request_id, result))
         except (TypeError, ValueError, OverflowError) as exc:
             return self.fail(request_id, "extension_error", f"handler returned a value that is not JSON: {exc}")
-        if len(raw) > self.max_output_bytes:
-            return self.fail(
-                request_id,
-                "output_too_large",
-                f"result is {len(raw)} bytes; the policy allows {self.max_output_bytes}",
-            )
-        return encode_frame(_encoder.encode(_ReplyOut(request_id, msgspec.Raw(raw))))
+        if len(body) > self.max_output_bytes:
+            size = len(body) - len(_REPLY_ENVELOPE) - len(str(request_id))
+            if size > self.max_output_bytes:
+                return self.fail(
+                    request_id,
+                    "output_too_large",
+                    f"result is {size} bytes; the policy allows {self.max_output_bytes}",
+                )
+        return _pack_header(len(body)) + body
 
     def fail(self, request_id: int, code: str, message: str) -> bytes:
         return encode_frame(_encoder.encode(_FailureOut(request_id, _error_body(code, message))))

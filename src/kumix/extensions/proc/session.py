@@ -111,6 +111,8 @@ IDLE_RETIRE_S = 60.0
 this long is stopped: a burst may need maxConcurrency processes, each up to maxMemoryMb, but
 a quiet extension keeps few."""
 PING_METHOD = "ping"
+_PING_PARAMS: dict[str, Any] = {}
+"""Never mutated: encode_params answers an empty dict with a constant."""
 
 
 def fresh(error: KumixError) -> Callable[[], KumixError]:
@@ -155,7 +157,8 @@ class _Worker:
         self.pid = spawned.pid
         self.exited = spawned.exited
         self.channel = channel
-        self.hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.hello: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         # A worker can fail before anyone awaits its hello (killed during start-up).
         self.hello.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.kill_reason: str | None = None
@@ -173,7 +176,7 @@ class _Worker:
             self.pidfd = None
 
     async def connect(self, read_fd: int, write_fd: int) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         reader = os.fdopen(read_fd, "rb", buffering=0)
         writer = os.fdopen(write_fd, "wb", buffering=0)
         self.reply_fd = read_fd
@@ -208,7 +211,7 @@ class _Worker:
             if type(event) is Reply:
                 # The channel accepts only the pending id, and a worker has one call at a time.
                 self.session.on_answer(self, event.result, None)
-            elif isinstance(event, Failure):
+            elif type(event) is Failure:
                 self.session.on_answer(self, None, worker_error(event.code, event.message))
             elif isinstance(event, Hello):
                 if not self.hello.done():
@@ -227,7 +230,7 @@ class _Worker:
         # exit status (an exit code, a signal) as the reason the caller sees.
         self.session.on_unusable(self)
         if not self.exited.done():
-            self._grace = asyncio.get_running_loop().call_later(CHANNEL_CLOSED_GRACE_S, self._kill_silent)
+            self._grace = self.loop.call_later(CHANNEL_CLOSED_GRACE_S, self._kill_silent)
 
     def _kill_silent(self) -> None:
         if not self.exited.done():
@@ -242,6 +245,7 @@ class _Worker:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
 
     def close(self) -> None:
+        self.spin.close()
         if self._grace is not None:
             self._grace.cancel()
         for transport in (self.read_transport, self.write_transport):
@@ -281,6 +285,10 @@ class ProcSession:
         self._logs_dir = logs_dir
         self._scratch_dir = scratch_dir
         self._owner: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first call: every future, timer and transport of the session lives
+        on it. Kept rather than asked for per call: `asyncio.get_running_loop()` makes a
+        getpid(2) system call each time on Python 3.11 (its fork check), three per round trip."""
         self._tasks: asyncio.TaskGroup | None = None
         self._pool: WorkerPool[_Worker, _Call] = WorkerPool(
             max_workers=self.limits.max_concurrency,
@@ -333,7 +341,7 @@ class ProcSession:
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         """Call `method` in a worker; governance first, then limits, then the call."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind_loop()
         started = loop.time()
         self.stats.calls += 1
         try:
@@ -344,7 +352,13 @@ class ProcSession:
                 raise PolicyDenied(f"policy {self.policy.name!r} does not allow capability {capability!r}")
             if not isinstance(params, dict):
                 raise BadRequest("params must be a JSON object")
-            result = check_result(method, await self._round_trip(method, params, started))
+            call = self._submit(method, params, started)
+            try:
+                answer = await call.future
+            finally:
+                if not call.future.done():
+                    self._abandon(call)
+            result = check_result(method, answer)
         except KumixError as exc:
             self.stats.record_error(exc.code)
             raise
@@ -353,10 +367,19 @@ class ProcSession:
 
     async def ping(self) -> float:
         """Round trip of the runtime's built-in `ping` on an idle worker, in seconds."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind_loop()
         started = loop.time()
-        await self._round_trip(PING_METHOD, {}, started)
+        call = self._submit(PING_METHOD, _PING_PARAMS, started)
+        try:
+            await call.future
+        finally:
+            if not call.future.done():
+                self._abandon(call)
         return loop.time() - started
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def warm(self) -> None:
         """Start a worker now (and the policy's spares), so the first call does not wait for it."""
@@ -413,7 +436,7 @@ class ProcSession:
         if self._disposed is not None:
             raise fresh(self._disposed)()
         if now is None:
-            now = asyncio.get_running_loop().time()
+            now = (self._loop or self._bind_loop()).time()
         if self._circuit.is_open(now):
             raise CircuitOpen(
                 f"{self.extension_id} crashed {self._circuit.crashes_in_window(now)} times in "
@@ -421,36 +444,42 @@ class ProcSession:
                 details={"retry_after_ms": int(self._circuit.open_for(now) * 1000)},
             )
 
-    async def _round_trip(self, method: str, params: dict[str, Any], started: float) -> Any:
+    def _submit(self, method: str, params: dict[str, Any], started: float) -> _Call:
+        """Accept a call (or raise why not) and hand it to a worker or the queue; the caller
+        awaits `call.future` (not a coroutine of its own: one frame less per round trip) and
+        calls `_abandon` if it stops waiting before the answer."""
         self._check_open(started)
         raw = encode_params(params, self.limits.max_input_bytes)
         pool = self._pool
-        if not pool.admits():
+        loop = self._loop or self._bind_loop()
+        call = _Call(method, raw, started + self._timeout_s, loop.create_future())
+        # The common case (an idle warm worker, nothing queued, nothing to start) skips the
+        # pool's full plan; `run_now` decides exactly as `submit` + `plan` would. It places a
+        # call only on an idle usable worker with nothing queued, which the concurrency and
+        # queue bounds always admit (busy < maxConcurrency, queued = 0), so the `admits`
+        # check is needed only for a call that is to be queued.
+        worker = pool.run_now(call)
+        if worker is None and not pool.admits():
             limits = self.limits
             raise Unavailable(
                 f"{self.extension_id} is busy: {pool.busy} calls running and {pool.queued} queued "
                 f"(maxConcurrency {limits.max_concurrency}, maxQueue {limits.max_queue})"
             )
-        call = _Call(method, raw, started + self._timeout_s, asyncio.get_running_loop().create_future())
         if self._deadlines.add(call, call.deadline):
             self._arm_deadlines()
-        # The common case (an idle warm worker, nothing queued, nothing to start) skips the
-        # pool's full plan; `run_now` decides exactly as `submit` + `plan` would.
-        worker = pool.run_now(call)
         if worker is not None:
             worker.send(call, started)
         else:
             pool.submit(call)
             self._dispatch()
-        try:
-            return await call.future
-        finally:
-            if not call.future.done():
-                # The caller went away. A queued call just leaves; a running one keeps its
-                # deadline, which still ends a worker that never answers.
-                call.future.cancel()
-                if pool.withdraw(call):
-                    self._deadlines.remove(call)
+        return call
+
+    def _abandon(self, call: _Call) -> None:
+        """The caller went away. A queued call just leaves; a running one keeps its deadline,
+        which still ends a worker that never answers."""
+        call.future.cancel()
+        if self._pool.withdraw(call):
+            self._deadlines.remove(call)
 
     def _finish(self, call: _Call, result: Any, error: KumixError | None) -> None:
         self._deadlines.remove(call)
@@ -494,7 +523,7 @@ class ProcSession:
 
     def on_answer(self, worker: _Worker, result: Any, error: KumixError | None) -> None:
         pool = self._pool
-        call = pool.answered(worker, asyncio.get_running_loop().time())
+        call = pool.answered(worker, worker.loop.time())
         if call is not None:
             self._finish(call, result, error)
         if not pool.settled:

@@ -62,6 +62,12 @@ FAILURE_COST = 2
 PROBE_EVERY = 32
 """While spinning does not pay, one wait in this many spins anyway, to learn whether it pays
 again (the placement of a pair changes over seconds, not microseconds)."""
+PROBE_EVERY_MAX = 512
+"""Each probe that fails doubles the gap to the next one, up to this many waits; one that pays
+brings it back to PROBE_EVERY. A failed probe spends its whole budget (60 µs) — and, with the
+peer on the same CPU, holds the peer's answer back as long — so one in 32 waits was ~1.9 µs of
+CPU per wait on a machine where spinning never pays; one in 512 is ~0.12 µs, and a pair that
+moves to an idle vCPU is still noticed within a few hundred round trips (milliseconds)."""
 PLACEMENT_EVERY = 64
 """How often (in waits) the host looks up its peer's CPU: a /proc read costs about as much as
 a whole fast round trip, and the kernel keeps a pair's placement for long stretches."""
@@ -88,22 +94,40 @@ def own_cpu() -> int | None:
     return cpu if cpu >= 0 else None
 
 
-def runnable_tasks() -> int | None:
-    """Tasks runnable on the whole machine right now (the 4th field of /proc/loadavg)."""
+def runnable_tasks(fd: int | None = None) -> int | None:
+    """Tasks runnable on the whole machine right now (the 4th field of /proc/loadavg). `fd`:
+    /proc/loadavg kept open, re-read from offset 0 (one pread instead of a Python file's
+    open, fstat, ioctl, lseek, read and close)."""
     try:
-        with open("/proc/loadavg", "rb") as loadavg:
-            return int(loadavg.read().split()[3].split(b"/")[0])
+        if fd is not None:
+            text = os.pread(fd, 256, 0)
+        else:
+            with open("/proc/loadavg", "rb") as loadavg:
+                text = loadavg.read()
+        return int(text.split()[3].split(b"/")[0])
     except (OSError, IndexError, ValueError):
         return None
 
 
-def last_cpu_of(pid: int) -> int | None:
-    """The CPU process `pid` last ran on (field 39 of /proc/PID/stat), None if unknown."""
+def last_cpu_of(pid: int, fd: int | None = None) -> int | None:
+    """The CPU process `pid` last ran on (field 39 of /proc/PID/stat), None if unknown. `fd`:
+    that file kept open (see runnable_tasks); it names the process it was opened for, even
+    after the pid is reused."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return int(fields[36])
+        if fd is not None:
+            text = os.pread(fd, 1024, 0)
+        else:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                text = stat.read()
+        return int(text.rsplit(b")", 1)[1].split()[36])
     except (OSError, IndexError, ValueError):
+        return None
+
+
+def _open_proc(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return None
 
 
@@ -113,6 +137,8 @@ class SpinGovernor:
     def __init__(self) -> None:
         self.credit = CREDIT_START
         self._skipped = 0
+        self.probe_every = PROBE_EVERY
+        """Waits between two probes while spinning does not pay (PROBE_EVERY..PROBE_EVERY_MAX)."""
         self.spins = 0
         self.successes = 0
 
@@ -120,7 +146,7 @@ class SpinGovernor:
         if self.credit > 0:
             return True
         self._skipped += 1
-        if self._skipped >= PROBE_EVERY:
+        if self._skipped >= self.probe_every:
             self._skipped = 0
             return True
         return False
@@ -131,6 +157,10 @@ class SpinGovernor:
         if success:
             self.successes += 1
             self.credit = max(1, min(CREDIT_MAX, self.credit + 1))
+            self.probe_every = PROBE_EVERY
+        elif self.credit == 0:
+            # A probe that failed: spinning still does not pay; look again later.
+            self.probe_every = min(PROBE_EVERY_MAX, self.probe_every * 2)
         else:
             self.credit = max(0, self.credit - FAILURE_COST)
 
@@ -165,6 +195,17 @@ class AdaptiveSpin:
         """Whether more tasks were runnable than there are CPUs (looked up at the same time)."""
         self._cpus = len(os.sched_getaffinity(0))
         self._until_placement = 0
+        self._stat_fd: int | None = None
+        self._loadavg_fd: int | None = None
+        """/proc/PID/stat and /proc/loadavg, opened at the first look-up, closed by `close`."""
+
+    def close(self) -> None:
+        """Release the /proc descriptors (the peer is gone or no longer waited for)."""
+        for fd in (self._stat_fd, self._loadavg_fd):
+            if fd is not None:
+                os.close(fd)
+        self._stat_fd = self._loadavg_fd = None
+        self.budget_ns = 0  # never spins again
 
     def wait(self, fd: int) -> bool:
         """Spin for `fd` if that has paid lately; True if it became readable while spinning.
@@ -174,9 +215,12 @@ class AdaptiveSpin:
         if self.peer_pid is not None:
             if self._until_placement <= 0:
                 self._until_placement = PLACEMENT_EVERY
-                mine, theirs = own_cpu(), last_cpu_of(self.peer_pid)
+                if self._stat_fd is None:
+                    self._stat_fd = _open_proc(f"/proc/{self.peer_pid}/stat")
+                    self._loadavg_fd = _open_proc("/proc/loadavg")
+                mine, theirs = own_cpu(), last_cpu_of(self.peer_pid, self._stat_fd)
                 self.shares_cpu = mine is not None and mine == theirs
-                runnable = runnable_tasks()
+                runnable = runnable_tasks(self._loadavg_fd)
                 self.machine_busy = runnable is not None and runnable > self._cpus
             self._until_placement -= 1
             if self.shares_cpu or self.machine_busy:
