@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,6 +69,32 @@ async def test_sync_and_async_handlers_answer(host: ProcHost) -> None:
     assert stats["calls"] == 2
     assert stats["ok"] == 2
     assert "latency_ms" in stats
+    await assert_no_leftovers(host, "friendly-echo")
+
+
+async def test_warm_calls_do_not_ask_asyncio_for_the_loop(host: ProcHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Python 3.11 every asyncio.get_running_loop() is a getpid(2) system call; the session
+    # keeps the loop of its first call instead (three such calls per round trip before).
+    echo = session(host, "friendly-echo")
+    async with asyncio.timeout(SAFETY_S):
+        await echo.call("echo.sync", {})
+        while len(echo.live_pids) < 1 + echo.limits.spare_workers:
+            await asyncio.sleep(0.01)
+        await echo.ping()
+    asked: list[str] = []
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        asked.append(sys._getframe(1).f_code.co_filename)
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counting)
+    async with asyncio.timeout(SAFETY_S):
+        for n in range(20):
+            assert (await echo.call("echo.sync", {"n": n}))["echo"] == {"n": n}
+            await echo.ping()
+    monkeypatch.undo()
+    assert [path for path in asked if "kumix" in path] == []
     await assert_no_leftovers(host, "friendly-echo")
 
 

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from kumix.core.errors import BadRequest, InputTooLarge, ProtocolError
 from kumix.extensions.proc.protocol import (
+    COPY_BELOW_BYTES,
     ENVELOPE_BYTES,
+    MAX_REQUEST_ID,
     ChannelState,
     Failure,
     FrameReader,
@@ -177,6 +179,34 @@ def test_worker_refuses_a_result_above_the_output_limit() -> None:
     [event] = host.receive_data(worker.reply(request_id, "x" * 200))
     assert isinstance(event, Failure)
     assert event.code == "output_too_large"
+
+
+def test_a_result_exactly_at_the_output_limit_passes_and_one_byte_more_does_not() -> None:
+    # The worker encodes a reply once and derives the result's size from the body: the
+    # arithmetic must be exact for every id width.
+    limit = 100
+    worker = WorkerChannel(max_input_bytes=10, max_output_bytes=limit)
+    for request_id in (1, 98_765, MAX_REQUEST_ID):
+        at_limit = json.loads(worker.reply(request_id, "x" * (limit - 2))[4:])  # JSON quotes count
+        assert at_limit == {"id": request_id, "result": "x" * (limit - 2)}
+        over = json.loads(worker.reply(request_id, "x" * (limit - 1))[4:])
+        assert over["id"] == request_id
+        assert over["error"]["code"] == "output_too_large"
+        assert f"result is {limit + 1} bytes" in over["error"]["message"]
+
+
+def test_small_and_large_whole_frames_decode_alike() -> None:
+    # A small body is copied out of the read, a large one viewed in place.
+    big = COPY_BELOW_BYTES * 4
+    host = HostChannel(max_input_bytes=big, max_output_bytes=big)
+    host.receive_data(frame({"id": 0, "result": {"ready": True}}))
+    worker = WorkerChannel(max_input_bytes=1024, max_output_bytes=big)
+    for size in (1, COPY_BELOW_BYTES - 30, COPY_BELOW_BYTES, COPY_BELOW_BYTES + 1, big - 30):
+        request_id = sent(host)
+        assert host.receive_data(worker.reply(request_id, "y" * size)) == [Reply(request_id, "y" * size)]
+    request_id, data = host.send_request("m", encode_params({"s": "z" * (COPY_BELOW_BYTES * 2)}, big), 5)
+    [request] = WorkerChannel(max_input_bytes=big, max_output_bytes=big).receive_data(data)
+    assert request.params == {"s": "z" * (COPY_BELOW_BYTES * 2)}
 
 
 def test_worker_refuses_oversized_and_malformed_requests() -> None:

@@ -9,7 +9,9 @@ import sys
 
 from kumix.extensions.proc.spin_wait import (
     CREDIT_MAX,
+    PLACEMENT_EVERY,
     PROBE_EVERY,
+    PROBE_EVERY_MAX,
     AdaptiveSpin,
     SpinGovernor,
     runnable_tasks,
@@ -74,6 +76,31 @@ def test_governor_stops_when_spins_mostly_fail_and_probes_now_and_then() -> None
     assert not governor.should_spin()
 
 
+def gap_to_next_probe(governor: SpinGovernor) -> int:
+    waits = 1
+    while not governor.should_spin():
+        waits += 1
+    return waits
+
+
+def test_failed_probes_back_off_and_a_paying_one_brings_them_back() -> None:
+    governor = SpinGovernor()
+    while governor.credit > 0:
+        governor.should_spin()
+        governor.record(success=False)
+    gaps = []
+    for _ in range(7):
+        gaps.append(gap_to_next_probe(governor))
+        governor.record(success=False)
+    assert gaps == [32, 64, 128, 256, 512, 512, 512]
+    assert PROBE_EVERY_MAX == 512
+    assert gap_to_next_probe(governor) == PROBE_EVERY_MAX
+    governor.record(success=True)
+    assert governor.should_spin(), "a probe that pays resumes spinning at once"
+    governor.record(success=False)  # a failed spin with credit left: no back-off yet
+    assert gap_to_next_probe(governor) == PROBE_EVERY
+
+
 def test_governor_gives_up_on_a_one_in_two_success_rate() -> None:
     governor = SpinGovernor()
     spun = 0
@@ -96,6 +123,27 @@ def test_a_peer_on_this_cpu_is_never_spun_for() -> None:
         apart = AdaptiveSpin(1_000_000)
         assert apart.wait(read_fd) is True
         assert apart.governor.successes == 1
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_placement_look_ups_reuse_two_descriptors_until_closed() -> None:
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    read_fd, write_fd = os.pipe()
+    before = open_fds()
+    try:
+        spin = AdaptiveSpin(1_000_000, peer_pid=os.getpid())
+        for _ in range(PLACEMENT_EVERY * 3):
+            assert spin.wait(read_fd) is False  # our own pid shares our CPU: never spun for
+        assert len(open_fds() - before) == 2, "/proc/PID/stat and /proc/loadavg, opened once"
+        assert spin.shares_cpu
+        spin.close()
+        assert open_fds() == before
+        os.write(write_fd, b"reply")
+        assert spin.wait(read_fd) is False, "a closed spin never spins again"
     finally:
         os.close(read_fd)
         os.close(write_fd)
