@@ -250,7 +250,7 @@ async def pings(session: ProcSession, n: int, placement: Placement) -> float:
     for i in range(n):
         await session.ping()
         if i % 100 == 99:
-            placement.sample(session.current_pid)
+            placement.sample(session.serving_pid)
     return (time.perf_counter() - start) / n
 
 
@@ -327,7 +327,7 @@ class KumixSide:
             # after another one, before the spare is replaced, pays a fork: cold session).
             while len(md.live_pids) < 1 + spare:
                 await asyncio.sleep(0.001)
-            pid = md.current_pid
+            pid = md.serving_pid  # the worker the pings go to, not an idle spare
             assert pid is not None
             start = time.perf_counter()
             os.kill(pid, signal.SIGKILL)

@@ -258,6 +258,19 @@ async def test_a_spare_worker_takes_over_at_once_when_the_warm_one_dies(tmp_path
         assert len(probe.worker_pids) == 3
 
 
+async def test_serving_pid_names_the_worker_the_next_call_goes_to(tmp_path: Path) -> None:
+    # With a spare, the worker that serves is the most recently used idle one, which need not
+    # be the oldest (`current_pid`): benchmarks sample and kill this one.
+    async with probe_host(tmp_path, maxConcurrency=2, spareWorkers=1) as (host, probe, _):
+        async with asyncio.timeout(SAFETY_S):
+            await probe.call("probe.echo", {})
+            await until(lambda: len(probe.live_pids) == 2)
+            for n in range(5):
+                expected = probe.serving_pid
+                assert expected in probe.live_pids
+                assert pid_of(probe, await probe.call("probe.echo", {"n": n})) == expected
+
+
 async def test_spares_count_against_max_concurrency(tmp_path: Path) -> None:
     async with probe_host(tmp_path, maxConcurrency=2, spareWorkers=1) as (host, probe, _):
         async with asyncio.timeout(SAFETY_S):

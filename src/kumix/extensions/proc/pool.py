@@ -98,6 +98,10 @@ class WorkerPool(Generic[W, C]):
         """Every ready, not yet reaped worker, oldest first."""
         return list(self._workers)
 
+    def next_idle(self) -> W | None:
+        """The worker the next call is handed to (the most recently used idle one), if any."""
+        return self._idle[-1] if self._idle else None
+
     def usable(self, worker: W) -> bool:
         return worker not in self._unusable and worker in self._ready
 

@@ -327,6 +327,13 @@ class ProcSession:
         return next((w.pid for w in self._pool.usable_workers()), None)
 
     @property
+    def serving_pid(self) -> int | None:
+        """The pid of the worker the next call goes to: the most recently used idle one, which
+        with spares is not always the oldest (`current_pid`); else the oldest usable one."""
+        worker = self._pool.next_idle()
+        return worker.pid if worker is not None else self.current_pid
+
+    @property
     def live_pids(self) -> list[int]:
         """Pids of every worker not yet reaped."""
         return [w.pid for w in self._pool.workers]
