@@ -58,11 +58,12 @@ class DeadlineQueue(Generic[T]):
     def add(self, item: T, deadline: float) -> bool:
         """Track `item` until `deadline`. True when the shell must (re-)arm its timer at
         `wake_at()`: nothing was armed, or this deadline comes before the armed one."""
-        if item in self._live:
+        live = self._live
+        if item in live:
             raise ValueError("item already has a deadline")
-        self._live[item] = deadline
-        self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, item))
+        live[item] = deadline
+        seq = self._seq = self._seq + 1
+        heapq.heappush(self._heap, (deadline, seq, item))
         armed = self._armed
         if armed is None or deadline < armed:
             self._armed = deadline

@@ -229,10 +229,14 @@ class WorkerPool(Generic[W, C]):
         self._slots -= 1
 
     def answered(self, worker: W, now: float) -> C | None:
-        """`worker` answered its call (returned, no longer running); it is idle again if usable."""
-        call = self.take_call(worker)
-        if self.usable(worker) and worker not in self._idle:
-            self._make_idle(worker, now)
+        """`worker` answered its call (returned, no longer running); it is idle again if usable.
+        (take_call, usable and _make_idle written out: this runs on every answer.)"""
+        call = self._running.pop(worker, None)
+        if call is not None:
+            del self._running_on[call]
+        if worker in self._ready and worker not in self._unusable and worker not in self._idle:
+            self._idle.append(worker)
+            self._idle_since[worker] = now
         return call
 
     def unusable(self, worker: W) -> None:

@@ -455,7 +455,8 @@ class ProcSession:
         """Accept a call (or raise why not) and hand it to a worker or the queue; the caller
         awaits `call.future` (not a coroutine of its own: one frame less per round trip) and
         calls `_abandon` if it stops waiting before the answer."""
-        self._check_open(started)
+        if self._disposed is not None or self._circuit.is_open(started):
+            self._check_open(started)  # raises the reason
         raw = encode_params(params, self.limits.max_input_bytes)
         pool = self._pool
         loop = self._loop or self._bind_loop()
