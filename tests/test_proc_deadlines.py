@@ -102,6 +102,21 @@ def test_answered_calls_do_not_accumulate() -> None:
     assert q.wake_at() == 1e9
 
 
+def test_calls_answered_in_order_leave_the_heap_at_once() -> None:
+    # One call at a time (a warm worker): the heap holds the call in flight and nothing else,
+    # so no compaction is ever needed, and the armed deadline stays where it was.
+    q: DeadlineQueue[int] = DeadlineQueue()
+    assert q.add(0, 10.0) is True
+    q.remove(0)
+    for i in range(1, 500):
+        assert q.add(i, 10.0 + i) is False, "the timer armed for the first deadline stays"
+        assert q.heap_size == 1
+        q.remove(i)
+        assert q.heap_size == 0
+    assert q.due(1e9) == []
+    assert q.wake_at() is None
+
+
 def test_clear_returns_every_live_item_and_forgets_them() -> None:
     q: DeadlineQueue[str] = DeadlineQueue()
     q.add("b", 2.0)

@@ -14,9 +14,10 @@ Rules:
   re-arm when an item is removed: its timer may fire early for an item already answered, and
   `due` then returns nothing and `wake_at` names the next live deadline. It re-arms only when
   `add` reports a deadline earlier than the armed one (`add` returns True then).
-- Removal is O(1): the entry stays in the heap until it reaches the top or the heap is
-  compacted, which happens once dead entries outnumber live ones (bounded memory however many
-  calls are answered before their deadline).
+- Removal is O(1) amortized: the entry of the earliest deadline leaves the heap at once (the
+  usual case: calls answered in the order they came); any other stays until it reaches the top
+  or the heap is compacted, which happens once dead entries outnumber live ones (bounded memory
+  however many calls are answered before their deadline).
 
 Within a session every call gets the same timeout, so deadlines arrive in order and the heap
 push is a plain append in effect; the heap keeps the queue right when they do not.
@@ -72,9 +73,15 @@ class DeadlineQueue(Generic[T]):
 
     def remove(self, item: T) -> bool:
         """The item ended before its deadline; False if it was not tracked (already due)."""
-        if self._live.pop(item, None) is None:
+        live = self._live
+        if live.pop(item, None) is None:
             return False
-        if len(self._heap) > 2 * len(self._live) + COMPACT_SLACK:
+        heap = self._heap
+        if heap[0][2] is item:
+            # The usual case, calls answered in the order they came: the entry leaves at once,
+            # so the heap stays at the calls in flight and never needs compacting.
+            heapq.heappop(heap)
+        elif len(heap) > 2 * len(live) + COMPACT_SLACK:
             self._compact()
         return True
 

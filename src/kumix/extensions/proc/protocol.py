@@ -319,6 +319,12 @@ class ChannelState(enum.Enum):
     CLOSED = "closed"
 
 
+_READY, _ERROR, _CLOSED = ChannelState.READY, ChannelState.ERROR, ChannelState.CLOSED
+"""For the checks of every request and reply: on Python 3.11 reading an enum member off its
+class costs ~120 ns (a descriptor), a module global ~30 ns."""
+_UNSET = msgspec.UNSET
+
+
 class HostChannel:
     """The host's protocol state for one worker."""
 
@@ -340,7 +346,7 @@ class HostChannel:
 
     def send_request(self, method: str, params: msgspec.Raw, timeout_ms: int) -> tuple[int, bytes]:
         """Number a request and frame it; the id is pending until its reply arrives."""
-        if self.state is not ChannelState.READY:
+        if self.state is not _READY:
             raise ProtocolError(f"channel is {self.state.value}; cannot send")
         if len(params) > self.max_input_bytes:
             raise InputTooLarge(f"params are {len(params)} bytes; the policy allows {self.max_input_bytes}")
@@ -356,7 +362,7 @@ class HostChannel:
     def receive_data(self, data: bytes) -> list[HostEvent]:
         """Events for every complete frame in `data`; a violation raises and poisons the channel."""
         state = self.state
-        if state is ChannelState.ERROR or state is ChannelState.CLOSED:
+        if state is _ERROR or state is _CLOSED:
             raise ProtocolError(f"channel is {state.value}")
         events: list[HostEvent] = []
         try:
@@ -384,9 +390,9 @@ class HostChannel:
             raise ProtocolError(f"malformed frame: {_quoted(str(exc)[:200])}") from None
         result = frame.result
         if (
-            frame.error is msgspec.UNSET
-            and result is not msgspec.UNSET
-            and self.state is ChannelState.READY
+            frame.error is _UNSET
+            and result is not _UNSET
+            and self.state is _READY
             and frame.id in self.pending
         ):
             # The usual frame, a result for the pending request: the same checks as below in
