@@ -8,20 +8,20 @@ characters (NUL, newlines), which would otherwise slip through regex anchors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # Imported where documents are validated: its import alone costs a command-line
     # start (`kumix --version`) ~90 ms.
+    from importlib.resources.abc import Traversable
+
     import jsonschema
 
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -175,16 +175,27 @@ conform to their schema, checked when they are written (tests/test_cli_governanc
 fails when one is missing or stale)."""
 
 
+def _schema_file(name: str) -> Traversable:
+    """A file of the schemas package. importlib.resources (with tempfile and shutil) and
+    hashlib are imported here, not with the module: a proc worker's manifest code imports
+    this module and never reads a schema (forkserver.py says ready sooner)."""
+    from importlib import resources
+
+    return resources.files("kumix.extensions.schemas").joinpath(name)
+
+
 def document_digest(schema_name: str, doc: Any) -> str:
     """Identifies a parsed document together with the exact schema it is judged by."""
-    schema = resources.files("kumix.extensions.schemas").joinpath(schema_name).read_bytes()
+    import hashlib
+
+    schema = _schema_file(schema_name).read_bytes()
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(hashlib.sha256(schema).digest() + canonical).hexdigest()
 
 
 @cache
 def _shipped_valid() -> frozenset[str]:
-    path = resources.files("kumix.extensions.schemas").joinpath(SHIPPED_VALID_FILE)
+    path = _schema_file(SHIPPED_VALID_FILE)
     try:
         digests = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
@@ -200,7 +211,7 @@ def shipped_and_valid(schema_name: str, doc: Any) -> bool:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    text = resources.files("kumix.extensions.schemas").joinpath(name).read_text("utf-8")
+    text = _schema_file(name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
