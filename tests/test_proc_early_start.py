@@ -74,7 +74,9 @@ heavy = sorted(m for m in sys.modules if m in HOST_NEVER or m.split(".")[0] in H
 print("PROBE", json.dumps({"code": code, "launches": seen, "heavy": heavy}))
 """
 
-WATCHED = ("asyncio", "kumix.app.kumix", "kumix.extensions.proc.session", "kumix.extensions.registry")
+WATCHED = ("asyncio", "kumix.app.kumix", "kumix.extensions.proc.session", "kumix.extensions.registry",
+           # Launched before the command line is parsed (cli/early_launch.py): no parser, no settings.
+           "kumix.cli.ext_commands", "kumix.app.settings", "dataclasses")
 HOST_NEVER = ("kumix.extensions.proc.confinement", "pyprctl", "landlockpy", "pyseccomp", "kumix.extensions.proc.worker")
 
 

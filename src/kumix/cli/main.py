@@ -18,6 +18,7 @@ from kumix.cli.output import emit_error
 from kumix.core.errors import BadRequest, KumixError
 
 if TYPE_CHECKING:
+    from kumix.app.early_start import EarlyForkServer
     from kumix.cli.context import CliContext
 
 # The command modules import only argparse-level code: each handler imports what it uses
@@ -155,6 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if _argv_in_use == ["--version"]:
         sys.stdout.write(f"kumix {__version__}\n")  # what argparse's version action prints
         return EXIT_OK
+    from kumix.cli.early_launch import launch_for
+
+    early = launch_for(_argv_in_use)  # `ext call`: the fork server boots while the rest starts
+    try:
+        return _run(argv, early)
+    finally:
+        if early is not None:
+            early.close()  # a no-op once the extension host adopted it
+
+
+def _run(argv: Sequence[str] | None, early: EarlyForkServer | None) -> int:
     parser = build_parser(_modules_for(_argv_in_use))
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
@@ -168,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy=getattr(args, "policy", None),
             extension_roots=getattr(args, "extensions_dir", None) or (),
         )
-        return handler(CliContext(args=args, settings=settings))
+        return handler(CliContext(args=args, settings=settings, early_fork_server=early))
     except KumixError as exc:
         emit_error(exc, as_json=as_json)
         return EXIT_FAILED
