@@ -112,3 +112,43 @@ def test_a_warmed_up_markdown_renderer_compiles_no_linkify_pretest() -> None:
     pattern = md.linkify.re["pretest"]
     cached = [key for key in re._cache if isinstance(key, tuple) and len(key) > 1 and key[1] == pattern]  # type: ignore[attr-defined]
     assert cached, "the pretest pattern is compiled and cached"
+
+
+def test_right_after_ready_the_server_waits_briefly_for_a_spawn_before_preloading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host already waiting for the hello sends its spawn at once; the first preload step (an
+    import a spawn would wait out) comes only after a short grace, later steps without one."""
+    timeouts: list[int | None] = []
+    steps: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    class Poller:
+        def register(self, fd: int, events: int) -> None:
+            pass
+
+        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
+            timeouts.append(timeout)
+            if len(timeouts) == 3:
+                raise Stop
+            return []
+
+    class Control:
+        def fileno(self) -> int:
+            return -1
+
+        def send(self, data: bytes) -> None:
+            pass
+
+    server: Any = object.__new__(forkserver._Server)
+    server.poller, server.control, server.wake_r = Poller(), Control(), -2
+    server.preloader = forkserver._Preloader(["a", "b", "c"])
+    server.preloaded_announced = False
+    monkeypatch.setattr(server.preloader, "step", lambda: steps.append("step"))
+    with pytest.raises(Stop):
+        server.serve()
+    assert timeouts == [forkserver.READY_GRACE_MS, 0, 0]
+    assert forkserver.READY_GRACE_MS > 0
+    assert steps == ["step", "step"]

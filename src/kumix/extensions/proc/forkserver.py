@@ -56,6 +56,8 @@ from kumix.extensions.proc.preload import PRELOAD_MODULES
 
 MAX_CONTROL_MESSAGE_BYTES = 65_536
 """A spawn request is a manifest plus limits, a few KiB; anything bigger is refused."""
+READY_GRACE_MS = 3
+"""How long the server waits for a spawn right after saying ready before it preloads."""
 
 
 def _preload_essentials() -> None:
@@ -166,13 +168,18 @@ class _Server:
         poller.register(self.wake_r, select.POLLIN)
         self.send({"op": "ready", "pid": os.getpid()})
         preloader = self.preloader
+        # A host already waiting for the hello sends its first spawn within a millisecond or
+        # so: give it that long before the first preload step (a module import of up to a few
+        # tens of ms, which a spawn arriving during it would wait out).
+        wait_ms = READY_GRACE_MS
         while True:
             try:
                 # While the preload is unfinished, look for requests without waiting and
                 # import one more module whenever none is there.
-                ready = poller.poll(None if preloader.done else 0)
+                ready = poller.poll(None if preloader.done else wait_ms)
             except InterruptedError:
                 continue
+            wait_ms = 0
             if not ready and not preloader.done:
                 preloader.step()
                 self._announce_preloaded()
