@@ -11,10 +11,12 @@ modules it may never use: before saying ready the server imports only what every
 needs to become one (the bootstrap, confinement, the wire, the SDK's request loop; not
 asyncio, which the SDK imports on first use, and not jsonschema: a worker rebuilds the
 manifest the host validated without the schema, `manifest_from_host`); then, whenever no
-request is waiting, it imports one more of `PRELOAD_MODULES` (asyncio, markdown-it-py,
+request is waiting, it imports one more of `PRELOAD_MODULES` (markdown-it-py, asyncio,
 wasmtime …), and at the end collects and freezes its heap for copy-on-write. A spawn always
-goes first: a worker forked before the preload finished imports what its entry file needs
-itself, from the runtime files its confinement lets it read (runtime_access.py).
+goes first, but it names the modules of that list its entry file imports (`WorkerSpec.preload`),
+and the server imports those first, before the fork, so the worker and the spare beside it
+inherit them; what a worker needs beyond them it imports itself, from the runtime files its
+confinement lets it read (runtime_access.py).
 
 Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
   {"op": "spawn", "token": N, "spec": {...}} with three fds attached (channel read end,
