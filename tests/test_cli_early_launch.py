@@ -69,3 +69,39 @@ def test_a_server_launched_for_another_data_directory_is_closed_and_replaced(tmp
     assert wrong.process.returncode is not None, "the misplaced server is ended, not adopted"
     assert not running(wrong.process.pid)
     assert (settings.logs_dir / "forkserver.log").exists(), "another server was launched where the settings say"
+
+
+ENTRY_PROBE = """
+import json, sys
+import kumix.extensions.proc.launch as launch
+real = launch.launch_server
+seen = []
+def counting(logs_dir):
+    seen.append(sorted(m for m in ("argparse", "kumix.cli.main", "kumix.cli.output", "kumix.app.settings")
+                       if m in sys.modules))
+    return real(logs_dir)
+launch.launch_server = counting
+sys.argv = ["kumix", "--json", "ext", "call", "markdown-renderer", "render.markdown", "--params", '{"source": "*x*"}']
+from kumix.cli.entry import run
+try:
+    run()
+except SystemExit as exit:
+    print("PROBE", json.dumps({"code": exit.code, "launches": seen}))
+"""
+
+
+def test_the_command_launches_its_fork_server_before_importing_the_command_line_code(data_dir: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)}
+    result = subprocess.run([sys.executable, "-c", ENTRY_PROBE], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("PROBE")), None)
+    assert line is not None, result.stderr
+    doc = json.loads(line.split(" ", 1)[1])
+    assert doc["code"] == 0, result.stderr
+    assert "<em>x</em>" in result.stdout
+    assert doc["launches"] == [[]], "launched once, before argparse and the command modules were imported"

@@ -4,8 +4,11 @@ arguments (kumix.app.early_start: the fork server is launched first, with its lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 ENV_DATA_DIR = "KUMIX_DATA_DIR"
 

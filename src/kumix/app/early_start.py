@@ -13,13 +13,14 @@ launches the server before it has parsed its command line, `launch_fork_server_f
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from kumix.app.data_dir import chosen_data_dir, logs_dir_of
 from kumix.extensions.proc.launch import LaunchedServer, launch_server
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from kumix.app.settings import Settings
 
 EarlyForkServer = LaunchedServer

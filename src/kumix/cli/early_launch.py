@@ -11,10 +11,11 @@ reads differently from argparse could cause).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from kumix.app.early_start import EarlyForkServer
 
 DATA_DIR_OPTION = "--data-dir"

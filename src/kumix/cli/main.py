@@ -151,14 +151,16 @@ def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentPa
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = None) -> int:
+    """`early`: the fork server `kumix.cli.entry` launched for this command line, if it did."""
     _argv_in_use[:] = list(sys.argv[1:] if argv is None else argv)
     if _argv_in_use == ["--version"]:
         sys.stdout.write(f"kumix {__version__}\n")  # what argparse's version action prints
         return EXIT_OK
-    from kumix.cli.early_launch import launch_for
+    if early is None:
+        from kumix.cli.early_launch import launch_for
 
-    early = launch_for(_argv_in_use)  # `ext call`: the fork server boots while the rest starts
+        early = launch_for(_argv_in_use)  # `ext call`: the fork server boots while the rest starts
     try:
         return _run(argv, early)
     finally:
@@ -202,9 +204,9 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
-def run() -> None:
+def run(early: EarlyForkServer | None = None) -> None:
     try:
-        code = main()
+        code = main(early=early)
     except KeyboardInterrupt:
         # Ctrl-C before `main` reached its own handler: while the command modules load.
         code = _interrupted()
