@@ -27,7 +27,7 @@ def test_every_import_form_is_read_and_only_preloaded_names_come_out(tmp_path: P
         "import os, json as j\n"
         "from kumix.sdk import proc, wasm\n"
         "from markdown_it import (\n    MarkdownIt,\n)\n"
-        "import subprocess_helper_of_the_author\n"
+        "import an_authors_own_module\n"
         "def f():\n    import html\n"
     )
     found = entry_preloads(entry)
