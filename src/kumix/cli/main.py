@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 refused or failed (a typed Kumix error), 2 usage error,
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -196,6 +197,11 @@ def run() -> None:
     except KeyboardInterrupt:
         # Ctrl-C before `main` reached its own handler: while the command modules load.
         code = _interrupted()
+    # The command is over and has closed what it opened. The interpreter's last garbage
+    # collection at exit would walk every object of every imported module once more
+    # (10-20 ms, the largest part of a short command's end); frozen, they are left out of it.
+    # Exit still runs atexit handlers and flushes the streams.
+    gc.freeze()
     sys.exit(code)
 
 
