@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 # The command modules import only argparse-level code: each handler imports what it uses
 # (the Matrix client, the extension host, jsonschema) when it runs, so `kumix --version`,
-# `--help`, `ext list` or `policy show` never pay for nio (tests/test_cli_governance.py
-# pins that). They are imported inside `run`'s Ctrl-C handling all the same.
+# `--help`, `ext list` or `policy show` never pay for nio (tests/test_cli_imports.py
+# pins what each command leaves out). They are imported inside `run`'s Ctrl-C handling all the same.
 def command_modules() -> list[ModuleType]:
     """Each module has `register(subparsers, common)`; order is the order in --help."""
     from kumix.cli import (
