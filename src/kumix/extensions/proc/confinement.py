@@ -25,8 +25,8 @@ Landlock ABI 8):
   naming the layer (the worker then reports that code and exits) — except `namespaces` when
   `spec.accept_without_namespaces` (the policy's `allowWithoutNamespaces`); when it is false
   the layer is skipped, and `report.warning()` is the text the host shows on every start.
-- `probe()` / `probe_machine()` say which layers this machine supports, for `kumix doctor`,
-  by confining a throwaway forked child, never the calling process.
+- `machine_probe.probe_machine()` says which layers this machine supports, for `kumix doctor`,
+  by forking a throwaway child that confines itself here (`probe_child`), never the calling process.
 
 Simulating a machine without a layer (tests, `kumix doctor`): the environment variable
 `KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE` (comma-separated layer names, or `all`) or the spec
@@ -63,7 +63,6 @@ from kumix.extensions.proc import (
     seccomp_filter,
 )
 from kumix.extensions.proc.layers import LAYERS, WEAKER_WITHOUT_NAMESPACES, ConfinementReport
-from kumix.extensions.proc.machine_probe import probe_machine
 from kumix.extensions.proc.simulation import SIMULATE_ENV
 
 DEFAULT_MAX_TASKS = 32
@@ -550,8 +549,3 @@ def probe_child(extension_dir: Path, simulate_unavailable: frozenset[str]) -> di
     report = confine_worker(spec)
     return {"report": report.to_json(), "checks": _probe_checks(), "landlock_abi": landlock_abi,
             "seccomp_api": seccomp_api}
-
-
-def probe() -> dict[str, bool]:
-    """Which layers this machine supports (see `probe_machine` for the details)."""
-    return dict(probe_machine().report.layers)
