@@ -81,6 +81,6 @@ SCHEMA_FILES = ("manifest.schema.json", "policy.schema.json")
 
 def schema_bytes(name: str) -> bytes:
     """The JSON Schema file of manifests or policies, as shipped."""
-    from importlib import resources
+    from kumix.extensions.jsondoc import SCHEMAS_DIR
 
-    return resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()
+    return (SCHEMAS_DIR / name).read_bytes()

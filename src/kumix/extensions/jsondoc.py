@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Imported where documents are validated: its import alone costs a command-line
     # start (`kumix --version`) ~90 ms.
-    from importlib.resources.abc import Traversable
-
     import jsonschema
+
+SCHEMAS_DIR = Path(__file__).parent / "schemas"
+"""The JSON Schemas and the digests of the shipped documents, read as plain files (see
+`kumix.bundled.BUNDLED_DIR` for why not through importlib.resources)."""
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 """Manifests and policies are a few hundred bytes; 64 KiB leaves room and bounds parsing."""
@@ -175,27 +177,20 @@ conform to their schema, checked when they are written (tests/test_cli_governanc
 fails when one is missing or stale)."""
 
 
-def _schema_file(name: str) -> Traversable:
-    """A file of the schemas package. importlib.resources (with tempfile and shutil) and
-    hashlib are imported here, not with the module: a proc worker's manifest code imports
-    this module and never reads a schema (forkserver.py says ready sooner)."""
-    from importlib import resources
-
-    return resources.files("kumix.extensions.schemas").joinpath(name)
-
-
 def document_digest(schema_name: str, doc: Any) -> str:
     """Identifies a parsed document together with the exact schema it is judged by."""
+    # hashlib is imported here, not with the module: a proc worker's manifest code imports
+    # this module and never judges a document (forkserver.py says ready sooner).
     import hashlib
 
-    schema = _schema_file(schema_name).read_bytes()
+    schema = (SCHEMAS_DIR / schema_name).read_bytes()
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(hashlib.sha256(schema).digest() + canonical).hexdigest()
 
 
 @cache
 def _shipped_valid() -> frozenset[str]:
-    path = _schema_file(SHIPPED_VALID_FILE)
+    path = SCHEMAS_DIR / SHIPPED_VALID_FILE
     try:
         digests = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
@@ -211,7 +206,7 @@ def shipped_and_valid(schema_name: str, doc: Any) -> bool:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    text = _schema_file(name).read_text("utf-8")
+    text = (SCHEMAS_DIR / name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
