@@ -444,6 +444,8 @@ def report(profile: Profile, same_cpu: bool) -> None:
         print(f"{'Chromium Web Worker postMessage echo':44} {us(browser_ping)}   rounds {spread(b)}")
         print(f"{'Chromium Web Worker echo, 10 KB payload':44} {us(median_of_rounds(browser['payload_10k']))}")
         print(f"{'Chromium Web Worker start to first reply':44} {ms(browser['start'])}")
+    elif "browser" in figures:
+        print("Chromium Web Worker baselines: not measured (--no-browser, or Playwright or /usr/bin/chromium missing)")
     for side in profile.sides:
         sf = side.figures
         print(f"— Kumix proc host, {side.label}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from kumix.core.errors import ConfinementUnavailable
-from kumix.extensions.proc import confinement, privileges
+from kumix.extensions.proc import confinement, machine_probe, privileges
 from kumix.extensions.proc.confinement import SIMULATE_ENV, ConfinementSpec, confine_worker
 from kumix.store.database import Database
 from tests.confinement_harness import FIXTURES, run_attack
@@ -444,7 +444,7 @@ def test_unrequired_confinement_reports_the_missing_layer_and_applies_the_rest(
 
 
 def test_probe_reports_active_layers_without_confining_the_caller() -> None:
-    result = confinement.probe_machine()
+    result = machine_probe.probe_machine()
     assert result.report.confined, result.report.problems
     # /etc/hostname is not in the probe's view at all, and /tmp is a directory of its read-only
     # root; SysV IPC is refused by name, listmount (unknown to the allowlist) as no such call.

@@ -33,4 +33,4 @@ def test_wheel_ships_bundled_extensions_policies_and_schemas(tmp_path: Path) -> 
     assert expected <= names, sorted(expected - names)
     assert not any("__pycache__" in n for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "kumix = kumix.cli.main:run" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()
+    assert "kumix = kumix.cli.entry:run" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()

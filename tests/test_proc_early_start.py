@@ -74,7 +74,9 @@ heavy = sorted(m for m in sys.modules if m in HOST_NEVER or m.split(".")[0] in H
 print("PROBE", json.dumps({"code": code, "launches": seen, "heavy": heavy}))
 """
 
-WATCHED = ("asyncio", "kumix.app.kumix", "kumix.extensions.proc.session", "kumix.extensions.registry")
+WATCHED = ("asyncio", "kumix.app.kumix", "kumix.extensions.proc.session", "kumix.extensions.registry",
+           # Launched before the command line is parsed (cli/early_launch.py): no parser, no settings.
+           "kumix.cli.ext_commands", "kumix.app.settings", "dataclasses")
 HOST_NEVER = ("kumix.extensions.proc.confinement", "pyprctl", "landlockpy", "pyseccomp", "kumix.extensions.proc.worker")
 
 
@@ -96,9 +98,11 @@ def test_ext_call_launches_its_fork_server_first_and_never_imports_confinement(d
 
 def test_the_fork_server_is_ready_without_asyncio_or_jsonschema() -> None:
     """The essentials a worker needs before its entry file: not the event loop (the SDK imports
-    it on first use) and not the schema validator (workers rebuild the host's manifest)."""
+    it on first use), not the schema validator (workers rebuild the host's manifest) and not
+    what reading a schema file needs (importlib.resources, hashlib)."""
     probe = ("import sys; import kumix.extensions.proc.forkserver as f; f._preload_essentials(); "
-             "print(sorted(m for m in ('asyncio', 'jsonschema', 'uvloop') if m in sys.modules))")
+             "print(sorted(m for m in ('asyncio', 'jsonschema', 'uvloop', 'importlib.resources', 'hashlib') "
+             "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

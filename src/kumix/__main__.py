@@ -1,5 +1,5 @@
 """`python -m kumix` is the same as the `kumix` command."""
 
-from kumix.cli.main import run
+from kumix.cli.entry import run
 
 run()

@@ -6,13 +6,22 @@ about to call an extension (`kumix ext call`, `kumix serve`) launches the server
 before importing the rest of Kumix and opening the data directory, and hands it to
 `Kumix.open(fork_server=...)`; the server then boots on the other CPU while the command starts
 up, and the first call waits only for what is left of it. Importing this module costs only
-the standard library's process and socket modules.
+the standard library's process and socket modules (not the settings: `kumix ext call`
+launches the server before it has parsed its command line, `launch_fork_server_for`).
 """
 
 from __future__ import annotations
 
-from kumix.app.settings import Settings
+import os
+from typing import TYPE_CHECKING
+
+from kumix.app.data_dir import chosen_data_dir, logs_dir_of
 from kumix.extensions.proc.launch import LaunchedServer, launch_server
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from kumix.app.settings import Settings
 
 EarlyForkServer = LaunchedServer
 """A fork server launched ahead of `Kumix.open`; `close()` ends it if nothing adopted it."""
@@ -21,3 +30,15 @@ EarlyForkServer = LaunchedServer
 def launch_fork_server(settings: Settings) -> EarlyForkServer:
     """Launch the fork server the data directory's extension host will use, at once."""
     return launch_server(settings.logs_dir)
+
+
+def launch_fork_server_for(data_dir_option: str | None, env: Mapping[str, str] | None = None) -> EarlyForkServer:
+    """The same, for the data directory `Settings.resolve(data_dir=data_dir_option)` will
+    choose, without resolving the settings. Its `logs_dir` says which one it was: a caller
+    whose settings came out otherwise closes it and launches again."""
+    return launch_server(logs_dir_of(chosen_data_dir(data_dir_option, os.environ if env is None else env)))
+
+
+def fits(early: EarlyForkServer, settings: Settings) -> bool:
+    """Whether a server launched early logs where `settings` says this process logs."""
+    return early.logs_dir == settings.logs_dir

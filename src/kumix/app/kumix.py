@@ -25,42 +25,33 @@ outbox (`send_text`), and what needs the keys themselves raises `StateBusy`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kumix.app.events import DEFAULT_QUEUE, EventHub, Subscription
 from kumix.app.settings import Settings
 from kumix.core.errors import BadRequest, KumixError, NotFound, StateBusy, Transient, Unavailable, WrongPassphrase
-from kumix.core.models import (
-    Account,
-    DeviceHolder,
-    Event,
-    FiguresUpdate,
-    Room,
-    SearchHit,
-    TimelinePage,
-    TimelineUpdate,
-)
-from kumix.core.outbox import OutboxEntry, OutboxState
 
+# The event hub, the Matrix models and the outbox are imported where they are used: the
+# commands that read local state only (`kumix ext list`, `ext info`, `policy check`) never
+# touch them, and their dataclasses alone cost such a start ~15 ms.
 if TYPE_CHECKING:
     import asyncio
 
     from kumix.app.early_start import EarlyForkServer
     from kumix.app.encryption import Encryption
+    from kumix.app.events import EventHub, Subscription
     from kumix.app.extension_calls import ExtensionCaller
     from kumix.app.extensions import ExtensionService, ExtensionStatus
     from kumix.app.matrix_session import MatrixService, Session
     from kumix.app.ui_frames import UiFrames
     from kumix.app.verification_flows import VerificationFlows
+    from kumix.core.models import Account, DeviceHolder, Event, Room, SearchHit, TimelinePage, TimelineUpdate
+    from kumix.core.outbox import OutboxEntry
     from kumix.extensions.policy import Policy
     from kumix.store.database import Database
-
-log = logging.getLogger(__name__)
 
 Notice = Callable[[str], None]
 """Where the core says what it does instead (offline, device held elsewhere) or how far
@@ -89,6 +80,8 @@ class SendResult:
 
     @property
     def sent(self) -> bool:
+        from kumix.core.outbox import OutboxState
+
         return self.entry.state is OutboxState.SENT
 
     def to_json(self) -> dict[str, Any]:
@@ -125,7 +118,7 @@ class Kumix:
         self._live_task: asyncio.Task[None] | None = None
         self._closers = ExitStack()
         """Resources that close without awaiting (the database), closed after `_resources`."""
-        self._hub = EventHub()
+        self._events: EventHub | None = None
         self._db: Database | None = None
         self._policy: Policy | None = None
         self._extensions: ExtensionService | None = None
@@ -299,7 +292,18 @@ class Kumix:
             self._service.hub = self._hub
         return self._service
 
+    @property
+    def _hub(self) -> EventHub:
+        """Where updates go to subscribers; made when the first one is published or wanted."""
+        if self._events is None:
+            from kumix.app.events import EventHub
+
+            self._events = EventHub()
+        return self._events
+
     def _publish_figures(self, extension_id: str, figures: dict[str, Any]) -> None:
+        from kumix.core.models import FiguresUpdate
+
         self._hub.publish([FiguresUpdate(extension_id, figures)])
 
     async def _render_markdown(self, source: str) -> str:
@@ -318,6 +322,8 @@ class Kumix:
         except StateBusy as busy:
             if required or "holder" not in busy.details:
                 raise
+            from kumix.core.models import DeviceHolder
+
             raw = busy.details["holder"] or {}
             self._holder = DeviceHolder(raw.get("pid"), raw.get("command"))
             who = f"pid {self._holder.pid}, {self._holder.command}" if self._holder.pid else "another process"
@@ -497,6 +503,8 @@ class Kumix:
                 with contextlib.suppress(Transient):
                     await session.paginate(room_id, limit - len(rows))
                     rows = timeline.page(room_id, before_seq=before, limit=limit)
+        from kumix.core.models import TimelinePage
+
         older = rows[0][0] if rows else before
         newer = rows[-1][0] if rows else after
         return TimelinePage(room_id, [u for _, u in rows], before=older, after=newer)
@@ -535,6 +543,8 @@ class Kumix:
 
     async def _await_delivery(self, entry: OutboxEntry) -> OutboxEntry:
         import asyncio
+
+        from kumix.core.outbox import OutboxState
 
         deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
         outbox = self._matrix().outbox
@@ -678,10 +688,14 @@ class Kumix:
 
     @asynccontextmanager
     async def subscribe(self, *, rooms: frozenset[str] | set[str] | None = None, since: int | None = None,
-                        maxsize: int = DEFAULT_QUEUE) -> AsyncIterator[Subscription]:
+                        maxsize: int | None = None) -> AsyncIterator[Subscription]:
         """Live updates (of `rooms`, or all) while the block runs; leaving it unsubscribes.
         With `since`, updates stored after that cursor are replayed first, so a client that
-        reconnects (a WebSocket) misses nothing. The overflow rule is in `kumix.app.events`."""
+        reconnects (a WebSocket) misses nothing. The overflow rule is in `kumix.app.events`;
+        `maxsize` is the subscriber's queue bound (default `events.DEFAULT_QUEUE`)."""
+        from kumix.app.events import DEFAULT_QUEUE, Subscription
+
+        maxsize = DEFAULT_QUEUE if maxsize is None else maxsize
         wanted = frozenset(rooms) if rooms is not None else None
         sub = Subscription(wanted, maxsize)
         self._hub.add(sub)
@@ -787,6 +801,8 @@ def _replay(sub: Subscription, updates: list[TimelineUpdate], since: int) -> Non
 
 def _checked(entry: OutboxEntry, holder: DeviceHolder | None) -> SendResult:
     """A refused message is raised as the homeserver's typed error, with the entry."""
+    from kumix.core.outbox import OutboxState
+
     if entry.state is OutboxState.FAILED:
         error = entry.error()
         details = {**(error.details if error else {}), "outbox": entry.to_json()}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kumix.app.data_dir import chosen_data_dir, logs_dir_of
 from kumix.core.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -17,15 +18,8 @@ DEFAULT_POLICY = "strict"
 """`kumix.extensions.policy.DEFAULT_POLICY`, named here so resolving settings (every command,
 `--version` included) does not load the policy code; a test keeps the two equal."""
 
-ENV_DATA_DIR = "KUMIX_DATA_DIR"
 ENV_POLICY = "KUMIX_POLICY"
 ENV_EXTENSIONS_PATH = "KUMIX_EXTENSIONS_PATH"
-
-
-def default_data_dir(env: Mapping[str, str]) -> Path:
-    xdg = env.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "kumix"
 
 
 @dataclass(frozen=True)
@@ -45,12 +39,11 @@ class Settings:
     ) -> Settings:
         """Command-line values win over the environment, which wins over defaults."""
         env = os.environ if env is None else env
-        chosen_dir = data_dir or env.get(ENV_DATA_DIR) or None
         roots = list(extension_roots)
         if not roots and env.get(ENV_EXTENSIONS_PATH):
             roots = [p for p in env[ENV_EXTENSIONS_PATH].split(":") if p]
         return cls(
-            data_dir=Path(chosen_dir).expanduser() if chosen_dir else default_data_dir(env),
+            data_dir=chosen_data_dir(data_dir, env),
             policy=policy or env.get(ENV_POLICY) or DEFAULT_POLICY,
             extension_roots=tuple(Path(r).expanduser() for r in roots),
         )
@@ -61,7 +54,7 @@ class Settings:
 
     @property
     def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
+        return logs_dir_of(self.data_dir)
 
     @property
     def scratch_dir(self) -> Path:
@@ -88,6 +81,6 @@ SCHEMA_FILES = ("manifest.schema.json", "policy.schema.json")
 
 def schema_bytes(name: str) -> bytes:
     """The JSON Schema file of manifests or policies, as shipped."""
-    from importlib import resources
+    from kumix.extensions.jsondoc import SCHEMAS_DIR
 
-    return resources.files("kumix.extensions.schemas").joinpath(name).read_bytes()
+    return (SCHEMAS_DIR / name).read_bytes()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kumix.app.extensions import ExtensionService, ExtensionStatus
+from kumix.app.frame_egress import egress_summary, frame_egress
 from kumix.core.errors import BadRequest, KumixError, NotFound, PolicyDenied
 from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
@@ -30,7 +31,6 @@ from kumix.extensions.ui.bridge_session import (
 )
 from kumix.extensions.ui.capabilities import UI_CAPABILITIES
 from kumix.extensions.ui.frame_document import FrameDocument, build_frame
-from kumix.extensions.ui.frame_policy import FrameGrant, frame_grant
 from kumix.store.ui_send_approvals import SendApprovalStore
 
 __all__ = ["AskUser", "BridgeActions", "Effect", "MountedFrame", "Reply", "UiFrames", "Unload", "egress_summary",
@@ -96,25 +96,6 @@ class BridgeActions(Protocol):
     async def navigate(self, room_link: str) -> None: ...
     async def theme_tokens(self) -> Mapping[str, Any]: ...
     async def proc_call(self, extension_id: str, method: str, params: dict[str, Any]) -> Any: ...
-
-
-def frame_egress(policy: Policy, manifest: Manifest) -> FrameGrant:
-    """What a UI extension's frame may reach (and what it asked for in vain), for
-    `kumix policy check` and the grant dialog."""
-    return frame_grant(policy, manifest)
-
-
-def egress_summary(policy: Policy, status: ExtensionStatus) -> dict[str, Any] | None:
-    """One UI extension's egress as JSON, or None for proc or invalid extensions."""
-    manifest = status.record.manifest
-    if manifest is None or manifest.kind != "ui":
-        return None
-    grant = frame_egress(policy, manifest)
-    return {
-        "connectSrc": [{"source": e.source, "reason": e.reason} for e in grant.egress],
-        "refused": [{"source": c.source, "reason": c.reason} for c in grant.refused_egress],
-        "sandbox": list(grant.sandbox),
-    }
 
 
 def _source_path(status: ExtensionStatus) -> str | None:

@@ -14,6 +14,7 @@ from kumix.app.settings import Settings
 from kumix.cli.output import printable
 
 if TYPE_CHECKING:
+    from kumix.app.early_start import EarlyForkServer
     from kumix.app.kumix import Kumix
 
 T = TypeVar("T")
@@ -30,6 +31,8 @@ def progress(message: str) -> None:
 class CliContext:
     args: argparse.Namespace
     settings: Settings
+    early_fork_server: EarlyForkServer | None = None
+    """Launched by `main` before it parsed the command line (early_launch.py), if it did."""
 
     @property
     def json(self) -> bool:
@@ -45,14 +48,18 @@ class CliContext:
         """Open `Kumix` for one command, run `use` in it, close everything. `extensions`: the
         command calls an extension, so the extension host's fork server is launched before
         anything else is imported (kumix.app.early_start) and boots meanwhile."""
-        early = None
+        early = self.early_fork_server if extensions else None
         if extensions:
-            from kumix.app.early_start import launch_fork_server
+            from kumix.app.early_start import fits, launch_fork_server
 
-            try:
-                early = launch_fork_server(self.settings)
-            except OSError:
-                early = None  # the host launches its own and reports what went wrong, in order
+            if early is not None and not fits(early, self.settings):
+                early.close()  # launched for another data directory than the one parsed
+                early = None
+            if early is None:
+                try:
+                    early = launch_fork_server(self.settings)
+                except OSError:
+                    early = None  # the host launches its own and reports what went wrong, in order
         try:
             import asyncio
 

@@ -55,11 +55,14 @@ def _verdict(layers: dict[str, bool], required: bool, accept_weaker: bool) -> tu
 
 
 def cmd_doctor(ctx: CliContext) -> int:
-    from kumix.app.confinement_report import LAYERS, SIMULATE_ENV, probe_machine
+    from kumix.app.confinement_report import LAYERS, SIMULATE_ENV, start_probe
     from kumix.app.settings import load_policy
 
-    policy = load_policy(ctx.settings.policy)
-    result = probe_machine()
+    # The probe child first: it imports the confinement code and confines itself while this
+    # process loads the policy.
+    with start_probe() as probe:
+        policy = load_policy(ctx.settings.policy)
+        result = probe.result()
     report = result.report
     required = policy.proc.require_confinement
     accept_weaker = policy.proc.allow_without_namespaces

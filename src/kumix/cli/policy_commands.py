@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kumix.app.ui_frames import egress_summary
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
 from kumix.core.errors import BadRequest
@@ -54,6 +53,8 @@ def cmd_show(ctx: CliContext) -> int:
 
 
 def cmd_check(ctx: CliContext) -> int:
+    from kumix.app.frame_egress import egress_summary
+
     def use(k: Kumix) -> tuple[str, list[tuple[ExtensionStatus, dict[str, Any] | None]]]:
         return k.policy().name, [(s, egress_summary(k.policy(), s)) for s in k.extensions()]
 

@@ -8,14 +8,12 @@ characters (NUL, newlines), which would otherwise slip through regex anchors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,10 @@ if TYPE_CHECKING:
     # Imported where documents are validated: its import alone costs a command-line
     # start (`kumix --version`) ~90 ms.
     import jsonschema
+
+SCHEMAS_DIR = Path(__file__).parent / "schemas"
+"""The JSON Schemas and the digests of the shipped documents, read as plain files (see
+`kumix.bundled.BUNDLED_DIR` for why not through importlib.resources)."""
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 """Manifests and policies are a few hundred bytes; 64 KiB leaves room and bounds parsing."""
@@ -177,14 +179,18 @@ fails when one is missing or stale)."""
 
 def document_digest(schema_name: str, doc: Any) -> str:
     """Identifies a parsed document together with the exact schema it is judged by."""
-    schema = resources.files("kumix.extensions.schemas").joinpath(schema_name).read_bytes()
+    # hashlib is imported here, not with the module: a proc worker's manifest code imports
+    # this module and never judges a document (forkserver.py says ready sooner).
+    import hashlib
+
+    schema = (SCHEMAS_DIR / schema_name).read_bytes()
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(hashlib.sha256(schema).digest() + canonical).hexdigest()
 
 
 @cache
 def _shipped_valid() -> frozenset[str]:
-    path = resources.files("kumix.extensions.schemas").joinpath(SHIPPED_VALID_FILE)
+    path = SCHEMAS_DIR / SHIPPED_VALID_FILE
     try:
         digests = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
@@ -200,7 +206,7 @@ def shipped_and_valid(schema_name: str, doc: Any) -> bool:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    text = resources.files("kumix.extensions.schemas").joinpath(name).read_text("utf-8")
+    text = (SCHEMAS_DIR / name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

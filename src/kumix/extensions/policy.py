@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kumix.bundled import BUNDLED_DIR
 from kumix.core.errors import InvalidPolicy
 from kumix.extensions.jsondoc import (
     DocumentError,
@@ -263,8 +263,8 @@ def parse_policy(data: bytes, *, display: str) -> Policy:
 def load_policy(spec: str) -> Policy:
     """`spec` is a bundled policy name (`strict`, `dev`) or a path to a policy file."""
     if spec in BUNDLED_POLICIES:
-        ref = resources.files("kumix.bundled.policies").joinpath(f"{spec}.json")
-        return parse_policy(ref.read_bytes(), display=f"<bundled policy {spec}>")
+        data = (BUNDLED_DIR / "policies" / f"{spec}.json").read_bytes()
+        return parse_policy(data, display=f"<bundled policy {spec}>")
     path = Path(spec)
     try:
         data = read_document_bytes(path, display=spec)

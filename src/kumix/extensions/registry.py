@@ -13,10 +13,10 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from kumix.bundled import BUNDLED_DIR
 from kumix.core.errors import InvalidManifest
 from kumix.extensions.jsondoc import DocumentProblem
 from kumix.extensions.manifest import MANIFEST_FILE, Manifest, is_valid_id, load_manifest
@@ -49,7 +49,7 @@ class ExtensionRecord:
 
 
 def bundled_root() -> Path:
-    return Path(str(resources.files("kumix.bundled").joinpath("extensions")))
+    return BUNDLED_DIR / "extensions"
 
 
 def _inside(child: Path, parent: Path) -> bool:

@@ -25,8 +25,8 @@ Landlock ABI 8):
   naming the layer (the worker then reports that code and exits) — except `namespaces` when
   `spec.accept_without_namespaces` (the policy's `allowWithoutNamespaces`); when it is false
   the layer is skipped, and `report.warning()` is the text the host shows on every start.
-- `probe()` / `probe_machine()` say which layers this machine supports, for `kumix doctor`,
-  by confining a throwaway forked child, never the calling process.
+- `machine_probe.probe_machine()` says which layers this machine supports, for `kumix doctor`,
+  by forking a throwaway child that confines itself here (`probe_child`), never the calling process.
 
 Simulating a machine without a layer (tests, `kumix doctor`): the environment variable
 `KUMIX_CONFINEMENT_SIMULATE_UNAVAILABLE` (comma-separated layer names, or `all`) or the spec
@@ -42,17 +42,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import resource
-import select
-import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +62,8 @@ from kumix.extensions.proc import (
     runtime_access,
     seccomp_filter,
 )
+from kumix.extensions.proc.layers import LAYERS, WEAKER_WITHOUT_NAMESPACES, ConfinementReport
 from kumix.extensions.proc.simulation import SIMULATE_ENV
-
-LAYERS: tuple[str, ...] = ("no_new_privs", "unprivileged", "namespaces", "task_limit", "landlock", "seccomp")
-"""Every layer a confined worker must have. `unprivileged`: no capability left and, when the
-host is root, the extension's own non-root uid/gid. `namespaces`: own user (non-root host, and
-root host after the uid switch), mount (a root holding only the runtime, the extension and its
-scratch directory), IPC, network and PID (the worker is pid 1) namespaces. `task_limit`: RLIMIT_NPROC counting this
-worker's tasks (in its own user namespace) or its extension uid's."""
-
-WEAKER_WITHOUT_NAMESPACES: frozenset[str] = frozenset({"namespaces"})
-"""What the policy value `proc.allowWithoutNamespaces` accepts missing: the namespaces layer
-only. Every other layer stays required."""
 
 DEFAULT_MAX_TASKS = 32
 """Tasks (threads; a worker cannot fork) per worker when the caller names no limit; the policy's
@@ -134,54 +120,6 @@ class ConfinementSpec:
             ident = privileges.extension_identity(self.extension_id)
             return ident, ident
         return privileges.NOBODY_ID, privileges.NOBODY_ID
-
-
-@dataclass(frozen=True)
-class ConfinementReport:
-    layers: dict[str, bool] = field(default_factory=dict)
-    problems: dict[str, str] = field(default_factory=dict)
-    """Why a layer is off (missing kernel feature, simulated, failed verification …)."""
-    details: dict[str, Any] = field(default_factory=dict)
-    extension_dir: Path | None = None
-    """How the worker reaches its extension directory from now on."""
-    scratch_dir: Path | None = None
-    """How the worker reaches its scratch directory from now on (None without `fs.scratch`)."""
-    accepted_missing: tuple[str, ...] = ()
-    """Layers the policy accepts missing (`proc.allowWithoutNamespaces`)."""
-
-    @property
-    def confined(self) -> bool:
-        return bool(self.layers) and all(on or name in self.accepted_missing for name, on in self.layers.items())
-
-    @property
-    def missing(self) -> tuple[str, ...]:
-        return tuple(name for name, on in self.layers.items() if not on)
-
-    def warning(self) -> str | None:
-        """The line to show on every start without every layer, or None when all hold."""
-        if not self.missing:
-            return None
-        parts = [f"{name} ({self.problems.get(name, 'unavailable')})" for name in self.missing]
-        return "proc worker runs without OS confinement layers: " + ", ".join(parts)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "confined": self.confined,
-            "layers": dict(self.layers),
-            "accepted_missing": list(self.accepted_missing),
-            "problems": dict(self.problems),
-            "details": _jsonable(self.details),
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 class _Confiner:
@@ -536,32 +474,6 @@ def _verify(c: _Confiner, status: dict[str, str], was_root: bool) -> None:
 
 # --- probing, for `kumix doctor` -------------------------------------------------------------
 
-PROBE_TIMEOUT_SECONDS = 20.0
-"""A probe confines one forked child and checks a few refusals; it takes milliseconds, but the
-child builds the runtime read set from /proc and sysconfig, so allow for a slow, loaded machine."""
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    report: ConfinementReport
-    checks: dict[str, str]
-    """What the confined child saw when it tried something it must not do (errno names)."""
-    kernel: str
-    landlock_abi: int
-    seccomp_api: int
-    host_uid: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kernel": self.kernel,
-            "host_uid": self.host_uid,
-            "landlock_abi": self.landlock_abi,
-            "seccomp_api": self.seccomp_api,
-            **self.report.to_json(),
-            "checks": dict(self.checks),
-        }
-
-
 def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
@@ -627,86 +539,13 @@ def _write_and_remove_tmp_file() -> None:
     path.unlink()  # only reached when the write was allowed: leave nothing behind
 
 
-def probe_machine(simulate_unavailable: Iterable[str] = ()) -> ProbeResult:
-    """Confine a throwaway forked child with an empty extension directory and report what held.
-
-    The calling process is never confined; the child exits right after writing its report."""
-    with tempfile.TemporaryDirectory(prefix="kumix-probe-") as tmp:
-        ext_dir = Path(tmp)
-        # mkdtemp makes it 0700; the unprivileged probe child must be able to list it.
-        os.chmod(ext_dir, 0o755)  # noqa: S103
-        spec = ConfinementSpec(
-            extension_dir=ext_dir,
-            scratch_dir=None,
-            required=False,
-            simulate_unavailable=frozenset(simulate_unavailable),
-        )
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                os.close(read_end)
-                report = confine_worker(spec)
-                answer = {"report": report.to_json(), "checks": _probe_checks()}
-                os.write(write_end, json.dumps(answer).encode())
-            except BaseException as exc:
-                os.write(write_end, json.dumps({"crash": f"{type(exc).__name__}: {exc}"}).encode())
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        try:
-            data = _read_all(read_end, PROBE_TIMEOUT_SECONDS)
-        finally:
-            os.close(read_end)
-            _reap(pid)
-    doc: dict[str, Any] = json.loads(data) if data else {"crash": "the probe child exited without a report"}
-    if "crash" in doc:
-        report = ConfinementReport(
-            dict.fromkeys(LAYERS, False), dict.fromkeys(LAYERS, f"probe failed: {doc['crash']}")
-        )
-        checks: dict[str, str] = {}
-    else:
-        body = doc["report"]
-        report = ConfinementReport(body["layers"], body["problems"], body["details"])
-        checks = doc["checks"]
-    return ProbeResult(
-        report=report,
-        checks=checks,
-        kernel=os.uname().release,
-        landlock_abi=landlock_rules.abi_version(),
-        seccomp_api=seccomp_filter.api_level(),
-        host_uid=os.geteuid(),
-    )
-
-
-def _read_all(fd: int, timeout: float) -> bytes:
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return b""
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _reap(pid: int) -> None:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == 0:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def probe() -> dict[str, bool]:
-    """Which layers this machine supports (see `probe_machine` for the details)."""
-    return dict(probe_machine().report.layers)
+def probe_child(extension_dir: Path, simulate_unavailable: frozenset[str]) -> dict[str, Any]:
+    """The probe child's part (machine_probe.py forks it): confine this process as a worker with
+    an empty extension directory would be, try what it must not do, and say what held."""
+    spec = ConfinementSpec(extension_dir=extension_dir, scratch_dir=None, required=False,
+                           simulate_unavailable=simulate_unavailable)
+    # Asked before confining, while nothing is refused yet: what the kernel and libseccomp offer.
+    landlock_abi, seccomp_api = landlock_rules.abi_version(), seccomp_filter.api_level()
+    report = confine_worker(spec)
+    return {"report": report.to_json(), "checks": _probe_checks(), "landlock_abi": landlock_abi,
+            "seccomp_api": seccomp_api}

@@ -11,10 +11,12 @@ modules it may never use: before saying ready the server imports only what every
 needs to become one (the bootstrap, confinement, the wire, the SDK's request loop; not
 asyncio, which the SDK imports on first use, and not jsonschema: a worker rebuilds the
 manifest the host validated without the schema, `manifest_from_host`); then, whenever no
-request is waiting, it imports one more of `PRELOAD_MODULES` (asyncio, markdown-it-py,
+request is waiting, it imports one more of `PRELOAD_MODULES` (markdown-it-py, asyncio,
 wasmtime …), and at the end collects and freezes its heap for copy-on-write. A spawn always
-goes first: a worker forked before the preload finished imports what its entry file needs
-itself, from the runtime files its confinement lets it read (runtime_access.py).
+goes first, but it names the modules of that list its entry file imports (`WorkerSpec.preload`),
+and the server imports those first, before the fork, so the worker and the spare beside it
+inherit them; what a worker needs beyond them it imports itself, from the runtime files its
+confinement lets it read (runtime_access.py).
 
 Control channel (SOCK_SEQPACKET, one JSON object per message, host → server):
   {"op": "spawn", "token": N, "spec": {...}} with three fds attached (channel read end,
@@ -56,6 +58,8 @@ from kumix.extensions.proc.preload import PRELOAD_MODULES
 
 MAX_CONTROL_MESSAGE_BYTES = 65_536
 """A spawn request is a manifest plus limits, a few KiB; anything bigger is refused."""
+READY_GRACE_MS = 3
+"""How long the server waits for a spawn right after saying ready before it preloads."""
 
 
 def _preload_essentials() -> None:
@@ -71,6 +75,25 @@ def _preload_essentials() -> None:
     gc.freeze()
 
 
+def _warm_markdown() -> None:
+    """linkify-it compiles its pretest pattern (~10 ms, the largest of those every text meets)
+    through `re`'s cache on the first text it scans, so the first render in every worker paid
+    for it; one render here leaves it compiled in the cache the workers inherit. The patterns
+    of the links themselves (fuzzy links and e-mail: 60-90 ms more) are left to the first
+    worker that meets one: no spawn should wait behind them. Library code only: the server
+    never runs an extension's."""
+    from markdown_it import MarkdownIt
+
+    MarkdownIt("commonmark", {"linkify": True}).enable(["table", "strikethrough", "linkify"]).render(
+        "| a |\n|---|\n| ~~b~~ |\n\nplain text"
+    )
+
+
+_WARM_UPS = {"markdown_it": _warm_markdown}
+"""Run after a preloaded module is imported: work its first use would otherwise repeat in
+each worker."""
+
+
 class _Preloader:
     """The rest of PRELOAD_MODULES, one module at a time between requests."""
 
@@ -82,11 +105,31 @@ class _Preloader:
         return not self.pending
 
     def step(self) -> None:
-        name = self.pending.pop(0)
+        self._import(self.pending.pop(0))
+        self._finish_if_done()
+
+    def take(self, names: Sequence[str]) -> None:
+        """Import now those of `names` still pending (a spawn's entry needs them): in the
+        template once, not in each confined worker. Names not pending — already imported, or
+        not in PRELOAD_MODULES at all — are ignored: the server imports only its own list."""
+        wanted = [name for name in self.pending if name in names]
+        for name in wanted:
+            self.pending.remove(name)
+            self._import(name)
+        if wanted:
+            self._finish_if_done()
+
+    @staticmethod
+    def _import(name: str) -> None:
         try:
             importlib.import_module(name)
+            warm_up = _WARM_UPS.get(name)
+            if warm_up is not None:
+                warm_up()
         except Exception as exc:  # a worker that needs it reports the failure itself
             sys.stderr.write(f"kumix fork server: preloading {name} failed: {type(exc).__name__}: {exc}\n")
+
+    def _finish_if_done(self) -> None:
         if not self.pending:
             gc.collect()
             gc.freeze()
@@ -109,6 +152,7 @@ class _Server:
     def __init__(self, control: socket.socket, preloader: _Preloader) -> None:
         self.control = control
         self.preloader = preloader
+        self.preloaded_announced = False
         self.children: dict[int, _Child] = {}
         self.reports: dict[int, _Child] = {}
         """By report pipe read end, while it is open."""
@@ -126,17 +170,21 @@ class _Server:
         poller.register(self.wake_r, select.POLLIN)
         self.send({"op": "ready", "pid": os.getpid()})
         preloader = self.preloader
+        # A host already waiting for the hello sends its first spawn within a millisecond or
+        # so: give it that long before the first preload step (a module import of up to a few
+        # tens of ms, which a spawn arriving during it would wait out).
+        wait_ms = READY_GRACE_MS
         while True:
             try:
                 # While the preload is unfinished, look for requests without waiting and
                 # import one more module whenever none is there.
-                ready = poller.poll(None if preloader.done else 0)
+                ready = poller.poll(None if preloader.done else wait_ms)
             except InterruptedError:
                 continue
+            wait_ms = 0
             if not ready and not preloader.done:
                 preloader.step()
-                if preloader.done:
-                    self.send({"op": "preloaded"})
+                self._announce_preloaded()
                 continue
             for fd, _event in ready:
                 if fd == self.wake_r:
@@ -149,6 +197,12 @@ class _Server:
                 elif not self._on_control():
                     self._shutdown()
                     return 0
+            self._announce_preloaded()  # a spawn may have taken the last pending modules
+
+    def _announce_preloaded(self) -> None:
+        if self.preloader.done and not self.preloaded_announced:
+            self.preloaded_announced = True
+            self.send({"op": "preloaded"})
 
     def _drain_wakeup(self) -> None:
         try:
@@ -243,6 +297,7 @@ class _Server:
         from kumix.extensions.proc.worker_spec import WorkerSpec
 
         spec = WorkerSpec.from_json(spec_doc)
+        self.preloader.take(spec.preload)
         parent = os.getpid()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(report_r, False)

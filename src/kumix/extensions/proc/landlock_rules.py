@@ -25,6 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kumix.extensions.proc import shared_libraries  # noqa: F401  (before the binding: no ldconfig runs)
+
+# isort: split
 import landlockpy as landlock
 
 READ_ACCESS = landlock.AccessFS.READ_FILE | landlock.AccessFS.READ_DIR

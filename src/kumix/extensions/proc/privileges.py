@@ -21,6 +21,9 @@ import os
 import zlib
 from dataclasses import dataclass
 
+from kumix.extensions.proc import shared_libraries  # noqa: F401  (before the binding: no ldconfig runs)
+
+# isort: split
 import pyprctl
 from pyprctl import ffi as _prctl_ffi
 

@@ -50,6 +50,9 @@ import termios
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from kumix.extensions.proc import shared_libraries  # noqa: F401  (before the binding: no ldconfig runs)
+
+# isort: split
 import pyseccomp as seccomp
 
 from kumix.extensions.proc.privileges import PR_SET_PDEATHSIG

@@ -79,6 +79,7 @@ from kumix.extensions.proc.circuit import CrashCircuit
 from kumix.extensions.proc.deadlines import DeadlineQueue
 from kumix.extensions.proc.exit_codes import EXIT_RESOURCE_LIMIT
 from kumix.extensions.proc.pool import WorkerPool
+from kumix.extensions.proc.preload import entry_preloads
 from kumix.extensions.proc.protocol import (
     Failure,
     FrameTooLarge,
@@ -284,6 +285,9 @@ class ProcSession:
         self._log_path = logs_dir / f"{extension_id}.log"
         self._logs_dir = logs_dir
         self._scratch_dir = scratch_dir
+        self._entry_preloads: tuple[str, ...] | None = None
+        """What the fork server should import before forking this extension's workers (read
+        from the entry file once, at the first spawn)."""
         self._owner: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop of the first call: every future, timer and transport of the session lives
@@ -747,6 +751,8 @@ class ProcSession:
 
     def _spec(self) -> WorkerSpec:
         limits = self.limits
+        if self._entry_preloads is None:
+            self._entry_preloads = entry_preloads(self.extension_dir / self.manifest.entry)
         return WorkerSpec(
             extension_id=self.extension_id,
             extension_dir=str(self.extension_dir),
@@ -761,6 +767,7 @@ class ProcSession:
             max_tasks=limits.max_tasks_per_worker,
             allow_without_namespaces=limits.allow_without_namespaces,
             scratch_dir=str(self._scratch_dir) if self._scratch_dir is not None else None,
+            preload=self._entry_preloads,
         )
 
     async def _start_worker(self) -> _Worker:

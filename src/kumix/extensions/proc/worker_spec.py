@@ -30,10 +30,13 @@ class WorkerSpec:
     """The policy's proc.maxTasksPerWorker."""
     allow_without_namespaces: bool = False
     """The policy's proc.allowWithoutNamespaces."""
+    preload: tuple[str, ...] = ()
+    """Modules of preload.PRELOAD_MODULES the entry file imports: the fork server imports those
+    it has not yet preloaded before it forks this worker (it ignores any other name)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> WorkerSpec:
-        return cls(**doc)
+        return cls(**{**doc, "preload": tuple(doc.get("preload", ()))})

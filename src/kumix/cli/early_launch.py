@@ -1,0 +1,60 @@
+"""`kumix ext call` launches the extension host's fork server before it parses its command line.
+
+Building the parser and importing what parsing needs (the settings, dataclasses) is 20-40 ms
+of the command's start-up, and the fork server's own start is what the first call waits for:
+each millisecond the launch comes earlier is one the call does not wait. So the command line
+is scanned here for the two words `ext call` and the data directory, with nothing imported;
+the settings resolved after parsing decide whether the server launched fits
+(`context.CliContext.run` launches another when it does not, which a command line this scan
+reads differently from argparse could cause).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from kumix.app.early_start import EarlyForkServer
+
+DATA_DIR_OPTION = "--data-dir"
+VALUE_OPTIONS = frozenset({DATA_DIR_OPTION, "--policy", "--extensions-dir", "--params"})
+"""The options of `kumix ext call` that take a value (global ones included)."""
+
+
+def ext_call_data_dir(argv: Sequence[str]) -> tuple[bool, str | None]:
+    """(True, the --data-dir value or None) for a command line of `kumix ext call`; (False,
+    None) for any other command, or when the data directory is spelt in a way argparse
+    would accept but this scan does not follow (an abbreviation such as `--data`)."""
+    words: list[str] = []
+    data_dir: str | None = None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            words.extend(args)
+        elif arg in VALUE_OPTIONS:
+            value = next(args, None)
+            if arg == DATA_DIR_OPTION:
+                data_dir = value
+        elif arg.startswith(DATA_DIR_OPTION + "="):
+            data_dir = arg.partition("=")[2]
+        elif arg.startswith("--d"):
+            return False, None
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return words[:2] == ["ext", "call"], data_dir
+
+
+def launch_for(argv: Sequence[str]) -> EarlyForkServer | None:
+    """Launch the fork server now if `argv` is `kumix ext call`; None otherwise, or when it
+    cannot be launched (the host launches its own then, and reports what went wrong)."""
+    is_call, data_dir = ext_call_data_dir(argv)
+    if not is_call or data_dir == "":
+        return None  # an empty --data-dir is a usage error: nothing to launch it in
+    from kumix.app.early_start import launch_fork_server_for
+
+    try:
+        return launch_fork_server_for(data_dir)
+    except OSError:
+        return None

@@ -1,0 +1,154 @@
+"""A spawn names the preloaded modules its entry file imports, and the fork server imports
+those before it forks the worker — only ever names of its own PRELOAD_MODULES."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kumix.extensions.proc import forkserver
+from kumix.extensions.proc.preload import PRELOAD_MODULES, entry_preloads
+from kumix.extensions.proc.worker_spec import WorkerSpec
+
+BUNDLED = Path(forkserver.__file__).resolve().parents[2] / "bundled" / "extensions" / "proc"
+
+
+def test_the_markdown_renderer_asks_for_markdown_it() -> None:
+    assert entry_preloads(BUNDLED / "markdown-renderer" / "worker.py") == ("markdown_it", "kumix.sdk.proc")
+    assert entry_preloads(BUNDLED / "theme-default" / "worker.py") == ("kumix.sdk.proc",)
+
+
+def test_every_import_form_is_read_and_only_preloaded_names_come_out(tmp_path: Path) -> None:
+    entry = tmp_path / "worker.py"
+    entry.write_text(
+        "import os, json as j\n"
+        "from kumix.sdk import proc, wasm\n"
+        "from markdown_it import (\n    MarkdownIt,\n)\n"
+        "import an_authors_own_module\n"
+        "def f():\n    import html\n"
+    )
+    found = entry_preloads(entry)
+    assert found == ("markdown_it", "json", "html", "kumix.sdk.proc", "kumix.sdk.wasm")
+    assert set(found) <= set(PRELOAD_MODULES)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory", "missing"])
+def test_an_entry_that_is_not_a_regular_file_asks_for_nothing(tmp_path: Path, kind: str) -> None:
+    entry = tmp_path / "worker.py"
+    if kind == "symlink":
+        target = tmp_path / "elsewhere.py"
+        target.write_text("import markdown_it\n")
+        entry.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(entry)  # no writer: a blocking open would never return
+    elif kind == "directory":
+        entry.mkdir()
+    assert entry_preloads(entry) == ()
+
+
+def test_the_hint_survives_the_trip_to_the_fork_server() -> None:
+    spec = WorkerSpec("x", "/x", "worker.py", {}, 64, 1, 1, 1, 1, True, preload=("markdown_it",))
+    assert WorkerSpec.from_json(spec.to_json()) == spec
+    old = {k: v for k, v in spec.to_json().items() if k != "preload"}  # a host without hints
+    assert WorkerSpec.from_json(old).preload == ()
+
+
+def test_take_imports_only_pending_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    imported: list[str] = []
+    monkeypatch.setattr(forkserver.importlib, "import_module", lambda name: imported.append(name))
+    monkeypatch.setattr(forkserver, "_WARM_UPS", {})
+    preloader = forkserver._Preloader(["alpha", "beta", "gamma"])
+    preloader.take(["gamma", "os", "not_in_the_list"])
+    assert imported == ["gamma"], "a spawn can only move the server's own modules forward"
+    assert preloader.pending == ["alpha", "beta"]
+    preloader.take(["gamma"])
+    assert imported == ["gamma"], "imported once"
+    preloader.step()
+    assert imported == ["gamma", "alpha"]
+
+
+def test_the_server_imports_the_hint_before_it_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    imported: list[str] = []
+    pending_at_fork: list[list[str]] = []
+    monkeypatch.setattr(forkserver.importlib, "import_module", lambda name: imported.append(name))
+    monkeypatch.setattr(forkserver, "_WARM_UPS", {})
+    server: Any = object.__new__(forkserver._Server)
+    server.preloader = forkserver._Preloader(["asyncio", "markdown_it", "wasmtime"])
+
+    def fork() -> int:
+        pending_at_fork.append(list(server.preloader.pending))
+        raise OSError("no fork in this test")
+
+    monkeypatch.setattr(forkserver.os, "fork", fork)
+    spec = WorkerSpec("x", "/x", "worker.py", {}, 64, 1, 1, 1, 1, True, preload=("markdown_it",))
+    with pytest.raises(OSError, match="no fork"):
+        server._spawn(1, spec.to_json(), (0, 1, 2))
+    assert imported == ["markdown_it"]
+    assert pending_at_fork == [["asyncio", "wasmtime"]]
+
+
+def test_preloaded_is_announced_once_even_when_a_spawn_took_the_last_modules() -> None:
+    sent: list[dict[str, Any]] = []
+    server: Any = object.__new__(forkserver._Server)
+    server.preloader = forkserver._Preloader([])
+    server.preloaded_announced = False
+    server.send = sent.append
+    server._announce_preloaded()
+    server._announce_preloaded()
+    assert sent == [{"op": "preloaded"}]
+
+
+def test_a_warmed_up_markdown_renderer_compiles_no_linkify_pretest() -> None:
+    """The warm-up leaves linkify-it's pretest pattern in `re`'s cache (what a worker inherits)."""
+    import re
+
+    import markdown_it
+
+    forkserver._warm_markdown()
+    md = markdown_it.MarkdownIt("commonmark", {"linkify": True}).enable(["linkify"])
+    pattern = md.linkify.re["pretest"]
+    cached = [key for key in re._cache if isinstance(key, tuple) and len(key) > 1 and key[1] == pattern]  # type: ignore[attr-defined]
+    assert cached, "the pretest pattern is compiled and cached"
+
+
+def test_right_after_ready_the_server_waits_briefly_for_a_spawn_before_preloading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host already waiting for the hello sends its spawn at once; the first preload step (an
+    import a spawn would wait out) comes only after a short grace, later steps without one."""
+    timeouts: list[int | None] = []
+    steps: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    class Poller:
+        def register(self, fd: int, events: int) -> None:
+            pass
+
+        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
+            timeouts.append(timeout)
+            if len(timeouts) == 3:
+                raise Stop
+            return []
+
+    class Control:
+        def fileno(self) -> int:
+            return -1
+
+        def send(self, data: bytes) -> None:
+            pass
+
+    server: Any = object.__new__(forkserver._Server)
+    server.poller, server.control, server.wake_r = Poller(), Control(), -2
+    server.preloader = forkserver._Preloader(["a", "b", "c"])
+    server.preloaded_announced = False
+    monkeypatch.setattr(server.preloader, "step", lambda: steps.append("step"))
+    with pytest.raises(Stop):
+        server.serve()
+    assert timeouts == [forkserver.READY_GRACE_MS, 0, 0]
+    assert forkserver.READY_GRACE_MS > 0
+    assert steps == ["step", "step"]
