@@ -118,6 +118,15 @@ class Page:
                 return doc
         raise AssertionError(f"no {wanted} frame")
 
+    def response(self, widget_id: str, request_id: str) -> dict[str, Any]:
+        """The answer to one fromWidget request of the frame: frames pushed to it meanwhile
+        (toWidget send_event of a message the live sync brought) are passed over."""
+        while True:
+            message: dict[str, Any] = self.next("bridge", widget_id)["message"]
+            if message.get("api") == "fromWidget" and message.get("requestId") == request_id:
+                response: dict[str, Any] = message["response"]
+                return response
+
     def negotiate(self, widget_id: str, capabilities: list[str]) -> list[str]:
         self.send(type="bridge_start", widget_id=widget_id)
         ask = self.next("bridge", widget_id)["message"]
@@ -217,7 +226,7 @@ def test_reading_pushing_and_a_confirmed_vote_that_reaches_synapse(server: WebSe
         for attempt in range(60):
             page.bridge(widget, request(widget, f"read{attempt}", "org.matrix.msc2876.read_events",
                                         {"type": "org.matrix.msc3381.poll.start"}))
-            events = page.next("bridge", widget)["message"]["response"]["events"]
+            events = page.response(widget, f"read{attempt}")["events"]
             if events:
                 break
             time.sleep(0.25)
@@ -235,7 +244,7 @@ def test_reading_pushing_and_a_confirmed_vote_that_reaches_synapse(server: WebSe
         page.bridge(widget, request(widget, "other-room", "send_event", {
             "type": "org.matrix.msc3381.poll.response", "room_id": "!other:localhost",
             "content": {"m.relates_to": {"rel_type": "m.reference", "event_id": poll_id}}}))
-        refused = page.next("bridge", widget)["message"]["response"]["error"]
+        refused = page.response(widget, "other-room")["error"]
         assert "timeline:!other:localhost" in refused["message"]
         # The vote: the server asks the page first; nothing is sent until the user says yes.
         vote = {"m.relates_to": {"rel_type": "m.reference", "event_id": poll_id},
@@ -247,8 +256,7 @@ def test_reading_pushing_and_a_confirmed_vote_that_reaches_synapse(server: WebSe
         # What the person is shown comes from the poll the room holds, not from the frame.
         assert ask["poll"] == {"question": "Lunch?", "answers": ["Yes"]}
         page.send(type="bridge_answer", widget_id=widget, request_id=ask["request_id"], approved=True, always=False)
-        answer = page.next("bridge", widget)["message"]
-        event_id = answer["response"]["event_id"]
+        event_id = page.response(widget, "vote")["event_id"]
         got = bob.http.get(f"/_matrix/client/v3/rooms/{room}/event/{event_id}")
         got.raise_for_status()
         assert got.json()["type"] == "org.matrix.msc3381.poll.response"
@@ -258,7 +266,7 @@ def test_reading_pushing_and_a_confirmed_vote_that_reaches_synapse(server: WebSe
                                     {"type": "org.matrix.msc3381.poll.response", "content": vote}))
         ask = page.next("bridge_ask", widget)
         page.send(type="bridge_answer", widget_id=widget, request_id=ask["request_id"], approved=False, always=False)
-        declined = page.next("bridge", widget)["message"]["response"]["error"]
+        declined = page.response(widget, "vote2")["error"]
         assert declined["io.kumix.code"] == "not_granted"
     finally:
         page.close()
