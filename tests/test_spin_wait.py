@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from kumix.extensions.proc.spin_wait import (
     CREDIT_MAX,
@@ -144,6 +145,28 @@ def test_placement_look_ups_reuse_two_descriptors_until_closed() -> None:
         assert open_fds() == before
         os.write(write_fd, b"reply")
         assert spin.wait(read_fd) is False, "a closed spin never spins again"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_peer_whose_proc_entry_cannot_be_opened_leaks_no_descriptor() -> None:
+    # /proc/PID/stat of a worker the host may not see (hidepid, another uid) fails to open at
+    # every look-up; the loadavg descriptor beside it must be opened once, not once per try.
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    missing = next(p for p in range(pid_max - 1, 1, -1) if not os.path.exists(f"/proc/{p}"))
+    read_fd, write_fd = os.pipe()
+    before = open_fds()
+    try:
+        spin = AdaptiveSpin(1_000, peer_pid=missing)
+        for _ in range(PLACEMENT_EVERY * 20):
+            spin.wait(read_fd)
+        assert len(open_fds() - before) == 1, "only /proc/loadavg, opened once"
+        spin.close()
+        assert open_fds() == before
     finally:
         os.close(read_fd)
         os.close(write_fd)

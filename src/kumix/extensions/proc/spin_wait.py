@@ -215,8 +215,12 @@ class AdaptiveSpin:
         if self.peer_pid is not None:
             if self._until_placement <= 0:
                 self._until_placement = PLACEMENT_EVERY
+                # Each opened only while it is not open: a peer whose /proc entry this process
+                # cannot open (hidepid, another uid) is tried again at every look-up, and the
+                # loadavg descriptor must not be opened anew (and leaked) each time.
                 if self._stat_fd is None:
                     self._stat_fd = _open_proc(f"/proc/{self.peer_pid}/stat")
+                if self._loadavg_fd is None:
                     self._loadavg_fd = _open_proc("/proc/loadavg")
                 mine, theirs = own_cpu(), last_cpu_of(self.peer_pid, self._stat_fd)
                 self.shares_cpu = mine is not None and mine == theirs
