@@ -48,6 +48,7 @@ def test_the_launch_logs_in_the_data_directory_the_settings_will_name(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUMIX_DATA_DIR", str(tmp_path / "from-env"))
     for argv, data_dir in ((CALL, None), (["--data-dir", str(tmp_path / "option"), *CALL], str(tmp_path / "option"))):
+        Settings.resolve(data_dir=data_dir).ensure_data_dir()
         early = launch_for(argv)
         assert early is not None
         try:
@@ -55,6 +56,43 @@ def test_the_launch_logs_in_the_data_directory_the_settings_will_name(tmp_path: 
             assert (early.logs_dir / "forkserver.log").exists()
         finally:
             early.close()
+
+
+def test_a_data_directory_that_does_not_exist_yet_is_left_to_the_command(tmp_path: Path) -> None:
+    # The command line is not checked yet: a mistyped one must leave nothing behind.
+    missing = tmp_path / "new" / "data"
+    assert launch_for(["--data-dir", str(missing), "ext", "call", "x"]) is None
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_data_directory_the_scan_cannot_resolve_launches_nothing_and_raises_nothing() -> None:
+    # Path.expanduser raises RuntimeError for an unknown user; main reports it, typed.
+    assert launch_for(["--data-dir", "~nosuchuser-kumix-test/x", *CALL]) is None
+
+
+def test_an_unresolvable_data_directory_is_a_typed_error_of_ext_call(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "kumix", "--json", "ext", "call", "--data-dir",
+                             "~nosuchuser-kumix-test/x", "markdown-renderer", "render.markdown"],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    doc = json.loads(result.stdout or result.stderr)
+    assert doc["error"]["code"], doc
+
+
+def test_the_fork_server_launch_creates_a_missing_data_directory_private(tmp_path: Path) -> None:
+    early = launch_server(tmp_path / "data" / "logs")
+    try:
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "data" / "logs").stat().st_mode & 0o777 == 0o700
+    finally:
+        early.close()
 
 
 def test_a_server_launched_for_another_data_directory_is_closed_and_replaced(tmp_path: Path) -> None:

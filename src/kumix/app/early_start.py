@@ -32,11 +32,18 @@ def launch_fork_server(settings: Settings) -> EarlyForkServer:
     return launch_server(settings.logs_dir)
 
 
-def launch_fork_server_for(data_dir_option: str | None, env: Mapping[str, str] | None = None) -> EarlyForkServer:
+def launch_fork_server_for(data_dir_option: str | None, env: Mapping[str, str] | None = None) -> EarlyForkServer | None:
     """The same, for the data directory `Settings.resolve(data_dir=data_dir_option)` will
     choose, without resolving the settings. Its `logs_dir` says which one it was: a caller
-    whose settings came out otherwise closes it and launches again."""
-    return launch_server(logs_dir_of(chosen_data_dir(data_dir_option, os.environ if env is None else env)))
+    whose settings came out otherwise closes it and launches again.
+
+    None when that data directory does not exist yet: the command line has not been checked,
+    and a mistyped one must not leave a data directory (and a log) behind; the command creates
+    it with its own checks, and only its very first call waits for the whole server start."""
+    data_dir = chosen_data_dir(data_dir_option, os.environ if env is None else env)
+    if not data_dir.is_dir():
+        return None
+    return launch_server(logs_dir_of(data_dir))
 
 
 def fits(early: EarlyForkServer, settings: Settings) -> bool:

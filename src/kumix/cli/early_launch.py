@@ -52,9 +52,12 @@ def launch_for(argv: Sequence[str]) -> EarlyForkServer | None:
     is_call, data_dir = ext_call_data_dir(argv)
     if not is_call or data_dir == "":
         return None  # an empty --data-dir is a usage error: nothing to launch it in
-    from kumix.app.early_start import launch_fork_server_for
-
     try:
+        from kumix.app.early_start import launch_fork_server_for
+
         return launch_fork_server_for(data_dir)
-    except OSError:
+    except Exception:
+        # Whatever the scan found (`~nosuchuser/x`, no home directory, a file where the
+        # directory should be), `main` resolves the settings again and reports it as a typed
+        # error: nothing of it may escape here, outside main's error handling.
         return None

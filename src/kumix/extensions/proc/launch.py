@@ -57,7 +57,10 @@ def launch_server(logs_dir: Path) -> LaunchedServer:
     and stderr go to `forkserver.log` in `logs_dir`."""
     host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # `mode` applies to the last directory only: the data directory above it, when it is
+        # created here, must not be left world-readable either.
+        logs_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        logs_dir.mkdir(exist_ok=True, mode=0o700)
         log_fd = os.open(logs_dir / "forkserver.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             process = subprocess.Popen(
