@@ -90,15 +90,48 @@ def test_the_server_imports_the_hint_before_it_forks(monkeypatch: pytest.MonkeyP
     assert pending_at_fork == [["asyncio", "wasmtime"]]
 
 
-def test_preloaded_is_announced_once_even_when_a_spawn_took_the_last_modules() -> None:
+def test_preloaded_is_announced_once_even_when_a_spawn_took_the_last_modules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Driven through `serve`: a spawn whose entry takes the last pending modules ends the
+    preload, and the host hears "preloaded" right after that round, once."""
     sent: list[dict[str, Any]] = []
+    rounds: list[int | None] = []
+
+    class Stop(Exception):
+        pass
+
+    class Poller:
+        def register(self, fd: int, events: int) -> None:
+            pass
+
+        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
+            rounds.append(timeout)
+            if len(rounds) == 1:
+                return [(-1, 1)]  # the control socket: a spawn request
+            raise Stop
+
+    class Control:
+        def fileno(self) -> int:
+            return -1
+
     server: Any = object.__new__(forkserver._Server)
-    server.preloader = forkserver._Preloader([])
+    server.poller, server.control, server.wake_r = Poller(), Control(), -2
+    server.reports = {}
+    server.preloader = forkserver._Preloader(["a", "b"])
     server.preloaded_announced = False
-    server.send = sent.append
+    monkeypatch.setattr(server, "send", sent.append)
+
+    def spawn_taking_the_rest() -> bool:
+        server.preloader.pending.clear()  # what take() leaves when the entry needed them all
+        return True
+
+    monkeypatch.setattr(server, "_on_control", spawn_taking_the_rest)
+    with pytest.raises(Stop):
+        server.serve()
+    assert sent == [{"op": "ready", "pid": forkserver.os.getpid()}, {"op": "preloaded"}]
     server._announce_preloaded()
-    server._announce_preloaded()
-    assert sent == [{"op": "preloaded"}]
+    assert sent.count({"op": "preloaded"}) == 1
 
 
 def test_a_warmed_up_markdown_renderer_compiles_no_linkify_pretest() -> None:
