@@ -144,3 +144,29 @@ test("a rooms frame carries only the rooms that changed; a left one drops out of
   vm.merge([room({ room_id: "!c", name: "cooking", membership: "leave" })]);
   assert.ok(!vm.order.value.some((r) => r.room_id === "!c"));
 });
+
+test("a full read of the list keeps the rooms frames that came while it was on its way", async () => {
+  const vm = new RoomListViewModel();
+  vm.apply([room({ room_id: "!old", name: "old" })]);
+  /** @type {(rooms: ReturnType<typeof room>[]) => void} */
+  let answer = () => undefined;
+  const reading = vm.reload(() => new Promise((resolve) => { answer = resolve; }));
+  // Frames while the answer (made before them) is on its way: a new room, and a rename.
+  vm.merge([room({ room_id: "!new", name: "new" })]);
+  vm.merge([room({ room_id: "!old", name: "renamed" })]);
+  answer([room({ room_id: "!old", name: "old" }), room({ room_id: "!other", name: "other" })]);
+  await reading;
+  assert.deepEqual(vm.all.value.map((r) => [r.room_id, r.name]), [["!old", "renamed"], ["!other", "other"], ["!new", "new"]]);
+  // Once read, the frames are no longer kept for it: the next read's answer stands alone.
+  await vm.reload(async () => [room({ room_id: "!other", name: "other" })]);
+  assert.deepEqual(vm.all.value.map((r) => r.room_id), ["!other"]);
+  assert.equal(vm.reading.size, 0);
+});
+
+test("a failed read of the list changes nothing and keeps no frames", async () => {
+  const vm = new RoomListViewModel();
+  vm.apply([room({ room_id: "!a" })]);
+  await assert.rejects(vm.reload(async () => { throw new Error("offline"); }), /offline/);
+  assert.deepEqual(vm.all.value.map((r) => r.room_id), ["!a"]);
+  assert.equal(vm.reading.size, 0);
+});

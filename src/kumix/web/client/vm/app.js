@@ -181,15 +181,15 @@ export class AppViewModel {
       this.account.value = who && who.logged_in && !who.vault_locked ? who.account : null;
     });
     if (!this.account.value) return;
-    const [rooms, settings, theme] = await Promise.all([
-      this.api.get("/api/rooms"),
+    const [, settings, theme] = await Promise.all([
+      // Applied as soon as it comes (not with the settings and theme), over the feed's frames.
+      this.rooms.reload(async () => (await this.api.get("/api/rooms")).rooms ?? []),
       this.api.get("/api/settings").catch(() => ({})),
       // The theme-default extension's token maps, when the server offers them.
       this.api.get("/api/theme").catch(() => null),
     ]);
     if (theme && typeof theme === "object" && theme.light && theme.dark) this.theme.tokens.value = theme;
     batch(() => {
-      this.rooms.apply(rooms.rooms ?? []);
       if (settings.theme) this.theme.choose(settings.theme);
       if (settings.tokens) this.theme.tokens.value = settings.tokens;
     });
@@ -338,8 +338,7 @@ export class AppViewModel {
 
   /** The room list again, after a change made here (the feed's next "rooms" frame would too). */
   async refreshRooms() {
-    const doc = await this.api.get("/api/rooms");
-    this.rooms.apply(doc.rooms ?? []);
+    await this.rooms.reload(async () => (await this.api.get("/api/rooms")).rooms ?? []);
   }
 
   /** @param {string} roomId @param {boolean} accept */

@@ -49,6 +49,16 @@ function matches(room, needle) {
   return hay.includes(needle);
 }
 
+/**
+ * `rooms` with each of the `changes` (in order) replacing its room's entry or added.
+ * @param {RoomSummary[]} rooms @param {RoomSummary[][]} changes
+ */
+function overlaid(rooms, changes) {
+  const byId = new Map(rooms.map((r) => [r.room_id, r]));
+  for (const changed of changes) for (const room of changed) byId.set(room.room_id, room);
+  return [...byId.values()];
+}
+
 export class RoomListViewModel {
   constructor() {
     /** @type {import("../vendor/signals-core.js").Signal<RoomSummary[]>} */
@@ -57,6 +67,12 @@ export class RoomListViewModel {
     /** null is "home": every room, with the ones in no space under "other rooms". */
     this.workspace = signal(/** @type {string | null} */ (null));
     this.selected = signal(/** @type {string | null} */ (null));
+    /**
+     * One list per full read of the room list in progress (`reload`): the "rooms" frames'
+     * changes that arrived meanwhile.
+     * @type {Set<RoomSummary[][]>}
+     */
+    this.reading = new Set();
 
     this.byId = computed(() => new Map(this.all.value.map((r) => [r.room_id, r])));
     this.spaces = computed(() => this.all.value.filter((r) => r.space && r.membership === "join").sort(byName));
@@ -155,9 +171,28 @@ export class RoomListViewModel {
    * @param {RoomSummary[]} changed
    */
   merge(changed) {
-    const byId = new Map(this.all.value.map((r) => [r.room_id, r]));
-    for (const room of changed) byId.set(room.room_id, room);
-    this.apply([...byId.values()]);
+    for (const arrived of this.reading) arrived.push(changed);
+    this.apply(overlaid(this.all.value, [changed]));
+  }
+
+  /**
+   * The whole list read again (`read`: GET /api/rooms). The server may have made its answer
+   * before a change whose "rooms" frame reached the page while that answer was on its way
+   * (or waiting for the other answers of the page's start): applied alone, the older list
+   * would put the older state back, and a room created meanwhile would be gone from the
+   * page for good, since no frame comes for it again. So the frames that arrived during the
+   * read are merged over the answer again, in the order they came.
+   * @param {() => Promise<RoomSummary[]>} read
+   */
+  async reload(read) {
+    /** @type {RoomSummary[][]} */
+    const arrived = [];
+    this.reading.add(arrived);
+    try {
+      this.apply(overlaid(await read(), arrived));
+    } finally {
+      this.reading.delete(arrived);
+    }
   }
 
   /** @param {string | null} roomId */
