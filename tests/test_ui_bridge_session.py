@@ -285,10 +285,14 @@ def test_duplicate_request_id_while_pending_is_refused() -> None:
     assert "already" in error["message"]
 
 
-def test_theme_change_only_for_frames_that_negotiated_theme_tokens() -> None:
+def test_theme_change_carries_tokens_only_for_frames_that_negotiated_theme_tokens() -> None:
+    fresh = session()
+    assert fresh.push_theme("dark", {"bg": "#000"}) == [], "nothing pushed before the negotiation"
     s = session()
     negotiate(s, ["org.matrix.msc2762.receive.event:m.room.message"])
-    assert s.push_theme("dark", {"bg": "#000"}) == []
+    [named] = s.push_theme("dark", {"bg": "#000"})
+    assert named.message["action"] == "theme_change"
+    assert named.message["data"] == {"name": "dark"}, "the name (in every bootstrap), no tokens"
     t = session()
     negotiate(t, ["io.kumix.theme_tokens"])
     [push] = t.push_theme("dark", {"bg": "#000"})

@@ -176,6 +176,13 @@ def test_spaces_search_language_and_theme(synapse: SynapseHarness, signed_in: tu
     page.locator("nav.tabs button").first.click()
     open_room(page, "Design")
     expect(page.locator(".day").first).to_have_text(want_en)
+    # The UI extensions shown with the room follow the page's theme (their text is light on
+    # the dark canvas, not the browser's default black on white).
+    # These frames were mounted before the switch: the server pushed theme_change to them.
+    frame_body = page.frame_locator("iframe[data-widget-id]").first.locator("body")
+    expect(frame_body).to_have_css("color-scheme", "dark", timeout=TIMEOUT_MS)
+    frame_text = str(frame_body.evaluate("(b) => getComputedStyle(b).color"))
+    assert luminance(frame_text) > 128, frame_text
     shot(page, "room-dark")
 
 

@@ -147,3 +147,42 @@ async def test_overflowing_subscriber_gets_a_resync_it_can_replay_from(
                 replayed.append(u.event.body)
         # Nothing is lost: what was delivered plus what the store replays is every message.
         assert {"m0", "m1", "m2"} <= {u.event.body for u in delivered} | set(replayed)
+
+
+async def test_a_room_created_while_live_needs_no_further_batch_when_the_loop_applied_it_first(
+    synapse: SynapseHarness, alice: MatrixService, data_dir: Path, vault_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The homeserver answers the live loop's long poll as soon as the room exists, so the loop
+    may apply the batch that brings the room before `create_room` looks. It must then return
+    at once, not wait for the loop's next batch (which comes only with the next event or the
+    long poll's end: a room creation that took 30 s, and a web request timing out)."""
+    from kumix.app import matrix_session
+    from kumix.matrix.client import MatrixClient
+
+    applied: list[int] = []
+    real_apply = matrix_session.Session.apply
+
+    async def counting_apply(self: matrix_session.Session, batch: object) -> None:
+        await real_apply(self, batch)  # type: ignore[arg-type]
+        applied.append(len(applied))
+
+    monkeypatch.setattr(matrix_session.Session, "apply", counting_apply)
+    async with Kumix.open(settings(data_dir), env=vault_env, interactive=False) as k:
+        await k.start_live()
+        real_create = MatrixClient.create_room
+        seen_at: list[int] = []
+
+        async def create_then_let_the_loop_apply_it(self: MatrixClient, **kwargs: object) -> str:
+            room_id: str = await real_create(self, **kwargs)  # type: ignore[arg-type]
+            # The order that loses the race: the loop's batch with the room is applied first.
+            async with asyncio.timeout(UPDATE_WAIT_S):
+                while (room := k._matrix().timeline.room(room_id)) is None or room.membership != "join":
+                    await asyncio.sleep(0.02)
+            seen_at.append(len(applied))
+            return room_id
+
+        monkeypatch.setattr(MatrixClient, "create_room", create_then_let_the_loop_apply_it)
+        room_id = await k.create_room(name="raced", encrypted=False)
+        assert room_id in {r.room_id for r in await k.rooms()}
+        assert len(applied) == seen_at[0], "returned without waiting for another batch of the loop"

@@ -197,6 +197,24 @@ def test_a_frame_is_driven_only_by_the_connection_that_mounted_it(server: WebSer
         other.close()
 
 
+def test_a_theme_chosen_in_the_page_reaches_its_frames(server: WebServer, browser: httpx.Client,
+                                                       room: str) -> None:
+    page = Page(server, browser)
+    try:
+        plain = page.mount("github-panel", room)["widgetId"]
+        page.negotiate(plain, ["org.matrix.msc2762.receive.event:m.room.message"])
+        browser.put("/api/settings", json={"theme": "dark"}).raise_for_status()
+        push = page.next("bridge", plain)["message"]
+        assert (push["api"], push["action"]) == ("toWidget", "theme_change")
+        assert push["data"] == {"name": "dark"}, "the name only: no theme.tokens capability"
+        browser.put("/api/settings", json={"language": "en"}).raise_for_status()
+        browser.put("/api/settings", json={"theme": "system"}).raise_for_status()
+        push = page.next("bridge", plain)["message"]
+        assert push["data"] == {"name": "system"}, "a language change pushes nothing; the next theme does"
+    finally:
+        page.close()
+
+
 def test_reading_pushing_and_a_confirmed_vote_that_reaches_synapse(server: WebServer, browser: httpx.Client,
                                                                     room: str, bob: MatrixUser) -> None:
     bob.send(room, "see kumix/kumix#14 and https://github.com/kumix/kumix/pull/7")

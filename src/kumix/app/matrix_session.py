@@ -52,6 +52,9 @@ Progress = Callable[[str], None]
 
 HTML_FORMAT = "org.matrix.custom.html"
 
+ACTION_SYNC_WAIT_S = 60.0
+"""How long a join, leave or room creation waits for the live sync to bring its result into
+local state; the homeserver's answer already came, so past this the call returns anyway."""
 OUTBOX_POLL_SECONDS = 1.0
 """How soon a running session notices a message another process put in the outbox."""
 
@@ -457,14 +460,36 @@ class Session:
                 raise
         return await self.client.resolve_room(room)
 
+    async def _sync_until(self, done: Callable[[], bool]) -> None:
+        """Local state after an action of ours: one sync when no loop runs; with the loop, its
+        batches until `done()` holds. Checked first: the loop's long poll is answered as soon
+        as the action happens and may be applied before this is called, and waiting for "the
+        next batch" then waited out a whole long poll (a room creation that took 30 s)."""
+        if not self._looping:
+            await self.sync()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ACTION_SYNC_WAIT_S), self._batch_applied:
+                await self._batch_applied.wait_for(done)
+
+    def _joined(self, room_id: str) -> Callable[[], bool]:
+        def joined() -> bool:
+            room = self.timeline.room(room_id)
+            return room is not None and room.membership == "join"
+        return joined
+
     async def join(self, room: str) -> str:
         room_id = await self.client.join(room)
-        await self.sync()
+        await self._sync_until(self._joined(room_id))
         return room_id
 
     async def leave(self, room_id: str) -> None:
         await self.client.leave(room_id)
-        await self.sync()
+
+        def left() -> bool:
+            room = self.timeline.room(room_id)
+            return room is None or room.membership != "join"
+        await self._sync_until(left)
 
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.client.invite(room_id, user_id)
@@ -473,12 +498,12 @@ class Session:
                           encrypted: bool = True, invite: tuple[str, ...] = (), public: bool = False) -> str:
         room_id = await self.client.create_room(name=name, topic=topic, alias=alias, encrypted=encrypted,
                                                 invite=invite, public=public)
-        await self.sync()
+        await self._sync_until(self._joined(room_id))
         return room_id
 
     async def create_direct(self, user_id: str, *, encrypted: bool = True) -> str:
         room_id = await self.client.create_room(encrypted=encrypted, invite=(user_id,), direct=True)
-        await self.sync()
+        await self._sync_until(self._joined(room_id))
         self.timeline.mark_direct(room_id)
         return room_id
 

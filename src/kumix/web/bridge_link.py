@@ -160,6 +160,11 @@ class BridgeLink:
                 self._unload(widget_id)
                 self.offer({"type": "bridge_unload", "widget_id": widget_id, "reason": effect.reason})
 
+    def push_theme(self, name: str, tokens: dict[str, str]) -> None:
+        """The person chose another theme: toWidget theme_change to this connection's frames."""
+        for widget_id, frame in list(self.frames.items()):
+            self._deliver(widget_id, frame.session.push_theme(name, tokens))
+
     # -- pushed events ----------------------------------------------------------------------
 
     def push(self, event: Event) -> None:

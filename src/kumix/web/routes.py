@@ -468,8 +468,26 @@ class Api:
 
     async def put_settings(self, request: Request) -> Response:
         doc = await self.body(request)
-        return self._json(client_settings.update(self.k.settings.data_dir, theme=self.opt(doc, "theme", max_len=16),
-                                                 language=self.opt(doc, "language", max_len=35)))
+        theme = self.opt(doc, "theme", max_len=16)
+        saved = client_settings.update(self.k.settings.data_dir, theme=theme,
+                                       language=self.opt(doc, "language", max_len=35))
+        if theme is not None:
+            await self._push_theme(saved.get("theme", "system"), request.cookies.get(self.sessions.cookie))
+        return self._json(saved)
+
+    async def _push_theme(self, name: str, session_id: str | None) -> None:
+        """The UI frames this session's pages show follow the theme the person chose."""
+        links = [link for link in self.links.values() if link.owned_by(session_id) and link.frames]
+        if not links:
+            return
+        tokens: dict[str, str] = {}
+        if name in ("light", "dark"):
+            with contextlib.suppress(KumixError):
+                chosen = (await self.k.theme_tokens()).get(name)
+                if isinstance(chosen, dict):
+                    tokens = {str(k): str(v) for k, v in chosen.items()}
+        for link in links:
+            link.push_theme(name, tokens)
 
     # -- encryption trust ---------------------------------------------------------------
     # The use cases are `kumix.app.encryption` and `kumix.app.verification_flows`; secrets

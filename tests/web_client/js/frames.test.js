@@ -87,3 +87,24 @@ test("a new event connection drops every frame (the server ended them with the o
   assert.equal(unloaded, 2);
   assert.deepEqual(vm.mounted.value, []);
 });
+
+test("a frame the view took out of the page is unloaded and mounted anew, with a new token, when the pane shows", async () => {
+  const { vm, sent } = setup();
+  await vm.show("!a");
+  const [poll] = vm.mounted.value;
+  vm.attached(poll.answer.widgetId, { deliver: () => undefined, unload: () => assert.fail("the view unloaded it already") });
+  vm.detached(poll.answer.widgetId);
+  assert.deepEqual(sent.at(-1), { type: "bridge_unload", widget_id: poll.answer.widgetId });
+  assert.equal(vm.mounted.value.some((m) => m.answer.extensionId === "poll"), false, "not while the pane is away");
+  vm.paneShown();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const again = vm.mounted.value.find((m) => m.answer.extensionId === "poll");
+  assert.ok(again, "mounted again once the pane is back");
+  assert.notEqual(again.answer.widgetId, poll.answer.widgetId, "never the same token for a second document");
+  // A frame closed by the person is not brought back by its iframe going.
+  vm.close(again.answer.widgetId);
+  vm.detached(again.answer.widgetId);
+  vm.paneShown();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(vm.mounted.value.some((m) => m.answer.extensionId === "poll"), false);
+});

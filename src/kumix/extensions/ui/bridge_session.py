@@ -147,6 +147,8 @@ class BridgeSession:
     max_messages_per_second: int
     send_always_allowed: bool = False
     negotiated: frozenset[str] = frozenset()
+    has_negotiated: bool = False
+    """The first capability negotiation is done: the frame takes toWidget pushes from now on."""
     dropped: Counter[str] = field(default_factory=Counter)
     unloaded: bool = False
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -181,6 +183,7 @@ class BridgeSession:
 
     def _negotiate(self, requested: list[str]) -> list[Effect]:
         self.negotiated = self.approvable(requested)
+        self.has_negotiated = True
         notify = self._to_widget("notify_capabilities",
                                  {"requested": requested, "approved": sorted(self.negotiated)})
         return [Reply(notify)]
@@ -421,15 +424,19 @@ class BridgeSession:
         return [Reply({**message, "response": dict(result)})]
 
     def push_theme(self, name: str, tokens: Mapping[str, str]) -> list[Effect]:
-        """The user changed the theme: toWidget `theme_change` (Widget API) with Kumix's
-        tokens, for a frame that negotiated io.kumix.theme_tokens."""
-        if self.unloaded or THEME_TOKENS_CAP not in self.negotiated:
+        """The user changed the theme: toWidget `theme_change` (Widget API) with the theme's
+        name — which every frame's bootstrap carries already, so every negotiated frame gets
+        it — and Kumix's design tokens only for a frame that negotiated io.kumix.theme_tokens."""
+        if self.unloaded or not self.has_negotiated:
             return []
+        data: dict[str, Any] = {"name": name}
+        if THEME_TOKENS_CAP in self.negotiated:
+            data["io.kumix.tokens"] = dict(tokens)
         self._push_rounds += 1
         request_id = f"kumix-theme-{self._push_rounds}"
         self._open_to_widget.add(request_id)
         return [Reply({"api": "toWidget", "widgetId": self.widget_id, "requestId": request_id,
-                       "action": "theme_change", "data": {"name": name, "io.kumix.tokens": dict(tokens)}})]
+                       "action": "theme_change", "data": data})]
 
     def push_event(self, event: Mapping[str, Any]) -> list[Effect]:
         """A new event of the frame's room: pushed (toWidget send_event) if negotiated."""

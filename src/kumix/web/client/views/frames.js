@@ -24,7 +24,7 @@ function Frame({ vm, m }) {
       onUnload: (reason) => vm.flooded(id, reason),
     });
     vm.attached(id, handle);
-    return () => handle.unload();
+    return () => { handle.unload(); vm.detached(id); };
   }, [m.answer.widgetId]);
   return html`<section class="ui-frame" aria-label=${m.name}>
     <header class="ui-frame-head"><strong>${m.name}</strong>
@@ -35,6 +35,8 @@ function Frame({ vm, m }) {
 
 /** @param {{vm: FramesViewModel}} props */
 export function FramesPanel({ vm }) {
+  // Back in the page after another screen: the frames detached meanwhile are mounted anew.
+  useEffect(() => { vm.paneShown(); }, []);
   const mounted = vm.mounted.value;
   const hidden = vm.hidden.value;
   return html`<aside class="ui-frames" aria-label=${t("Extensions in this room")}>

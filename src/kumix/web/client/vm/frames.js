@@ -59,6 +59,8 @@ export class FramesViewModel {
     /** Mounts asked for and not answered yet ("room extension"): never asked twice. */
     /** @type {Set<string>} */
     this.inFlight = new Set();
+    /** A frame was detached from the page: `paneShown` mounts again. */
+    this.remountWhenShown = false;
   }
 
   /**
@@ -119,6 +121,29 @@ export class FramesViewModel {
     if (!roomId || !ext) return;
     this.closed.get(roomId)?.delete(extensionId);
     await this.mountOne(ext, roomId);
+  }
+
+  /**
+   * The view took a frame's iframe out of the page while the frame is still shown here (the
+   * room pane gave way to another screen, or the layout changed): that document is gone for
+   * good, and a widgetId is never given to a second one. The server unloads it; the pane
+   * mounts the extension anew, with a new token and the theme of that moment, when it shows
+   * again (`paneShown`).
+   * @param {string} widgetId
+   */
+  detached(widgetId) {
+    const m = this.mounted.value.find((x) => x.answer.widgetId === widgetId);
+    if (!m) return;  // closed, unloaded or another room's by now: nothing to bring back
+    m.handle = null;  // the view removed the iframe already
+    this.unload(widgetId);
+    this.remountWhenShown = true;
+  }
+
+  /** The frames pane is in the page (again): mount what a detach took away. */
+  paneShown() {
+    if (!this.remountWhenShown) return;
+    this.remountWhenShown = false;
+    void this.show(this.roomId.value);
   }
 
   /** The person closes a frame: it stays closed in this room. @param {string} widgetId */

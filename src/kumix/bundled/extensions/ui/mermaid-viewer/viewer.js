@@ -37,7 +37,8 @@
   };
 
   const main = async () => {
-    mermaid.initialize({ startOnLoad: false, securityLevel: "strict", htmlLabels: false, flowchart: { htmlLabels: false } });
+    mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: w.dark() ? "dark" : "default",
+      htmlLabels: false, flowchart: { htmlLabels: false } });
     await w.start(["org.matrix.msc2762.receive.event:m.room.message"]);
     w.on("send_event", (event) => { collect(event); render(); });
     try {

@@ -18,6 +18,13 @@
   const post = (message) => parentWindow.postMessage(message, "*");
   const answer = (message, response) => post({ ...message, response });
 
+  // The page's theme (light, dark, or system: the frame's own prefers-color-scheme): the
+  // frame's canvas, text and form controls follow it through `color-scheme`, set through the
+  // CSSOM (the frame's CSP allows no inline style). A toWidget theme_change updates it.
+  const schemeOf = (name) => (name === "dark" || name === "light" ? name : "light dark");
+  const applyScheme = (name) => { document.documentElement.style.colorScheme = schemeOf(name); };
+  applyScheme(boot.theme && boot.theme.name);
+
   window.addEventListener("message", (event) => {
     // Only the host page speaks to this frame; anything else is not the bridge.
     if (event.source !== parentWindow) return;
@@ -45,6 +52,7 @@
       readyResolve(approved);
     } else {
       answer(message, {});
+      if (message.action === "theme_change" && message.data) applyScheme(message.data.name);
       for (const listener of listeners.get(message.action) || []) listener(message.data);
     }
   });
@@ -58,6 +66,9 @@
 
   const api = Object.freeze({
     boot,
+    /** Whether the frame shows dark now (the page's choice, or the system's under "system"). */
+    dark: () => schemeOf(boot.theme && boot.theme.name) === "dark"
+      || (schemeOf(boot.theme && boot.theme.name) !== "light" && matchMedia("(prefers-color-scheme: dark)").matches),
     /** Ask for these capabilities; resolves with the approved list once negotiated. */
     start(capabilities) {
       wanted = capabilities.slice();
