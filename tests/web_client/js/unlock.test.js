@@ -54,3 +54,25 @@ test("app: a locked vault shows the unlock screen, not an account, until the unl
   assert.deepEqual(app.account.value, account);
   assert.ok(calls.some(([m, p]) => m === "GET" && p === "/api/rooms"), "the rooms load after the unlock");
 });
+
+test("app: after a reconnect the room list is read again (the feed replays timeline events only)", async () => {
+  let reads = 0;
+  const api = /** @type {any} */ ({
+    /** @param {string} path */
+    get: async (path) => {
+      if (path === "/api/rooms") {
+        reads += 1;
+        return { rooms: [{ room_id: "!new:x", name: "Made while away", membership: "join" }] };
+      }
+      return {};
+    },
+    send: async () => ({}),
+  });
+  const app = new AppViewModel(api);
+  app.onFrame({ type: "hello", connection: "first", cursor: 0 });
+  assert.equal(reads, 0, "the first connection reads nothing more");
+  app.onFrame({ type: "hello", connection: "second", cursor: 0 });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(reads, 1);
+  assert.deepEqual(app.rooms.all.value.map((/** @type {any} */ r) => r.room_id), ["!new:x"]);
+});

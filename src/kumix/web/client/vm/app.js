@@ -199,8 +199,13 @@ export class AppViewModel {
   /** @param {import("../lib/events.js").Frame} frame */
   onFrame(frame) {
     if (frame.type === "hello" && typeof frame.connection === "string") {
-      // A new connection: frames mounted on an earlier one are gone with it on the server.
-      if (this.connection.value && this.connection.value !== frame.connection) this.frames.dropAll();
+      // A new connection: frames mounted on an earlier one are gone with it on the server,
+      // and the feed replays missed timeline events only: room changes made while the page
+      // was away are read again.
+      if (this.connection.value && this.connection.value !== frame.connection) {
+        this.frames.dropAll();
+        void this.refreshRooms().catch(() => undefined);
+      }
       this.connection.value = frame.connection;
     } else if (typeof frame.type === "string" && (frame.type.startsWith("bridge") || frame.type === "navigate")) {
       this.frames.onFrame(frame);
