@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from proc_rtt import BURNER, ECHO_CHILD, session_for
+from proc_rtt import BURNER, raw_echo_child, session_for
 
 from kumix.extensions.policy import load_policy
 from kumix.extensions.proc.eventloop import new_event_loop
@@ -83,41 +82,10 @@ async def kumix(mode: str, n: int, rounds: int) -> list[tuple[float, float, floa
 
 
 async def raw(n: int, rounds: int) -> list[tuple[float, float, float, float]]:
-    import msgspec
-
-    header = struct.Struct(">I")
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe()
-    child = subprocess.Popen(
-        [sys.executable, "-c", ECHO_CHILD, str(to_child_r), str(from_child_w)], pass_fds=[to_child_r, from_child_w]
-    )
-    os.close(to_child_r)
-    os.close(from_child_w)
-    loop = asyncio.get_running_loop()
-    state: dict[str, asyncio.Future[bytes]] = {}
-
-    class Reader(asyncio.Protocol):
-        def data_received(self, data: bytes) -> None:
-            state["f"].set_result(data)
-
-    await loop.connect_read_pipe(Reader, os.fdopen(from_child_r, "rb", buffering=0))
-    writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(to_child_w, "wb", buffering=0))
-
-    async def ping() -> None:
-        state["f"] = loop.create_future()
-        body = msgspec.json.encode({"id": 1, "method": "ping", "params": {}})
-        writer.write(header.pack(len(body)) + body)
-        data = await state["f"]
-        msgspec.json.decode(data[4:])
-
-    try:
+    async with raw_echo_child() as (ping, pid):
         for _ in range(2000):
             await ping()
-        return await rounds_of(ping, n, rounds, [os.getpid()], [child.pid], [])
-    finally:
-        writer.close()
-        child.kill()
-        child.wait()
+        return await rounds_of(ping, n, rounds, [os.getpid()], [pid], [])
 
 
 def main() -> None:

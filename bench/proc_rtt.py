@@ -42,7 +42,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,10 @@ ECHO_CHILD = textwrap.dedent(
 )
 
 
-async def raw_pipe_echo(n: int, rounds: int, placement: Placement) -> list[float]:
+@asynccontextmanager
+async def raw_echo_child() -> AsyncIterator[tuple[Callable[[], Awaitable[None]], int]]:
+    """The baseline: a length-prefixed msgspec ping to a plain Python echo child over two
+    pipes on this loop; yields the ping and the child's pid, and ends the child after."""
     import struct
 
     import msgspec
@@ -133,19 +137,26 @@ async def raw_pipe_echo(n: int, rounds: int, placement: Placement) -> list[float
         data = await state["f"]
         msgspec.json.decode(data[4:])
 
-    await per_call(ping, 200)
-    results = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for i in range(n):
-            await ping()
-            if i % 100 == 99:
-                placement.sample(child.pid)
-        results.append((time.perf_counter() - start) / n)
-    writer.close()
-    child.kill()
-    child.wait()
-    return results
+    try:
+        yield ping, child.pid
+    finally:
+        writer.close()
+        child.kill()
+        child.wait()
+
+
+async def raw_pipe_echo(n: int, rounds: int, placement: Placement) -> list[float]:
+    async with raw_echo_child() as (ping, pid):
+        await per_call(ping, 200)
+        results = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for i in range(n):
+                await ping()
+                if i % 100 == 99:
+                    placement.sample(pid)
+            results.append((time.perf_counter() - start) / n)
+        return results
 
 
 def in_process_render(n: int, rounds: int) -> list[float]:
