@@ -444,9 +444,14 @@ class Api:
             raise NotFound("no event connection of this session with that id")
         room_id = self.k.known_room_id(self.need(doc, "room", max_len=255))
         settings = client_settings.load(self.k.settings.data_dir)
+        # The page says which theme it shows (a choice just made may not be saved yet);
+        # anything but a known theme name falls back to the saved one.
+        theme = self.opt(doc, "theme", max_len=16)
+        if theme not in client_settings.THEMES:
+            theme = settings.get("theme", "system")
         frame = await link.mount(self.need(doc, "extension", max_len=255), room_id=room_id,
                            host_origin=f"http://{request.headers['host']}", nonce=nonce,
-                           theme={"name": settings.get("theme", "system")}, language=settings.get("language", "en"))
+                           theme={"name": theme}, language=settings.get("language", "en"))
         return self._json(frame.to_json())
 
     async def policy(self, request: Request) -> Response:

@@ -122,6 +122,8 @@ export class AppViewModel {
     this.frames = new FramesViewModel({
       mount: async (extensionId, roomId) => this.api.send("/api/ui/frames", {
         extension: extensionId, room: roomId, nonce: this.nonce, connection: this.connection.value ?? "",
+        // The page's theme now: the saved setting may not have caught up with a choice just made.
+        theme: this.theme.choice.value,
       }),
       enabled: async () => {
         const doc = await this.api.get("/api/extensions");
