@@ -175,14 +175,19 @@ class _Server:
         # tens of ms, which a spawn arriving during it would wait out).
         wait_ms = READY_GRACE_MS
         while True:
+            # While the preload is unfinished, look for requests without waiting and import
+            # one more module whenever none is there — but not while a child just forked has
+            # yet to be announced: its report comes within a few ms, and the host cannot use
+            # the worker (which says hello meanwhile) before it hears "spawned", so an import
+            # started now (asyncio, wasmtime: tens of ms) would hold up the very call that is
+            # waiting for it.
+            may_preload = not preloader.done and not self._announcing()
             try:
-                # While the preload is unfinished, look for requests without waiting and
-                # import one more module whenever none is there.
-                ready = poller.poll(None if preloader.done else wait_ms)
+                ready = poller.poll(wait_ms if may_preload else None)
             except InterruptedError:
                 continue
             wait_ms = 0
-            if not ready and not preloader.done:
+            if not ready and may_preload:
                 preloader.step()
                 self._announce_preloaded()
                 continue
@@ -198,6 +203,11 @@ class _Server:
                     self._shutdown()
                     return 0
             self._announce_preloaded()  # a spawn may have taken the last pending modules
+
+    def _announcing(self) -> bool:
+        """Whether a forked child has not been announced yet (its report, its pipe's EOF or
+        its death will do it: each wakes the poll)."""
+        return any(not child.announced for child in self.children.values())
 
     def _announce_preloaded(self) -> None:
         if self.preloader.done and not self.preloaded_announced:
