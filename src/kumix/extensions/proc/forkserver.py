@@ -358,6 +358,10 @@ def _arguments(argv: Sequence[str]) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     control_fd, parent_pid = _arguments(sys.argv[1:] if argv is None else argv)
     hygiene.die_with_parent(parent_pid)
+    # The launcher (os.posix_spawn, launch.py) passes on whatever its own process holds that
+    # is not close-on-exec: keep 0-2 and the control socket, nothing else.
+    os.closerange(3, control_fd)
+    os.closerange(control_fd + 1, hygiene.max_fd())
     # Ctrl-C in a terminal reaches the host's whole process group; the host decides
     # when workers stop, not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
