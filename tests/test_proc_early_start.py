@@ -125,3 +125,62 @@ def test_a_worker_rebuilds_the_hosts_manifest_and_still_checks_across_fields() -
     doc["methods"] = {"x.y": "not-declared"}
     with pytest.raises(InvalidManifest, match="not listed"):
         manifest_from_host(doc, display="x")
+
+
+ENTRY_PROBE = """
+import sys
+from kumix.cli.early_launch import launch_for
+launched = launch_for(["ext", "call", "markdown-renderer", "render.markdown"])
+loaded = sorted(m for m in SLOW if m in sys.modules)
+pid = launched.process.pid if launched is not None else None
+if launched is not None:
+    launched.close()
+import json
+print("PROBE", json.dumps({"loaded": loaded, "pid": pid, "reaped": launched.process.returncode is not None}))
+"""
+
+SLOW_BEFORE_LAUNCH = ("typing", "pathlib", "subprocess", "socket", "contextlib", "enum", "signal", "re",
+                      "dataclasses", "asyncio")
+"""What `kumix ext call` must not wait for before its fork server starts: 10-25 ms each with
+what they bring, on a slow machine, between the interpreter's start and the launch."""
+
+
+def test_ext_call_launches_its_fork_server_before_typing_pathlib_or_subprocess(data_dir: Path) -> None:
+    import json
+
+    probe = ENTRY_PROBE.replace("SLOW", repr(SLOW_BEFORE_LAUNCH))
+    env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("PROBE")), None)
+    assert line is not None, result.stderr
+    doc = json.loads(line.split(" ", 1)[1])
+    assert doc["pid"] is not None, "the server was launched"
+    assert doc["reaped"], "closing a server nobody adopted reaps it"
+    assert doc["loaded"] == [], "imported before the launch"
+
+
+def test_the_fork_server_closes_descriptors_its_launcher_left_open(tmp_path: Path) -> None:
+    """posix_spawn (launch.py) passes on every descriptor of the launching process that is not
+    close-on-exec; the server keeps only 0-2 and its control socket."""
+    stray_r, stray_w = os.pipe()  # inheritable: os.pipe() descriptors are not, so make them so
+    os.set_inheritable(stray_r, True)
+    os.set_inheritable(stray_w, True)
+    try:
+        launched = launch_server(tmp_path / "logs")
+        try:
+            os.close(stray_w)
+            stray_w = -1
+            # The server holds the write end only until it closes it; then the read end sees EOF.
+            import select
+
+            ready, _, _ = select.select([stray_r], [], [], 20)
+            assert ready, "the server kept the stray descriptor open"
+            assert os.read(stray_r, 1) == b""
+            assert launched.process.poll() is None, "it is running, not dead"
+        finally:
+            launched.close()
+    finally:
+        os.close(stray_r)
+        if stray_w != -1:
+            os.close(stray_w)

@@ -117,7 +117,7 @@ def test_preloaded_is_announced_once_even_when_a_spawn_took_the_last_modules(
 
     server: Any = object.__new__(forkserver._Server)
     server.poller, server.control, server.wake_r = Poller(), Control(), -2
-    server.reports = {}
+    server.reports, server.children = {}, {}
     server.preloader = forkserver._Preloader(["a", "b"])
     server.preloaded_announced = False
     monkeypatch.setattr(server, "send", sent.append)
@@ -186,9 +186,67 @@ def test_right_after_ready_the_server_waits_briefly_for_a_spawn_before_preloadin
     server.poller, server.control, server.wake_r = Poller(), Control(), -2
     server.preloader = forkserver._Preloader(["a", "b", "c"])
     server.preloaded_announced = False
+    server.children = {}
     monkeypatch.setattr(server.preloader, "step", lambda: steps.append("step"))
     with pytest.raises(Stop):
         server.serve()
     assert timeouts == [forkserver.READY_GRACE_MS, 0, 0]
     assert forkserver.READY_GRACE_MS > 0
     assert steps == ["step", "step"]
+
+
+def test_no_preload_step_runs_between_a_fork_and_its_announcement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host uses a worker only once it hears "spawned"; an import started between the fork
+    and the child's report (asyncio, wasmtime: tens of ms) would hold the waiting call up. So
+    while a child is unannounced the server blocks for its report instead of preloading, and
+    preloads again once it is announced."""
+    timeouts: list[int | None] = []
+    steps: list[int] = []
+    report_fd = 42
+
+    class Stop(Exception):
+        pass
+
+    class Poller:
+        def register(self, fd: int, events: int) -> None:
+            pass
+
+        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
+            timeouts.append(timeout)
+            if len(timeouts) == 1:
+                return [(-1, 1)]  # the control socket: a spawn request
+            if len(timeouts) == 2:
+                return [(report_fd, 1)]  # the child's report
+            if len(timeouts) == 3:
+                return []
+            raise Stop
+
+    class Control:
+        def fileno(self) -> int:
+            return -1
+
+        def send(self, data: bytes) -> None:
+            pass
+
+    server: Any = object.__new__(forkserver._Server)
+    server.poller, server.control, server.wake_r = Poller(), Control(), -2
+    server.preloader = forkserver._Preloader(["a", "b", "c"])
+    server.preloaded_announced = False
+    server.children, server.reports = {}, {}
+    monkeypatch.setattr(server.preloader, "step", lambda: steps.append(len(timeouts)))
+
+    def spawn() -> bool:
+        child = forkserver._Child(token=1, pid=1234, report_fd=report_fd)
+        server.children[child.pid] = child
+        server.reports[report_fd] = child
+        return True
+
+    def report(child: Any) -> None:
+        child.announced = True
+
+    monkeypatch.setattr(server, "_on_control", spawn)
+    monkeypatch.setattr(server, "_read_report", report)
+    with pytest.raises(Stop):
+        server.serve()
+    assert timeouts[:3] == [forkserver.READY_GRACE_MS, None, 0], "blocked for the report, then preloading again"
+    assert steps == [3], "the only step came after the announcement"

@@ -6,18 +6,18 @@ about to call an extension (`kumix ext call`, `kumix serve`) launches the server
 before importing the rest of Kumix and opening the data directory, and hands it to
 `Kumix.open(fork_server=...)`; the server then boots on the other CPU while the command starts
 up, and the first call waits only for what is left of it. Importing this module costs only
-the standard library's process and socket modules (not the settings: `kumix ext call`
+`os` and the C half of `socket` (launch.py; not the settings: `kumix ext call`
 launches the server before it has parsed its command line, `launch_fork_server_for`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from kumix.app.data_dir import chosen_data_dir, logs_dir_of
+from kumix.app.data_dir import early_data_dir_name, early_logs_dir_name
 from kumix.extensions.proc.launch import LaunchedServer, launch_server
 
+TYPE_CHECKING = False  # typing is one of the imports the early launch avoids (launch.py)
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -40,10 +40,10 @@ def launch_fork_server_for(data_dir_option: str | None, env: Mapping[str, str] |
     None when that data directory does not exist yet: the command line has not been checked,
     and a mistyped one must not leave a data directory (and a log) behind; the command creates
     it with its own checks, and only its very first call waits for the whole server start."""
-    data_dir = chosen_data_dir(data_dir_option, os.environ if env is None else env)
-    if not data_dir.is_dir():
+    data_dir = early_data_dir_name(data_dir_option, os.environ if env is None else env)
+    if not os.path.isdir(data_dir):
         return None
-    return launch_server(logs_dir_of(data_dir))
+    return launch_server(early_logs_dir_name(data_dir))
 
 
 def fits(early: EarlyForkServer, settings: Settings) -> bool:

@@ -94,6 +94,15 @@ _WARM_UPS = {"markdown_it": _warm_markdown}
 each worker."""
 
 
+def _refresh_read_set() -> None:
+    """Compute the workers' runtime read set again if a module just imported mapped another
+    shared library (runtime_access.python_runtime_paths): in the template once, so a forked
+    worker finds it ready instead of resolving every path itself (10-17 ms of each start)."""
+    from kumix.extensions.proc import runtime_access
+
+    runtime_access.refresh_runtime_paths()
+
+
 class _Preloader:
     """The rest of PRELOAD_MODULES, one module at a time between requests."""
 
@@ -106,6 +115,7 @@ class _Preloader:
 
     def step(self) -> None:
         self._import(self.pending.pop(0))
+        _refresh_read_set()
         self._finish_if_done()
 
     def take(self, names: Sequence[str]) -> None:
@@ -175,14 +185,19 @@ class _Server:
         # tens of ms, which a spawn arriving during it would wait out).
         wait_ms = READY_GRACE_MS
         while True:
+            # While the preload is unfinished, look for requests without waiting and import
+            # one more module whenever none is there — but not while a child just forked has
+            # yet to be announced: its report comes within a few ms, and the host cannot use
+            # the worker (which says hello meanwhile) before it hears "spawned", so an import
+            # started now (asyncio, wasmtime: tens of ms) would hold up the very call that is
+            # waiting for it.
+            may_preload = not preloader.done and not self._announcing()
             try:
-                # While the preload is unfinished, look for requests without waiting and
-                # import one more module whenever none is there.
-                ready = poller.poll(None if preloader.done else wait_ms)
+                ready = poller.poll(wait_ms if may_preload else None)
             except InterruptedError:
                 continue
             wait_ms = 0
-            if not ready and not preloader.done:
+            if not ready and may_preload:
                 preloader.step()
                 self._announce_preloaded()
                 continue
@@ -198,6 +213,11 @@ class _Server:
                     self._shutdown()
                     return 0
             self._announce_preloaded()  # a spawn may have taken the last pending modules
+
+    def _announcing(self) -> bool:
+        """Whether a forked child has not been announced yet (its report, its pipe's EOF or
+        its death will do it: each wakes the poll)."""
+        return any(not child.announced for child in self.children.values())
 
     def _announce_preloaded(self) -> None:
         if self.preloader.done and not self.preloaded_announced:
@@ -298,6 +318,7 @@ class _Server:
 
         spec = WorkerSpec.from_json(spec_doc)
         self.preloader.take(spec.preload)
+        _refresh_read_set()  # ~1 ms when nothing changed; otherwise the worker would pay it
         parent = os.getpid()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(report_r, False)
@@ -348,6 +369,10 @@ def _arguments(argv: Sequence[str]) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     control_fd, parent_pid = _arguments(sys.argv[1:] if argv is None else argv)
     hygiene.die_with_parent(parent_pid)
+    # The launcher (os.posix_spawn, launch.py) passes on whatever its own process holds that
+    # is not close-on-exec: keep 0-2 and the control socket, nothing else.
+    os.closerange(3, control_fd)
+    os.closerange(control_fd + 1, hygiene.max_fd())
     # Ctrl-C in a terminal reaches the host's whole process group; the host decides
     # when workers stop, not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -85,10 +85,11 @@ def place_fds(channel_read: int, channel_write: int, log: int, report: int | Non
     os.dup2(moved[1], CHANNEL_WRITE_FD)
     if report is not None:
         os.dup2(moved[3], REPORT_FD)
-    os.closerange(REPORT_FD + 1 if report is not None else CHANNEL_WRITE_FD + 1, _max_fd())
+    os.closerange(REPORT_FD + 1 if report is not None else CHANNEL_WRITE_FD + 1, max_fd())
 
 
-def _max_fd() -> int:
+def max_fd() -> int:
+    """One past the highest descriptor this process may hold (its RLIMIT_NOFILE)."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft if soft != resource.RLIM_INFINITY else 65_536
 

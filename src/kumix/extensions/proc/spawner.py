@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kumix.core.errors import Crashed, Unavailable
-from kumix.extensions.proc.launch import LaunchedServer, launch_server
+from kumix.extensions.proc.launch import LaunchedServer, ServerProcess, launch_server
 from kumix.extensions.proc.worker_spec import WorkerSpec
 
 SERVER_START_TIMEOUT_S = 30.0
@@ -45,7 +44,7 @@ class ForkServer:
         self._logs_dir = logs_dir
         self._launched = launched
         """A server launched before the host opened (launch.py), adopted by the first launch."""
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ServerProcess | None = None
         self._control: socket.socket | None = None
         self._ready: asyncio.Future[int] | None = None
         self._spawns: dict[int, asyncio.Future[SpawnedWorker]] = {}
@@ -114,7 +113,8 @@ class ForkServer:
         self._process = launched.process
         self.starts += 1
         self.launched_at, self.ready_at, self.preloaded_at = launched.launched_at, None, None
-        host_end = launched.control
+        # The launch made a bare `_socket` pair (launch.py); the host's end is a full socket.
+        host_end = socket.socket(fileno=launched.control.detach())
         host_end.setblocking(False)
         self._control = host_end
         self._ready = loop.create_future()
