@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from kumix.extensions.proc.host import ProcHost
 from kumix.extensions.proc.launch import launch_server
@@ -80,16 +81,21 @@ WATCHED = ("asyncio", "kumix.app.kumix", "kumix.extensions.proc.session", "kumix
 HOST_NEVER = ("kumix.extensions.proc.confinement", "pyprctl", "landlockpy", "pyseccomp", "kumix.extensions.proc.worker")
 
 
-def test_ext_call_launches_its_fork_server_first_and_never_imports_confinement(data_dir: Path) -> None:
+def _run_probe(probe: str, data_dir: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run `probe` in a fresh interpreter; its output and the document of its PROBE line."""
     import json
 
-    probe = EXT_CALL_PROBE.replace("WATCHED", repr(WATCHED)).replace("HOST_NEVER", repr(HOST_NEVER))
     env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
                             timeout=120, check=False)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("PROBE")), None)
     assert line is not None, result.stderr
-    doc = json.loads(line.split(" ", 1)[1])
+    return result, json.loads(line.split(" ", 1)[1])
+
+
+def test_ext_call_launches_its_fork_server_first_and_never_imports_confinement(data_dir: Path) -> None:
+    probe = EXT_CALL_PROBE.replace("WATCHED", repr(WATCHED)).replace("HOST_NEVER", repr(HOST_NEVER))
+    result, doc = _run_probe(probe, data_dir)
     assert doc["code"] == 0, result.stderr
     assert "<em>x</em>" in result.stdout
     assert doc["launches"] == [[]], "one server, launched before asyncio, the app core or the host were imported"
@@ -146,15 +152,7 @@ what they bring, on a slow machine, between the interpreter's start and the laun
 
 
 def test_ext_call_launches_its_fork_server_before_typing_pathlib_or_subprocess(data_dir: Path) -> None:
-    import json
-
-    probe = ENTRY_PROBE.replace("SLOW", repr(SLOW_BEFORE_LAUNCH))
-    env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
-                            timeout=120, check=False)
-    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("PROBE")), None)
-    assert line is not None, result.stderr
-    doc = json.loads(line.split(" ", 1)[1])
+    _result, doc = _run_probe(ENTRY_PROBE.replace("SLOW", repr(SLOW_BEFORE_LAUNCH)), data_dir)
     assert doc["pid"] is not None, "the server was launched"
     assert doc["reaped"], "closing a server nobody adopted reaps it"
     assert doc["loaded"] == [], "imported before the launch"

@@ -16,6 +16,40 @@ from kumix.extensions.proc.worker_spec import WorkerSpec
 BUNDLED = Path(forkserver.__file__).resolve().parents[2] / "bundled" / "extensions" / "proc"
 
 
+class _Stop(Exception):
+    """Ends a `serve` loop driven by `_scripted_server`."""
+
+
+def _scripted_server(polls: list[list[tuple[int, int]]], preload: list[str]) -> tuple[Any, list[int | None]]:
+    """A `_Server` without sockets or a poller of its own: its poll answers come from `polls`, one
+    per round (then `_Stop`); returns it and the timeouts it polled with."""
+    timeouts: list[int | None] = []
+
+    class Poller:
+        def register(self, fd: int, events: int) -> None:
+            pass
+
+        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
+            timeouts.append(timeout)
+            if len(timeouts) > len(polls):
+                raise _Stop
+            return polls[len(timeouts) - 1]
+
+    class Control:
+        def fileno(self) -> int:
+            return -1
+
+        def send(self, data: bytes) -> None:
+            pass
+
+    server: Any = object.__new__(forkserver._Server)
+    server.poller, server.control, server.wake_r = Poller(), Control(), -2
+    server.preloader = forkserver._Preloader(preload)
+    server.preloaded_announced = False
+    server.children, server.reports = {}, {}
+    return server, timeouts
+
+
 def test_the_markdown_renderer_asks_for_markdown_it() -> None:
     assert entry_preloads(BUNDLED / "markdown-renderer" / "worker.py") == ("markdown_it", "kumix.sdk.proc")
     assert entry_preloads(BUNDLED / "theme-default" / "worker.py") == ("kumix.sdk.proc",)
@@ -96,30 +130,7 @@ def test_preloaded_is_announced_once_even_when_a_spawn_took_the_last_modules(
     """Driven through `serve`: a spawn whose entry takes the last pending modules ends the
     preload, and the host hears "preloaded" right after that round, once."""
     sent: list[dict[str, Any]] = []
-    rounds: list[int | None] = []
-
-    class Stop(Exception):
-        pass
-
-    class Poller:
-        def register(self, fd: int, events: int) -> None:
-            pass
-
-        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
-            rounds.append(timeout)
-            if len(rounds) == 1:
-                return [(-1, 1)]  # the control socket: a spawn request
-            raise Stop
-
-    class Control:
-        def fileno(self) -> int:
-            return -1
-
-    server: Any = object.__new__(forkserver._Server)
-    server.poller, server.control, server.wake_r = Poller(), Control(), -2
-    server.reports, server.children = {}, {}
-    server.preloader = forkserver._Preloader(["a", "b"])
-    server.preloaded_announced = False
+    server, _timeouts = _scripted_server([[(-1, 1)]], ["a", "b"])  # one round: a spawn request
     monkeypatch.setattr(server, "send", sent.append)
 
     def spawn_taking_the_rest() -> bool:
@@ -127,7 +138,7 @@ def test_preloaded_is_announced_once_even_when_a_spawn_took_the_last_modules(
         return True
 
     monkeypatch.setattr(server, "_on_control", spawn_taking_the_rest)
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         server.serve()
     assert sent == [{"op": "ready", "pid": forkserver.os.getpid()}, {"op": "preloaded"}]
     server._announce_preloaded()
@@ -159,36 +170,10 @@ def test_right_after_ready_the_server_waits_briefly_for_a_spawn_before_preloadin
 ) -> None:
     """A host already waiting for the hello sends its spawn at once; the first preload step (an
     import a spawn would wait out) comes only after a short grace, later steps without one."""
-    timeouts: list[int | None] = []
     steps: list[str] = []
-
-    class Stop(Exception):
-        pass
-
-    class Poller:
-        def register(self, fd: int, events: int) -> None:
-            pass
-
-        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
-            timeouts.append(timeout)
-            if len(timeouts) == 3:
-                raise Stop
-            return []
-
-    class Control:
-        def fileno(self) -> int:
-            return -1
-
-        def send(self, data: bytes) -> None:
-            pass
-
-    server: Any = object.__new__(forkserver._Server)
-    server.poller, server.control, server.wake_r = Poller(), Control(), -2
-    server.preloader = forkserver._Preloader(["a", "b", "c"])
-    server.preloaded_announced = False
-    server.children = {}
+    server, timeouts = _scripted_server([[], []], ["a", "b", "c"])
     monkeypatch.setattr(server.preloader, "step", lambda: steps.append("step"))
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         server.serve()
     assert timeouts == [forkserver.READY_GRACE_MS, 0, 0]
     assert forkserver.READY_GRACE_MS > 0
@@ -200,39 +185,10 @@ def test_no_preload_step_runs_between_a_fork_and_its_announcement(monkeypatch: p
     and the child's report (asyncio, wasmtime: tens of ms) would hold the waiting call up. So
     while a child is unannounced the server blocks for its report instead of preloading, and
     preloads again once it is announced."""
-    timeouts: list[int | None] = []
-    steps: list[int] = []
     report_fd = 42
-
-    class Stop(Exception):
-        pass
-
-    class Poller:
-        def register(self, fd: int, events: int) -> None:
-            pass
-
-        def poll(self, timeout: int | None) -> list[tuple[int, int]]:
-            timeouts.append(timeout)
-            if len(timeouts) == 1:
-                return [(-1, 1)]  # the control socket: a spawn request
-            if len(timeouts) == 2:
-                return [(report_fd, 1)]  # the child's report
-            if len(timeouts) == 3:
-                return []
-            raise Stop
-
-    class Control:
-        def fileno(self) -> int:
-            return -1
-
-        def send(self, data: bytes) -> None:
-            pass
-
-    server: Any = object.__new__(forkserver._Server)
-    server.poller, server.control, server.wake_r = Poller(), Control(), -2
-    server.preloader = forkserver._Preloader(["a", "b", "c"])
-    server.preloaded_announced = False
-    server.children, server.reports = {}, {}
+    steps: list[int] = []
+    # Rounds: a spawn request, the child's report, nothing (time to preload).
+    server, timeouts = _scripted_server([[(-1, 1)], [(report_fd, 1)], []], ["a", "b", "c"])
     monkeypatch.setattr(server.preloader, "step", lambda: steps.append(len(timeouts)))
 
     def spawn() -> bool:
@@ -246,7 +202,7 @@ def test_no_preload_step_runs_between_a_fork_and_its_announcement(monkeypatch: p
 
     monkeypatch.setattr(server, "_on_control", spawn)
     monkeypatch.setattr(server, "_read_report", report)
-    with pytest.raises(Stop):
+    with pytest.raises(_Stop):
         server.serve()
     assert timeouts[:3] == [forkserver.READY_GRACE_MS, None, 0], "blocked for the report, then preloading again"
     assert steps == [3], "the only step came after the announcement"
