@@ -298,6 +298,59 @@ async def test_worker_killed_by_a_signal_is_crashed(host: ProcHost) -> None:
         await crash.call("crash.echo", {})
 
 
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rfind(b")") + 1 :].split()[1])
+
+
+def _state_of(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return stat[stat.rfind(b")") + 1 :].split()[0].decode()
+
+
+async def test_a_crashed_workers_call_fails_before_the_exit_report(host: ProcHost) -> None:
+    """The call a worker was running fails as soon as the worker is a zombie, with its own
+    status, read from /proc (early_exit.py): its supervisor, stopped here, neither reaps it nor
+    reports, so the fork server's `exited` report cannot have come. The report still comes
+    afterwards and reaps it."""
+    crash = session(host, "hostile-crash")
+    async with asyncio.timeout(SAFETY_S):
+        pid = pid_of(crash, await crash.call("crash.echo", {}))
+        parent = _parent_of(pid)  # the PID namespace's supervisor, or the fork server without one
+        call = asyncio.ensure_future(crash.call("crash.slow", {"seconds": 20}))
+        while crash.busy_workers == 0:
+            await asyncio.sleep(0.01)
+        os.kill(parent, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(Crashed, match="SIGKILL"):
+                await asyncio.wait_for(call, 10)
+            assert _state_of(pid) == "Z", "not reaped: no exit report could have been sent"
+        finally:
+            os.kill(parent, signal.SIGCONT)
+        assert await wait_gone([pid]) == []
+        while crash.stats.crashes == 0:  # the report, on its way once the supervisor runs again
+            await asyncio.sleep(0.01)
+        assert crash.stats.crashes == 1, "counted once"
+        await crash.call("crash.echo", {})
+    await assert_no_leftovers(host, "hostile-crash")
+
+
+def test_a_zombie_status_is_read_only_from_a_zombie_and_never_as_0() -> None:
+    from kumix.extensions.proc.early_exit import parse_zombie_status
+
+    def line(comm: bytes, state: bytes, exit_code: int) -> bytes:
+        fields = [state, *[b"0"] * 48, str(exit_code).encode()]  # fields 3..52
+        return b"123 (" + comm + b") " + b" ".join(fields) + b"\n"
+
+    assert parse_zombie_status(line(b"python", b"Z", 9)) == 9
+    assert parse_zombie_status(line(b"py) Z 1 2 (x", b"Z", 256 * 42)) == 256 * 42, "a name with ')' in it"
+    assert parse_zombie_status(line(b"python", b"R", 9)) is None, "alive: nothing to read yet"
+    assert parse_zombie_status(line(b"python", b"Z", 0)) is None, "0 may be a denied read"
+    assert parse_zombie_status(b"123 (python) Z 1 2") is None, "too short"
+    assert parse_zombie_status(b"no parenthesis") is None
+
+
 async def test_worker_cannot_kill_itself_as_pid_one_but_the_host_can(host: ProcHost) -> None:
     """A worker is pid 1 of its own PID namespace: its own SIGKILL is ignored (the kernel
     delivers a default-action signal to a namespace's init only from an ancestor namespace),

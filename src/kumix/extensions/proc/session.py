@@ -77,6 +77,7 @@ from kumix.extensions.manifest import Manifest
 from kumix.extensions.policy import Policy
 from kumix.extensions.proc.circuit import CrashCircuit
 from kumix.extensions.proc.deadlines import DeadlineQueue
+from kumix.extensions.proc.early_exit import zombie_status
 from kumix.extensions.proc.exit_codes import EXIT_RESOURCE_LIMIT
 from kumix.extensions.proc.pool import WorkerPool
 from kumix.extensions.proc.preload import entry_preloads
@@ -171,6 +172,7 @@ class _Worker:
         self.write_transport: asyncio.WriteTransport | None = None
         self.spin = AdaptiveSpin(HOST_SPIN_NS, peer_pid=spawned.pid)
         """Learns whether waiting for this worker's replies by spinning pays."""
+        self._watching_exit = False
         try:
             self.pidfd: int | None = os.pidfd_open(spawned.pid)
         except ProcessLookupError:
@@ -232,6 +234,27 @@ class _Worker:
         self.session.on_unusable(self)
         if not self.exited.done():
             self._grace = self.loop.call_later(CHANNEL_CLOSED_GRACE_S, self._kill_silent)
+            self._watch_exit()
+
+    def _watch_exit(self) -> None:
+        """Learn the worker's status from its zombie as soon as it is one (early_exit.py),
+        ahead of the fork server's report, for the call it was running."""
+        if self.pidfd is not None and not self._watching_exit:
+            self._watching_exit = True
+            self.loop.add_reader(self.pidfd, self._on_exit_readable)
+
+    def _stop_watching_exit(self) -> None:
+        if self._watching_exit and self.pidfd is not None:
+            self._watching_exit = False
+            self.loop.remove_reader(self.pidfd)
+
+    def _on_exit_readable(self) -> None:
+        self._stop_watching_exit()  # readable for good once the process has ended
+        if self.pidfd is None or self.exited.done():
+            return
+        status = zombie_status(self.pid, self.pidfd)
+        if status is not None:
+            self.session.on_zombie(self, status)
 
     def _kill_silent(self) -> None:
         if not self.exited.done():
@@ -247,6 +270,7 @@ class _Worker:
 
     def close(self) -> None:
         self.spin.close()
+        self._stop_watching_exit()
         if self._grace is not None:
             self._grace.cancel()
         for transport in (self.read_transport, self.write_transport):
@@ -562,6 +586,14 @@ class ProcSession:
     def on_unusable(self, worker: _Worker) -> None:
         """A worker is on its way out: no call is sent to it from now on."""
         self._pool.unusable(worker)
+
+    def on_zombie(self, worker: _Worker, status: int) -> None:
+        """A worker has ended with `status` (read from its zombie, early_exit.py): its call
+        fails now, with the reason the exit report would give; the report still reaps it and
+        counts the crash (`_on_worker_end`)."""
+        call = self._pool.take_call(worker)
+        if call is not None:
+            self._finish(call, None, self._exit_error(worker, status))
 
     # ------------------------------------------------------------ dispatch
 
