@@ -206,7 +206,7 @@ def test_navigation_and_popups_go_nowhere(page: Page, host: AttackHost, listener
     load(page, host, run, done=3)
     page.wait_for_timeout(500)  # the self-navigation is 300 ms after its report
     assert settle(page, listener) == set(), listener.hits()
-    assert listener.hits() == []
+    assert listener.hits_but_navigation_preconnects(navigating_frames=1) == [], listener.hits()  # hostile-self-nav
     assert run.outcome("window.open") == "ok null"
     assert len(page.context.pages) == 1
     # The host page is still itself.
@@ -410,6 +410,10 @@ HOSTILE_IN_PAGE = ["hostile-egress", "hostile-reads", "hostile-navigate", "hosti
                    "hostile-top-nav", "hostile-escalate", "hostile-fake-bootstrap", "hostile-bridge",
                    "hostile-data-nav"]
 
+IN_PAGE_OUTCOMES = {"webrtc", "webrtc-nested", "parent.document", "window.open", "top.location", "send-other-room",
+                    "read-other-room", "openid", "bootstrap", "errors-before-flood"}
+"""What the all-in-page test asserts: it waits until each has been reported."""
+
 LONG_TASK_OBSERVER = """
 window.__kumixLongTasks = [];
 new PerformanceObserver((list) => {
@@ -458,7 +462,10 @@ def test_hostile_extensions_in_kumix_s_page_reach_nothing(synapse: SynapseHarnes
         if not any(name == "no-token" for name, _ in reports):
             page.evaluate("""() => { for (const f of document.querySelectorAll("iframe[data-widget-id]")) {
                 f.contentWindow.postMessage({ leakedToken: "C".repeat(22) }, "*"); } }""")
-        if sum(1 for name, _ in reports if name == "done") >= 7:
+        # Seven of the eight that finish say "done" (the flooding bridge attacker may be unloaded
+        # first), and every outcome asserted below has come: the escalation attacker asks its
+        # questions one after another and can be the last to finish.
+        if sum(1 for name, _ in reports if name == "done") >= 7 and {n for n, _ in reports} >= IN_PAGE_OUTCOMES:
             break
         page.wait_for_timeout(100)
     page.wait_for_timeout(1500)
@@ -472,7 +479,7 @@ def test_hostile_extensions_in_kumix_s_page_reach_nothing(synapse: SynapseHarnes
     assert outcome["read-other-room"].startswith("refused")
     assert outcome["openid"].startswith("refused")
     assert "FAKE" not in outcome["bootstrap"]
-    assert listener.hits() == []
+    assert listener.hits_but_navigation_preconnects(navigating_frames=1) == [], listener.hits()  # hostile-self-nav
     assert len(context.pages) == 1
     assert page.url.startswith(attack_server.origin)
     tasks = page.evaluate("""(from) => window.__kumixLongTasks

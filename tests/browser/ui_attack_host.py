@@ -45,6 +45,9 @@ ROOM = "!attacked-room:localhost"
 # -- the listener --------------------------------------------------------------------
 
 
+NO_BYTES = "<connection, no bytes>"
+
+
 class Listener:
     """A plain TCP server and a UDP socket on 127.0.0.1 that record whatever reaches them:
     an HTTP request line, a bare connection, a STUN datagram."""
@@ -86,7 +89,7 @@ class Listener:
         except OSError:
             data = b""
         line = data.split(b"\r\n", 1)[0].decode("latin-1")
-        self._record("tcp", line or "<connection, no bytes>")
+        self._record("tcp", line or NO_BYTES)
         if data:
             with contextlib.suppress(OSError):
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
@@ -105,6 +108,18 @@ class Listener:
     def hits(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._hits)
+
+    def hits_but_navigation_preconnects(self, navigating_frames: int) -> list[tuple[str, str]]:
+        """What reached the listener, less at most one bare TCP connection (no bytes at all) per
+        frame that navigates itself: Chromium opens that connection to a navigation's target
+        before the host page's frame-src refuses the navigation (seen in its net log as a
+        preconnect for the frame's own target URL), and nothing Kumix serves can veto the
+        navigation first in an opaque-origin frame (its `location` is unforgeable, and the
+        Navigation API fires no events there). docs/ui-extensions.md lists it; everything
+        else, and any byte, still counts."""
+        hits = self.hits()
+        bare = [hit for hit in hits if hit == ("tcp", NO_BYTES)]
+        return [hit for hit in hits if hit != ("tcp", NO_BYTES)] + bare[navigating_frames:]
 
     def paths(self) -> set[str]:
         """The first path segment of every HTTP request that arrived, and `stun` for STUN."""
