@@ -14,6 +14,7 @@ from kumix.app.settings import Settings
 from kumix.cli.output import printable
 
 if TYPE_CHECKING:
+    from kumix.app.confinement_report import RunningProbe
     from kumix.app.early_start import EarlyForkServer
     from kumix.app.kumix import Kumix
 
@@ -33,6 +34,8 @@ class CliContext:
     settings: Settings
     early_fork_server: EarlyForkServer | None = None
     """Launched by `main` before it parsed the command line (early_launch.py), if it did."""
+    early_probe: RunningProbe | None = None
+    """`kumix doctor`'s probe child, forked before the command line was parsed, if it was."""
 
     @property
     def json(self) -> bool:

@@ -58,9 +58,10 @@ def cmd_doctor(ctx: CliContext) -> int:
     from kumix.app.confinement_report import LAYERS, SIMULATE_ENV, start_probe
     from kumix.app.settings import load_policy
 
-    # The probe child first: it imports the confinement code and confines itself while this
+    # The probe child first (entry.py forked it before the command line was parsed, unless its
+    # scan could not tell): it imports the confinement code and confines itself while this
     # process loads the policy.
-    with start_probe() as probe:
+    with ctx.early_probe or start_probe() as probe:
         policy = load_policy(ctx.settings.policy)
         result = probe.result()
     report = result.report

@@ -19,6 +19,7 @@ from kumix.cli.output import emit_error
 from kumix.core.errors import BadRequest, KumixError
 
 if TYPE_CHECKING:
+    from kumix.app.confinement_report import RunningProbe
     from kumix.app.early_start import EarlyForkServer
     from kumix.cli.context import CliContext
 
@@ -152,8 +153,10 @@ def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentPa
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = None) -> int:
-    """`early`: the fork server `kumix.cli.entry` launched for this command line, if it did."""
+def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = None,
+         probe: RunningProbe | None = None) -> int:
+    """`early`: the fork server `kumix.cli.entry` launched for this command line, if it did;
+    `probe`: the doctor's probe child it forked, if it did."""
     _argv_in_use[:] = list(sys.argv[1:] if argv is None else argv)
     if _argv_in_use == ["--version"]:
         sys.stdout.write(f"kumix {__version__}\n")  # what argparse's version action prints
@@ -163,13 +166,15 @@ def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = N
 
         early = launch_for(_argv_in_use)  # `ext call`: the fork server boots while the rest starts
     try:
-        return _run(argv, early)
+        return _run(argv, early, probe)
     finally:
         if early is not None:
             early.close()  # a no-op once the extension host adopted it
+        if probe is not None:
+            probe.close()  # a no-op once the doctor read it; kills it after a usage error
 
 
-def _run(argv: Sequence[str] | None, early: EarlyForkServer | None) -> int:
+def _run(argv: Sequence[str] | None, early: EarlyForkServer | None, probe: RunningProbe | None) -> int:
     parser = build_parser(_modules_for(_argv_in_use))
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
@@ -183,7 +188,7 @@ def _run(argv: Sequence[str] | None, early: EarlyForkServer | None) -> int:
             policy=getattr(args, "policy", None),
             extension_roots=getattr(args, "extensions_dir", None) or (),
         )
-        return handler(CliContext(args=args, settings=settings, early_fork_server=early))
+        return handler(CliContext(args=args, settings=settings, early_fork_server=early, early_probe=probe))
     except KumixError as exc:
         emit_error(exc, as_json=as_json)
         return EXIT_FAILED
@@ -205,9 +210,9 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
-def run(early: EarlyForkServer | None = None) -> None:
+def run(early: EarlyForkServer | None = None, probe: RunningProbe | None = None) -> None:
     try:
-        code = main(early=early)
+        code = main(early=early, probe=probe)
     except KeyboardInterrupt:
         # Ctrl-C before `main` reached its own handler: while the command modules load.
         code = _interrupted()
