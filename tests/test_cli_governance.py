@@ -369,6 +369,20 @@ def test_the_shipped_valid_digests_are_exactly_the_shipped_documents_that_confor
     assert listed == sorted(expected), json.dumps(sorted(expected), indent=2)
 
 
+def test_the_document_digest_is_sha256_whichever_implementation_computes_it() -> None:
+    """The digest is computed without hashlib (no OpenSSL load) where the interpreter has its
+    own SHA-256: it must be the same standard digest the listed ones were made with."""
+    import hashlib
+
+    from kumix.extensions.jsondoc import SCHEMAS_DIR, document_digest
+
+    schema = (SCHEMAS_DIR / "policy.schema.json").read_bytes()
+    doc = {"b": [1, "\u00e9"], "a": None}
+    canonical = b'{"a":null,"b":[1,"\\u00e9"]}'
+    expected = hashlib.sha256(hashlib.sha256(schema).digest() + canonical).hexdigest()
+    assert document_digest("policy.schema.json", doc) == expected
+
+
 def test_a_document_that_differs_from_a_shipped_one_is_still_validated(tmp_path: Path) -> None:
     from kumix.core.errors import InvalidPolicy
     from kumix.extensions.policy import load_policy

@@ -47,6 +47,8 @@ EVENT_LOOP = ("asyncio",)
 RESOURCES = ("importlib.resources",)
 MODELS = ("kumix.core.models", "kumix.app.events", "kumix.core.outbox")
 STORE = ("sqlite3", "kumix.store")
+OPENSSL = ("hashlib", "_hashlib")
+"""The digests of shipped documents are computed by the interpreter's own SHA-256."""
 
 EVERYTHING_HEAVY = MATRIX + FRAME_BUILDER + CONFINEMENT + EXTENSION_HOST + WEB + VALIDATION + EVENT_LOOP + RESOURCES
 
@@ -55,12 +57,13 @@ COMMAND_LINE = ("argparse", "typing", "kumix.cli.main", "kumix.cli.early_launch"
 
 NOT_IMPORTED = {
     ("--version",): EVERYTHING_HEAVY + MODELS + STORE + COMMAND_LINE + ("kumix.extensions", "kumix.app", "dataclasses"),
-    ("ext", "list"): EVERYTHING_HEAVY + MODELS,
-    ("ext", "info", "markdown-renderer"): EVERYTHING_HEAVY + MODELS,
-    ("policy", "show"): EVERYTHING_HEAVY + MODELS + STORE + ("kumix.extensions.ui", "kumix.extensions.registry"),
-    ("policy", "check"): EVERYTHING_HEAVY + MODELS,
+    ("ext", "list"): EVERYTHING_HEAVY + MODELS + OPENSSL,
+    ("ext", "info", "markdown-renderer"): EVERYTHING_HEAVY + MODELS + OPENSSL,
+    ("policy", "show"): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + ("kumix.extensions.ui",
+                                                                        "kumix.extensions.registry"),
+    ("policy", "check"): EVERYTHING_HEAVY + MODELS + OPENSSL,
     # The probe child imports the confinement code and confines itself; the command does not.
-    ("doctor",): EVERYTHING_HEAVY + MODELS + STORE + ("kumix.extensions.registry",),
+    ("doctor",): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + ("kumix.extensions.registry",),
 }
 
 
