@@ -59,11 +59,13 @@ NOT_IMPORTED = {
     ("--version",): EVERYTHING_HEAVY + MODELS + STORE + COMMAND_LINE + ("kumix.extensions", "kumix.app", "dataclasses"),
     ("ext", "list"): EVERYTHING_HEAVY + MODELS + OPENSSL,
     ("ext", "info", "markdown-renderer"): EVERYTHING_HEAVY + MODELS + OPENSSL,
-    ("policy", "show"): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + ("kumix.extensions.ui",
-                                                                        "kumix.extensions.registry"),
+    # The policy alone: no manifest is read, so neither is the manifest module.
+    ("policy", "show"): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + (
+        "kumix.extensions.ui", "kumix.extensions.registry", "kumix.extensions.manifest"),
     ("policy", "check"): EVERYTHING_HEAVY + MODELS + OPENSSL,
     # The probe child imports the confinement code and confines itself; the command does not.
-    ("doctor",): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + ("kumix.extensions.registry",),
+    ("doctor",): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + ("kumix.extensions.registry",
+                                                                "kumix.extensions.manifest"),
 }
 
 
