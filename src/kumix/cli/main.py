@@ -79,6 +79,30 @@ def _modules_for(argv: Sequence[str]) -> list[ModuleType] | None:
     return [importlib.import_module(f"kumix.cli.{name}")]
 
 
+def ext_subcommand(argv: Sequence[str]) -> str | None:
+    """The `kumix ext` subcommand a command line names, for building its parser alone; None
+    when the command is another or the word is not a subcommand (argparse then lists them all
+    in its error), and whenever anything before it is not a global option spelt in full: help
+    (`kumix ext -h list` lists them all too), an abbreviation (`--pol info list` makes `info`
+    the policy's value), anything this scan would read otherwise than argparse."""
+    words: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            words.append(arg)
+            if len(words) == 2:
+                break
+        elif arg in _VALUE_OPTIONS:
+            next(args, None)
+        elif arg != "--json" and not arg.startswith(tuple(f"{option}=" for option in _VALUE_OPTIONS)):
+            return None
+    if len(words) < 2 or words[0] != "ext":
+        return None
+    from kumix.cli.ext_commands import SUBCOMMANDS
+
+    return words[1] if words[1] in SUBCOMMANDS else None
+
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 Handler = Callable[["CliContext"], int]
@@ -137,8 +161,9 @@ _argv_in_use: list[str] = []
 """The arguments `main` is parsing (it can be called with a list other than sys.argv)."""
 
 
-def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentParser:
-    """The parser of every command, or of `modules` only (the command at hand)."""
+def build_parser(modules: list[ModuleType] | None = None, *, ext_only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `modules` only (the command at hand); `ext_only`:
+    of `kumix ext`, only that subcommand (`ext_subcommand`)."""
     common = _common_options()
     parser = _Parser(
         prog="kumix",
@@ -149,7 +174,10 @@ def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"kumix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in modules if modules is not None else command_modules():
-        module.register(sub, common)
+        if ext_only is not None and module.__name__ == "kumix.cli.ext_commands":
+            module.register(sub, common, only=ext_only)
+        else:
+            module.register(sub, common)
     return parser
 
 
@@ -175,7 +203,7 @@ def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = N
 
 
 def _run(argv: Sequence[str] | None, early: EarlyForkServer | None, probe: RunningProbe | None) -> int:
-    parser = build_parser(_modules_for(_argv_in_use))
+    parser = build_parser(_modules_for(_argv_in_use), ext_only=ext_subcommand(_argv_in_use))
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     as_json = bool(getattr(args, "json", False))
