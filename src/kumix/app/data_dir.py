@@ -4,11 +4,8 @@ arguments (kumix.app.early_start: the fork server is launched first, with its lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping  # not typing's: importing typing would delay the fork server's launch
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 ENV_DATA_DIR = "KUMIX_DATA_DIR"
 

@@ -13,14 +13,15 @@ launches the server before it has parsed its command line, `launch_fork_server_f
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from kumix.app.data_dir import chosen_data_dir, logs_dir_of
 from kumix.extensions.proc.launch import LaunchedServer, launch_server
 
+TYPE_CHECKING = False
+"""Not `typing.TYPE_CHECKING`: importing typing (~8 ms) would delay the launch this module is
+for (cli/early_launch.py). Type checkers read any `TYPE_CHECKING` as true."""
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from kumix.app.settings import Settings
 
 EarlyForkServer = LaunchedServer
