@@ -49,6 +49,8 @@ MODELS = ("kumix.core.models", "kumix.app.events", "kumix.core.outbox")
 STORE = ("sqlite3", "kumix.store")
 OPENSSL = ("hashlib", "_hashlib")
 """The digests of shipped documents are computed by the interpreter's own SHA-256."""
+TYPING = ("typing",)
+"""The modules of these commands use typing's names in annotations only (TYPE_CHECKING = False)."""
 
 EVERYTHING_HEAVY = MATRIX + FRAME_BUILDER + CONFINEMENT + EXTENSION_HOST + WEB + VALIDATION + EVENT_LOOP + RESOURCES
 
@@ -57,14 +59,14 @@ COMMAND_LINE = ("argparse", "typing", "kumix.cli.main", "kumix.cli.early_launch"
 
 NOT_IMPORTED = {
     ("--version",): EVERYTHING_HEAVY + MODELS + STORE + COMMAND_LINE + ("kumix.extensions", "kumix.app", "dataclasses"),
-    ("ext", "list"): EVERYTHING_HEAVY + MODELS + OPENSSL,
+    ("ext", "list"): EVERYTHING_HEAVY + MODELS + OPENSSL + TYPING,
     ("ext", "info", "markdown-renderer"): EVERYTHING_HEAVY + MODELS + OPENSSL,
     # The policy alone: no manifest is read, so neither is the manifest module.
-    ("policy", "show"): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + (
+    ("policy", "show"): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + TYPING + (
         "kumix.extensions.ui", "kumix.extensions.registry", "kumix.extensions.manifest"),
     ("policy", "check"): EVERYTHING_HEAVY + MODELS + OPENSSL,
     # The probe child imports the confinement code and confines itself; the command does not.
-    ("doctor",): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + ("kumix.extensions.registry",
+    ("doctor",): EVERYTHING_HEAVY + MODELS + STORE + OPENSSL + TYPING + ("kumix.extensions.registry",
                                                                 "kumix.extensions.manifest"),
 }
 
