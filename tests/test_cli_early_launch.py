@@ -11,7 +11,7 @@ import pytest
 
 from kumix.app.settings import Settings
 from kumix.cli.context import CliContext
-from kumix.cli.early_launch import ext_call_data_dir, launch_for
+from kumix.cli.early_launch import ext_call_data_dir, is_doctor, launch_for, probe_for
 from kumix.extensions.proc.launch import launch_server
 from tests.proc_support import running
 
@@ -115,7 +115,8 @@ import kumix.extensions.proc.launch as launch
 real = launch.launch_server
 seen = []
 def counting(logs_dir):
-    seen.append(sorted(m for m in ("argparse", "kumix.cli.main", "kumix.cli.output", "kumix.app.settings")
+    # typing too (~8 ms): nothing on the way to the launch needs it at run time.
+    seen.append(sorted(m for m in ("argparse", "typing", "kumix.cli.main", "kumix.cli.output", "kumix.app.settings")
                        if m in sys.modules))
     return real(logs_dir)
 launch.launch_server = counting
@@ -143,3 +144,78 @@ def test_the_command_launches_its_fork_server_before_importing_the_command_line_
     assert doc["code"] == 0, result.stderr
     assert "<em>x</em>" in result.stdout
     assert doc["launches"] == [[]], "launched once, before argparse and the command modules were imported"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["doctor"], True),
+        (["--json", "--policy", "dev", "doctor"], True),
+        (["--data-dir", "/d", "doctor", "--json"], True),
+        (["--policy", "doctor", "ext", "list"], False),  # "doctor" is the policy's value
+        (["ext", "list"], False),
+        (["--data", "/d", "doctor"], False),  # not followed: the command forks its own probe
+        ([], False),
+    ],
+)
+def test_the_scan_reads_doctor(argv: list[str], expected: bool) -> None:
+    assert is_doctor(argv) is expected
+
+
+def test_no_probe_is_forked_for_other_commands() -> None:
+    assert probe_for(["ext", "list"]) is None
+
+
+DOCTOR_PROBE = """
+import json, os, sys
+import kumix.app.confinement_report as report
+real = report.start_probe
+seen, probes = [], []
+def counting(*args):
+    seen.append(sorted(m for m in ("argparse", "kumix.cli.main", "kumix.app.settings", "kumix.extensions.policy")
+                       if m in sys.modules))
+    probes.append(real(*args))
+    return probes[-1]
+report.start_probe = counting
+sys.argv = ["kumix", *sys.argv[1:]]
+from kumix.cli.entry import run
+try:
+    run()
+except SystemExit as exit:
+    def reaped(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True  # no such child left: waited for already
+        return False
+    print("PROBE", json.dumps({"code": exit.code, "forks": seen, "reaped": [reaped(p._pid) for p in probes]}))
+"""
+
+
+def _doctor_probe(data_dir: Path, *argv: str) -> dict[str, object]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUMIX_DATA_DIR": str(data_dir)}
+    result = subprocess.run([sys.executable, "-c", DOCTOR_PROBE, *argv], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("PROBE")), None)
+    assert line is not None, result.stderr
+    doc: dict[str, object] = json.loads(line.split(" ", 1)[1])
+    return doc
+
+
+def test_doctor_forks_its_probe_before_importing_the_command_line_code(data_dir: Path) -> None:
+    doc = _doctor_probe(data_dir, "--json", "doctor")
+    assert doc["code"] == 0
+    assert doc["forks"] == [[]], "forked once, before argparse, the settings and the policy were imported"
+    assert doc["reaped"] == [True]
+
+
+def test_a_probe_forked_for_a_command_line_argparse_refuses_is_ended(data_dir: Path) -> None:
+    doc = _doctor_probe(data_dir, "doctor", "--no-such-option")
+    assert doc["code"] == 2
+    assert doc["forks"] == [[]]
+    assert doc["reaped"] == [True], "the probe child is killed and reaped, not left behind"

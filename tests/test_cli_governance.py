@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT, run_kumix
 from tests.governance_fixtures import make_extension, proc_manifest, write_policy
 
@@ -114,6 +116,59 @@ def test_every_option_and_argument_of_every_command_has_a_help_text() -> None:
 
     walk(build_parser())
     assert missing == []
+
+
+def _ext_choices(parser: object) -> list[str]:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    ext = top.choices["ext"]
+    return list(next(a for a in ext._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+def test_ext_subcommands_lists_every_subcommand_of_ext() -> None:
+    """A `kumix ext` subcommand missing from SUBCOMMANDS would never get its parser alone,
+    one listed there that `register` does not build would build none."""
+    from kumix.cli import ext_commands
+    from kumix.cli.main import build_parser
+
+    assert _ext_choices(build_parser([ext_commands])) == list(ext_commands.SUBCOMMANDS)
+    for name in ext_commands.SUBCOMMANDS:
+        assert _ext_choices(build_parser([ext_commands], ext_only=name)) == [name]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["ext", "list"], "list"),
+        (["--json", "--policy", "dev", "ext", "--data-dir=/d", "info", "x"], "info"),
+        (["ext", "call", "list", "info", "--params", "{}"], "call"),
+        (["ext", "list", "-h"], "list"),  # the help of `list` alone either way
+        (["ext", "-h", "list"], None),  # the help of `ext`: every subcommand
+        (["-h", "ext", "list"], None),
+        (["ext", "--pol", "info", "list"], None),  # an abbreviation: `info` is the policy
+        (["ext", "lst"], None),  # argparse's error lists every subcommand
+        (["ext"], None),
+        (["policy", "show"], None),
+        (["--policy", "ext", "list"], None),  # `ext` is the policy's value
+    ],
+)
+def test_the_ext_subcommand_scan_declines_what_argparse_may_read_otherwise(argv: list[str],
+                                                                          expected: str | None) -> None:
+    from kumix.cli.main import ext_subcommand
+
+    assert ext_subcommand(argv) == expected
+
+
+def test_every_ext_subcommand_parses_as_with_the_full_parser() -> None:
+    from kumix.cli.main import build_parser
+
+    for argv in (["ext", "list", "--json"], ["ext", "info", "x"], ["ext", "grant", "x", "cap"],
+                 ["ext", "call", "x", "m", "--params", "{}"], ["--policy", "dev", "ext", "disable", "x"]):
+        full = vars(build_parser().parse_args(argv))
+        alone = vars(build_parser(ext_only=argv[argv.index("ext") + 1]).parse_args(argv))
+        assert alone == full
 
 
 def test_docs_name_every_option_of_the_matrix_commands() -> None:
@@ -367,6 +422,20 @@ def test_the_shipped_valid_digests_are_exactly_the_shipped_documents_that_confor
         expected.append(document_digest(schema_name, doc))
     listed = json.loads((REPO_ROOT / "src/kumix/extensions/schemas" / SHIPPED_VALID_FILE).read_text())
     assert listed == sorted(expected), json.dumps(sorted(expected), indent=2)
+
+
+def test_the_document_digest_is_sha256_whichever_implementation_computes_it() -> None:
+    """The digest is computed without hashlib (no OpenSSL load) where the interpreter has its
+    own SHA-256: it must be the same standard digest the listed ones were made with."""
+    import hashlib
+
+    from kumix.extensions.jsondoc import SCHEMAS_DIR, document_digest
+
+    schema = (SCHEMAS_DIR / "policy.schema.json").read_bytes()
+    doc = {"b": [1, "\u00e9"], "a": None}
+    canonical = b'{"a":null,"b":[1,"\\u00e9"]}'
+    expected = hashlib.sha256(hashlib.sha256(schema).digest() + canonical).hexdigest()
+    assert document_digest("policy.schema.json", doc) == expected
 
 
 def test_a_document_that_differs_from_a_shipped_one_is_still_validated(tmp_path: Path) -> None:

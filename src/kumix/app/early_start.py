@@ -17,7 +17,9 @@ import os
 from kumix.app.data_dir import early_data_dir_name, early_logs_dir_name
 from kumix.extensions.proc.launch import LaunchedServer, launch_server
 
-TYPE_CHECKING = False  # typing is one of the imports the early launch avoids (launch.py)
+TYPE_CHECKING = False
+"""Not `typing.TYPE_CHECKING`: importing typing (~8 ms) would delay the launch this module is
+for (cli/early_launch.py). Type checkers read any `TYPE_CHECKING` as true."""
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

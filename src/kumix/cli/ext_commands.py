@@ -5,54 +5,71 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kumix.cli import call_command
 from kumix.cli.context import CliContext
 from kumix.cli.output import emit_json, emit_table, printable
 from kumix.core.errors import InvalidManifest
 
+TYPE_CHECKING = False  # not typing's: importing typing costs each command ~6 ms; type checkers read this as true
 if TYPE_CHECKING:
     from kumix.app.extensions import ExtensionStatus
     from kumix.app.kumix import Kumix
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+SUBCOMMANDS = ("list", "info", "enable", "disable", "grant", "validate", "call")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser,
+             only: str | None = None) -> None:
+    """`only`: the one subcommand the command line names (`main` scans for it), whose parser
+    alone is built: building the others, each with the global options, was most of the
+    parser cost of `kumix ext list`."""
     ext = subparsers.add_parser("ext", help="list, inspect, enable and call extensions", parents=[common])
     sub = ext.add_subparsers(dest="ext_command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("list", help="every discovered extension and its state", parents=[common])
-    p.set_defaults(handler=cmd_list)
+    def wanted(name: str) -> bool:
+        return only is None or only == name
 
-    p = sub.add_parser("info", help="details of one extension", parents=[common])
-    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
-    p.set_defaults(handler=cmd_info)
+    if wanted("list"):
+        p = sub.add_parser("list", help="every discovered extension and its state", parents=[common])
+        p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("enable", help="enable an extension the policy allows", parents=[common])
-    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
-    p.set_defaults(handler=cmd_enable)
+    if wanted("info"):
+        p = sub.add_parser("info", help="details of one extension", parents=[common])
+        p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
+        p.set_defaults(handler=cmd_info)
 
-    p = sub.add_parser("disable", help="disable an extension", parents=[common])
-    p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
-    p.set_defaults(handler=cmd_disable)
+    if wanted("enable"):
+        p = sub.add_parser("enable", help="enable an extension the policy allows", parents=[common])
+        p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
+        p.set_defaults(handler=cmd_enable)
 
-    p = sub.add_parser(
-        "grant",
-        help="grant one capability to an external extension",
-        description="Record that you allow an external (untrusted) extension one capability. "
-        "The policy must allow it too; strict refuses an external extension until every "
-        "capability it declares is granted.",
-        parents=[common],
-    )
-    p.add_argument("id", help="id of an external extension")
-    p.add_argument("capability", help="one capability its manifest declares, e.g. render.markdown")
-    p.set_defaults(handler=cmd_grant)
+    if wanted("disable"):
+        p = sub.add_parser("disable", help="disable an extension", parents=[common])
+        p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
+        p.set_defaults(handler=cmd_disable)
 
-    p = sub.add_parser("validate", help="check an extension directory or manifest", parents=[common])
-    p.add_argument("path", type=Path, help="an extension directory or its manifest.json")
-    p.set_defaults(handler=cmd_validate)
+    if wanted("grant"):
+        p = sub.add_parser(
+            "grant",
+            help="grant one capability to an external extension",
+            description="Record that you allow an external (untrusted) extension one capability. "
+            "The policy must allow it too; strict refuses an external extension until every "
+            "capability it declares is granted.",
+            parents=[common],
+        )
+        p.add_argument("id", help="id of an external extension")
+        p.add_argument("capability", help="one capability its manifest declares, e.g. render.markdown")
+        p.set_defaults(handler=cmd_grant)
 
-    call_command.register(sub, common)
+    if wanted("validate"):
+        p = sub.add_parser("validate", help="check an extension directory or manifest", parents=[common])
+        p.add_argument("path", type=Path, help="an extension directory or its manifest.json")
+        p.set_defaults(handler=cmd_validate)
+
+    if wanted("call"):
+        call_command.register(sub, common)
 
 
 def _status_row(status: ExtensionStatus) -> list[str]:

@@ -12,13 +12,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
 
 from kumix import __version__
 from kumix.cli.output import emit_error
 from kumix.core.errors import BadRequest, KumixError
 
+TYPE_CHECKING = False  # not typing's: importing typing costs each command ~6 ms; type checkers read this as true
 if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from kumix.app.confinement_report import RunningProbe
     from kumix.app.early_start import EarlyForkServer
     from kumix.cli.context import CliContext
 
@@ -76,6 +79,30 @@ def _modules_for(argv: Sequence[str]) -> list[ModuleType] | None:
     import importlib
 
     return [importlib.import_module(f"kumix.cli.{name}")]
+
+
+def ext_subcommand(argv: Sequence[str]) -> str | None:
+    """The `kumix ext` subcommand a command line names, for building its parser alone; None
+    when the command is another or the word is not a subcommand (argparse then lists them all
+    in its error), and whenever anything before it is not a global option spelt in full: help
+    (`kumix ext -h list` lists them all too), an abbreviation (`--pol info list` makes `info`
+    the policy's value), anything this scan would read otherwise than argparse."""
+    words: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            words.append(arg)
+            if len(words) == 2:
+                break
+        elif arg in _VALUE_OPTIONS:
+            next(args, None)
+        elif arg != "--json" and not arg.startswith(tuple(f"{option}=" for option in _VALUE_OPTIONS)):
+            return None
+    if len(words) < 2 or words[0] != "ext":
+        return None
+    from kumix.cli.ext_commands import SUBCOMMANDS
+
+    return words[1] if words[1] in SUBCOMMANDS else None
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -136,8 +163,9 @@ _argv_in_use: list[str] = []
 """The arguments `main` is parsing (it can be called with a list other than sys.argv)."""
 
 
-def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentParser:
-    """The parser of every command, or of `modules` only (the command at hand)."""
+def build_parser(modules: list[ModuleType] | None = None, *, ext_only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `modules` only (the command at hand); `ext_only`:
+    of `kumix ext`, only that subcommand (`ext_subcommand`)."""
     common = _common_options()
     parser = _Parser(
         prog="kumix",
@@ -148,12 +176,17 @@ def build_parser(modules: list[ModuleType] | None = None) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"kumix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in modules if modules is not None else command_modules():
-        module.register(sub, common)
+        if ext_only is not None and module.__name__ == "kumix.cli.ext_commands":
+            module.register(sub, common, only=ext_only)
+        else:
+            module.register(sub, common)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = None) -> int:
-    """`early`: the fork server `kumix.cli.entry` launched for this command line, if it did."""
+def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = None,
+         probe: RunningProbe | None = None) -> int:
+    """`early`: the fork server `kumix.cli.entry` launched for this command line, if it did;
+    `probe`: the doctor's probe child it forked, if it did."""
     _argv_in_use[:] = list(sys.argv[1:] if argv is None else argv)
     if _argv_in_use == ["--version"]:
         sys.stdout.write(f"kumix {__version__}\n")  # what argparse's version action prints
@@ -163,14 +196,16 @@ def main(argv: Sequence[str] | None = None, *, early: EarlyForkServer | None = N
 
         early = launch_for(_argv_in_use)  # `ext call`: the fork server boots while the rest starts
     try:
-        return _run(argv, early)
+        return _run(argv, early, probe)
     finally:
         if early is not None:
             early.close()  # a no-op once the extension host adopted it
+        if probe is not None:
+            probe.close()  # a no-op once the doctor read it; kills it after a usage error
 
 
-def _run(argv: Sequence[str] | None, early: EarlyForkServer | None) -> int:
-    parser = build_parser(_modules_for(_argv_in_use))
+def _run(argv: Sequence[str] | None, early: EarlyForkServer | None, probe: RunningProbe | None) -> int:
+    parser = build_parser(_modules_for(_argv_in_use), ext_only=ext_subcommand(_argv_in_use))
     args = parser.parse_args(argv)  # exits 2 on usage errors
     handler: Handler = args.handler
     as_json = bool(getattr(args, "json", False))
@@ -183,7 +218,7 @@ def _run(argv: Sequence[str] | None, early: EarlyForkServer | None) -> int:
             policy=getattr(args, "policy", None),
             extension_roots=getattr(args, "extensions_dir", None) or (),
         )
-        return handler(CliContext(args=args, settings=settings, early_fork_server=early))
+        return handler(CliContext(args=args, settings=settings, early_fork_server=early, early_probe=probe))
     except KumixError as exc:
         emit_error(exc, as_json=as_json)
         return EXIT_FAILED
@@ -205,9 +240,9 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
-def run(early: EarlyForkServer | None = None) -> None:
+def run(early: EarlyForkServer | None = None, probe: RunningProbe | None = None) -> None:
     try:
-        code = main(early=early)
+        code = main(early=early, probe=probe)
     except KeyboardInterrupt:
         # Ctrl-C before `main` reached its own handler: while the command modules load.
         code = _interrupted()

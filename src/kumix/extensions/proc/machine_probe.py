@@ -18,9 +18,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kumix.extensions.proc.layers import LAYERS, ConfinementReport
+
+TYPE_CHECKING = False  # not typing's: importing typing costs each command ~6 ms; type checkers read this as true
+if TYPE_CHECKING:
+    from typing import Any
 
 PROBE_TIMEOUT_SECONDS = 20.0
 """A probe confines one forked child and checks a few refusals; it takes milliseconds, but the
