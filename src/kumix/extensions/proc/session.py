@@ -166,6 +166,8 @@ class _Worker:
         self.kill_reason: str | None = None
         self.stopped_by_host = False
         """Ended by the host's own choice (dispose, idle retirement): not a crash."""
+        self.crash_counted = False
+        """Its end was counted with the crash circuit (from its zombie or its exit report)."""
         self._grace: asyncio.TimerHandle | None = None
         self.reply_fd: int | None = None
         self.read_transport: asyncio.ReadTransport | None = None
@@ -589,11 +591,18 @@ class ProcSession:
 
     def on_zombie(self, worker: _Worker, status: int) -> None:
         """A worker has ended with `status` (read from its zombie, early_exit.py): its call
-        fails now, with the reason the exit report would give; the report still reaps it and
-        counts the crash (`_on_worker_end`)."""
+        fails now, with the reason the exit report would give, and the crash counts now too, so
+        a caller that sees the error sees the circuit that error may have opened; the report
+        still reaps the worker (`_on_worker_end`, which does not count it again)."""
         call = self._pool.take_call(worker)
         if call is not None:
             self._finish(call, None, self._exit_error(worker, status))
+        self._count_crash_of(worker)
+
+    def _count_crash_of(self, worker: _Worker) -> None:
+        if not worker.stopped_by_host and not worker.crash_counted:
+            worker.crash_counted = True
+            self._record_crash()
 
     # ------------------------------------------------------------ dispatch
 
@@ -703,8 +712,7 @@ class ProcSession:
         call = self._pool.take_call(worker)
         if call is not None:
             self._finish(call, None, self._exit_error(worker, status))
-        if not worker.stopped_by_host:
-            self._record_crash()
+        self._count_crash_of(worker)
 
     def _start_failed(self, error: KumixError, *, crash: bool) -> None:
         """A worker could not start. With no other worker to wait for, waiting calls get the reason."""
