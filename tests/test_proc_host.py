@@ -451,6 +451,9 @@ async def test_broken_entry_file_fails_with_its_reason(host: ProcHost) -> None:
         with pytest.raises(KumixError, match="broken on purpose"):
             await broken.call("import.anything", {})
     await assert_no_leftovers(host, "hostile-import")
+    # A worker that never became ready is one failed start, counted once: its zombie (read
+    # while the start is wound up) is not counted again.
+    assert broken.stats.crashes == 1
 
 
 # ------------------------------------------------------------------ concurrency and crash policy

@@ -168,6 +168,8 @@ class _Worker:
         """Ended by the host's own choice (dispose, idle retirement): not a crash."""
         self.crash_counted = False
         """Its end was counted with the crash circuit (from its zombie or its exit report)."""
+        self.ready = False
+        """Past its hello and handed to the pool (`ProcSession._on_ready`)."""
         self._grace: asyncio.TimerHandle | None = None
         self.reply_fd: int | None = None
         self.read_transport: asyncio.ReadTransport | None = None
@@ -600,7 +602,8 @@ class ProcSession:
         self._count_crash_of(worker)
 
     def _count_crash_of(self, worker: _Worker) -> None:
-        if not worker.stopped_by_host and not worker.crash_counted:
+        # A worker that never became ready is a failed start, counted by `_start_failed`.
+        if worker.ready and not worker.stopped_by_host and not worker.crash_counted:
             worker.crash_counted = True
             self._record_crash()
 
@@ -698,6 +701,7 @@ class ProcSession:
                 self._dispatch()
 
     def _on_ready(self, worker: _Worker) -> None:
+        worker.ready = True
         if self._unreplaced:
             self._unreplaced -= 1
             self.stats.restarts += 1
