@@ -35,20 +35,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], co
         p = sub.add_parser("list", help="every discovered extension and its state", parents=[common])
         p.set_defaults(handler=cmd_list)
 
-    if wanted("info"):
-        p = sub.add_parser("info", help="details of one extension", parents=[common])
-        p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
-        p.set_defaults(handler=cmd_info)
-
-    if wanted("enable"):
-        p = sub.add_parser("enable", help="enable an extension the policy allows", parents=[common])
-        p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
-        p.set_defaults(handler=cmd_enable)
-
-    if wanted("disable"):
-        p = sub.add_parser("disable", help="disable an extension", parents=[common])
-        p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
-        p.set_defaults(handler=cmd_disable)
+    for name, summary, handler in (
+        ("info", "details of one extension", cmd_info),
+        ("enable", "enable an extension the policy allows", cmd_enable),
+        ("disable", "disable an extension", cmd_disable),
+    ):
+        if wanted(name):
+            p = sub.add_parser(name, help=summary, parents=[common])
+            p.add_argument("id", help="extension id, as shown by 'kumix ext list'")
+            p.set_defaults(handler=handler)
 
     if wanted("grant"):
         p = sub.add_parser(
