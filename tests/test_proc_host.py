@@ -335,19 +335,53 @@ async def test_a_crashed_workers_call_fails_before_the_exit_report(host: ProcHos
     assert crash.stats.crashes == 1, "and not again when the report came"
 
 
-def test_a_zombie_status_is_read_only_from_a_zombie_and_never_as_0() -> None:
-    from kumix.extensions.proc.early_exit import parse_zombie_status
+async def test_a_worker_over_its_cpu_time_is_a_resource_limit_before_the_exit_report(tmp_path: Path) -> None:
+    """pid 1 of a PID namespace ignores the CPU soft limit's SIGXCPU and dies of the hard
+    limit's SIGKILL; read from its zombie alone (the supervisor, stopped, cannot report), that
+    death is still the CPU limit, as the supervisor would report it, not a crash."""
+    policy = write_policy(tmp_path / "p.json", maxCpuSeconds=1)
+    async with ProcHost(policy, logs_dir=tmp_path / "logs", scratch_root=tmp_path / "scratch") as host:
+        crash = session(host, "hostile-crash")
+        async with asyncio.timeout(SAFETY_S):
+            pid = pid_of(crash, await crash.call("crash.echo", {}))
+            parent = _parent_of(pid)
+            os.kill(parent, signal.SIGSTOP)
+            try:
+                with pytest.raises(ResourceLimit, match="maxCpuSeconds 1"):
+                    await crash.call("crash.burn", {})
+                assert _state_of(pid) == "Z", "not reaped: the answer came from the zombie"
+            finally:
+                os.kill(parent, signal.SIGCONT)
+        await assert_no_leftovers(host, "hostile-crash")
 
-    def line(comm: bytes, state: bytes, exit_code: int) -> bytes:
+
+def test_a_zombie_status_is_read_only_from_a_zombie_and_never_as_0() -> None:
+    from kumix.extensions.proc.early_exit import ZombieExit, parse_zombie_stat
+
+    def line(comm: bytes, state: bytes, exit_code: int, utime: int = 7, stime: int = 5) -> bytes:
         fields = [state, *[b"0"] * 48, str(exit_code).encode()]  # fields 3..52
+        fields[14 - 3], fields[15 - 3] = str(utime).encode(), str(stime).encode()
         return b"123 (" + comm + b") " + b" ".join(fields) + b"\n"
 
-    assert parse_zombie_status(line(b"python", b"Z", 9)) == 9
-    assert parse_zombie_status(line(b"py) Z 1 2 (x", b"Z", 256 * 42)) == 256 * 42, "a name with ')' in it"
-    assert parse_zombie_status(line(b"python", b"R", 9)) is None, "alive: nothing to read yet"
-    assert parse_zombie_status(line(b"python", b"Z", 0)) is None, "0 may be a denied read"
-    assert parse_zombie_status(b"123 (python) Z 1 2") is None, "too short"
-    assert parse_zombie_status(b"no parenthesis") is None
+    assert parse_zombie_stat(line(b"python", b"Z", 9)) == ZombieExit(9, 12)
+    assert parse_zombie_stat(line(b"py) Z 1 2 (x", b"Z", 256 * 42)) == ZombieExit(256 * 42, 12), "a name with ')'"
+    assert parse_zombie_stat(line(b"python", b"R", 9)) is None, "alive: nothing to read yet"
+    assert parse_zombie_stat(line(b"python", b"Z", 0)) is None, "0 may be a denied read"
+    assert parse_zombie_stat(line(b"python", b"Z", 9, utime=-1)) is None
+    assert parse_zombie_stat(b"123 (python) Z 1 2") is None, "too short"
+    assert parse_zombie_stat(b"no parenthesis") is None
+
+
+def test_a_zombies_sigkill_past_its_cpu_soft_limit_reads_as_sigxcpu_and_near_it_as_unknown() -> None:
+    from kumix.extensions.proc.early_exit import ZombieExit, reported_status
+
+    kill, xcpu = int(signal.SIGKILL), int(signal.SIGXCPU)
+    assert reported_status(ZombieExit(kill, 200), 1, 100) == xcpu, "2 s of CPU, soft limit 1 s"
+    assert reported_status(ZombieExit(kill, 100), 1, 100) == xcpu, "at the limit: the kernel's SIGXCPU came first"
+    assert reported_status(ZombieExit(kill, 99), 1, 100) is None, "rounded down: may be at the limit"
+    assert reported_status(ZombieExit(kill, 97), 1, 100) == kill, "short of it even rounded up: a kill"
+    assert reported_status(ZombieExit(256 * 42, 500), 1, 100) == 256 * 42, "only a SIGKILL is read again"
+    assert reported_status(ZombieExit(int(signal.SIGSEGV), 500), 1, 100) == int(signal.SIGSEGV)
 
 
 async def test_worker_cannot_kill_itself_as_pid_one_but_the_host_can(host: ProcHost) -> None:

@@ -34,6 +34,8 @@ import signal
 import struct
 from typing import NoReturn
 
+from kumix.extensions.proc.exit_codes import as_the_kernel_meant
+
 RECORD = struct.Struct("=ci")
 """One report: a tag and a 32-bit number, written with one write (atomic on a pipe)."""
 REPORT_PID = b"P"
@@ -85,22 +87,11 @@ def _supervise(child: int, report_fd: int | None, witness_w: int) -> NoReturn:
     except ChildProcessError:  # pragma: no cover - nobody else can reap it
         status, usage = 0x7F00, None  # "exited 127": unknown
     if usage is not None:
-        status = _as_the_kernel_meant(status, usage.ru_utime + usage.ru_stime)
+        soft, _hard = resource.getrlimit(resource.RLIMIT_CPU)  # the worker's: set before the fork
+        if soft != resource.RLIM_INFINITY:
+            status = as_the_kernel_meant(status, usage.ru_utime + usage.ru_stime, soft) or status
     _report(report_fd, REPORT_STATUS, status)
     _exit_like(status)
-
-
-def _as_the_kernel_meant(status: int, cpu_seconds: float) -> int:
-    """RLIMIT_CPU's SIGXCPU at the soft limit is ignored by pid 1 (default action, sent from
-    inside), so a worker over its CPU time runs on to the hard limit and dies of the kernel's
-    SIGKILL there. The supervisor shares the worker's rlimits (set before the fork): a SIGKILL
-    death past the soft limit is reported as the SIGXCPU the kernel sent first, so the host
-    still answers `resource_limit` rather than `crashed`."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_CPU)
-    over = soft != resource.RLIM_INFINITY and cpu_seconds >= soft
-    if over and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-        return int(signal.SIGXCPU)
-    return status
 
 
 def _exit_like(status: int) -> NoReturn:

@@ -256,7 +256,7 @@ class _Worker:
         self._stop_watching_exit()  # readable for good once the process has ended
         if self.pidfd is None or self.exited.done():
             return
-        status = zombie_status(self.pid, self.pidfd)
+        status = zombie_status(self.pid, self.pidfd, self.session.limits.max_cpu_seconds)
         if status is not None:
             self.session.on_zombie(self, status)
 
