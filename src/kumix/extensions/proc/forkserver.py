@@ -30,7 +30,11 @@ worker's PID namespace that is the forked child's own child (pid 1 inside, pid_n
 which the child reports on a pipe of its own (its "P" record); the child itself stays behind as
 its supervisor. The host kills that pid and reads its /proc files. "spawned" waits for the
 report (or for the pipe's EOF: without a PID namespace the child is the worker), and "exited"
-carries the worker's own wait status (the "S" record), falling back to the child's.
+carries the worker's own wait status (the "S" record), falling back to the child's. The "S"
+record comes once the supervisor has reaped the worker, so "exited" goes out then, without
+waiting for the supervisor's own exit: it is the last holder of the worker's mount, IPC and
+network namespaces, whose teardown (and the SIGCHLD after it) the host's crashed call would
+wait out. The supervisor is reaped when it is gone, as any child.
 
 Lifetime: the server dies with the host (PDEATHSIG, checked against the expected parent pid
 right after it is set) and every worker dies with the server, so SIGKILL of the host
@@ -156,6 +160,7 @@ class _Child:
         self.worker_pid: int | None = None
         self.worker_status: int | None = None
         self.announced = False
+        self.exit_sent = False
 
 
 class _Server:
@@ -244,9 +249,13 @@ class _Server:
                 continue
             # It is dead: whatever it reported is in the pipe already.
             self._read_report(child)
-            self._announce(child)
-            worker_status = child.worker_status if child.worker_status is not None else status
-            self.send({"op": "exited", "pid": child.worker_pid, "status": worker_status})
+            self._send_exited(child, child.worker_status if child.worker_status is not None else status)
+
+    def _send_exited(self, child: _Child, status: int) -> None:
+        self._announce(child)  # "spawned" first, always
+        if not child.exit_sent:
+            child.exit_sent = True
+            self.send({"op": "exited", "pid": child.worker_pid, "status": status})
 
     def _read_report(self, child: _Child) -> None:
         """Take in the child's records; at EOF, close the pipe and announce the worker."""
@@ -271,8 +280,9 @@ class _Server:
             if tag == REPORT_PID and child.worker_pid is None:
                 child.worker_pid = value
                 self._announce(child)
-            elif tag == REPORT_STATUS:
+            elif tag == REPORT_STATUS and child.worker_status is None:
                 child.worker_status = value
+                self._send_exited(child, value)  # the worker is reaped: no need to wait for its supervisor
         if eof:
             self.poller.unregister(fd)
             del self.reports[fd]
