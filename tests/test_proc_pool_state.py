@@ -222,6 +222,46 @@ def test_a_spare_is_started_beside_the_warm_worker_once_in_use() -> None:
     assert p.plan(0.3, may_start=True).starts == 1
 
 
+def test_a_spare_replacing_a_crashed_worker_waits_for_the_time_given_but_calls_do_not() -> None:
+    p = pool(max_workers=4, spare=1)
+    p.submit("c1")
+    p.plan(0.0, may_start=True)
+    p.ready("w1", 0.0)
+    p.plan(0.0, may_start=True)
+    p.ready("w2", 0.0)
+    p.answered("w1", 0.1)
+    # w1 crashes; the shell defers the spare that replaces it to 0.3.
+    p.defer_spares(0.3)
+    p.defer_spares(0.2)  # an earlier time never shortens a deferral
+    p.unusable("w1")
+    p.gone("w1")
+    assert p.spares_deferred_until(0.15) == 0.3, "the shell is told when to plan again"
+    p.submit("c2")
+    plan = p.plan(0.15, may_start=True)
+    assert (plan.sends, plan.starts) == ([("w2", "c2")], 0), "the spare serves; no start competes with it"
+    p.submit("c3")
+    assert p.plan(0.16, may_start=True).starts == 1, "a call no worker can take starts one at once"
+    p.ready("w3", 0.2)
+    p.plan(0.2, may_start=True)  # w3 takes c3
+    p.answered("w2", 0.25)
+    p.answered("w3", 0.25)
+    assert p.spares_deferred_until(0.25) is None, "two slots again: nothing waits for the time"
+    lone = pool(max_workers=4, spare=1)
+    lone.submit("a")
+    lone.plan(0.0, may_start=True)
+    lone.ready("w1", 0.0)
+    lone.defer_spares(0.3)
+    assert lone.plan(0.1, may_start=True).starts == 0, "a spare is deferred"
+    lone.answered("w1", 0.1)
+    lone.unusable("w1")
+    lone.gone("w1")
+    assert lone.plan(0.1, may_start=True).starts == 1, "but not the warm worker itself"
+    lone.ready("w2", 0.2)
+    assert lone.spares_deferred_until(0.2) == 0.3
+    assert lone.plan(0.3, may_start=True).starts == 1, "the spare at the time given"
+    assert lone.spares_deferred_until(0.3) is None
+
+
 def test_spares_count_against_max_workers() -> None:
     p = pool(max_workers=2, spare=1)
     for call in ("a", "b", "c"):

@@ -17,8 +17,11 @@ Rules:
   use (`keep_warm`), enough to keep `1 + spare` worker slots — one warm worker for the next
   call plus `spare` already started (and so already confined) ones, ready to take over the
   moment a worker crashes or is killed. Spares start only once a worker is ready, so they
-  never compete with the first worker's start. Spares are workers like any other: they count
-  against `max_workers`, so against the policy's concurrency and memory bounds.
+  never compete with the first worker's start, and a spare that replaces a crashed worker
+  starts only at the time the shell gives (`defer_spares`), so its fork and confinement do not
+  compete with the calls that follow the crash, which the spare already there serves. Spares
+  are workers like any other: they count against `max_workers`, so against the policy's
+  concurrency and memory bounds.
 - An idle worker beyond the `1 + spare` kept ones is retired once it stayed idle for
   `idle_retire_s`: a burst may need max_workers processes, a quiet extension keeps few.
 """
@@ -71,6 +74,8 @@ class WorkerPool(Generic[W, C]):
         self._slots = 0
         """Workers starting, serving or being reaped. At most max_workers."""
         self._starting = 0
+        self._spares_after = float("-inf")
+        """No spare starts before this time (`defer_spares`)."""
 
     # ------------------------------------------------------------ what the shell asks
 
@@ -202,12 +207,25 @@ class WorkerPool(Generic[W, C]):
             # Spares only once a worker is ready: started beside the first one, a spare's fork
             # and confinement would compete with it for the CPU and delay the first call.
             ready = len(self._workers) > len(self._unusable)
-            wanted = max(wanted, 1 + (self.spare if ready else 0) - self._slots)
+            spares = self.spare if ready and now >= self._spares_after else 0
+            wanted = max(wanted, 1 + spares - self._slots)
         starts = max(0, min(wanted, self.max_workers - self._slots))
         self._slots += starts
         self._starting += starts
         plan.starts = starts
         return plan
+
+    def defer_spares(self, until: float) -> None:
+        """Start no spare before `until` (a worker just crashed: the calls after it come first).
+        Starts for queued calls and for the one warm worker are not deferred."""
+        self._spares_after = max(self._spares_after, until)
+
+    def spares_deferred_until(self, now: float) -> float | None:
+        """When a deferred spare start becomes due, if one is waiting for it: the shell plans
+        again then."""
+        if now < self._spares_after and self.keep_warm and self.spare and self._slots < 1 + self.spare:
+            return self._spares_after
+        return None
 
     def ready(self, worker: W, now: float) -> None:
         """A reserved start produced a worker that said hello: it is idle."""
