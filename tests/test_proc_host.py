@@ -30,7 +30,7 @@ from kumix.core.errors import (
     Unavailable,
 )
 from kumix.extensions.proc.host import ProcHost
-from tests.proc_support import pid_of, records, running, session, wait_gone, write_policy
+from tests.proc_support import pid_of, proc_pids_of, records, running, session, wait_gone, write_policy
 
 SAFETY_S = 30
 
@@ -353,6 +353,33 @@ async def test_a_worker_over_its_cpu_time_is_a_resource_limit_before_the_exit_re
             finally:
                 os.kill(parent, signal.SIGCONT)
         await assert_no_leftovers(host, "hostile-crash")
+
+
+async def test_a_closing_host_leaves_its_fork_server_to_reap_every_child(tmp_path: Path) -> None:
+    """A worker's `exited` report goes out once its supervisor has reaped it, while the
+    supervisor itself may still be on its way out. So a host that closes does not kill a fork
+    server that has spawned: the server kills and reaps every child it still has when its control
+    socket closes, and ends by itself. Killed instead, it would leave orphans (seen: a
+    supervisor still there after `kumix serve` had exited)."""
+    policy = write_policy(tmp_path / "p.json")
+    host = ProcHost(policy, logs_dir=tmp_path / "logs", scratch_root=tmp_path / "scratch")
+    async with host:
+        crash = session(host, "hostile-crash")
+        async with asyncio.timeout(SAFETY_S):
+            await crash.call("crash.echo", {})
+        server = host.forkserver_pid
+        assert server is not None
+        below = proc_pids_of(server)
+        assert below, "the worker (and its supervisor, with a PID namespace)"
+    assert host.forkserver.returncode == 0, "the server ended by itself"
+    left = []
+    for pid in [server, *below]:
+        try:
+            os.kill(pid, 0)  # a zombie counts: nobody reaped it
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    assert left == [], "every process of the host is reaped"
 
 
 def test_a_zombie_status_is_read_only_from_a_zombie_and_never_as_0() -> None:

@@ -49,6 +49,10 @@ class ForkServer:
         self._ready: asyncio.Future[int] | None = None
         self._spawns: dict[int, asyncio.Future[SpawnedWorker]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._has_spawned = False
+        """Whether the running server was asked to spawn: then it may still hold children whose
+        worker has exited (a PID namespace's supervisor outlives its `exited` report, which
+        goes out when the supervisor has reaped the worker: forkserver.py)."""
         self._next_token = 0
         self._start_lock = asyncio.Lock()
         self._closed = False
@@ -63,6 +67,12 @@ class ForkServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def returncode(self) -> int | None:
+        """How the latest server ended (negative: the signal that killed it); None while it
+        runs or before the first launch."""
+        return self._process.poll() if self._process is not None else None
+
     async def spawn(self, spec: WorkerSpec, fds: tuple[int, int, int]) -> SpawnedWorker:
         control = await self._running()
         loop = asyncio.get_running_loop()
@@ -73,6 +83,7 @@ class ForkServer:
             raise Crashed("spawn request too large for the fork server")
         future: asyncio.Future[SpawnedWorker] = loop.create_future()
         self._spawns[token] = future
+        self._has_spawned = True
         try:
             socket.send_fds(control, [message], list(fds))
         except OSError as exc:
@@ -111,6 +122,7 @@ class ForkServer:
             launched = launch_server(self._logs_dir)
         launched.adopted = True
         self._process = launched.process
+        self._has_spawned = False
         self.starts += 1
         self.launched_at, self.ready_at, self.preloaded_at = launched.launched_at, None, None
         # The launch made a bare `_socket` pair (launch.py); the host's end is a full socket.
@@ -197,9 +209,11 @@ class ForkServer:
     async def aclose(self) -> None:
         self._closed = True
         process = self._process
-        # With no worker alive or on its way, there is nothing for the server to clean up:
-        # end it at once rather than wait for it to notice (it may still be importing).
-        idle = not self._exits and not self._spawns
+        # A server never asked to spawn has nothing to clean up: end it at once rather than
+        # wait for it to notice (it may still be importing). One that spawned may still hold
+        # supervisors of exited workers; when its control socket closes it kills and reaps
+        # every child it has, so it is left to do that (killed, it would orphan them).
+        idle = not self._has_spawned
         self._lost("the proc host is shutting down")
         if process is None:
             return
